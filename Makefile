@@ -1,0 +1,29 @@
+# The two commands: `make run` and `make test`. Everything they need is installed by
+# scripts/install.sh into .venv/ and .cache/ (both ignored by git).
+PYTHON := .venv/bin/python
+
+.PHONY: run test install install-test unit integration e2e charts logs clean
+
+run: install
+	$(PYTHON) local/stack.py
+
+test: install-test
+	$(PYTHON) -m pytest
+
+install:
+	@scripts/install.sh
+
+install-test:
+	@scripts/install.sh test
+
+unit: install-test
+	$(PYTHON) -m pytest tests/unit
+
+integration: install-test
+	$(PYTHON) -m pytest tests/integration
+
+logs:
+	tail -F .run/local/logs/*.log
+
+clean:
+	rm -rf .run
