@@ -1,0 +1,26 @@
+"""What every service's gunicorn.conf.py shares: hooks and settings for containers.
+
+Each gunicorn.conf.py imports these names explicitly, so gunicorn sees them as settings.
+"""
+
+import os
+
+from chat_common.metrics import reset_multiproc_dir, worker_exited
+
+# Heartbeat files in memory: the root filesystem is read-only in Kubernetes.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No runtime control socket: nothing uses it, and it would need a writable home.
+control_socket_disable = True
+# Request limits that stop oversized or slow headers early.
+limit_request_line = 4094
+limit_request_fields = 50
+
+
+def on_starting(server):
+    """Forget the metrics files of an earlier run."""
+    reset_multiproc_dir()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges stop counting."""
+    worker_exited(worker.pid)

@@ -1,0 +1,70 @@
+"""Structured logs: one JSON object per line on stdout.
+
+Log with ``extra={"msg_id": ...}`` wherever a message is handled, so that one message can
+be followed through ingest, bridge and stream by its id.
+"""
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class _ServiceFilter(logging.Filter):
+    def __init__(self, service):
+        super().__init__()
+        self.service = service
+
+    def filter(self, record):
+        record.service = self.service
+        return True
+
+
+def formatter():
+    return JsonFormatter(
+        FORMAT,
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        timestamp=False,
+    )
+
+
+def setup_logging(service, level="INFO"):
+    """Send every logger of the process to stdout as JSON, tagged with the service name."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter())
+    handler.addFilter(_ServiceFilter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Client libraries are chatty at INFO; their warnings still come through.
+    for noisy in ("kafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def gunicorn_logconfig(service, level="INFO", access_log=False):
+    """gunicorn's ``logconfig_dict``: its own logs in the same JSON shape as the service's."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"service": {"()": _ServiceFilter, "service": service}},
+        "formatters": {"json": {"()": formatter}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+                "filters": ["service"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+            "gunicorn.access": {
+                "handlers": ["console"] if access_log else [],
+                "level": "INFO" if access_log else "CRITICAL",
+                "propagate": False,
+            },
+        },
+    }

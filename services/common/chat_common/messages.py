@@ -1,0 +1,162 @@
+"""The one definition of a chat message on every hop.
+
+- Kafka: key = the room (UTF-8), value = ``Message.kafka_value()``; the record's offset
+  becomes the message id, so the value never holds it.
+- Redis: the room history holds ``Message.to_json()`` with score = id; live events go to
+  the room's pub/sub channel in flask-sse's JSON format (``live_payload``).
+- SSE: ``sse_frame`` writes an event; no input can add a field to it.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+
+from kafka.partitioner.default import murmur2
+
+ROOM_PATTERN = re.compile(r"[a-z0-9_-]{1,64}\Z")
+
+
+def is_valid_room(room):
+    return isinstance(room, str) and ROOM_PATTERN.match(room) is not None
+
+
+MAX_USER_CHARS = 32
+
+
+def normalize_user(value):
+    """A user name as stored (trimmed), or None if it breaks the rules: 1 to 32 printable
+    characters, none of them control, format or unpaired surrogate characters."""
+    if not isinstance(value, str):
+        return None
+    user = value.strip()
+    if not 1 <= len(user) <= MAX_USER_CHARS or not user.isprintable():
+        return None
+    return user
+
+
+def room_partition(room, partitions):
+    """The Kafka partition of a room: the producer's default (murmur2) partitioner."""
+    return (murmur2(room.encode()) & 0x7FFFFFFF) % partitions
+
+
+def _dumps(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Message:
+    room: str
+    user: str
+    text: str
+    ts: int
+    client_id: str | None = None
+    id: str | None = None
+
+    def kafka_value(self):
+        return _dumps(
+            {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts, "client_id": self.client_id}
+        ).encode()
+
+    @classmethod
+    def from_kafka(cls, value, offset):
+        fields = json.loads(value)
+        return cls(
+            room=fields["room"],
+            user=fields["user"],
+            text=fields["text"],
+            ts=int(fields["ts"]),
+            client_id=fields.get("client_id"),
+            id=str(offset),
+        )
+
+    @classmethod
+    def from_stored(cls, data):
+        """The message from its ``to_json()`` form (Redis history, client_id records)."""
+        fields = json.loads(data)
+        return cls(**{name: fields.get(name) for name in ("room", "user", "text", "ts", "client_id", "id")})
+
+    def as_dict(self):
+        return {
+            "id": self.id,
+            "room": self.room,
+            "user": self.user,
+            "text": self.text,
+            "ts": self.ts,
+            "client_id": self.client_id,
+        }
+
+    def to_json(self):
+        """Deterministic: the same record always gives the same bytes (idempotent writes)."""
+        return _dumps(self.as_dict())
+
+
+def live_payload(data_json, event="message", id=None):
+    """A Redis pub/sub payload in flask-sse's format: {"data": ..., "type": ..., "id": ...}."""
+    head = '{"data":' + data_json + ',"type":' + _dumps(event)
+    return head + (',"id":' + _dumps(id) if id is not None else "") + "}"
+
+
+def parse_live(payload):
+    """(event, data as text, id or None) of a flask-sse payload; ValueError if it is not one."""
+    try:
+        fields = json.loads(payload)
+        data = fields["data"]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError("not a flask-sse message") from None
+    if not isinstance(data, str):
+        data = _dumps(data)
+    event = fields.get("type") or None
+    id = fields.get("id")
+    return event, data, (None if id is None else str(id))
+
+
+_FIELD_BREAKERS = re.compile(r"[\r\n\0]")
+
+
+def _field(name, value):
+    value = str(value)
+    if _FIELD_BREAKERS.search(value):
+        raise ValueError(f"SSE {name} may not contain CR, LF or NUL")
+    return value
+
+
+def sse_frame(data, event=None, id=None, retry=None):
+    """One Server-Sent Event, as bytes. Every line of data gets its own ``data:`` prefix,
+    and the single-line fields refuse line breaks, so no input can inject a field."""
+    lines = []
+    if event:
+        lines.append("event: " + _field("event", event))
+    if id is not None:
+        lines.append("id: " + _field("id", id))
+    if retry is not None:
+        lines.append("retry: %d" % int(retry))
+    lines.extend("data: " + line for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def sse_comment(text):
+    return (": " + _field("comment", text) + "\n\n").encode()
+
+
+# Redis layout, shared by the bridge (writer) and the stream service (reader).
+STATE_KEY = "chat:state"  # hash: ready:<partition> -> 1, floor:<partition> -> offset
+
+
+def history_key(room):
+    return f"chat:room:{room}:history"  # sorted set: score = id, member = Message.to_json()
+
+
+def meta_key(room):
+    return f"chat:room:{room}:meta"  # hash: last = newest id applied, floor = newest id trimmed
+
+
+def presence_key(room):
+    return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
+
+
+def client_id_key(room, client_id):
+    return f"chat:room:{room}:cid:{client_id}"  # string: the id first stored for this client_id
+
+
+def channel(room):
+    return room  # flask-sse's channel: a flask_sse publisher with channel=<room> reaches the room
