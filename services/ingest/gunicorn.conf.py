@@ -1,0 +1,27 @@
+# gunicorn settings for ingest: the same file runs locally and in the image.
+# Each POST waits for Kafka's acknowledgement, so a worker serves many at once on threads.
+from chat_common.config import env_int, env_str, log_level
+from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
+    child_exit,
+    control_socket_disable,
+    limit_request_fields,
+    limit_request_line,
+    on_starting,
+    worker_tmp_dir,
+)
+from chat_common.logs import gunicorn_logconfig
+
+bind = env_str("INGEST_BIND", "127.0.0.1:8001")
+workers = env_int("INGEST_WORKERS", 2)
+worker_class = "gthread"
+threads = env_int("INGEST_THREADS", 16)
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
+
+
+def worker_exit(server, worker):
+    producer = getattr(worker.wsgi, "extensions", {}).get("chat.producer") if worker.wsgi else None
+    if producer is not None:
+        producer.close()

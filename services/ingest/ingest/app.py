@@ -1,0 +1,86 @@
+"""The ingest app factory: POST /api/rooms/<room>/messages, plus /healthz, /readyz, /metrics."""
+
+import logging
+import time
+from dataclasses import replace
+
+from flask import Flask, Response, jsonify, request
+from redis import Redis
+from redis.exceptions import RedisError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from chat_common.errors import ApiError, register_error_handlers
+from chat_common.messages import Message, client_id_key
+from chat_common.metrics import instrument_requests
+from chat_common.ops import ops_blueprint
+from ingest import metrics, validation
+from ingest.config import Config
+from ingest.producer import KafkaUnavailable, Producer
+from ingest.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config=None):
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = validation.MAX_BODY_BYTES
+    if config.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
+    register_error_handlers(app)
+    instrument_requests(app)
+
+    producer = Producer(config)
+    redis = Redis.from_url(config.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+    limiter = RateLimiter(
+        redis, config.rate_limit_window_s, {"user": config.rate_limit_user, "ip": config.rate_limit_ip}
+    )
+    app.extensions["chat.producer"] = producer
+
+    def stored_for(room, client_id):
+        """The message already stored for a retried client_id, if the bridge has seen it."""
+        try:
+            return redis.get(client_id_key(room, client_id))
+        except RedisError:
+            return None
+
+    @app.post("/api/rooms/<room>/messages")
+    def post_message(room):
+        try:
+            validation.check_room(room)
+            body = validation.parse_body(request)
+            user = validation.clean_user(body.get("user"))
+            text = validation.clean_text(body.get("text"))
+            client_id = validation.clean_client_id(body.get("client_id"))
+            if client_id and (stored := stored_for(room, client_id)):
+                metrics.REPLAYED.inc()
+                return Response(stored, status=201, content_type="application/json")
+            limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})
+            if limited:
+                scope, wait_s = limited
+                metrics.RATE_LIMITED.labels(scope).inc()
+                raise ApiError(
+                    429, "rate_limited", f"Too many messages; wait {wait_s} s before sending again.", retry_after=wait_s
+                )
+        except ApiError as error:
+            metrics.REJECTED.labels(error.code).inc()
+            raise
+
+        message = Message(room=room, user=user, text=text, ts=int(time.time() * 1000), client_id=client_id)
+        try:
+            offset = producer.send(room, message.kafka_value())
+        except KafkaUnavailable as error:
+            log.warning("kafka unavailable", extra={"room": room, "error": str(error)})
+            raise ApiError(
+                503, "kafka_unavailable", "Messages cannot be stored right now; try again shortly.",
+                retry_after=config.retry_after_s,
+            ) from error
+        stored = replace(message, id=str(offset))
+        metrics.MESSAGES_ACCEPTED.inc()
+        log.info("message produced", extra={"msg_id": stored.id, "room": room, "client_id": client_id})
+        return jsonify(stored.as_dict()), 201
+
+    # Ready once connected to Kafka. Redis is left out: without it, rate limits are skipped
+    # and posting still works; while Kafka is down, posts get a clear 503 from here.
+    app.register_blueprint(ops_blueprint(lambda: {"kafka": producer.ready()}))
+    return app

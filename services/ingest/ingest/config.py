@@ -1,0 +1,36 @@
+"""ingest's settings, read once from environment variables (defaults: the local stack)."""
+
+from dataclasses import dataclass
+
+from chat_common import config as env
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    redis_url: str
+    log_level: str
+    produce_timeout_s: float  # a POST waits at most this long for Kafka's acknowledgement
+    kafka_linger_ms: int
+    retry_after_s: int  # Retry-After sent with 503 while Kafka is unreachable
+    rate_limit_window_s: int
+    rate_limit_user: int  # messages per window per user name
+    rate_limit_ip: int  # messages per window per client address
+    trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
+
+    @classmethod
+    def from_env(cls):
+        return cls(
+            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
+            kafka_topic=env.kafka_topic(),
+            redis_url=env.redis_url(),
+            log_level=env.log_level(),
+            produce_timeout_s=env.env_float("INGEST_PRODUCE_TIMEOUT_S", 5.0),
+            kafka_linger_ms=env.env_int("INGEST_KAFKA_LINGER_MS", 1),
+            retry_after_s=env.env_int("INGEST_RETRY_AFTER_S", 2),
+            rate_limit_window_s=env.env_int("RATE_LIMIT_WINDOW_S", 10),
+            rate_limit_user=env.env_int("RATE_LIMIT_USER", 30),
+            rate_limit_ip=env.env_int("RATE_LIMIT_IP", 300),
+            trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
+        )

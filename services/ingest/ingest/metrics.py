@@ -1,0 +1,23 @@
+"""ingest's Prometheus metrics (HTTP request metrics come from chat_common.metrics)."""
+
+from prometheus_client import Counter, Histogram
+
+from chat_common.metrics import LATENCY_BUCKETS
+
+MESSAGES_ACCEPTED = Counter("chat_ingest_messages_total", "Messages acknowledged by Kafka and answered 201.")
+REJECTED = Counter(
+    "chat_ingest_rejected_total",
+    "Requests refused before producing, by error code (invalid_text, rate_limited, ...).",
+    ["reason"],
+)
+RATE_LIMITED = Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit, by scope.", ["scope"])
+PRODUCE_SECONDS = Histogram(
+    "chat_ingest_produce_duration_seconds",
+    "Time from handing a record to the Kafka producer to its acknowledgement (acks=all).",
+    buckets=LATENCY_BUCKETS,
+)
+PRODUCE_ERRORS = Counter("chat_ingest_produce_errors_total", "Records Kafka did not acknowledge in time, by error.", ["error"])
+REPLAYED = Counter("chat_ingest_replayed_total", "Retried POSTs answered with the message already stored for their client_id.")
+RATE_LIMIT_ERRORS = Counter(
+    "chat_ingest_rate_limit_errors_total", "Rate-limit checks skipped because Redis did not answer (requests let through)."
+)

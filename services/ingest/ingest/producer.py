@@ -1,0 +1,83 @@
+"""The Kafka producer of an ingest worker process: idempotent, acks=all, bounded waits."""
+
+import logging
+import threading
+import time
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from ingest import metrics
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not acknowledge in time; nothing is promised about the record."""
+
+
+class Producer:
+    """Created lazily (Kafka may start after us) and shared by the worker's threads."""
+
+    RECONNECT_COOLDOWN_S = 1.0
+
+    def __init__(self, config):
+        self.config = config
+        self._producer = None
+        self._lock = threading.Lock()
+        self._failed_at = 0.0
+
+    def _create(self):
+        timeout_ms = int(self.config.produce_timeout_s * 1000)
+        return KafkaProducer(
+            bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
+            client_id="chat-ingest",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.config.kafka_linger_ms,
+            # Bounded waits: metadata, then the whole delivery (after which the record is
+            # expired, never sent later), so that a POST answers within produce_timeout_s.
+            max_block_ms=min(2000, timeout_ms),
+            request_timeout_ms=max(1000, timeout_ms - self.config.kafka_linger_ms - 500),
+            delivery_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=1000,
+        )
+
+    def _get(self):
+        if self._producer is not None:
+            return self._producer
+        with self._lock:
+            if self._producer is None:
+                if time.monotonic() - self._failed_at < self.RECONNECT_COOLDOWN_S:
+                    raise KafkaUnavailable("kafka unreachable (cooling down)")
+                try:
+                    self._producer = self._create()
+                    log.info("kafka producer connected", extra={"bootstrap": self.config.kafka_bootstrap_servers})
+                except KafkaError as error:
+                    self._failed_at = time.monotonic()
+                    raise KafkaUnavailable(str(error)) from error
+        return self._producer
+
+    def send(self, room, value):
+        """Produce and wait for the acknowledgement; return the record's offset."""
+        producer = self._get()
+        started = time.perf_counter()
+        try:
+            future = producer.send(self.config.kafka_topic, key=room.encode(), value=value)
+            record = future.get(timeout=self.config.produce_timeout_s + 1)
+        except KafkaError as error:
+            metrics.PRODUCE_ERRORS.labels(type(error).__name__).inc()
+            raise KafkaUnavailable(str(error)) from error
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        return record.offset
+
+    def ready(self):
+        """Connected to Kafka at least once (the producer reconnects by itself after that)."""
+        try:
+            return self._get() is not None
+        except KafkaUnavailable:
+            return False
+
+    def close(self):
+        if self._producer is not None:
+            self._producer.close(timeout=5)
