@@ -1,0 +1,41 @@
+"""bridge's settings, read once from environment variables (defaults: the local stack)."""
+
+import socket
+from dataclasses import dataclass
+
+from chat_common import config as env
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    redis_url: str
+    log_level: str
+    group_id: str
+    instance_id: str | None  # Kafka static membership: a restarted bridge takes its partitions back at once
+    history_max: int  # messages kept per room in Redis (the resume window)
+    client_id_ttl_s: int  # how long a client_id is remembered for de-duplication
+    rebuild_depth: int  # when Redis comes back empty, re-read at most this many records per partition
+    poll_timeout_ms: int
+    max_poll_records: int
+
+    @classmethod
+    def from_env(cls):
+        return cls(
+            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
+            kafka_topic=env.kafka_topic(),
+            redis_url=env.redis_url(),
+            log_level=env.log_level(),
+            group_id=env.env_str("BRIDGE_GROUP_ID", "chat-bridge"),
+            instance_id=env.env_str("BRIDGE_INSTANCE_ID", None) or None,
+            history_max=env.env_int("HISTORY_MAX", 1000),
+            client_id_ttl_s=env.env_int("CLIENT_ID_TTL_S", 86400),
+            rebuild_depth=env.env_int("BRIDGE_REBUILD_DEPTH", 100_000),
+            poll_timeout_ms=env.env_int("BRIDGE_POLL_TIMEOUT_MS", 500),
+            max_poll_records=env.env_int("BRIDGE_MAX_POLL_RECORDS", 500),
+        )
+
+    @property
+    def hostname(self):
+        return socket.gethostname()

@@ -1,0 +1,204 @@
+"""The consume loop: Kafka -> Redis, at least once, with idempotent writes.
+
+For each polled batch: apply every record (store.Store), then commit the offsets. A crash
+anywhere replays from the last commit and the replay changes nothing. If Redis lost a
+partition's history (it is a cache), the partition is re-read from Kafka into Redis
+without publishing the old messages live again.
+"""
+
+import logging
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from redis import Redis
+from redis.exceptions import RedisError
+from tenacity import retry, retry_if_exception_type, wait_exponential
+
+from bridge import metrics
+from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Store
+from chat_common.messages import Message
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
+READY_CHECK_INTERVAL_S = 2.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, bridge):
+        self.bridge = bridge
+
+    def on_partitions_revoked(self, revoked):
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+
+    def on_partitions_assigned(self, assigned):
+        metrics.REBALANCES.inc()
+        metrics.ASSIGNED.set(len(assigned))
+        self.bridge.next_ready_check = 0.0  # check the new partitions' history right away
+        log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+
+class Bridge:
+    def __init__(self, config):
+        self.config = config
+        self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.store = Store(self.redis, config.history_max, config.client_id_ttl_s)
+        self.consumer = None
+        self.stopping = threading.Event()
+        self.last_loop = 0.0  # monotonic time of the last completed poll, for readiness
+        self.next_ready_check = 0.0
+        self.publish_from = {}  # partition -> first offset to publish live after a rebuild
+        self._thread = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self):
+        self._thread = threading.Thread(target=self.run, name="bridge-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10):
+        self.stopping.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def ready(self):
+        return {"consumer": time.monotonic() - self.last_loop < 30, "redis": self._redis_ok()}
+
+    def _redis_ok(self):
+        try:
+            return bool(self.redis.ping())
+        except RedisError:
+            return False
+
+    @retry(wait=wait_exponential(multiplier=0.2, max=5), retry=retry_if_exception_type(KafkaError))
+    def _connect(self):
+        if self.stopping.is_set():
+            return None
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
+            client_id="chat-bridge",
+            group_id=self.config.group_id,
+            group_instance_id=self.config.instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.config.max_poll_records,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
+        consumer.subscribe([self.config.kafka_topic], listener=_Rebalance(self))
+        log.info("kafka consumer connected", extra={"group": self.config.group_id})
+        return consumer
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.consumer = self.consumer or self._connect()
+                if self.consumer is None:
+                    break
+                self.poll_once()
+            except RedisError as error:
+                metrics.ERRORS.labels("redis").inc()
+                log.warning("redis unavailable; retrying", extra={"error": str(error)})
+                self._rewind_to_committed()
+                self.stopping.wait(1.0)
+            except KafkaError as error:
+                metrics.ERRORS.labels("kafka").inc()
+                log.warning("kafka error; retrying", extra={"error": str(error)})
+                self.stopping.wait(1.0)
+            except Exception:
+                metrics.ERRORS.labels("other").inc()
+                log.exception("consume loop failed; reconnecting")
+                self._close_consumer()
+                self.stopping.wait(1.0)
+        self._close_consumer()
+
+    def _close_consumer(self):
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except Exception:
+                log.exception("closing the kafka consumer failed")
+            self.consumer = None
+
+    def _rewind_to_committed(self):
+        """After a failed batch, read it again from the last commit (nothing is skipped)."""
+        if self.consumer is None:
+            return
+        for tp in self.consumer.assignment():
+            committed = self.consumer.committed(tp)
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+            else:
+                self.consumer.seek_to_beginning(tp)
+
+    # -- one iteration -----------------------------------------------------------------
+
+    def poll_once(self):
+        if time.monotonic() >= self.next_ready_check:
+            self.next_ready_check = time.monotonic() + READY_CHECK_INTERVAL_S
+            positions = {tp.partition: self.consumer.position(tp) for tp in self.consumer.assignment()}
+            for partition in self.store.unready_partitions(positions):
+                self.rebuild(partition, positions[partition])
+
+        batches = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms)
+        self.last_loop = time.monotonic()
+        if batches:
+            started = time.perf_counter()
+            self.apply(batches)
+            self.consumer.commit()
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self._update_lag()
+
+    def apply(self, batches):
+        items, records = [], []
+        for tp, batch in batches.items():
+            for record in batch:
+                metrics.CONSUMED.inc()
+                try:
+                    message = Message.from_kafka(record.value, record.offset)
+                except (ValueError, KeyError, TypeError):
+                    metrics.APPLIED.labels("invalid").inc()
+                    log.error("skipping a record that is not a chat message",
+                              extra={"partition": tp.partition, "offset": record.offset})
+                    continue
+                publish = record.offset >= self.publish_from.get(tp.partition, -1)
+                items.append((tp.partition, message, publish))
+                records.append(record)
+        if not items:
+            return
+        outcomes = self.store.apply(items)
+        now_ms = time.time() * 1000
+        lost = {}
+        for (partition, message, publish), record, outcome in zip(items, records, outcomes):
+            if outcome == NOT_READY:
+                lost.setdefault(partition, record.offset)
+                continue
+            label = OUTCOMES[outcome] if publish or outcome != WRITTEN else "rebuilt"
+            metrics.APPLIED.labels(label).inc()
+            if outcome == WRITTEN and publish:
+                metrics.APPLY_LATENCY.observe(max(0.0, now_ms - record.timestamp) / 1000)
+                log.info("message published", extra={"msg_id": message.id, "room": message.room})
+        for partition, offset in lost.items():
+            self.rebuild(partition, offset)
+
+    def rebuild(self, partition, resume_offset):
+        """Redis holds nothing for this partition: re-read its recent past into history
+        (publishing only from ``resume_offset`` on, what clients have not seen yet)."""
+        tp = TopicPartition(self.config.kafka_topic, partition)
+        beginning = self.consumer.beginning_offsets([tp])[tp]
+        start = max(beginning, resume_offset - self.config.rebuild_depth)
+        partitions = len(self.consumer.partitions_for_topic(self.config.kafka_topic))
+        self.store.mark_rebuilding(partition, start - 1, partitions)
+        self.publish_from[partition] = resume_offset
+        self.consumer.seek(tp, start)
+        metrics.REBUILDS.inc()
+        log.warning("rebuilding history from kafka",
+                    extra={"partition": partition, "from_offset": start, "resume_offset": resume_offset})
+
+    def _update_lag(self):
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.LAG.labels(str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))

@@ -1,0 +1,29 @@
+"""bridge's Prometheus metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from chat_common.metrics import LATENCY_BUCKETS
+
+CONSUMED = Counter("chat_bridge_messages_consumed_total", "Kafka records read from the chat topic.")
+APPLIED = Counter(
+    "chat_bridge_messages_applied_total",
+    "Records applied to Redis, by outcome: written (history + live), rebuilt (history only), "
+    "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
+    ["outcome"],
+)
+ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, other).", ["kind"])
+APPLY_LATENCY = Histogram(
+    "chat_bridge_kafka_to_redis_seconds",
+    "Time from a record's Kafka timestamp to its publication in Redis.",
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SECONDS = Histogram(
+    "chat_bridge_batch_duration_seconds", "Time to apply one polled batch to Redis and commit it.", buckets=LATENCY_BUCKETS
+)
+LAG = Gauge(
+    "chat_bridge_consumer_lag", "Records behind the partition's end, as of the last fetch.", ["partition"],
+    multiprocess_mode="livemax",
+)
+ASSIGNED = Gauge("chat_bridge_assigned_partitions", "Partitions this bridge consumes.", multiprocess_mode="livesum")
+REBALANCES = Counter("chat_bridge_rebalances_total", "Partition assignments received from the consumer group.")
+REBUILDS = Counter("chat_bridge_history_rebuilds_total", "Partitions whose Redis history was rebuilt from Kafka.")

@@ -1,0 +1,70 @@
+"""The bridge's writes to Redis: one Lua script per message, so that history, de-duplication
+and the live publish happen together or not at all, and a replay changes nothing."""
+
+from chat_common.messages import STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key
+
+# KEYS: history, meta, state, client_id key
+# ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl
+# Returns -1 if Redis lost the partition's history (rebuild first), 0 if already applied,
+# 2 if the client_id was stored before, 1 once written.
+APPLY_SCRIPT = """
+if redis.call('HEXISTS', KEYS[3], 'ready:' .. ARGV[6]) == 0 then return -1 end
+local offset = tonumber(ARGV[1])
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
+if offset <= last then return 0 end
+redis.call('HSET', KEYS[2], 'last', ARGV[1])
+if ARGV[8] == '1' then
+  if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', tonumber(ARGV[9])) then return 2 end
+end
+redis.call('ZADD', KEYS[1], offset, ARGV[2])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if excess > 0 then
+  local trimmed = redis.call('ZRANGE', KEYS[1], excess - 1, excess - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+  redis.call('HSET', KEYS[2], 'floor', trimmed[2])
+end
+if ARGV[7] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
+return 1
+"""
+
+NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
+
+
+class Store:
+    def __init__(self, redis, history_max, client_id_ttl_s):
+        self.redis = redis
+        self.history_max = history_max
+        self.client_id_ttl_s = client_id_ttl_s
+        self._apply = redis.register_script(APPLY_SCRIPT)
+
+    def apply(self, items):
+        """Apply ``(partition, message, publish)`` items in order, in one round trip;
+        return one outcome per item."""
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, message, publish in items:
+            data = message.to_json()
+            cid = message.client_id
+            self._apply(
+                keys=[history_key(message.room), meta_key(message.room), STATE_KEY,
+                      client_id_key(message.room, cid or "-")],
+                args=[message.id, data, live_payload(data, "message", message.id), channel(message.room),
+                      self.history_max, partition, int(publish), int(cid is not None), self.client_id_ttl_s],
+                client=pipe,
+            )
+        return [int(result) for result in pipe.execute()]
+
+    def unready_partitions(self, partitions):
+        """The partitions whose history Redis does not hold (Redis new or restarted empty)."""
+        partitions = sorted(partitions)
+        if not partitions:
+            return []
+        flags = self.redis.hmget(STATE_KEY, [f"ready:{p}" for p in partitions])
+        return [p for p, flag in zip(partitions, flags) if flag is None]
+
+    def mark_rebuilding(self, partition, floor, partitions):
+        """From now on the partition is written again; ids at or below ``floor`` are gone,
+        so a client resuming from one of them gets a reset. ``partitions``, the topic's
+        partition count, tells readers which partition holds a room."""
+        self.redis.hset(
+            STATE_KEY, mapping={"partitions": partitions, f"floor:{partition}": floor, f"ready:{partition}": 1}
+        )
