@@ -1,0 +1,38 @@
+# gunicorn settings for stream: the same file runs locally and in the image.
+# gevent workers: every SSE client is a long-lived connection served by a greenlet.
+from chat_common.config import env_int, env_str, log_level
+from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
+    child_exit,
+    control_socket_disable,
+    limit_request_fields,
+    limit_request_line,
+    on_starting,
+    worker_tmp_dir,
+)
+from chat_common.logs import gunicorn_logconfig
+
+bind = env_str("STREAM_BIND", "127.0.0.1:8002")
+workers = env_int("STREAM_WORKERS", 2)
+worker_class = "gevent"
+worker_connections = env_int("STREAM_WORKER_CONNECTIONS", 10000)
+timeout = 30
+# Longer than the drain (STREAM_DRAIN_BATCH per STREAM_DRAIN_INTERVAL_S) of a full worker.
+graceful_timeout = env_int("STREAM_GRACEFUL_TIMEOUT_S", 25)
+keepalive = 5
+logconfig_dict = gunicorn_logconfig("stream", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
+
+
+def post_worker_init(worker):
+    """Start the worker's Redis subscription, and drain its streams once it is told to stop."""
+    import gevent
+
+    hub = worker.wsgi.extensions["chat.hub"]
+    config = worker.wsgi.config["chat.config"]
+    hub.start()
+
+    def drain_on_exit():
+        while worker.alive:
+            gevent.sleep(0.2)
+        hub.drain(config.drain_batch, config.drain_interval_s)
+
+    gevent.spawn(drain_on_exit)

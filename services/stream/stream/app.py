@@ -1,0 +1,215 @@
+"""The stream app factory: SSE endpoints, history and presence, plus /healthz, /readyz, /metrics."""
+
+import json
+import logging
+import time
+
+from flask import Flask, Response, jsonify, request
+from gevent.queue import Empty
+from kafka.errors import KafkaError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from chat_common.errors import ApiError, register_error_handlers
+from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse_frame
+from chat_common.metrics import instrument_requests
+from chat_common.ops import ops_blueprint
+from stream import metrics
+from stream.history import History, NotReady
+from stream.hub import CLOSE, Client, Hub
+from stream.presence import Presence
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx (and ingress-nginx): pass events through unbuffered
+}
+MAX_BATCH = 64  # frames written to a socket at once when a client has several waiting
+
+
+def _room(room):
+    if not is_valid_room(room):
+        raise ApiError(400, "invalid_room", "Room names are 1 to 64 characters of a-z, 0-9, '-' and '_'.")
+    return room
+
+
+def _count(name, default, limit):
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > limit:
+        raise ApiError(400, f"invalid_{name}", f"{name} is a whole number from 0 to {limit}.")
+    return int(raw)
+
+
+def _message_id(raw, name):
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise ApiError(400, "invalid_last_event_id", f"{name} is a message id (a decimal number).")
+    return int(raw)
+
+
+def _user():
+    raw = request.args.get("user")
+    if raw is None or raw.strip() == "":
+        return None
+    user = normalize_user(raw)
+    if user is None:
+        raise ApiError(400, "invalid_user", "A user name is 1 to 32 printable characters.")
+    return user
+
+
+def create_app(config):
+    app = Flask(__name__)
+    register_error_handlers(app)
+    instrument_requests(app)
+
+    redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+    history = History(redis, config)
+    presence = Presence(redis, config.presence_ttl_s)
+    hub = Hub(redis, history)
+    app.extensions["chat.hub"] = hub
+    app.config["chat.config"] = config
+
+    def open_stream(room, kind):
+        client = Client(room, config.client_queue, sock=request.environ.get("gunicorn.socket"))
+        try:
+            hub.join(client)
+        except RedisError:
+            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2) from None
+        metrics.CONNECTS.labels(kind).inc()
+        return client
+
+    def stream_response(client, first_frames, member=None):
+        """The SSE body: a retry hint, what the connect asked for, then live events and
+        heartbeats until the client leaves, falls behind or the worker drains."""
+
+        def body():
+            metrics.CONNECTIONS.inc()
+            sent_id = -1  # the newest message id written: history and live events overlap
+            try:
+                yield sse_comment("connected") + b"retry: %d\n\n" % config.retry_ms
+                for frame, id in first_frames():
+                    sent_id = max(sent_id, id) if id is not None else sent_id
+                    metrics.EVENTS_SENT.labels("message" if id is not None else "other").inc()
+                    yield frame
+                while client.closed is None:
+                    try:
+                        items = [client.queue.get(timeout=config.heartbeat_s)]
+                    except Empty:
+                        if member:
+                            presence.refresh(client.room, member)
+                        yield sse_comment("keepalive")
+                        continue
+                    while len(items) < MAX_BATCH and not client.queue.empty():
+                        items.append(client.queue.get_nowait())
+                    fresh = []
+                    for item in items:
+                        if item is CLOSE:
+                            break
+                        id = item[1]
+                        if id is None or id > sent_id:
+                            sent_id = sent_id if id is None else id
+                            fresh.append(item)
+                    if fresh:
+                        yield b"".join(item[0] for item in fresh)
+                        _observe_delivery(fresh)
+            except (RedisError, OSError) as error:
+                client.closed = client.closed or "error"
+                log.warning("stream ended by an error", extra={"room": client.room, "error": str(error)})
+            finally:
+                metrics.CONNECTIONS.dec()
+                metrics.DISCONNECTS.labels(client.closed or "client").inc()
+                hub.leave(client)
+                if member:
+                    try:
+                        presence.leave(client.room, member)
+                    except RedisError:
+                        pass
+
+        return Response(body(), mimetype="text/event-stream", headers=SSE_HEADERS)
+
+    @app.get("/stream/rooms/<room>")
+    def room_stream(room):
+        room = _room(room)
+        count = _count("history", config.history_default, config.history_limit)
+        last_id = _message_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+        if last_id is None:
+            last_id = _message_id(request.args.get("last_event_id"), "last_event_id")
+        user = _user()
+        client = open_stream(room, "resume" if last_id is not None else "fresh")
+        try:
+            history.wait_ready(room)
+        except NotReady:
+            hub.leave(client)
+            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
+        except RedisError:
+            hub.leave(client)
+            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2)
+        member = presence.join(room, user) if user else None
+
+        def first_frames():
+            messages = history.after(room, last_id) if last_id is not None else None
+            if last_id is not None:
+                metrics.RESUMES.labels("exact" if messages is not None else "reset").inc()
+            if messages is None:
+                if last_id is not None:
+                    yield sse_frame("{}", event="reset"), None
+                messages = history.latest(room, count)
+            for data, id in messages:
+                yield sse_frame(data, event="message", id=id), int(id)
+            yield sse_frame(_users_json(presence.users(room)), event="presence"), None
+
+        return stream_response(client, first_frames, member)
+
+    @app.get("/stream")
+    def flask_sse_stream():
+        """flask-sse's own endpoint: live events of ?channel= (default "sse"), nothing else."""
+        room = _room(request.args.get("channel", "sse"))
+        return stream_response(open_stream(room, "flask_sse"), lambda: iter(()))
+
+    @app.get("/stream/rooms/<room>/history")
+    def room_history(room):
+        room = _room(room)
+        limit = _count("limit", config.history_default, config.history_limit)
+        before = _message_id(request.args.get("before"), "before")
+        try:
+            messages, more, source = history.before(room, before, limit)
+        except NotReady:
+            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
+        except (RedisError, KafkaError) as error:
+            log.warning("history read failed", extra={"room": room, "error": str(error)})
+            raise ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2)
+        metrics.HISTORY_READS.labels(source).inc()
+        body = '{"messages":[' + ",".join(messages) + '],"more":' + ("true" if more else "false") + "}"
+        return Response(body, content_type="application/json")
+
+    @app.get("/stream/rooms/<room>/presence")
+    def room_presence(room):
+        try:
+            return jsonify({"users": presence.users(_room(room))})
+        except RedisError:
+            raise ApiError(503, "redis_unavailable", "Presence is unavailable right now.", retry_after=2) from None
+
+    def readiness():
+        return {"redis": hub.ready()}
+
+    app.register_blueprint(ops_blueprint(readiness))
+    return app
+
+
+def _users_json(users):
+    return json.dumps({"users": users}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _observe_delivery(items):
+    """Latency of events just written: since Redis handed them over, and since ingest
+    stamped them (the end-to-end figure)."""
+    now, now_ms = time.perf_counter(), time.time() * 1000
+    for _, id, ts, received_at in items:
+        metrics.EVENTS_SENT.labels("message" if id is not None else "other").inc()
+        metrics.FANOUT_SECONDS.observe(now - received_at)
+        if ts is not None:
+            metrics.DELIVERY_SECONDS.observe(max(0.0, now_ms - ts) / 1000)

@@ -1,0 +1,40 @@
+"""stream's settings, read once from environment variables (defaults: the local stack)."""
+
+from dataclasses import dataclass
+
+from chat_common import config as env
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    redis_url: str
+    log_level: str
+    history_default: int  # messages sent on a fresh connect without ?history=
+    history_limit: int  # the most ?history= and ?limit= may ask for
+    heartbeat_s: float  # a comment line at least this often keeps proxies from closing the stream
+    retry_ms: int  # the reconnection delay suggested to EventSource
+    client_queue: int  # events buffered per client before it is cut off as too slow
+    presence_ttl_s: int  # a connection not refreshed for this long leaves the presence list
+    drain_batch: int  # on SIGTERM, streams closed per step
+    drain_interval_s: float  # pause between drain steps
+    ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
+
+    @classmethod
+    def from_env(cls):
+        return cls(
+            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
+            kafka_topic=env.kafka_topic(),
+            redis_url=env.redis_url(),
+            log_level=env.log_level(),
+            history_default=env.env_int("STREAM_HISTORY_DEFAULT", 50),
+            history_limit=env.env_int("STREAM_HISTORY_LIMIT", 500),
+            heartbeat_s=env.env_float("STREAM_HEARTBEAT_S", 15.0),
+            retry_ms=env.env_int("STREAM_RETRY_MS", 2000),
+            client_queue=env.env_int("STREAM_CLIENT_QUEUE", 512),
+            presence_ttl_s=env.env_int("STREAM_PRESENCE_TTL_S", 45),
+            drain_batch=env.env_int("STREAM_DRAIN_BATCH", 200),
+            drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
+            ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),
+        )
