@@ -1,0 +1,309 @@
+"""The local stack: Kafka (KRaft), Redis, the three services and an nginx gateway, kept
+running by supervisord, which restarts any process that dies and logs that it did.
+
+    python local/stack.py          # what `make run` does; Ctrl-C stops everything
+
+Tests use the same code (``Stack``) with their own ports and run directory.
+Every setting is an environment variable; see ``Settings`` and the README.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+import httpx
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "local" / "templates"
+VENV_BIN = Path(sys.executable).parent
+SERVICES = ("ingest", "bridge", "stream")
+
+
+def _env(name, default):
+    return os.environ.get(name) or default
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    ingest_port: int = 8001
+    stream_port: int = 8002
+    bridge_port: int = 8003
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    run_dir: Path = ROOT / ".run" / "local"
+    kafka_home: Path = ROOT / ".cache" / "kafka"
+    partitions: int = 6
+    external_kafka: str | None = None  # KAFKA_BOOTSTRAP_SERVERS: use that cluster, start none
+    external_redis: str | None = None  # REDIS_URL: use that server, start none
+    service_env: dict = field(default_factory=dict)  # extra environment for the services
+
+    @classmethod
+    def from_env(cls):
+        return cls(
+            gateway_port=int(_env("GATEWAY_PORT", 8080)),
+            ingest_port=int(_env("INGEST_PORT", 8001)),
+            stream_port=int(_env("STREAM_PORT", 8002)),
+            bridge_port=int(_env("BRIDGE_PORT", 8003)),
+            kafka_port=int(_env("KAFKA_PORT", 9092)),
+            kafka_controller_port=int(_env("KAFKA_CONTROLLER_PORT", 9093)),
+            redis_port=int(_env("REDIS_PORT", 6379)),
+            run_dir=Path(_env("RUN_DIR", ROOT / ".run" / "local")).resolve(),
+            partitions=int(_env("KAFKA_TOPIC_PARTITIONS", 6)),
+            external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            external_redis=os.environ.get("REDIS_URL") or None,
+        )
+
+    @property
+    def kafka_bootstrap(self):
+        return self.external_kafka or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def redis_url(self):
+        return self.external_redis or f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def gateway_url(self):
+        return f"http://{self.host}:{self.gateway_port}"
+
+    def service_url(self, name):
+        return f"http://{self.host}:{getattr(self, name + '_port')}"
+
+
+class Stack:
+    def __init__(self, settings, supervisor_log=None):
+        self.settings = settings
+        self.run_dir = settings.run_dir
+        self.supervisor_log = supervisor_log  # None: supervisord logs to this terminal
+        self.process = None
+
+    # -- configuration -----------------------------------------------------------------
+
+    def _render(self, template, target, **extra):
+        values = {
+            "root": ROOT,
+            "run_dir": self.run_dir,
+            "gateway_host": self.settings.host,
+            "user_directive": "user root;" if os.geteuid() == 0 else "",
+            **{k: v for k, v in vars(self.settings).items() if isinstance(v, (int, str, Path))},
+            **extra,
+        }
+        text = Template((TEMPLATES / template).read_text()).substitute(values)
+        target.write_text(text)
+        return target
+
+    def _service_environment(self, name):
+        s = self.settings
+        return {
+            "PYTHONPATH": f"{ROOT}/services/common:{ROOT}/services/{name}",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / name),
+            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
+            "REDIS_URL": s.redis_url,
+            f"{name.upper()}_BIND": f"{s.host}:{getattr(s, name + '_port')}",
+            "BRIDGE_INSTANCE_ID": "local-bridge",
+            **s.service_env,
+        }
+
+    def _programs(self):
+        """supervisord programs: name -> (command, environment, priority)."""
+        s = self.settings
+        programs = {}
+        if not s.external_redis:
+            programs["redis"] = (
+                f"redis-server --bind {s.host} --port {s.redis_port} --save '' --appendonly no "
+                f"--dir {self.run_dir}/redis --protected-mode yes",
+                {},
+                10,
+            )
+        if not s.external_kafka:
+            programs["kafka"] = (
+                f"java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile={self.run_dir}/kafka/log4j2.properties "
+                f"-cp '{s.kafka_home}/libs/*' kafka.Kafka {self.run_dir}/kafka/server.properties",
+                {},
+                10,
+            )
+        for name in SERVICES:
+            programs[name] = (
+                f"{VENV_BIN}/gunicorn -c {ROOT}/services/{name}/gunicorn.conf.py {name}.wsgi:app",
+                self._service_environment(name),
+                20,
+            )
+        programs["nginx"] = (f"nginx -c {self.run_dir}/nginx/nginx.conf -e stderr", {}, 30)
+        return programs
+
+    def prepare(self):
+        s = self.settings
+        for sub in ("logs", "redis", "kafka", "nginx", "metrics"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not s.external_kafka:
+            if not (s.kafka_home / "libs").is_dir():
+                raise SystemExit("The Kafka broker is not installed: run scripts/install.sh (make run does).")
+            self._render("kafka.properties", self.run_dir / "kafka" / "server.properties")
+            shutil.copy(TEMPLATES / "log4j2.properties", self.run_dir / "kafka" / "log4j2.properties")
+            if not (self.run_dir / "kafka" / "data" / "meta.properties").exists():
+                cluster_id = _kafka_cluster_id()
+                subprocess.run(
+                    ["java", "-cp", f"{s.kafka_home}/libs/*", "kafka.tools.StorageTool", "format",
+                     "-t", cluster_id, "-c", str(self.run_dir / "kafka" / "server.properties")],
+                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+        self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf")
+        self._write_supervisor_conf()
+
+    def _write_supervisor_conf(self):
+        log = self.supervisor_log or "/dev/stdout"
+        lines = [
+            "[supervisord]",
+            "nodaemon=true",
+            f"logfile={log}",
+            "logfile_maxbytes=0",
+            f"pidfile={self.run_dir}/supervisord.pid",
+            f"childlogdir={self.run_dir}/logs",
+            "",
+            "[unix_http_server]",
+            f"file={self.run_dir}/supervisor.sock",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.run_dir}/supervisor.sock",
+        ]
+        for name, (command, environment, priority) in self._programs().items():
+            env = ",".join(f'{k}="{v}"' for k, v in environment.items())
+            lines += [
+                "",
+                f"[program:{name}]",
+                f"command={command}",
+                f"directory={ROOT}",
+                f"priority={priority}",
+                "autorestart=true",
+                "startsecs=1",
+                "startretries=1000",
+                "stopasgroup=true",
+                "killasgroup=true",
+                "stopwaitsecs=30",
+                "redirect_stderr=true",
+                f"stdout_logfile={self.run_dir}/logs/{name}.log",
+                "stdout_logfile_maxbytes=50MB",
+                "stdout_logfile_backups=1",
+            ] + ([f"environment={env}"] if env else [])
+        (self.run_dir / "supervisord.conf").write_text("\n".join(lines) + "\n")
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self, timeout=180):
+        self.prepare()
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "supervisord"), "-c", str(self.run_dir / "supervisord.conf")],
+            cwd=ROOT,
+            start_new_session=True,  # Ctrl-C reaches the runner, which stops supervisord in order
+        )
+        try:
+            self.create_topic(timeout)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def create_topic(self, timeout):
+        for attempt in Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5),
+                                retry=retry_if_exception_type(KafkaError), reraise=True):
+            with attempt:
+                self._check_alive()
+                admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, client_id="chat-stack")
+                try:
+                    admin.create_topics([NewTopic(_env("KAFKA_TOPIC", "chat.messages"), self.settings.partitions, 1)])
+                except TopicAlreadyExistsError:
+                    pass
+                finally:
+                    admin.close()
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        urls = [self.settings.service_url(name) + "/readyz" for name in SERVICES]
+        urls.append(self.settings.gateway_url + "/")
+        for url in urls:
+            while True:
+                self._check_alive()
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} not ready after {timeout} s; see {self.run_dir}/logs/")
+                time.sleep(0.2)
+
+    def _check_alive(self):
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"supervisord exited ({self.process.returncode}); see {self.run_dir}/logs/")
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def ctl(self, *args):
+        """Run a supervisorctl command (stop kafka, start redis, pid bridge, ...)."""
+        result = subprocess.run(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(self.run_dir / "supervisord.conf"), *args],
+            capture_output=True, text=True,
+        )
+        return result.stdout.strip()
+
+    def pid(self, name):
+        return int(self.ctl("pid", name))
+
+    def kill(self, name, sig=signal.SIGKILL):
+        """Kill a program's whole process group, as a crashed pod dies (supervisord restarts it)."""
+        os.killpg(self.pid(name), sig)
+
+
+def _kafka_cluster_id():
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def main():
+    settings = Settings.from_env()
+    stack = Stack(settings)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            print("\nStopping the stack...", flush=True)
+            stack.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"Starting the stack (logs in {stack.run_dir}/logs/)...", flush=True)
+    stack.start()
+    print(f"\nChatroom is running: {settings.gateway_url}\n(Ctrl-C stops it)\n", flush=True)
+    stack.process.wait()
+
+
+if __name__ == "__main__":
+    main()
