@@ -21,8 +21,9 @@ def free_port():
 # Settings that make the behaviour under test reachable in seconds rather than minutes.
 TEST_SERVICE_ENV = {
     "HISTORY_MAX": "100",  # the Redis window per room: small, so tests can leave it
-    "RATE_LIMIT_USER": "10000",  # floods come from one address; the rate-limit test sets its own user
-    "RATE_LIMIT_IP": "100000",
+    "RATE_LIMIT_WINDOW_S": "60",  # long enough that the rate-limit test fills it even on a busy machine
+    "RATE_LIMIT_USER": "300",  # tests that post a lot spread it over several user names
+    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_WORKERS": "2",
     "INGEST_PRODUCE_TIMEOUT_S": "3",

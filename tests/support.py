@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import queue
 import threading
 import time
 import uuid
@@ -26,18 +25,21 @@ def post(base_url, room, user="ann", text="hello", client_id=None, **kwargs):
 
 
 class SseClient:
-    """An EventSource-like reader in a thread: collects every event of one stream.
+    """An SSE reader in a thread: collects every event of one stream.
 
-    Unlike a browser it does not reconnect by itself: tests reconnect explicitly, with
-    ``last_event_id``, to control what they check."""
+    With ``reconnect=True`` it behaves as a browser's EventSource: when the stream ends it
+    reconnects (after a short pause) with the last id it saw as Last-Event-ID. Without,
+    tests reconnect explicitly to control what they check."""
 
-    def __init__(self, url, headers=None):
+    def __init__(self, url, headers=None, reconnect=False):
         self.url = url
-        self.headers = headers or {}
-        self.events = queue.Queue()
+        self.headers = dict(headers or {})
+        self.reconnect = reconnect
         self.received = []  # every event, in arrival order
+        self.connects = 0
         self.open = threading.Event()
         self.closed = threading.Event()
+        self._stopping = False
         self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=60.0))
         self._response = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -47,19 +49,31 @@ class SseClient:
 
     def _run(self):
         try:
-            with connect_sse(self._client, "GET", self.url, headers=self.headers) as source:
-                self._response = source.response
-                self.status = source.response.status_code
-                self.response_headers = source.response.headers
-                self.open.set()
-                for event in source.iter_sse():
-                    self.received.append(event)
-                    self.events.put(event)
-        except (httpx.HTTPError, RuntimeError):
-            pass
+            while not self._stopping:
+                self._read_once()
+                if not self.reconnect:
+                    break
+                time.sleep(0.5)
         finally:
             self.open.set()
             self.closed.set()
+
+    def _read_once(self):
+        last_id = next((e.id for e in reversed(self.received) if e.id), None)
+        headers = {**self.headers, **({"Last-Event-ID": last_id} if last_id else {})}
+        try:
+            with connect_sse(self._client, "GET", self.url, headers=headers) as source:
+                self._response = source.response
+                self.status = source.response.status_code
+                self.response_headers = source.response.headers
+                self.connects += 1
+                self.open.set()
+                if self.status != 200:
+                    return
+                for event in source.iter_sse():
+                    self.received.append(event)
+        except (httpx.HTTPError, RuntimeError):
+            pass
 
     def messages(self):
         """The chat messages received (a block with only ``retry:`` is not one)."""
@@ -78,6 +92,7 @@ class SseClient:
         return self.wait_for(lambda c: len(c.messages()) >= count, timeout)
 
     def close(self):
+        self._stopping = True
         if self._response is not None:
             self._response.close()
         self._client.close()

@@ -31,6 +31,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.bridge = bridge
 
     def on_partitions_revoked(self, revoked):
+        for tp in revoked:  # another bridge reports these now: no stale lag from this one
+            metrics.LAG.labels(str(tp.partition)).set(0)
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
 
     def on_partitions_assigned(self, assigned):

@@ -4,7 +4,7 @@ import logging
 import time
 from dataclasses import replace
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -78,7 +78,7 @@ def create_app(config=None):
         stored = replace(message, id=str(offset))
         metrics.MESSAGES_ACCEPTED.inc()
         log.info("message produced", extra={"msg_id": stored.id, "room": room, "client_id": client_id})
-        return jsonify(stored.as_dict()), 201
+        return Response(stored.to_json(), status=201, content_type="application/json")
 
     # Ready once connected to Kafka. Redis is left out: without it, rate limits are skipped
     # and posting still works; while Kafka is down, posts get a clear 503 from here.

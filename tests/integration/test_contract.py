@@ -1,0 +1,135 @@
+"""The public contract's refusals: the right status and JSON error, and nothing produced."""
+
+import concurrent.futures
+import time
+
+import httpx
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from conftest import TEST_SERVICE_ENV
+from support import new_room, post
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def end_offsets(stack):
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
+
+    def read():
+        return consumer.end_offsets(partitions)
+
+    yield read
+    consumer.close()
+
+
+ROOM = "refusals"
+BAD_POSTS = [
+    # (what, room, headers, body, status, code)
+    ("not JSON", ROOM, JSON, b"{user: ann", 400, "invalid_json"),
+    ("invalid UTF-8", ROOM, JSON, b'{"user": "\xff", "text": "x"}', 400, "invalid_json"),
+    ("a JSON array", ROOM, JSON, b'["ann", "hi"]', 422, "invalid_body"),
+    ("form encoded", ROOM, {"Content-Type": "application/x-www-form-urlencoded"}, b"user=ann&text=hi", 415,
+     "unsupported_media_type"),
+    ("no content type", ROOM, {}, b'{"user": "ann", "text": "hi"}', 415, "unsupported_media_type"),
+    ("over 16 KiB", ROOM, JSON, b'{"user": "ann", "text": "' + b"x" * 17000 + b'"}', 413, "payload_too_large"),
+    ("user missing", ROOM, JSON, b'{"text": "hi"}', 422, "invalid_user"),
+    ("user a number", ROOM, JSON, b'{"user": 7, "text": "hi"}', 422, "invalid_user"),
+    ("user empty after trimming", ROOM, JSON, b'{"user": "   ", "text": "hi"}', 422, "invalid_user"),
+    ("user too long", ROOM, JSON, b'{"user": "' + b"a" * 33 + b'", "text": "hi"}', 422, "invalid_user"),
+    ("user with a newline", ROOM, JSON, b'{"user": "ann\\nevent: x", "text": "hi"}', 422, "invalid_user"),
+    ("user with an RTL override", ROOM, JSON, b'{"user": "ann\\u202e", "text": "hi"}', 422, "invalid_user"),
+    ("user a lone surrogate", ROOM, JSON, b'{"user": "\\ud800", "text": "hi"}', 422, "invalid_user"),
+    ("text missing", ROOM, JSON, b'{"user": "ann"}', 422, "invalid_text"),
+    ("text null", ROOM, JSON, b'{"user": "ann", "text": null}', 422, "invalid_text"),
+    ("text blank", ROOM, JSON, b'{"user": "ann", "text": " \\n\\t "}', 422, "invalid_text"),
+    ("text too long", ROOM, JSON, b'{"user": "ann", "text": "' + b"y" * 4001 + b'"}', 422, "text_too_long"),
+    ("text with a NUL", ROOM, JSON, b'{"user": "ann", "text": "a\\u0000b"}', 422, "invalid_text"),
+    ("text a lone surrogate", ROOM, JSON, b'{"user": "ann", "text": "\\udc00"}', 422, "invalid_text"),
+    ("client_id with a newline", ROOM, JSON, b'{"user": "ann", "text": "hi", "client_id": "a\\nid: 9"}', 422,
+     "invalid_client_id"),
+    ("client_id a number", ROOM, JSON, b'{"user": "ann", "text": "hi", "client_id": 5}', 422, "invalid_client_id"),
+    ("room with capitals", "Lobby", JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
+    ("room too long", "r" * 65, JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
+    ("room with a dot", "a.b", JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
+]
+
+
+@pytest.mark.parametrize("what,room,headers,body,status,code", BAD_POSTS, ids=[case[0] for case in BAD_POSTS])
+def test_bad_posts_are_refused_with_a_json_error_and_change_nothing(stack, end_offsets, what, room, headers, body,
+                                                                     status, code):
+    before = end_offsets()
+    response = httpx.post(f"{stack.settings.gateway_url}/api/rooms/{room}/messages", content=body, headers=headers)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert end_offsets() == before
+
+
+def test_the_stored_message_is_trimmed_and_stamped_by_the_server(stack):
+    response = post(stack.settings.gateway_url, new_room(), user="  ann  ", text="\n  hello  \r\n", client_id="c-1")
+    assert response.status_code == 201
+    message = response.json()
+    assert set(message) == {"id", "room", "user", "text", "ts", "client_id"}
+    assert (message["user"], message["text"], message["client_id"]) == ("ann", "hello", "c-1")
+    assert message["id"].isdigit() and isinstance(message["ts"], int)
+
+
+def test_a_retry_with_the_same_client_id_is_stored_once(stack):
+    base = stack.settings.gateway_url
+    room = new_room("retry")
+    first = post(base, room, text="only once", client_id="retry-1").json()
+    history = lambda: httpx.get(f"{base}/stream/rooms/{room}/history").json()["messages"]  # noqa: E731
+    deadline = time.monotonic() + 10
+    while not history() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = post(base, room, text="only once", client_id="retry-1")
+    assert again.status_code == 201
+    assert again.json() == first  # the retry is answered with the message already stored
+    assert [m["id"] for m in history()] == [first["id"]]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stream/rooms/Bad/history",
+        "/stream/rooms/ok/history?limit=5000",
+        "/stream/rooms/ok/history?before=abc",
+        "/stream/rooms/ok?history=-1",
+        "/stream/rooms/ok?last_event_id=1%0Aevent:x",
+        "/stream/rooms/ok?user=ann%0Aevent:%20x",
+        "/stream?channel=no%20spaces",
+    ],
+)
+def test_bad_stream_queries_get_400_json(stack, path):
+    response = httpx.get(stack.settings.gateway_url + path, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"].startswith("invalid_")
+
+
+def test_unknown_paths_and_methods_get_json_errors(stack):
+    base = stack.settings.gateway_url
+    response = httpx.get(f"{base}/api/rooms/lobby/messages")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    response = httpx.get(f"{base}/api/nothing-here")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_a_sender_over_the_rate_limit_gets_429_with_retry_after_and_nothing_stored(stack, end_offsets):
+    base = stack.settings.gateway_url
+    room = new_room("limited")
+    limit = int(TEST_SERVICE_ENV["RATE_LIMIT_USER"])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda i: post(base, room, user="flooder", text=f"n{i}").status_code, range(limit)))
+    assert statuses.count(201) == limit
+    before = end_offsets()
+    response = post(base, room, user="flooder", text="one too many")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(response.headers["Retry-After"]) <= int(TEST_SERVICE_ENV["RATE_LIMIT_WINDOW_S"])
+    assert end_offsets() == before
+    # another person in the same room is not affected
+    assert post(base, room, user="bystander", text="hi").status_code == 201

@@ -1,0 +1,148 @@
+"""Reconnecting clients get exactly what they missed; history pages back into Kafka."""
+
+import httpx
+
+from support import SseClient, new_room, post, stream_url
+
+WINDOW = 100  # HISTORY_MAX in the test stack
+
+
+def post_many(base, room, count, prefix="m"):
+    ids = []
+    for i in range(count):
+        response = post(base, room, user=f"user{i % 5}", text=f"{prefix} {i}")
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_a_fresh_connect_gets_the_last_n_messages_then_live_ones(stack):
+    base = stack.settings.gateway_url
+    room = new_room("hist")
+    ids = post_many(base, room, 12)
+    client = SseClient(stream_url(base, room, history=5))
+    try:
+        assert client.wait_messages(5)
+        assert [m["id"] for m in client.messages()] == ids[-5:]
+        live = post(base, room, text="live").json()
+        assert client.wait_messages(6)
+        assert client.messages()[-1] == live
+    finally:
+        client.close()
+
+
+def test_a_reconnect_with_last_event_id_gets_exactly_the_missed_messages(stack):
+    base = stack.settings.gateway_url
+    room = new_room("resume")
+    first = SseClient(stream_url(base, room, history=0))
+    seen = post_many(base, room, 3)
+    assert first.wait_messages(3)
+    first.close()
+
+    missed = post_many(base, room, 20, prefix="missed")
+    again = SseClient(stream_url(base, room), headers={"Last-Event-ID": seen[-1]})
+    try:
+        assert again.wait_messages(20)
+        live = post(base, room, text="after").json()
+        assert again.wait_messages(21)
+        assert [m["id"] for m in again.messages()] == missed + [live["id"]]
+        assert not any(e.event == "reset" for e in again.received)
+    finally:
+        again.close()
+
+
+def test_the_first_connect_may_resume_with_a_query_parameter(stack):
+    base = stack.settings.gateway_url
+    room = new_room("resumeq")
+    ids = post_many(base, room, 6)
+    client = SseClient(stream_url(base, room, last_event_id=ids[2]))
+    try:
+        assert client.wait_messages(3)
+        assert [m["id"] for m in client.messages()] == ids[3:]
+    finally:
+        client.close()
+
+
+def test_an_id_older_than_the_window_gets_a_reset_then_the_last_n(stack):
+    base = stack.settings.gateway_url
+    room = new_room("reset")
+    ids = post_many(base, room, WINDOW + 10)
+    client = SseClient(stream_url(base, room, history=7), headers={"Last-Event-ID": ids[0]})
+    try:
+        assert client.wait_messages(7)
+        kinds = [e.event for e in client.received if e.event in ("reset", "message") and e.data]
+        assert kinds[0] == "reset"
+        assert [m["id"] for m in client.messages()] == ids[-7:]
+    finally:
+        client.close()
+
+
+def test_history_pages_back_past_the_redis_window_into_kafka_without_gap_or_duplicate(stack):
+    base = stack.settings.gateway_url
+    room = new_room("deep")
+    other = new_room("deep-other")  # other rooms' records share partitions and must be skipped
+    ids = []
+    for i in range(WINDOW + 50):
+        ids.append(post(base, room, user=f"user{i % 5}", text=f"deep {i}").json()["id"])
+        if i % 10 == 0:
+            post(base, other, text="noise")
+
+    pages, before = [], None
+    while True:
+        params = {"limit": 40} | ({"before": before} if before else {})
+        body = httpx.get(f"{base}/stream/rooms/{room}/history", params=params, timeout=30).json()
+        assert body["messages"], "an empty page must not promise more"
+        pages.append([m["id"] for m in body["messages"]])
+        assert all(m["room"] == room for m in body["messages"])
+        before = body["messages"][0]["id"]
+        if not body["more"]:
+            break
+    collected = [i for page in reversed(pages) for i in page]
+    assert collected == ids  # oldest first, every message once, Redis and Kafka stitched together
+    assert len(pages) == 4  # 150 messages in pages of 40
+
+
+def test_history_of_an_unknown_room_is_empty(stack):
+    body = httpx.get(f"{stack.settings.gateway_url}/stream/rooms/{new_room('empty')}/history", timeout=10).json()
+    assert body == {"messages": [], "more": False}
+
+
+def test_presence_lists_connected_users_and_announces_changes(stack):
+    base = stack.settings.gateway_url
+    room = new_room("presence")
+    ann = SseClient(stream_url(base, room, user="ann"))
+    try:
+        bob = SseClient(stream_url(base, room, user="bob"))
+        presence = lambda c: [e.data for e in c.received if e.event == "presence"]  # noqa: E731
+        assert ann.wait_for(lambda c: '{"users":["ann","bob"]}' in presence(c))
+        assert httpx.get(f"{base}/stream/rooms/{room}/presence").json() == {"users": ["ann", "bob"]}
+        bob.close()
+        assert ann.wait_for(lambda c: presence(c)[-1] == '{"users":["ann"]}')
+    finally:
+        ann.close()
+
+
+def test_the_flask_sse_endpoint_streams_a_channel_live(stack):
+    base = stack.settings.gateway_url
+    room = new_room("compat")
+    post(base, room, text="before")  # flask-sse sends no history
+    client = SseClient(f"{base}/stream?channel={room}")
+    try:
+        live = post(base, room, text="live").json()
+        assert client.wait_messages(1)
+        assert client.messages() == [live]
+    finally:
+        client.close()
+
+
+def test_sse_responses_are_unbuffered_uncached_and_hint_a_retry(stack):
+    # Straight from the service: nginx acts on X-Accel-Buffering and does not pass it on.
+    client = SseClient(stream_url(stack.settings.service_url("stream"), new_room("headers")))
+    try:
+        assert client.status == 200
+        assert client.response_headers["content-type"].startswith("text/event-stream")
+        assert client.response_headers["cache-control"] == "no-cache"
+        assert client.response_headers["x-accel-buffering"] == "no"
+        assert client.wait_for(lambda c: any(e.retry for e in c.received))
+    finally:
+        client.close()

@@ -1,0 +1,127 @@
+"""The dashboard and the alert rules, evaluated by a real Prometheus scraping the real
+stack while traffic flows and faults happen (see conftest.py for the run)."""
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from conftest import AFTER_BACKLOG_ALERTS, BRIDGE_DOWN_ALERTS, JOBS, KAFKA_DOWN_ALERTS
+from promsupport import (
+    all_rules,
+    dashboard_targets,
+    has_finite_value,
+    recording_rules,
+    selectors,
+)
+
+# Panel targets that may stay empty in this run, and why. Everything else must draw a line.
+MAY_BE_EMPTY = {
+    "chat_ingest_rate_limited_total": "the tests' rate limits are set high; tests/integration covers 429s",
+}
+
+
+def _may_be_empty(expr):
+    return any(metric in expr for metric in MAY_BE_EMPTY)
+
+
+@pytest.mark.parametrize("service", ["ingest", "bridge", "stream"])
+def test_every_metrics_endpoint_passes_promtool(observed, service):
+    body = httpx.get(observed.stack.settings.service_url(service) + "/metrics", timeout=10).text
+    assert "chat_http_requests_total" in body
+    result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_every_hop_under_its_job_name(observed):
+    targets = observed.prometheus.api("/api/v1/targets")["activeTargets"]
+    assert sorted(t["labels"]["job"] for t in targets) == sorted(JOBS)
+    assert all(t["health"] == "up" for t in targets), targets
+
+
+def test_every_dashboard_target_is_valid_and_draws_data(observed):
+    prom, empty, checked = observed.prometheus, [], 0
+    for dashboard, panel, legend, expr in dashboard_targets():
+        result = prom.query_range(expr, observed.start, observed.end, step=1)  # a bad expression fails here
+        checked += 1
+        if not has_finite_value(result) and not _may_be_empty(expr):
+            empty.append(f"{dashboard} / {panel} / {legend}: {expr}")
+    assert not empty, "panel targets without data:\n" + "\n".join(empty)
+    assert checked >= 40
+
+
+def test_every_rule_expression_is_valid_and_its_series_exist(observed):
+    prom, missing = observed.prometheus, []
+    for rule in all_rules():
+        prom.query(rule["expr"])  # valid: the API answers success
+        for selector in selectors(rule["expr"]):
+            if not prom.query_range(f"count({selector})", observed.start, observed.end, step=1):
+                missing.append(f"{rule.get('alert') or rule.get('record')}: {selector}")
+    assert not missing, "selectors that match nothing in the run:\n" + "\n".join(missing)
+
+
+def test_recording_rules_return_data(observed):
+    for rule in recording_rules():
+        result = observed.prometheus.query_range(rule["record"], observed.start, observed.end, step=1)
+        assert has_finite_value(result), rule["record"]
+
+
+def test_prometheus_evaluates_every_rule_without_error(observed):
+    groups = observed.prometheus.api("/api/v1/rules")["groups"]
+    evaluated = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    expected = {rule.get("alert") or rule.get("record") for rule in all_rules()}
+    assert set(evaluated) == expected
+    for name, rule in evaluated.items():
+        assert rule["health"] == "ok", (name, rule.get("lastError"))
+
+
+def test_no_alert_is_active_while_the_stack_is_healthy(observed):
+    assert observed.alerts["healthy"] == {}
+
+
+@pytest.mark.parametrize(
+    "snapshot,names",
+    [("bridge down", BRIDGE_DOWN_ALERTS), ("after backlog", AFTER_BACKLOG_ALERTS), ("kafka down", KAFKA_DOWN_ALERTS)],
+)
+def test_faults_activate_their_alerts(observed, snapshot, names):
+    active = observed.alerts[snapshot]
+    for name in names:
+        assert active.get(name, set()) & {"pending", "firing"}, (snapshot, name, active)
+
+
+def test_the_run_saw_201s_and_503s(observed):
+    assert observed.statuses.get(201, 0) > 100, observed.statuses
+    assert observed.statuses.get(503, 0) > 0, observed.statuses
+
+
+def test_end_to_end_latency_is_measured_for_every_delivery(observed):
+    """The histogram's count over the run covers at least every acknowledged message once
+    per reader (rooms have two readers each; fan-out counts each)."""
+    prom = observed.prometheus
+    delivered = prom.query(
+        f'sum(increase(chat_delivery_latency_seconds_count{{job="chatroom-stream"}}[{int(observed.end - observed.start) + 5}s]))',
+        at=observed.end,
+    )
+    acked = len(observed.acked)
+    assert delivered and float(delivered[0]["value"][1]) >= 0.9 * 2 * acked, (delivered, acked)
+
+
+def test_one_message_can_be_followed_through_the_json_logs(observed):
+    """docs/metrics.md: ingest "message produced", bridge "message published", stream
+    "message fanned out", each with msg_id and room."""
+    room, msg_id = observed.acked[len(observed.acked) // 4]
+    logs = observed.stack.run_dir / "logs"
+    seen = {}
+    for service, event in (("ingest", "message produced"), ("bridge", "message published"),
+                           ("stream", "message fanned out")):
+        for line in (logs / f"{service}.log").read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("msg_id") == msg_id and record.get("room") == room and record.get("message") == event:
+                assert record["service"] == service
+                seen.setdefault(service, []).append(record["time"])
+    # Each hop logs once it is done, so the three lines can interleave by a millisecond.
+    assert set(seen) == {"ingest", "bridge", "stream"}, seen
