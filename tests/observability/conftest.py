@@ -3,7 +3,8 @@
 A real Prometheus (the chart's alert rules loaded, the local job names) scrapes the stack
 every second while traffic flows through the gateway in four phases: healthy; Kafka
 stopped (POSTs answer 503) and started again; the bridge stopped (its backlog is delivered
-late once it is back); recovered. The tests then read the dashboard's and the rules' expressions back through
+late once it is back); Redis stopped (it comes back empty and the bridge rebuilds
+history); recovered. The tests then read the dashboard's and the rules' expressions back through
 Prometheus's HTTP API. The stack is left healthy for whatever runs after.
 """
 
@@ -31,6 +32,7 @@ BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer
 KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
 # After the bridge's backlog arrives seconds late, the delivery SLO burns fast.
 AFTER_BACKLOG_ALERTS = ("ChatDeliveryLatencyBudgetBurnFast",)
+REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
 
 
 @dataclass
@@ -198,14 +200,23 @@ def observed(stack, prometheus):
         phase("bridge down", started)
         run.alerts["after backlog"] = prometheus.wait_alerts(AFTER_BACKLOG_ALERTS, timeout=20)
 
-        # 4. recovered
+        # 4. Redis stops and comes back empty: the bridge retries, then rebuilds history
+        started = time.time()
+        stack.ctl("stop", "redis")
+        run.alerts["redis down"] = prometheus.wait_alerts(REDIS_DOWN_ALERTS, timeout=20)
+        stack.ctl("start", "redis")
+        stack.wait_ready(60)
+        assert _wait_delivered(run), "messages were lost across the Redis restart"
+        phase("redis down", started)
+
+        # 5. recovered
         started = time.time()
         time.sleep(6)
         phase("recovered", started)
     finally:
         poster.stop()
-        stack.ctl("start", "bridge")
-        stack.ctl("start", "kafka")
+        for program in ("kafka", "redis", "bridge"):
+            stack.ctl("start", program)  # a no-op for what runs
     stack.wait_ready(90)
     assert _wait_delivered(run), "messages acknowledged during the run did not all reach their rooms"
     time.sleep(2)  # a last scrape of the final counters

@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import AFTER_BACKLOG_ALERTS, BRIDGE_DOWN_ALERTS, JOBS, KAFKA_DOWN_ALERTS
+from conftest import AFTER_BACKLOG_ALERTS, BRIDGE_DOWN_ALERTS, JOBS, KAFKA_DOWN_ALERTS, REDIS_DOWN_ALERTS
 from promsupport import (
     all_rules,
     dashboard_targets,
@@ -82,7 +82,12 @@ def test_no_alert_is_active_while_the_stack_is_healthy(observed):
 
 @pytest.mark.parametrize(
     "snapshot,names",
-    [("bridge down", BRIDGE_DOWN_ALERTS), ("after backlog", AFTER_BACKLOG_ALERTS), ("kafka down", KAFKA_DOWN_ALERTS)],
+    [
+        ("kafka down", KAFKA_DOWN_ALERTS),
+        ("bridge down", BRIDGE_DOWN_ALERTS),
+        ("after backlog", AFTER_BACKLOG_ALERTS),
+        ("redis down", REDIS_DOWN_ALERTS),
+    ],
 )
 def test_faults_activate_their_alerts(observed, snapshot, names):
     active = observed.alerts[snapshot]

@@ -21,7 +21,7 @@ KEY_PANELS = [
     "POST answers by status",
     "Hops up",
 ]
-FAULTS = {"bridge down": "#f4a261", "kafka down": "#e76f51"}
+FAULTS = {"kafka down": "#e76f51", "bridge down": "#f4a261", "redis down": "#9b5de5"}
 
 
 def _series(prom, expr, legend, start, end):
@@ -30,8 +30,13 @@ def _series(prom, expr, legend, start, end):
         label = legend
         for key, value in series["metric"].items():
             label = label.replace("{{" + key + "}}", value)
-        xs = [float(t) - start for t, _ in series["values"]]
-        ys = [float(v) for _, v in series["values"]]
+        xs, ys = [], []
+        for t, v in series["values"]:
+            if xs and float(t) - start - xs[-1] > 1.5:  # no sample (target down, no traffic): a gap, not a line
+                xs.append(math.nan)
+                ys.append(math.nan)
+            xs.append(float(t) - start)
+            ys.append(float(v))
         lines.append((label, xs, ys))
     return lines
 
@@ -53,7 +58,7 @@ def test_key_panels_render_to_png(observed):
         if unit == "s":
             ax.set_yscale("log")
             ax.axhline(250, color="red", linestyle="--", linewidth=1, label="objective p99 ≤ 250 ms")
-            ax.set_ylabel("ms")
+            ax.set_ylabel("ms (the top bucket, 10 s, caps the quantiles)")
         else:
             ax.set_ylabel({"cps": "per second", "reqps": "requests / s"}.get(unit, ""))
         for phase, color in FAULTS.items():
