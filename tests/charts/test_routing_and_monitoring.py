@@ -1,0 +1,256 @@
+"""What the browser and the operators see of the charts: one origin with an unbuffered SSE
+route, images exactly as the values say, and the monitoring objects kube-prometheus-stack
+picks up (including whatever dashboards and alert rules the chart's files/ hold)."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from k8s_manifests import HELM_DIR, helm_template, named, of_kind, parse, pod_spec, render, workloads
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_ingress_routes_one_origin_to_the_three_front_services():
+    docs = render("defaults")
+    main = named(docs, "Ingress", "chatroom")
+    paths = {p["path"]: p["backend"]["service"] for p in main["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/api": {"name": "chatroom-ingest", "port": {"name": "http"}},
+                     "/": {"name": "chatroom-web", "port": {"name": "http"}}}
+    stream = named(docs, "Ingress", "chatroom-stream")
+    paths = {p["path"]: p["backend"]["service"] for p in stream["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/stream": {"name": "chatroom-stream", "port": {"name": "http"}}}
+    assert all(p["pathType"] == "Prefix" for i in (main, stream) for p in i["spec"]["rules"][0]["http"]["paths"])
+    # Services expose the named port the Ingress asks for.
+    for name in ("chatroom-ingest", "chatroom-web", "chatroom-stream"):
+        assert named(docs, "Service", name)["spec"]["ports"][0]["name"] == "http"
+
+
+def test_sse_route_is_unbuffered_with_long_timeouts_and_only_it():
+    docs = render("defaults")
+    stream = named(docs, "Ingress", "chatroom-stream")["metadata"]["annotations"]
+    assert stream["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(stream["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(stream["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    main = named(docs, "Ingress", "chatroom")["metadata"].get("annotations") or {}
+    assert "nginx.ingress.kubernetes.io/proxy-read-timeout" not in main
+    assert "nginx.ingress.kubernetes.io/proxy-buffering" not in main
+
+
+def test_sse_timeouts_outlast_the_heartbeat():
+    docs = render("defaults")
+    heartbeat = float(named(docs, "ConfigMap", "chatroom-stream")["data"]["STREAM_HEARTBEAT_S"])
+    stream = named(docs, "Ingress", "chatroom-stream")["metadata"]["annotations"]
+    assert heartbeat * 4 <= int(stream["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+
+
+def test_ingress_host_class_and_tls_from_values():
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "ingress.host=chat.example.org,ingress.className=traefik",
+        "--set-json", 'ingress.tls=[{"hosts": ["chat.example.org"], "secretName": "chat-tls"}]']))
+    for name in ("chatroom", "chatroom-stream"):
+        spec = named(docs, "Ingress", name)["spec"]
+        assert spec["ingressClassName"] == "traefik"
+        assert spec["rules"][0]["host"] == "chat.example.org"
+        assert spec["tls"] == [{"hosts": ["chat.example.org"], "secretName": "chat-tls"}]
+
+
+def test_gateway_api_routes_with_the_sse_timeout_disabled():
+    docs = render("gateway")
+    assert of_kind(docs, "Ingress") == []
+    main = named(docs, "HTTPRoute", "chatroom")
+    stream = named(docs, "HTTPRoute", "chatroom-stream")
+    assert main["apiVersion"] == stream["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert main["spec"]["parentRefs"] == [{"name": "chatroom", "sectionName": "http"}]
+    rules = {r["matches"][0]["path"]["value"]: r for r in main["spec"]["rules"]}
+    assert set(rules) == {"/api", "/"}
+    assert rules["/api"]["backendRefs"] == [{"name": "chatroom-ingest", "port": 8001}]
+    assert "timeouts" not in rules["/api"]
+    [rule] = stream["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/stream"}}]
+    assert rule["backendRefs"] == [{"name": "chatroom-stream", "port": 8002}]
+    assert rule["timeouts"]["request"] == "0s"
+
+
+def images(docs):
+    return {c["name"]: c["image"] for d in workloads(docs) for c in pod_spec(d)["containers"]}
+
+
+def test_images_come_from_values_with_optional_digest():
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", f"image.registry=registry.example.org/team,ingest.image.tag=1.2.3,ingest.image.digest={DIGEST}",
+        "--set", "stream.image.repository=other/stream,stream.image.tag=abc123"]))
+    found = images(docs)
+    assert found["ingest"] == f"registry.example.org/team/chatroom-ingest:1.2.3@{DIGEST}"
+    assert found["stream"] == "registry.example.org/team/other/stream:abc123"
+    assert found["bridge"] == "registry.example.org/team/chatroom-bridge:0.1.0"  # tag: the appVersion
+    assert found["roundtrip"] == found["ingest"]  # helm test runs the ingest image
+
+
+def test_skaffold_local_build_without_digest_renders_a_clean_reference():
+    """skaffold issue 7978: local builds have a tag and no digest; no dangling '@'."""
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "ingest.image.repository=chatroom-ingest,ingest.image.tag=552d840-dirty,ingest.image.digest="]))
+    assert images(docs)["ingest"] == "chatroom-ingest:552d840-dirty"
+
+
+def test_kafka_and_redis_images_from_values():
+    kafka = parse(helm_template(HELM_DIR / "kafka", "kafka", ["--set", f"image.tag=4.1.1,image.digest={DIGEST}"]))
+    assert images(kafka)["kafka"] == f"apache/kafka:4.1.1@{DIGEST}"
+    redis = parse(helm_template(HELM_DIR / "redis", "redis", ["--set", "image.repository=redis,image.tag=8.2-alpine,metrics.enabled=true"]))
+    assert images(redis)["valkey"] == "redis:8.2-alpine"
+    assert images(redis)["exporter"].startswith("oliver006/redis_exporter:v")
+    assert images(render("defaults"))["valkey"] == "valkey/valkey:9.1.1-alpine"
+
+
+def test_kafka_ha_values_keep_every_acknowledged_message_on_two_brokers():
+    docs = render("ha")
+    kafka = named(docs, "StatefulSet", "kafka")
+    assert kafka["spec"]["replicas"] == 3
+    assert kafka["spec"]["podManagementPolicy"] == "Parallel"
+    env = {e["name"]: e for e in pod_spec(kafka)["containers"][0]["env"]}
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"]["value"] == "2"
+    assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"]["value"] == "3"
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]["value"] == "3"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]["value"] == "2"
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]["value"].split(",")
+    assert voters == [f"{i}@kafka-{i}.kafka-headless.chatroom.svc.cluster.local:9093" for i in range(3)]
+    assert env["KAFKA_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    job = named(docs, "Job", "kafka-topics")
+    script = pod_spec(job)["containers"][0]["command"][-1]
+    assert "--replication-factor 3" in script and "--partitions 6" in script and '"min.insync.replicas=2"' in script
+    assert named(docs, "PodDisruptionBudget", "kafka")["spec"]["maxUnavailable"] == 1
+
+
+def test_kafka_single_broker_defaults_and_discovery():
+    docs = render("defaults")
+    kafka = named(docs, "StatefulSet", "kafka")
+    env = {e["name"]: e.get("value") for e in pod_spec(kafka)["containers"][0]["env"]}
+    assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "1" and env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == \
+        "PLAINTEXT://$(POD_NAME).kafka-headless.$(POD_NAMESPACE).svc.cluster.local:9092"
+    # $(POD_NAME) only expands if POD_NAME is defined earlier in the list.
+    names = [e["name"] for e in pod_spec(kafka)["containers"][0]["env"]]
+    assert names.index("POD_NAME") < names.index("KAFKA_ADVERTISED_LISTENERS")
+    headless = named(docs, "Service", "kafka-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert kafka["spec"]["serviceName"] == "kafka-headless"
+    assert kafka["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    # No Service is named "kafka": its service links would become broker properties.
+    assert "kafka" not in {d["metadata"]["name"] for d in of_kind(docs, "Service")}
+
+
+def test_redis_password_from_secret_never_on_the_command_line():
+    docs = render("defaults")
+    redis = named(docs, "StatefulSet", "redis")
+    container = pod_spec(redis)["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["VALKEYCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
+    assert "requirepass" not in " ".join(container.get("args", []))
+    assert "PONG" in " ".join(container["readinessProbe"]["exec"]["command"])
+    secret = named(docs, "Secret", "redis")
+    assert len(secret["data"]["password"]) >= 40  # 32 random characters, base64
+    # The app reads the very same Secret.
+    ingest = named(docs, "Deployment", "chatroom-ingest")
+    app_env = {e["name"]: e for e in pod_spec(ingest)["containers"][0]["env"]}
+    assert app_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
+
+
+def test_redis_existing_secret_and_persistence():
+    docs = parse(helm_template(HELM_DIR / "redis", "redis", ["--set", "auth.existingSecret=mine",
+                                                             "-f", "helm/redis/values-persistent.yaml"]))
+    assert of_kind(docs, "Secret") == []
+    redis = named(docs, "StatefulSet", "redis")
+    assert pod_spec(redis)["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "mine"
+    assert redis["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert "appendonly yes" in named(docs, "ConfigMap", "redis")["data"]["valkey.conf"]
+
+
+def test_monitoring_objects_carry_the_release_label():
+    docs = render("monitoring")
+    monitors = of_kind(docs, "ServiceMonitor", "PodMonitor")
+    assert {(m["kind"], m["metadata"]["name"]) for m in monitors} >= {
+        (kind, f"chatroom-{s}") for kind in ("ServiceMonitor", "PodMonitor") for s in ("ingest", "stream", "bridge")}
+    assert ("ServiceMonitor", "redis") in {(m["kind"], m["metadata"]["name"]) for m in monitors}
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "kps", monitor["metadata"]["name"]
+    service_monitor = named(docs, "ServiceMonitor", "chatroom-stream")
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert service_monitor["spec"]["selector"]["matchLabels"] == \
+        named(docs, "Service", "chatroom-stream")["spec"]["selector"]
+    # A PodMonitor names its job as a ServiceMonitor does: the alert rules select on it.
+    assert named(docs, "PodMonitor", "chatroom-bridge")["spec"]["podMetricsEndpoints"][0]["relabelings"] == [
+        {"targetLabel": "job", "replacement": "chatroom-bridge"}]
+    # Off by default: a cluster without the Prometheus Operator's CRDs would refuse them.
+    assert of_kind(render("defaults"), "ServiceMonitor", "PodMonitor", "PrometheusRule") == []
+
+
+@pytest.fixture
+def chart_copy(tmp_path):
+    """A copy of the app chart whose files/ the test fills."""
+    target = tmp_path / "chatroom"
+    shutil.copytree(HELM_DIR / "chatroom", target)
+    shutil.rmtree(target / "files" / "dashboards", ignore_errors=True)
+    shutil.rmtree(target / "files" / "alerts", ignore_errors=True)
+    return target
+
+
+MONITORING_ON = ["--set", "monitoring.prometheusRule.enabled=true,monitoring.dashboards.enabled=true,"
+                          "monitoring.release=kps,monitoring.dashboards.folder=Chatroom"]
+
+
+def test_dashboards_and_rules_render_whatever_files_hold(chart_copy):
+    (chart_copy / "files" / "dashboards").mkdir(parents=True)
+    for name in ("chat-overview", "chat_delivery"):
+        (chart_copy / "files" / "dashboards" / f"{name}.json").write_text(json.dumps({"title": name, "panels": []}))
+    (chart_copy / "files" / "alerts").mkdir(parents=True)
+    groups = [{"name": "chat", "rules": [{"alert": "ChatDown", "expr": "up == 0", "for": "5m"}]}]
+    (chart_copy / "files" / "alerts" / "rules.yaml").write_text(yaml.safe_dump(groups))
+    docs = parse(helm_template(chart_copy, "chatroom", MONITORING_ON))
+    dashboards = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert {d["metadata"]["name"] for d in dashboards} == {"chatroom-dashboard-chat-overview",
+                                                            "chatroom-dashboard-chat-delivery"}
+    for dashboard in dashboards:
+        [(key, text)] = dashboard["data"].items()
+        assert json.loads(text)["title"] == key.removesuffix(".json")
+        assert dashboard["metadata"]["annotations"]["grafana_folder"] == "Chatroom"
+    rule = named(docs, "PrometheusRule", "chatroom")
+    assert rule["spec"]["groups"] == groups
+    assert rule["metadata"]["labels"]["release"] == "kps"
+
+
+def test_rules_file_may_also_hold_a_groups_key(chart_copy):
+    (chart_copy / "files" / "alerts").mkdir(parents=True)
+    groups = [{"name": "chat", "rules": [{"record": "chat:up", "expr": "sum(up)"}]}]
+    (chart_copy / "files" / "alerts" / "rules.yaml").write_text("# alert rules\n" + yaml.safe_dump({"groups": groups}))
+    rule = named(parse(helm_template(chart_copy, "chatroom", MONITORING_ON)), "PrometheusRule", "chatroom")
+    assert rule["spec"]["groups"] == groups
+
+
+def test_no_files_no_dashboards_no_rules(chart_copy):
+    docs = parse(helm_template(chart_copy, "chatroom", MONITORING_ON))
+    assert of_kind(docs, "PrometheusRule") == []
+    assert not [d for d in of_kind(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]]
+
+
+def test_the_charts_own_dashboards_and_rules_render():
+    """Whatever files/dashboards/*.json and files/alerts/rules.yaml the chart ships: each becomes an object."""
+    chart = HELM_DIR / "chatroom"
+    docs = render("monitoring")
+    dashboards = sorted(p.name for p in (chart / "files" / "dashboards").glob("*.json"))
+    rendered = sorted(k for d in of_kind(docs, "ConfigMap") if "grafana_dashboard" in d["metadata"]["labels"]
+                      for k in d["data"])
+    assert rendered == dashboards
+    for name in dashboards:
+        json.loads((chart / "files" / "dashboards" / name).read_text())  # valid JSON, or Grafana shows nothing
+    rules = chart / "files" / "alerts" / "rules.yaml"
+    prometheus_rules = of_kind(docs, "PrometheusRule")
+    if rules.exists() and rules.read_text().strip():
+        [rule] = prometheus_rules
+        assert rule["spec"]["groups"] and all("name" in g and "rules" in g for g in rule["spec"]["groups"])
+    else:
+        assert prometheus_rules == []
