@@ -142,3 +142,26 @@ def test_with_kafka_down_posts_fail_fast_with_503_and_succeed_once_it_is_back(st
         assert client.wait_for(lambda c: [m["text"] for m in c.messages()] == ["before", "while down"], 60)
     finally:
         client.close()
+
+
+def test_a_graceful_stream_restart_drains_clients_who_resume_without_gap_or_repeat(stack):
+    base = stack.settings.gateway_url
+    room = new_room("drain")
+    clients = [SseClient(stream_url(base, room, history=0), reconnect=True) for _ in range(3)]
+    sender = Sender(base, room, 200)
+    try:
+        sender.start()
+        while len(sender.acked) < 50:
+            time.sleep(0.05)
+        started = time.monotonic()
+        stack.ctl("restart", "stream")  # SIGTERM: stop accepting, close streams in batches, exit
+        restart_s = time.monotonic() - started
+        sender.join(120)
+        assert_everything_once_in_order(clients, sender)
+        assert all(client.connects >= 2 for client in clients)
+        # the drain closed the streams itself instead of waiting out gunicorn's graceful timeout
+        assert restart_s < 20, restart_s
+    finally:
+        for client in clients:
+            client.close()
+        stack.wait_ready(120)

@@ -74,6 +74,8 @@ def create_app(config):
     app.config["chat.config"] = config
 
     def open_stream(room, kind):
+        if hub.draining:
+            raise ApiError(503, "draining", "This server is restarting; reconnect.", retry_after=1)
         client = Client(room, config.client_queue, sock=request.environ.get("gunicorn.socket"))
         try:
             hub.join(client)
@@ -123,6 +125,8 @@ def create_app(config):
                 metrics.CONNECTIONS.dec()
                 metrics.DISCONNECTS.labels(client.closed or "client").inc()
                 hub.leave(client)
+                if client.closed == "drain":
+                    client.disconnect()
                 if member:
                     try:
                         presence.leave(client.room, member)

@@ -49,8 +49,14 @@ class Client:
             self.queue.put_nowait(CLOSE)
         except Full:
             pass
-        if reason == "slow" and self._sock is not None:
-            # The writer may be blocked on a client that stopped reading: unblock it.
+        if reason == "slow":
+            self.disconnect()  # its writer may be blocked on a client that stopped reading
+
+    def disconnect(self):
+        """End the TCP connection itself, so that neither the client nor a proxy's pool of
+        upstream connections sends its next request to this connection (a draining
+        worker must not take new streams on a kept-alive connection)."""
+        if self._sock is not None:
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
