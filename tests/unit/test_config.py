@@ -1,0 +1,42 @@
+"""Configuration comes from environment variables, with documented defaults."""
+
+import pytest
+
+from bridge.config import Config as BridgeConfig
+from chat_common.config import ConfigError, env_bool, env_int
+from ingest.config import Config as IngestConfig
+from stream.config import Config as StreamConfig
+
+
+def test_defaults_are_the_local_stacks(monkeypatch):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "KAFKA_TOPIC", "HISTORY_MAX"):
+        monkeypatch.delenv(name, raising=False)
+    ingest, bridge, stream = IngestConfig.from_env(), BridgeConfig.from_env(), StreamConfig.from_env()
+    assert ingest.kafka_bootstrap_servers == bridge.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert ingest.redis_url == stream.redis_url == "redis://127.0.0.1:6379/0"
+    assert bridge.kafka_topic == "chat.messages"
+    assert stream.history_default == 50 and stream.history_limit == 500
+    assert bridge.history_max >= stream.history_limit  # a full ?history= fits in the window
+    assert stream.heartbeat_s <= 15
+
+
+def test_the_environment_overrides(monkeypatch):
+    monkeypatch.setenv("RATE_LIMIT_USER", "5")
+    monkeypatch.setenv("HISTORY_MAX", "2000")
+    assert IngestConfig.from_env().rate_limit_user == 5
+    assert BridgeConfig.from_env().history_max == 2000
+
+
+@pytest.mark.parametrize("value", ["ten", "1.5", "0x10"])
+def test_a_malformed_number_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("HISTORY_MAX", value)
+    with pytest.raises(ConfigError, match="HISTORY_MAX"):
+        env_int("HISTORY_MAX", 1)
+
+
+def test_booleans(monkeypatch):
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ConfigError):
+        env_bool("FLAG", False)

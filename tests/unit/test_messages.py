@@ -1,0 +1,94 @@
+"""The message schema: one definition of the Kafka value, the Redis records and SSE frames."""
+
+import json
+
+import pytest
+from flask_sse import Message as FlaskSseMessage
+from kafka.partitioner.default import DefaultPartitioner
+
+from chat_common.messages import Message, is_valid_room, live_payload, normalize_user, parse_live, room_partition, sse_frame
+
+
+def test_the_kafka_value_leaves_out_the_id_and_the_offset_becomes_it():
+    message = Message(room="lobby", user="ann", text="hi", ts=1700000000000, client_id="c1")
+    back = Message.from_kafka(message.kafka_value(), 42)
+    assert back.id == "42"
+    assert back.as_dict() == {"id": "42", "room": "lobby", "user": "ann", "text": "hi", "ts": 1700000000000,
+                              "client_id": "c1"}
+
+
+def test_the_stored_json_is_byte_for_byte_stable_so_replays_are_idempotent():
+    message = Message(room="r", user="zoë", text="a\nb", ts=1, client_id=None, id="7")
+    assert message.to_json() == Message.from_stored(message.to_json()).to_json()
+    assert message.to_json() == '{"id":"7","room":"r","user":"zoë","text":"a\\nb","ts":1,"client_id":null}'
+
+
+def test_a_live_payload_is_flask_sse_json_and_parses_back():
+    data = Message(room="r", user="u", text="t", ts=5, id="9").to_json()
+    payload = live_payload(data, "message", "9")
+    assert json.loads(payload) == {"data": json.loads(data), "type": "message", "id": "9"}
+    assert parse_live(payload) == ("message", data, "9")
+
+
+def test_a_stock_flask_sse_publisher_is_understood():
+    """What flask_sse's sse.publish puts on the channel (its Message.to_dict as JSON)."""
+    payload = json.dumps(FlaskSseMessage({"hello": "world"}, type="greeting").to_dict())
+    assert parse_live(payload) == ("greeting", '{"hello":"world"}', None)
+    assert parse_live(json.dumps(FlaskSseMessage("plain text").to_dict())) == (None, "plain text", None)
+
+
+@pytest.mark.parametrize("payload", ["not json", "[]", '{"no": "data"}'])
+def test_anything_else_on_the_channel_is_refused(payload):
+    with pytest.raises(ValueError):
+        parse_live(payload)
+
+
+def test_an_sse_frame_prefixes_every_line_of_data():
+    frame = sse_frame("line one\nline two\r\nthree", event="message", id="3")
+    assert frame == b"event: message\nid: 3\ndata: line one\ndata: line two\ndata: three\n\n"
+
+
+@pytest.mark.parametrize("field", ["event", "id"])
+@pytest.mark.parametrize("evil", ["x\nevent: admin", "x\rdata: y", "x\0"])
+def test_no_input_can_inject_an_sse_field(field, evil):
+    with pytest.raises(ValueError):
+        sse_frame("data", **{field: evil})
+
+
+def test_a_zero_id_is_sent_not_dropped():
+    assert b"id: 0\n" in sse_frame("{}", event="message", id="0")
+
+
+def test_room_partition_matches_the_producers_default_partitioner():
+    partitions = list(range(6))
+    for room in ["lobby", "a", "room-42", "x" * 64]:
+        expected = DefaultPartitioner().partition("t", room, room.encode(), None, None, _Cluster(partitions))
+        assert room_partition(room, 6) == expected
+
+
+class _Cluster:
+    def __init__(self, partitions):
+        self.partitions = partitions
+
+    def topics(self):
+        return {"t"}
+
+    def partitions_for_topic(self, topic):
+        return set(self.partitions)
+
+    def available_partitions_for_topic(self, topic):
+        return set(self.partitions)
+
+
+@pytest.mark.parametrize("room,ok", [("lobby", True), ("a-b_c9", True), ("x" * 64, True), ("", False),
+                                     ("x" * 65, False), ("Lobby", False), ("a b", False), ("a/b", False),
+                                     ("é", False), ("lobby\n", False)])
+def test_room_names(room, ok):
+    assert is_valid_room(room) is ok
+
+
+@pytest.mark.parametrize("raw,user", [("ann", "ann"), ("  ann  ", "ann"), ("Zoë Ünal", "Zoë Ünal"), ("x" * 32, "x" * 32),
+                                      ("", None), ("   ", None), ("x" * 33, None), ("a\nb", None), ("a\tb", None),
+                                      ("a\u202eb", None), ("a\u200bb", None), ("\ud800", None), (7, None), (None, None)])
+def test_user_names(raw, user):
+    assert normalize_user(raw) == user
