@@ -100,7 +100,10 @@ def test_kafka_and_redis_images_from_values():
     kafka = parse(helm_template(HELM_DIR / "kafka", "kafka", ["--set", f"image.tag=4.1.1,image.digest={DIGEST}"]))
     assert images(kafka)["kafka"] == f"apache/kafka:4.1.1@{DIGEST}"
     redis = parse(helm_template(HELM_DIR / "redis", "redis", ["--set", "image.repository=redis,image.tag=8.2-alpine,metrics.enabled=true"]))
-    assert images(redis)["valkey"] == "redis:8.2-alpine"
+    assert images(redis)["redis"] == "redis:8.2-alpine"
+    server = pod_spec(named(redis, "StatefulSet", "redis"))["containers"][0]
+    assert "exec redis-server" in server["command"][-1]
+    assert server["readinessProbe"]["exec"]["command"][-1].startswith("redis-cli")
     assert images(redis)["exporter"].startswith("oliver006/redis_exporter:v")
     assert images(render("defaults"))["valkey"] == "valkey/valkey:9.1.1-alpine"
 
@@ -148,7 +151,8 @@ def test_redis_password_from_secret_never_on_the_command_line():
     redis = named(docs, "StatefulSet", "redis")
     container = pod_spec(redis)["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    assert env["VALKEYCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
+    assert "exec valkey-server" in container["command"][-1]
     assert "requirepass" not in " ".join(container.get("args", []))
     assert "PONG" in " ".join(container["readinessProbe"]["exec"]["command"])
     secret = named(docs, "Secret", "redis")
@@ -254,3 +258,10 @@ def test_the_charts_own_dashboards_and_rules_render():
         assert rule["spec"]["groups"] and all("name" in g and "rules" in g for g in rule["spec"]["groups"])
     else:
         assert prometheus_rules == []
+
+
+def test_one_tag_for_every_image_unless_a_component_has_its_own():
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", ["--set", "image.tag=2.0.0,web.image.tag=2.0.1"]))
+    found = images(docs)
+    assert found["ingest"] == "chatroom-ingest:2.0.0" and found["bridge"] == "chatroom-bridge:2.0.0"
+    assert found["web"] == "chatroom-web:2.0.1"

@@ -53,7 +53,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 An image reference from a block {repository, tag, digest} and the global registry:
-[registry/]repository[:tag][@digest]. The tag defaults to the chart's appVersion; an empty
+[registry/]repository[:tag][@digest]. The tag defaults to image.tag, then the chart's appVersion; an empty
 digest adds nothing, so skaffold's local builds (tag only, no digest) render cleanly.
 Call with (list $ .Values.ingest.image).
 */}}
@@ -62,7 +62,7 @@ Call with (list $ .Values.ingest.image).
 {{- $image := index . 1 }}
 {{- $repo := $image.repository }}
 {{- with $root.Values.image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end }}
-{{- $tag := $image.tag | default $root.Chart.AppVersion | toString }}
+{{- $tag := $image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion | toString }}
 {{- $ref := $repo }}
 {{- if $tag }}{{ $ref = printf "%s:%s" $ref $tag }}{{ end }}
 {{- with $image.digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end }}

@@ -58,3 +58,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* "valkey" or "redis": which server and CLI binaries the image has. */}}
+{{- define "redis.flavor" -}}
+{{- if contains "valkey" .Values.image.repository }}valkey{{ else }}redis{{ end }}
+{{- end }}
