@@ -82,6 +82,15 @@ class Settings:
         return f"http://{self.host}:{getattr(self, name + '_port')}"
 
 
+@dataclass
+class Program:
+    name: str
+    command: str
+    environment: dict = field(default_factory=dict)
+    priority: int = 10
+    exitcodes: str = "0"
+
+
 class Stack:
     def __init__(self, settings, supervisor_log=None):
         self.settings = settings
@@ -117,30 +126,31 @@ class Stack:
         }
 
     def _programs(self):
-        """supervisord programs: name -> (command, environment, priority)."""
+        """What supervisord runs, in start order (it stops them in reverse)."""
         s = self.settings
-        programs = {}
+        programs = []
         if not s.external_redis:
-            programs["redis"] = (
+            # A cache: no persistence, so a restart brings it back empty (the bridge rebuilds).
+            programs.append(Program(
+                "redis",
                 f"redis-server --bind {s.host} --port {s.redis_port} --save '' --appendonly no "
                 f"--dir {self.run_dir}/redis --protected-mode yes",
-                {},
-                10,
-            )
+            ))
         if not s.external_kafka:
-            programs["kafka"] = (
+            programs.append(Program(
+                "kafka",
                 f"java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile={self.run_dir}/kafka/log4j2.properties "
                 f"-cp '{s.kafka_home}/libs/*' kafka.Kafka {self.run_dir}/kafka/server.properties",
-                {},
-                10,
-            )
+                exitcodes="0,143",  # the JVM's status after a clean shutdown on SIGTERM
+            ))
         for name in SERVICES:
-            programs[name] = (
+            programs.append(Program(
+                name,
                 f"{VENV_BIN}/gunicorn -c {ROOT}/services/{name}/gunicorn.conf.py {name}.wsgi:app",
-                self._service_environment(name),
-                20,
-            )
-        programs["nginx"] = (f"nginx -c {self.run_dir}/nginx/nginx.conf -e stderr", {}, 30)
+                environment=self._service_environment(name),
+                priority=20,
+            ))
+        programs.append(Program("nginx", f"nginx -c {self.run_dir}/nginx/nginx.conf -e stderr", priority=30))
         return programs
 
     def prepare(self):
@@ -181,22 +191,23 @@ class Stack:
             "[supervisorctl]",
             f"serverurl=unix://{self.run_dir}/supervisor.sock",
         ]
-        for name, (command, environment, priority) in self._programs().items():
-            env = ",".join(f'{k}="{v}"' for k, v in environment.items())
+        for program in self._programs():
+            env = ",".join(f'{k}="{v}"' for k, v in program.environment.items())
             lines += [
                 "",
-                f"[program:{name}]",
-                f"command={command}",
+                f"[program:{program.name}]",
+                f"command={program.command}",
                 f"directory={ROOT}",
-                f"priority={priority}",
+                f"priority={program.priority}",
                 "autorestart=true",
+                f"exitcodes={program.exitcodes}",
                 "startsecs=1",
                 "startretries=1000",
                 "stopasgroup=true",
                 "killasgroup=true",
                 "stopwaitsecs=30",
                 "redirect_stderr=true",
-                f"stdout_logfile={self.run_dir}/logs/{name}.log",
+                f"stdout_logfile={self.run_dir}/logs/{program.name}.log",
                 "stdout_logfile_maxbytes=50MB",
                 "stdout_logfile_backups=1",
             ] + ([f"environment={env}"] if env else [])

@@ -146,3 +146,26 @@ def test_sse_responses_are_unbuffered_uncached_and_hint_a_retry(stack):
         assert client.wait_for(lambda c: any(e.retry for e in c.received))
     finally:
         client.close()
+
+
+def test_a_stock_flask_sse_publisher_reaches_the_rooms_clients(stack):
+    """flask-sse's own ``sse.publish`` into a room: same channel, same wire format."""
+    from flask import Flask
+    from flask_sse import sse
+
+    base = stack.settings.gateway_url
+    room = new_room("publisher")
+    rooms_client = SseClient(stream_url(base, room, history=0))
+    compat_client = SseClient(f"{base}/stream?channel={room}")
+    publisher = Flask(__name__)
+    publisher.config["REDIS_URL"] = stack.settings.redis_url
+    try:
+        with publisher.app_context():
+            sse.publish({"note": "from flask-sse"}, type="announcement", channel=room)
+        for client in (rooms_client, compat_client):
+            assert client.wait_for(lambda c: any(e.event == "announcement" for e in c.received))
+            event = next(e for e in client.received if e.event == "announcement")
+            assert event.data == '{"note":"from flask-sse"}'
+    finally:
+        rooms_client.close()
+        compat_client.close()
