@@ -22,6 +22,9 @@ unit: install-test
 integration: install-test
 	$(PYTHON) -m pytest tests/integration
 
+charts: install-test
+	$(PYTHON) -m pytest tests/charts
+
 logs:
 	tail -F .run/local/logs/*.log
 

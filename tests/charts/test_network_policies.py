@@ -195,7 +195,11 @@ def test_default_deny_covers_every_pod_in_the_namespace():
 
 
 def test_helm_test_pod_reaches_ingest_and_stream_only_while_the_test_runs():
+    """Its policies are test hooks, deleted once the test passed."""
     docs = render("defaults")
+    for policy in of_kind(docs, "NetworkPolicy"):
+        if is_test_hook(policy):
+            assert "hook-succeeded" in policy["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     with_tests = hop_graph(docs, include_tests=True)
     assert with_tests - hop_graph(docs) == {
         ("test", "ingest", "8001/TCP"), ("test", "stream", "8002/TCP"), *dns("test"),

@@ -206,3 +206,12 @@ def test_namespace_enforces_pod_security_restricted():
     assert namespace["metadata"]["name"] == "chatroom"
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_helm_test_pod_stays_for_its_logs():
+    """`helm test --logs` reads the pod's log after it finished: it must not be deleted on success."""
+    pod = named(render("defaults"), "Pod", "chatroom-test-roundtrip")
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "test"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert pod["spec"]["restartPolicy"] == "Never"
