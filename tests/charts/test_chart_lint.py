@@ -69,3 +69,21 @@ def test_redis_password_kept_by_the_app_chart_when_no_existing_secret():
     env = {e["name"]: e for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "chatroom-redis"
     assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@redis:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("chart", "args", "complaint"),
+    [
+        ("kafka", ["--set", "clusterId=my-cluster"], "clusterId"),
+        ("kafka", ["--set", "replicas=0"], "replicas"),
+        ("kafka", ["--set", "topic.partitions=0"], "partitions"),
+        ("redis", ["--set", "auth.password=p@ss/word"], "password"),
+        ("redis", ["--set-json", "networkPolicy.clients=[]"], "clients"),
+    ],
+    ids=["kafka-cluster-id", "kafka-no-brokers", "kafka-no-partitions", "redis-password", "redis-open-to-all"],
+)
+def test_kafka_and_redis_values_schemas_refuse_broken_values(chart, args, complaint):
+    result = run(tool("helm"), "template", chart, str(HELM_DIR / chart), "--kube-version", KUBE_VERSIONS[-1],
+                 *args, check=False)
+    assert result.returncode != 0, f"rendered despite {args}"
+    assert complaint in result.stderr, result.stderr
