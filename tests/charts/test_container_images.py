@@ -70,8 +70,9 @@ def test_service_dockerfiles_share_one_pattern():
 def test_image_runs_the_local_stacks_command(service):
     from stack import ROOT as STACK_ROOT, VENV_BIN, Settings, Stack
 
-    stack = Stack(Settings())
-    command, environment, _ = stack._programs()[service]
+    programs = Stack(Settings())._programs()
+    [program] = [p for p in programs if p.name == service]
+    command, environment = program.command, program.environment
     local = shlex.split(command.replace(f"{VENV_BIN}/", "").replace(f"{STACK_ROOT}/", ""))
     [cmd] = values(f"services/{service}/Dockerfile", "CMD")
     assert json.loads(cmd) == local
