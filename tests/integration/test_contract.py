@@ -133,3 +133,12 @@ def test_a_sender_over_the_rate_limit_gets_429_with_retry_after_and_nothing_stor
     assert end_offsets() == before
     # another person in the same room is not affected
     assert post(base, room, user="bystander", text="hi").status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/api/rooms/lobby/messages", "/stream/rooms/lobby/presence", "/stream/rooms/lobby/history"])
+def test_api_answers_cannot_be_sniffed_framed_or_run(stack, path):
+    response = httpx.request("POST" if path.startswith("/api") else "GET", stack.settings.gateway_url + path,
+                             json={"user": "ann", "text": "headers"})
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in response.headers  # CORS stays closed

@@ -2,7 +2,32 @@
 
 from flask import Blueprint, Response, jsonify
 
-from chat_common.metrics import exposition
+from chat_common.errors import register_error_handlers
+from chat_common.metrics import exposition, instrument_requests
+
+
+# Every API answer is data, never a page: nothing in it may run, be framed or be sniffed.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def init_app(app, readiness):
+    """What every service's app has: JSON errors, request metrics, security headers and
+    the operational endpoints."""
+    register_error_handlers(app)
+    instrument_requests(app)
+
+    @app.after_request
+    def _secure(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    app.register_blueprint(ops_blueprint(readiness))
 
 
 def ops_blueprint(readiness):

@@ -9,10 +9,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from chat_common.errors import ApiError, register_error_handlers
+from chat_common.errors import ApiError
 from chat_common.messages import Message, client_id_key
-from chat_common.metrics import instrument_requests
-from chat_common.ops import ops_blueprint
+from chat_common.ops import init_app
 from ingest import metrics, validation
 from ingest.config import Config
 from ingest.producer import KafkaUnavailable, Producer
@@ -27,8 +26,6 @@ def create_app(config=None):
     app.config["MAX_CONTENT_LENGTH"] = validation.MAX_BODY_BYTES
     if config.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
-    register_error_handlers(app)
-    instrument_requests(app)
 
     producer = Producer(config)
     redis = Redis.from_url(config.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
@@ -82,5 +79,5 @@ def create_app(config=None):
 
     # Ready once connected to Kafka. Redis is left out: without it, rate limits are skipped
     # and posting still works; while Kafka is down, posts get a clear 503 from here.
-    app.register_blueprint(ops_blueprint(lambda: {"kafka": producer.ready()}))
+    init_app(app, lambda: {"kafka": producer.ready()})
     return app

@@ -7,13 +7,12 @@ import time
 from flask import Flask, Response, jsonify, request
 from gevent.queue import Empty
 from kafka.errors import KafkaError
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from chat_common.errors import ApiError, register_error_handlers
+from chat_common.errors import ApiError
 from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse_frame
-from chat_common.metrics import instrument_requests
-from chat_common.ops import ops_blueprint
+from chat_common.ops import init_app
 from stream import metrics
 from stream.history import History, NotReady
 from stream.hub import CLOSE, Client, Hub
@@ -63,10 +62,12 @@ def _user():
 
 def create_app(config):
     app = Flask(__name__)
-    register_error_handlers(app)
-    instrument_requests(app)
 
-    redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+    # A bounded pool: thousands of greenlets share a few dozen Redis connections.
+    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+        config.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=2,
+        health_check_interval=30,
+    ))
     history = History(redis, config)
     presence = Presence(redis, config.presence_ttl_s)
     hub = Hub(redis, history)
@@ -146,13 +147,13 @@ def create_app(config):
         client = open_stream(room, "resume" if last_id is not None else "fresh")
         try:
             history.wait_ready(room)
+            member = presence.join(room, user) if user else None
         except NotReady:
             hub.leave(client)
             raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
         except RedisError:
             hub.leave(client)
             raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2)
-        member = presence.join(room, user) if user else None
 
         def first_frames():
             messages = history.after(room, last_id) if last_id is not None else None
@@ -200,7 +201,7 @@ def create_app(config):
     def readiness():
         return {"redis": hub.ready()}
 
-    app.register_blueprint(ops_blueprint(readiness))
+    init_app(app, readiness)
     return app
 
 
