@@ -104,8 +104,9 @@ Call with (list $ "ingest").
 
 {{/* Ports of the Kafka and Redis peers, for NetworkPolicy rules. */}}
 {{- define "chatroom.peerPorts" -}}
-{{- range . }}
+{{- range $i, $port := . }}
+{{- if $i }}{{ "\n" }}{{ end -}}
 - protocol: TCP
-  port: {{ . }}
+  port: {{ $port }}
 {{- end }}
 {{- end }}
