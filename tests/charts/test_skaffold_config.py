@@ -12,7 +12,7 @@ import yaml
 
 from k8s_manifests import HELM_DIR, ROOT, run
 
-SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"
+SCHEMA = Path(__file__).parent / "schemas" / "skaffold-v4beta14.json"
 CONFIG = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
 RELEASES = CONFIG["deploy"]["helm"]["releases"]
 
@@ -22,8 +22,6 @@ def check_jsonschema():
 
 
 def schema_file():
-    if not SCHEMA.exists():
-        pytest.fail(f"the skaffold v4beta14 schema is not at {SCHEMA}")
     return str(SCHEMA)
 
 
