@@ -1,42 +1,429 @@
-// The chat page: join a room, read its history and live messages, send.
-const $ = (selector) => document.querySelector(selector);
-const seen = new Set();
+// Chatroom's page: the lobby, and a room with its live timeline, presence and composer.
+// Rooms have addresses: /r/<room> (or #<room>); "/" is the lobby.
 
-function show(message) {
-  if (seen.has(message.id)) return;
-  seen.add(message.id);
-  const item = document.createElement("li");
-  const user = document.createElement("span");
-  user.className = "user";
-  user.textContent = message.user;
-  item.append(user, document.createTextNode(message.text));
-  $("#messages").append(item);
+import { RoomStream } from "./live.js";
+import { MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, textLength } from "./send.js";
+import { Timeline } from "./timeline.js";
+
+const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
+const PAGE_SIZE = 50;
+const NAME_KEY = "chatroom.name";
+const ROOMS_KEY = "chatroom.rooms";
+const $ = (selector) => document.querySelector(selector);
+
+const store = {
+  get(key, fallback) {
+    try {
+      return JSON.parse(localStorage.getItem(key)) ?? fallback;
+    } catch {
+      return fallback;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      // Storage may be unavailable (private mode, quota): the page still works for this visit.
+    }
+  },
+};
+
+/** The room the address names, "" for the lobby, or null for a malformed room name. */
+function roomFromLocation() {
+  const path = location.pathname.match(/^\/r\/([^/]*)\/?$/);
+  let raw = path ? path[1] : location.hash.slice(1);
+  if (!raw) return "";
+  try {
+    raw = decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+  return ROOM_PATTERN.test(raw) ? raw : null;
 }
 
-function join(room, user) {
-  const events = new EventSource(`/stream/rooms/${room}?user=${encodeURIComponent(user)}`);
-  events.addEventListener("message", (event) => show(JSON.parse(event.data)));
-  events.addEventListener("reset", () => { seen.clear(); $("#messages").replaceChildren(); });
-  events.onopen = () => { $("#status").textContent = "connected"; };
-  events.onerror = () => { $("#status").textContent = "reconnecting"; };
-  $("#send").hidden = false;
-  $("#send").addEventListener("submit", async (event) => {
+/** A typed room name made valid: "Book Club!" -> "book-club". */
+const toRoomName = (text) =>
+  text.trim().toLowerCase().replace(/\s+/g, "-").replace(/[^a-z0-9_-]/g, "").slice(0, 64);
+
+function announce(text) {
+  const announcer = $("#announcer");
+  announcer.textContent = "";
+  // A fresh text node each time, so that repeating the same words is announced again.
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+// -- the lobby ---------------------------------------------------------------------------
+
+function showLobby(problem = "", typed = "") {
+  document.title = "Chatroom";
+  $("#title").textContent = "Pick a room";
+  $("#lobby").hidden = false;
+  const form = $("#lobby-form");
+  form.elements.name.value = store.get(NAME_KEY, "");
+  form.elements.room.value = toRoomName(typed);
+  $("#lobby-error").textContent = problem;
+
+  const rooms = store.get(ROOMS_KEY, []).filter((room) => ROOM_PATTERN.test(room));
+  $("#recent").hidden = rooms.length === 0;
+  $("#recent-rooms").replaceChildren(...rooms.map((room) => {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `/r/${room}`;
+    link.textContent = `#${room}`;
+    item.append(link);
+    return item;
+  }));
+  (form.elements.name.value ? form.elements.room : form.elements.name).focus();
+
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const input = event.target.elements.text;
-    const response = await fetch(`/api/rooms/${room}/messages`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ user, text: input.value, client_id: crypto.randomUUID() }),
-    });
-    const body = await response.json();
-    if (response.ok) input.value = "";
-    else $("#status").textContent = body.error.message;
+    const name = form.elements.name.value.trim();
+    const room = toRoomName(form.elements.room.value);
+    const problem = nameProblem(name) || (room ? "" : "Please enter a room name (letters, digits, “-” or “_”).");
+    $("#lobby-error").textContent = problem;
+    if (problem) {
+      (nameProblem(name) ? form.elements.name : form.elements.room).focus();
+      return;
+    }
+    store.set(NAME_KEY, name);
+    sessionStorage.setItem("chatroom.focus", "composer");
+    location.assign(`/r/${room}`);
   });
 }
 
-$("#join").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const form = event.target.elements;
-  join(form.room.value, form.user.value.trim());
-  event.target.hidden = true;
-});
+// -- a room ------------------------------------------------------------------------------
+
+class RoomPage {
+  room;
+  name;
+  stream = null;
+  timeline;
+  more = true; // older messages may exist before the oldest one shown
+  loading = false;
+  caughtUp = false; // the stream delivered what the connect asked for
+  shownOnce = false;
+  generation = 0; // bumped by a reset: answers to older requests are dropped
+
+  constructor(room) {
+    this.room = room;
+    this.name = store.get(NAME_KEY, "") || null;
+    this.timeline = new Timeline($("#messages"), $("#scroller"), {
+      isOwn: (message) => message.user === this.name,
+      onUnseen: (count) => this.showUnseen(count),
+    });
+    const recent = [room, ...store.get(ROOMS_KEY, []).filter((r) => r !== room)].slice(0, 8);
+    store.set(ROOMS_KEY, recent);
+
+    document.title = `#${room} · Chatroom`;
+    $("#title").textContent = `#${room}`;
+    $("#room").hidden = false;
+    $("#connection").hidden = false;
+    $("#messages").setAttribute("aria-label", `Messages in #${room}`);
+    this.wireComposer();
+    this.wireNameForm();
+    this.wireScrollback();
+    $("#new-pill").addEventListener("click", () => {
+      this.timeline.scrollToBottom();
+      $("#composer-text").focus();
+    });
+
+    this.connect(null);
+    if (this.name) this.showComposer();
+    else this.askName();
+    if (sessionStorage.getItem("chatroom.focus") === "composer" && this.name) {
+      sessionStorage.removeItem("chatroom.focus");
+      $("#composer-text").focus();
+    }
+  }
+
+  connect(lastId) {
+    this.stream?.stop();
+    this.stream = new RoomStream(this.room, this.name, {
+      onMessage: (message) => this.onMessage(message),
+      onPresence: (users) => this.showPresence(users),
+      onReset: () => this.onReset(),
+      onCaughtUp: () => this.onCaughtUp(),
+      onState: (state, retryInS) => this.showConnection(state, retryInS),
+    }, lastId);
+  }
+
+  onMessage(message) {
+    const added = this.timeline.add([message], { live: true });
+    if (added && this.caughtUp && message.user !== this.name) {
+      announce(`${message.user}: ${message.text.slice(0, 200)}`);
+    }
+  }
+
+  onCaughtUp() {
+    this.caughtUp = true;
+    if (!this.shownOnce) this.timeline.scrollToBottom(); // the first view starts at the latest
+    this.shownOnce = true;
+    if (this.timeline.size === 0) this.more = false;
+    this.updateHistoryEdge();
+    this.fillView();
+  }
+
+  onReset() {
+    // The page was away longer than the room's window holds: start again from the latest.
+    this.generation += 1;
+    this.timeline.reset();
+    this.more = true;
+    this.caughtUp = false;
+    this.shownOnce = false;
+    announce("Reloaded the latest messages.");
+  }
+
+  // -- connection and presence --
+
+  showConnection(state, retryInS) {
+    if (state !== "connected") this.caughtUp = false;
+    const words = {
+      connecting: "Connecting…",
+      connected: "Connected",
+      reconnecting: retryInS ? `Reconnecting (next try in ${retryInS} s)…` : "Reconnecting…",
+      offline: "Offline: waiting for the network…",
+    };
+    $("#connection").dataset.state = state;
+    $("#connection-text").textContent = words[state];
+  }
+
+  showPresence(users) {
+    const list = $("#people-list");
+    const sorted = [...users].sort((a, b) => (a === this.name ? -1 : b === this.name ? 1 : a.localeCompare(b)));
+    list.replaceChildren(...sorted.map((user) => {
+      const item = document.createElement("li");
+      item.textContent = user;
+      if (user === this.name) {
+        item.classList.add("me");
+        item.append(" (you)");
+      }
+      return item;
+    }));
+    const count = users.length;
+    const names = sorted.slice(0, 3).join(", ") + (count > 3 ? ` and ${count - 3} more` : "");
+    $("#people-summary").textContent = count === 0 ? "Nobody here yet" : `${count} here: ${names}`;
+  }
+
+  showUnseen(count) {
+    const pill = $("#new-pill");
+    pill.hidden = count === 0;
+    pill.textContent = count === 1 ? "1 new message ↓" : `${count} new messages ↓`;
+  }
+
+  // -- scrolling back --
+
+  wireScrollback() {
+    $("#scroller").addEventListener("scroll", () => {
+      if ($("#scroller").scrollTop < 400) this.loadOlder();
+    }, { passive: true });
+    $("#load-older").addEventListener("click", () => this.loadOlder());
+  }
+
+  async loadOlder() {
+    if (this.loading || !this.more || !this.caughtUp) return;
+    const before = this.timeline.oldestId();
+    if (before === null) {
+      this.more = false;
+      this.updateHistoryEdge();
+      return;
+    }
+    const generation = this.generation;
+    this.loading = true;
+    this.updateHistoryEdge();
+    let failed = false;
+    try {
+      const response = await fetch(
+        `/stream/rooms/${this.room}/history?before=${before}&limit=${PAGE_SIZE}`, { signal: AbortSignal.timeout(20000) });
+      if (!response.ok) throw new Error(String(response.status));
+      const page = await response.json();
+      if (generation === this.generation) {
+        this.timeline.add(page.messages);
+        this.more = Boolean(page.more);
+      }
+    } catch {
+      failed = true;
+    } finally {
+      this.loading = false;
+    }
+    this.updateHistoryEdge(failed);
+    if (!failed) this.fillView();
+  }
+
+  /** Load older pages while the messages do not reach the top of the view. */
+  fillView() {
+    requestAnimationFrame(() => {
+      if (this.more && $("#scroller").scrollTop < 400) this.loadOlder();
+    });
+  }
+
+  updateHistoryEdge(failed = false) {
+    const button = $("#load-older");
+    const note = $("#history-note");
+    button.hidden = !this.more || this.loading;
+    button.textContent = failed ? "Could not load older messages. Try again" : "Load older messages";
+    if (this.loading) note.textContent = "Loading older messages…";
+    else if (!this.more && this.caughtUp) note.textContent = `This is the start of #${this.room}.`;
+    else note.textContent = "";
+  }
+
+  // -- the name --
+
+  askName(canCancel = false) {
+    $("#composer").hidden = true;
+    const form = $("#name-form");
+    form.hidden = false;
+    form.elements.name.value = this.name ?? "";
+    $("#name-cancel").hidden = !canCancel;
+    $("#name-error").textContent = "";
+    $("#name-button").hidden = true;
+  }
+
+  showComposer() {
+    $("#name-form").hidden = true;
+    $("#composer").hidden = false;
+    $("#name-button").hidden = false;
+    $("#name-label").textContent = this.name;
+  }
+
+  wireNameForm() {
+    const form = $("#name-form");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = form.elements.name.value.trim();
+      const problem = nameProblem(name);
+      $("#name-error").textContent = problem;
+      if (problem) {
+        form.elements.name.focus();
+        return;
+      }
+      const changed = name !== this.name;
+      this.name = name;
+      store.set(NAME_KEY, name);
+      this.showComposer();
+      // Rejoin under the new name, resuming exactly after the last message shown.
+      if (changed) this.connect(this.stream.lastId);
+      $("#composer-text").focus();
+    });
+    $("#name-cancel").addEventListener("click", () => {
+      this.showComposer();
+      $("#name-button").focus();
+    });
+    $("#name-button").addEventListener("click", () => {
+      this.askName(true);
+      form.elements.name.focus();
+    });
+  }
+
+  // -- sending --
+
+  wireComposer() {
+    const form = $("#composer");
+    const input = $("#composer-text");
+    input.addEventListener("input", () => this.updateCount());
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.send();
+    });
+  }
+
+  updateCount() {
+    const input = $("#composer-text");
+    const length = textLength(input.value);
+    const count = $("#composer-count");
+    count.textContent = `${length} / ${MAX_TEXT}`;
+    count.dataset.level = length > MAX_TEXT ? "over" : length > MAX_TEXT * 0.9 ? "near" : "";
+    input.setAttribute("aria-invalid", String(length > MAX_TEXT));
+    if (length <= MAX_TEXT && $("#composer-error").dataset.kind === "length") this.showError("");
+    // Grow with the text, up to the CSS max-height.
+    input.style.height = "auto";
+    input.style.height = `${input.scrollHeight + 2}px`;
+  }
+
+  showError(text, kind = "") {
+    const error = $("#composer-error");
+    error.textContent = text;
+    error.dataset.kind = kind;
+  }
+
+  send() {
+    const input = $("#composer-text");
+    const text = normaliseText(input.value);
+    if (!text) return;
+    const length = [...text].length;
+    if (length > MAX_TEXT) {
+      this.showError(`Too long: a message is at most ${MAX_TEXT} characters, this one has ${length}. ` +
+        `Remove ${length - MAX_TEXT} to send it.`, "length");
+      return;
+    }
+    const message = { client_id: newClientId(), user: this.name, text, ts: Date.now() };
+    this.timeline.addPending(message);
+    input.value = "";
+    this.updateCount();
+    this.deliver(message);
+  }
+
+  async deliver(message) {
+    const { client_id: clientId, user, text } = message;
+    const result = await postMessage(this.room, { user, text, client_id: clientId });
+    if (result.ok) {
+      this.timeline.confirm(clientId, result.message);
+      if ($("#composer-error").dataset.kind !== "length") this.showError("");
+      return;
+    }
+    this.showError(result.text, "send");
+    if (result.retryable) {
+      this.timeline.fail(clientId, result.text, {
+        retry: () => {
+          if (this.timeline.sending(clientId)) this.deliver(message);
+          $("#composer-text").focus();
+        },
+        discard: () => {
+          this.timeline.discard(clientId);
+          this.showError("");
+          $("#composer-text").focus();
+        },
+      });
+      return;
+    }
+    // Refused for good (too long, invalid): give the text back to fix it.
+    this.timeline.discard(clientId);
+    const input = $("#composer-text");
+    if (!input.value) {
+      input.value = text;
+      this.updateCount();
+    }
+    input.focus();
+  }
+}
+
+function safeDecode(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function main() {
+  const room = roomFromLocation();
+  if (room) {
+    document.body.classList.add("in-room");
+    new RoomPage(room);
+  } else if (room === null) {
+    const typed = location.pathname.startsWith("/r/") ? location.pathname.slice(3) : location.hash.slice(1);
+    showLobby("That address is not a room: room names use a-z, 0-9, “-” and “_”.", safeDecode(typed));
+  } else {
+    showLobby();
+  }
+  window.addEventListener("hashchange", () => {
+    if (roomFromLocation() !== room) location.reload();
+  });
+}
+
+main();

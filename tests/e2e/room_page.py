@@ -1,0 +1,77 @@
+"""What a test does with the chat page, in a person's terms."""
+
+import json
+import time
+
+import httpx
+from playwright.sync_api import expect
+
+
+def join(page, room, name):
+    """Open the room's address and, if the page asks, give the name."""
+    page.goto(f"/r/{room}")
+    name_form = page.locator("#name-form")
+    expect(page.locator("#composer:not([hidden]), #name-form:not([hidden])")).to_be_visible()
+    if name_form.is_visible():
+        page.get_by_label("Your name in this room").fill(name)
+        name_form.get_by_role("button", name="Join").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    return page
+
+
+def send(page, text):
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+
+
+def shown(page):
+    """The messages on the page, top to bottom: [{id, user, text, state, own}]."""
+    return page.locator("#messages > li").evaluate_all(
+        """items => items.map(li => ({
+            id: li.dataset.id ?? null,
+            user: li.dataset.user,
+            text: li.querySelector('.msg-text').textContent,
+            state: li.dataset.state,
+            own: li.classList.contains('own'),
+            time: li.querySelector('time').textContent,
+            ts: Number(li.dataset.ts),
+        }))"""
+    )
+
+
+def texts(page):
+    return [m["text"] for m in shown(page)]
+
+
+def wait_until(predicate, timeout=20, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def wait_shown(page, count, timeout=20):
+    """Wait until ``count`` messages are shown, all sent; return them."""
+    wait_until(lambda: len([m for m in shown(page) if m["state"] == "sent" and m["id"]]) >= count, timeout)
+    return shown(page)
+
+
+def room_history(base_url, room):
+    """Every message the room holds, oldest first, read from the history endpoint."""
+    messages, before = [], None
+    while True:
+        query = f"?limit=500" + (f"&before={before}" if before else "")
+        page = httpx.get(f"{base_url}/stream/rooms/{room}/history{query}", timeout=20).json()
+        messages = page["messages"] + messages
+        if not page["more"] or not page["messages"]:
+            return messages
+        before = page["messages"][0]["id"]
+
+
+def assert_in_kafka_order(messages, expected_ids):
+    ids = [m["id"] for m in messages]
+    assert ids == [str(i) for i in sorted(int(i) for i in expected_ids)], json.dumps(ids)

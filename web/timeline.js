@@ -1,0 +1,352 @@
+// The message list: each message once, in Kafka order, rendered as text.
+//
+// Confirmed messages are kept sorted by id; the page's own messages that are still being
+// sent (or failed) sit below them. A message is known by its id and, when it has one, by
+// its client_id, so the stream's copy of a message this page sent replaces the pending one
+// instead of showing twice. The stream and the history endpoint are the authority on a
+// message's id; a 201 only places it until the stream's copy arrives.
+
+import { compareIds } from "./live.js";
+
+const FOLLOW_SLACK_PX = 48;
+const GROUP_MS = 5 * 60 * 1000;
+const LINK = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayTimeFormat = new Intl.DateTimeFormat(undefined, {
+  weekday: "short", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+});
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+
+/**
+ * The local time of a message: "14:05" today, "Tue 3 Nov, 14:05" otherwise.
+ * @param {number} ts epoch milliseconds
+ * @returns {HTMLTimeElement}
+ */
+export function timeElement(ts) {
+  const date = new Date(ts);
+  const element = document.createElement("time");
+  element.dateTime = date.toISOString();
+  element.title = fullFormat.format(date);
+  const today = date.toDateString() === new Date().toDateString();
+  element.textContent = (today ? timeFormat : dayTimeFormat).format(date);
+  return element;
+}
+
+/**
+ * Message text as DOM nodes: text nodes, and http(s) URLs as links. Nothing from the
+ * message is ever parsed as HTML.
+ * @param {string} text
+ * @returns {Node[]}
+ */
+export function textNodes(text) {
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(LINK)) {
+    let raw = match[0].replace(/[.,;:!?)\]}]+$/, "");
+    // Keep a closing parenthesis that belongs to the URL, as in Wikipedia links.
+    const tail = match[0].slice(raw.length);
+    if (tail.startsWith(")") && raw.split("(").length > raw.split(")").length) raw += ")";
+    const url = safeUrl(raw);
+    if (!url) continue;
+    nodes.push(document.createTextNode(text.slice(last, match.index)));
+    const link = document.createElement("a");
+    link.href = url;
+    link.textContent = raw;
+    link.rel = "noopener noreferrer";
+    link.target = "_blank";
+    nodes.push(link);
+    last = match.index + raw.length;
+  }
+  nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+function safeUrl(raw) {
+  try {
+    const url = new URL(raw);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A stable hue per name, so that each author keeps a colour. */
+function hue(name) {
+  let h = 0;
+  for (const char of name) h = (h * 31 + char.codePointAt(0)) % 360;
+  return h;
+}
+
+export class Timeline {
+  #list;
+  #scroller;
+  #isOwn;
+  #onUnseen;
+  #order = []; // ids of confirmed messages, ascending
+  #byId = new Map();
+  #byClientId = new Map();
+  #unseen = 0;
+
+  /**
+   * @param {HTMLOListElement} list
+   * @param {HTMLElement} scroller  the element that scrolls the list
+   * @param {{isOwn: (message: object) => boolean, onUnseen: (count: number) => void}} options
+   */
+  constructor(list, scroller, { isOwn, onUnseen }) {
+    this.#list = list;
+    this.#scroller = scroller;
+    this.#isOwn = isOwn;
+    this.#onUnseen = onUnseen;
+    scroller.addEventListener("scroll", () => {
+      if (this.#unseen && this.atBottom()) this.#setUnseen(0);
+    }, { passive: true });
+  }
+
+  get size() {
+    return this.#order.length;
+  }
+
+  oldestId() {
+    return this.#order[0] ?? null;
+  }
+
+  atBottom() {
+    const s = this.#scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight <= FOLLOW_SLACK_PX;
+  }
+
+  scrollToBottom() {
+    this.#scroller.scrollTop = this.#scroller.scrollHeight;
+    this.#setUnseen(0);
+  }
+
+  /**
+   * Messages from the stream or the history endpoint. Returns how many were new.
+   * @param {object[]} messages
+   * @param {{live?: boolean}} options  live: arrived now (counts towards "new messages")
+   */
+  add(messages, { live = false } = {}) {
+    let added = 0;
+    let unseen = 0;
+    this.#keepingView(() => {
+      for (const message of messages) {
+        if (this.#addOne(message)) {
+          added += 1;
+          if (live && !this.#isOwn(message)) unseen += 1;
+        }
+      }
+    }, live);
+    if (unseen && !this.atBottom()) this.#setUnseen(this.#unseen + unseen);
+    return added;
+  }
+
+  /**
+   * Show a message of this page's at once, before the server has it.
+   * @param {{client_id: string, user: string, text: string, ts: number}} message
+   */
+  addPending(message) {
+    const item = this.#render(message);
+    item.dataset.state = "pending";
+    this.#byClientId.set(message.client_id, item);
+    this.#list.append(item);
+    this.#regroup(item);
+    this.scrollToBottom();
+  }
+
+  /** The server stored the page's message (a 201): mark it sent and place it by id. */
+  confirm(clientId, message) {
+    const item = this.#byClientId.get(clientId);
+    if (!item || item.dataset.id) {
+      if (item) this.#markSent(item);
+      return;
+    }
+    this.#keepingView(() => {
+      this.#markSent(item, message.ts);
+      this.#place(item, String(message.id));
+    }, true);
+  }
+
+  /** Sending failed: show why on the message, with Retry and Discard. */
+  fail(clientId, reason, { retry, discard }) {
+    const item = this.#byClientId.get(clientId);
+    if (!item || item.dataset.state === "sent") return;
+    item.dataset.state = "failed";
+    const status = item.querySelector(".msg-status");
+    const note = document.createElement("span");
+    note.textContent = `Not sent: ${reason}`;
+    const retryButton = button("Retry", "Retry sending this message", retry);
+    const discardButton = button("Discard", "Discard this message", discard);
+    status.replaceChildren(note, retryButton, discardButton);
+  }
+
+  /** Back to "sending" (a retry started). */
+  sending(clientId) {
+    const item = this.#byClientId.get(clientId);
+    if (!item || item.dataset.state === "sent") return false;
+    item.dataset.state = "pending";
+    item.querySelector(".msg-status").replaceChildren(statusText("Sending…"));
+    return true;
+  }
+
+  /** Remove a message of this page's that will not be sent. */
+  discard(clientId) {
+    const item = this.#byClientId.get(clientId);
+    if (!item || item.dataset.id) return;
+    this.#byClientId.delete(clientId);
+    const next = item.nextElementSibling;
+    item.remove();
+    if (next) this.#regroup(next);
+  }
+
+  /** Drop every confirmed message (the stream's reset); the page's unsent ones stay. */
+  reset() {
+    for (const item of this.#byId.values()) {
+      item.remove();
+      if (item.dataset.clientId) this.#byClientId.delete(item.dataset.clientId);
+    }
+    this.#order = [];
+    this.#byId.clear();
+    this.#setUnseen(0);
+  }
+
+  #addOne(message) {
+    const id = String(message.id);
+    if (this.#byId.has(id)) return false;
+    const mine = message.client_id ? this.#byClientId.get(message.client_id) : null;
+    if (mine) {
+      // The page's own message (pending, failed or placed by its 201): the stream's id wins.
+      this.#markSent(mine, message.ts);
+      if (mine.dataset.id !== id) this.#place(mine, id);
+      return false;
+    }
+    const item = this.#render(message);
+    item.dataset.state = "sent";
+    if (message.client_id) this.#byClientId.set(message.client_id, item);
+    this.#place(item, id);
+    return true;
+  }
+
+  /** Put an item at its place by id (moving it if it had another). */
+  #place(item, id) {
+    const old = item.dataset.id;
+    if (old) {
+      this.#order.splice(this.#index(old), 1);
+      this.#byId.delete(old);
+    }
+    const oldNext = item.nextElementSibling;
+    const index = this.#index(id);
+    const before = this.#byId.get(this.#order[index]) ?? this.#list.querySelector(".msg:not([data-id])");
+    item.dataset.id = id;
+    this.#order.splice(index, 0, id);
+    this.#byId.set(id, item);
+    if (before !== item) this.#list.insertBefore(item, before);
+    this.#regroup(item);
+    if (item.nextElementSibling) this.#regroup(item.nextElementSibling);
+    if (oldNext && oldNext !== item.nextElementSibling) this.#regroup(oldNext);
+  }
+
+  /** Binary search: the first index whose id is not smaller than ``id``. */
+  #index(id) {
+    let low = 0;
+    let high = this.#order.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (compareIds(this.#order[mid], id) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  #render(message) {
+    const item = document.createElement("li");
+    item.className = "msg";
+    if (this.#isOwn(message)) item.classList.add("own");
+    if (message.client_id) item.dataset.clientId = message.client_id;
+    item.dataset.user = message.user;
+    item.dataset.ts = String(message.ts);
+
+    const meta = document.createElement("p");
+    meta.className = "msg-meta";
+    const author = document.createElement("span");
+    author.className = "msg-author";
+    author.textContent = message.user;
+    author.style.setProperty("--hue", String(hue(message.user)));
+    const status = document.createElement("span");
+    status.className = "msg-status";
+    if (!message.id) status.append(statusText("Sending…"));
+    meta.append(author, " ", timeElement(message.ts), " ", status);
+
+    const body = document.createElement("p");
+    body.className = "msg-text";
+    body.append(...textNodes(message.text));
+    item.append(meta, body);
+    return item;
+  }
+
+  #markSent(item, ts) {
+    item.dataset.state = "sent";
+    item.querySelector(".msg-status").replaceChildren();
+    if (ts) {
+      item.dataset.ts = String(ts);
+      item.querySelector("time").replaceWith(timeElement(ts));
+    }
+  }
+
+  /** Consecutive messages of one author within minutes share one header. */
+  #regroup(item) {
+    const previous = item.previousElementSibling;
+    const same = previous && previous.dataset.user === item.dataset.user &&
+      Math.abs(Number(item.dataset.ts) - Number(previous.dataset.ts)) < GROUP_MS;
+    item.classList.toggle("continued", Boolean(same));
+  }
+
+  /**
+   * Change the list without moving what the reader looks at: follow the bottom if the
+   * view was there (and ``follow`` allows it), else keep the first visible message still.
+   */
+  #keepingView(change, follow) {
+    const s = this.#scroller;
+    const wasAtBottom = this.atBottom();
+    let anchor = null;
+    let offset = 0;
+    if (!(follow && wasAtBottom)) {
+      const top = s.getBoundingClientRect().top;
+      for (const item of this.#list.children) {
+        const rect = item.getBoundingClientRect();
+        if (rect.bottom > top) {
+          anchor = item;
+          offset = rect.top - top;
+          break;
+        }
+      }
+    }
+    change();
+    if (follow && wasAtBottom) {
+      s.scrollTop = s.scrollHeight;
+    } else if (anchor && anchor.isConnected) {
+      s.scrollTop += anchor.getBoundingClientRect().top - s.getBoundingClientRect().top - offset;
+    }
+  }
+
+  #setUnseen(count) {
+    this.#unseen = count;
+    this.#onUnseen(count);
+  }
+}
+
+function statusText(text) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  return span;
+}
+
+function button(text, label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = "link-button";
+  element.textContent = text;
+  element.setAttribute("aria-label", label);
+  element.addEventListener("click", onClick);
+  return element;
+}
