@@ -27,7 +27,7 @@ JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
 POST_INTERVAL_S = 0.08  # about 12 messages a second, spread over the rooms
 POSTS_IN_FLIGHT = 24  # while Kafka is away each POST waits for the produce timeout
 KAFKA_RECOVERY_S = 30  # Kafka back to POSTs accepted again
-BRIDGE_DOWN_S = 12  # long enough for its backlog to be a fifth of the deliveries
+BRIDGE_DOWN_S = 10  # long enough for its backlog to be a fifth of the deliveries
 
 # What each fault must make Prometheus report (pending or firing) while it lasts.
 BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
@@ -191,7 +191,7 @@ def observed(stack, prometheus):
     try:
         # 1. healthy
         _side_traffic(base, run)
-        time.sleep(10)
+        time.sleep(8)
         run.alerts["healthy"] = prometheus.active_alerts()
         phase("healthy", run.start)
 
