@@ -20,21 +20,22 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from promsupport import ARTIFACTS, Prometheus
+from promsupport import (
+    AFTER_BACKLOG_ALERTS,
+    ARTIFACTS,
+    BRIDGE_DOWN_ALERTS,
+    JOBS,
+    KAFKA_DOWN_ALERTS,
+    REDIS_DOWN_ALERTS,
+    Prometheus,
+)
 from support import SseClient, new_room, post, stream_url
 
-JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
 POST_INTERVAL_S = 0.08  # about 12 messages a second, spread over the rooms
 POSTS_IN_FLIGHT = 24  # while Kafka is away each POST waits for the produce timeout
 KAFKA_RECOVERY_S = 30  # Kafka back to POSTs accepted again
 BRIDGE_DOWN_S = 10  # long enough for its backlog to be a fifth of the deliveries
 
-# What each fault must make Prometheus report (pending or firing) while it lasts.
-BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
-KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
-# After the bridge's backlog arrives seconds late, the delivery SLO burns fast.
-AFTER_BACKLOG_ALERTS = ("ChatDeliveryLatencyBudgetBurnFast",)
-REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
 
 
 @dataclass

@@ -20,6 +20,14 @@ RULES_FILE = ROOT / "helm" / "chatroom" / "files" / "alerts" / "rules.yaml"
 RULES_TEST_FILE = Path(__file__).resolve().parent / "rules_test.yaml"
 ARTIFACTS = ROOT / "test-artifacts" / "observability"
 
+JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
+# What each fault of the observed run must make Prometheus report (pending or firing).
+KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
+BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
+# After the bridge's backlog arrives seconds late, the delivery SLO burns fast.
+AFTER_BACKLOG_ALERTS = ("ChatDeliveryLatencyBudgetBurnFast",)
+REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
+
 SCRAPE_INTERVAL_S = 1
 # What Grafana substitutes for $__rate_interval at this scrape interval: at least four scrapes.
 RATE_INTERVAL = "5s"

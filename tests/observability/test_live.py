@@ -7,8 +7,12 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import AFTER_BACKLOG_ALERTS, BRIDGE_DOWN_ALERTS, JOBS, KAFKA_DOWN_ALERTS, REDIS_DOWN_ALERTS
 from promsupport import (
+    AFTER_BACKLOG_ALERTS,
+    BRIDGE_DOWN_ALERTS,
+    JOBS,
+    KAFKA_DOWN_ALERTS,
+    REDIS_DOWN_ALERTS,
     all_rules,
     dashboard_targets,
     has_finite_value,
