@@ -30,3 +30,11 @@ logs:
 
 clean:
 	rm -rf .run
+
+# The benchmark against the seed design (bench/README.md); not part of make test.
+.PHONY: bench bench-quick
+bench: install-test
+	$(PYTHON) -m bench
+
+bench-quick: install-test
+	$(PYTHON) -m bench --profile quick

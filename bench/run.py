@@ -1,0 +1,444 @@
+"""The benchmark: the project's pipeline and the seed design, same machine, same run.
+
+    python -m bench                 # the full set (make bench), about 10 minutes
+    python -m bench --profile quick # a short set (make bench-quick)
+    python -m bench --only ours --scenarios fanout,ingest --set fanout.clients=500
+
+Writes bench/results/<timestamp>.json (every figure and the machine), <timestamp>.md and
+latest.md (the summary), and the plots (latest-*.png).
+"""
+
+import argparse
+import asyncio
+import copy
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import redis
+
+from bench import loadgen, report
+from bench.monitor import Monitor, rss_bytes
+from bench.stacks import ROOT, OursStack, SeedStack
+
+RESULTS = ROOT / "bench" / "results"
+SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server both systems use
+
+PROFILES = {
+    "full": {
+        "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 30},
+        "capacity": {"clients": 2000, "rooms": 20, "step_duration": 8, "factor": 1.5, "max_steps": 8,
+                     "start_rate": {"ours": 300, "seed": 25}, "p99_limit_ms": 250},
+        "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
+        "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
+    },
+    "quick": {
+        "fanout": {"clients": 200, "rooms": 4, "rate": 50, "duration": 5},
+        "capacity": {"clients": 200, "rooms": 4, "step_duration": 3, "factor": 2.0, "max_steps": 3,
+                     "start_rate": {"ours": 100, "seed": 25}, "p99_limit_ms": 250},
+        "idle": {"connections": 1000, "rooms": 10, "stages": 2, "settle_s": 1},
+        "ingest": {"concurrency": 32, "rooms": 4, "duration": 4},
+    },
+    "smoke": {
+        "fanout": {"clients": 20, "rooms": 2, "rate": 20, "duration": 2},
+        "capacity": {"clients": 20, "rooms": 2, "step_duration": 1.5, "factor": 2.0, "max_steps": 2,
+                     "start_rate": {"ours": 20, "seed": 20}, "p99_limit_ms": 250},
+        "idle": {"connections": 50, "rooms": 2, "stages": 1, "settle_s": 0.5},
+        "ingest": {"concurrency": 4, "rooms": 2, "duration": 1.5},
+    },
+}
+SCENARIOS = ("fanout", "capacity", "idle", "ingest")
+
+
+def raise_fd_limit():
+    """Soft limit up to the hard one, for the harness and every process it starts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > 1_000_000:
+        hard = 1_000_000
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+# -- systems ------------------------------------------------------------------------
+
+
+class System:
+    """A system under test: its target (how to talk to it), its processes, its streams."""
+
+    def __init__(self, name, target, groups, stream_pids, redis_client, room_prefix, stream_direct_url):
+        self.name = name
+        self.target = target
+        # The idle scenario connects straight to the stream service: through the gateway,
+        # 10,000 streams take 20,000 descriptors in nginx's one worker.
+        self.direct_target = dataclasses.replace(target, base_url=stream_direct_url)
+        self.groups = groups
+        self.stream_pids = stream_pids
+        self.redis = redis_client
+        self.room_prefix = room_prefix
+        self._rooms = 0
+
+    def rooms(self, count, label):
+        self._rooms += 1
+        return [f"{self.room_prefix}-{label}{self._rooms}-{i}" for i in range(count)]
+
+    def subscribed_counter(self, rooms):
+        async def count():
+            pairs = self.redis.pubsub_numsub(*rooms)
+            return sum(n for _, n in pairs)
+        return count
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def _q(quantiles, key):
+    return quantiles[key] if quantiles else float("nan")
+
+
+def _step_summary(step, monitor_result, stack_groups):
+    lat_send = step.pop("latency_send_ms")
+    lat_ts = step.pop("latency_ts_ms")
+    step.pop("_senders", None)
+    post_ms = step.pop("post_ms")
+    seconds = step["send_seconds"]
+    step["acked_rate"] = step["acked"] / seconds if seconds > 0 else 0.0
+    step["deliveries_per_s"] = step["received"] / seconds if seconds > 0 else 0.0
+    step["latency_send"] = report.quantiles(lat_send)
+    step["latency_ts"] = report.quantiles(lat_ts) if len(lat_ts) else None
+    step["post_latency"] = report.quantiles(post_ms)
+    step["resources"] = monitor_result
+    stack_cores = sum(monitor_result["groups"][g]["cpu_cores_mean"] for g in stack_groups)
+    step["stack_cores"] = stack_cores
+    step["deliveries_per_core"] = step["deliveries_per_s"] / stack_cores if stack_cores > 0 else None
+    step["loadgen_cores"] = monitor_result["groups"]["loadgen"]["cpu_cores_mean"]
+    return step
+
+
+async def _warm_up(system, readers, sender_base):
+    """One message per room until every reader has it: the pipeline's consumers have
+    their partitions and every subscription is in place before anything is measured."""
+    for attempt in range(5):
+        step = await loadgen.run_step(system.target, readers, rate=len(readers.rooms), duration=1,
+                                      sender_base=sender_base + attempt * 1000, drain_timeout=15)
+        if step["received"] >= step["expected_deliveries"] and step["expected_deliveries"] > 0 and step["lost"] == 0:
+            loadgen.reset_reader_counters(readers)
+            return attempt + 1
+    loadgen.reset_reader_counters(readers)
+    return None
+
+
+async def delivery_scenarios(system, params, wanted, log):
+    """Fan-out, then the capacity search, on one set of connections."""
+    out = {}
+    fan = params["fanout"]
+    cap = params["capacity"]
+    clients, rooms_n = (fan["clients"], fan["rooms"]) if "fanout" in wanted else (cap["clients"], cap["rooms"])
+    rooms = system.rooms(rooms_n, "f")
+    readers = loadgen.Readers(system.target, rooms, clients)
+    stack_groups = list(system.groups)
+    log(f"[{system.name}] opening {clients} SSE connections over {rooms_n} rooms")
+    open_s = await readers.open(subscribed=system.subscribed_counter(rooms))
+    log(f"[{system.name}] opened in {open_s:.1f} s ({readers.failed} failed)")
+    warm = await _warm_up(system, readers, 1_000_000)
+    log(f"[{system.name}] warm-up: {'ok after ' + str(warm) if warm else 'FAILED'}")
+    base = 2_000_000
+    try:
+        if "fanout" in wanted:
+            monitor = Monitor(system.groups).start()
+            step = await loadgen.run_step(system.target, readers, fan["rate"], fan["duration"], base)
+            out["fanout"] = {"params": {**fan}, "open_seconds": open_s, "warm_up_tries": warm,
+                             **_step_summary(step, monitor.stop(), stack_groups)}
+            f = out["fanout"]
+            log(f"[{system.name}] fan-out: {f['deliveries_per_s']:.0f} deliveries/s, lost {f['lost']}, "
+                f"dup {f['duplicates']}, reordered {f['reordered']}, p50 {_q(f['latency_send'], 'p50'):.1f} ms, "
+                f"p99 {_q(f['latency_send'], 'p99'):.1f} ms, stack {f['stack_cores']:.2f} cores, "
+                f"loadgen {f['loadgen_cores']:.2f} cores")
+            base += 100_000
+            loadgen.reset_reader_counters(readers)
+        if "capacity" in wanted:
+            steps = []
+            rate = cap["start_rate"][system.target.kind]
+            for index in range(cap["max_steps"]):
+                monitor = Monitor(system.groups).start()
+                step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
+                step = _step_summary(step, monitor.stop(), stack_groups)
+                base += 100_000
+                loadgen.reset_reader_counters(readers)
+                p99 = step["latency_send"]["p99"] if step["latency_send"] else float("inf")
+                step["passed"] = (step["lost"] == 0 and step["duplicates"] == 0 and step["reordered"] == 0
+                                  and p99 <= cap["p99_limit_ms"] and step["post_errors"] == 0
+                                  and step["acked_rate"] >= 0.9 * rate)
+                steps.append(step)
+                log(f"[{system.name}] capacity step {index + 1}: offered {rate:.0f} msg/s, acked "
+                    f"{step['acked_rate']:.0f}/s, {step['deliveries_per_s']:.0f} deliveries/s, lost {step['lost']}, "
+                    f"p99 {p99:.1f} ms, stack {step['stack_cores']:.2f} cores, loadgen "
+                    f"{step['loadgen_cores']:.2f} -> {'pass' if step['passed'] else 'FAIL'}")
+                if not step["passed"]:
+                    break
+                rate *= cap["factor"]
+                await asyncio.sleep(0.5)
+            passing = [s for s in steps if s["passed"]]
+            best = max(passing, key=lambda s: s["deliveries_per_s"]) if passing else None
+            out["capacity"] = {
+                "params": {**cap, "clients": clients, "rooms": rooms_n},
+                "steps": steps,
+                "capacity_deliveries_per_s": best["deliveries_per_s"] if best else 0.0,
+                "capacity_messages_per_s": best["acked_rate"] if best else 0.0,
+                "capacity_step": steps.index(best) if best else None,
+                "deliveries_per_core_at_capacity": best["deliveries_per_core"] if best else None,
+                "stack_cores_at_capacity": best["stack_cores"] if best else None,
+                "first_failure": next((
+                    {"offered_rate": s["offered_rate"], "lost": s["lost"], "p99_ms": s["latency_send"]["p99"],
+                     "acked_rate": s["acked_rate"], "post_errors": s["post_errors"]}
+                    for s in steps if not s["passed"]), None),
+            }
+    finally:
+        await readers.close()
+    return out
+
+
+async def idle_scenario(system, params, log):
+    idle = params["idle"]
+    rooms = system.rooms(idle["rooms"], "i")
+    total = idle["connections"]
+    stages = max(1, idle["stages"])
+    await asyncio.sleep(idle["settle_s"])
+    base_stream = rss_bytes(system.stream_pids)
+    base_groups = {name: rss_bytes([pid]) for name, pid in system.groups.items()}
+    base_loadgen = psutil.Process().memory_info().rss
+    points = [{"connections": 0, "stream_rss_bytes": base_stream}]
+    readers_sets = []
+    opened = 0
+    failed = 0
+    started = time.monotonic()
+    try:
+        for stage in range(stages):
+            n = total * (stage + 1) // stages - opened
+            readers = loadgen.Readers(system.direct_target, rooms, n)
+            readers_sets.append(readers)
+            counter = system.subscribed_counter(rooms)
+            if system.target.greets_on_connect:
+                await readers.open(concurrency=500)
+            else:
+                async def cumulative(c=counter, before=opened):
+                    return await c() - before
+                await readers.open(concurrency=500, subscribed=cumulative)
+            opened += n
+            failed = sum(r.failed for r in readers_sets)
+            await asyncio.sleep(idle["settle_s"])
+            points.append({"connections": opened - failed, "stream_rss_bytes": rss_bytes(system.stream_pids)})
+            log(f"[{system.name}] idle: {opened - failed} open ({failed} failed), stream RSS "
+                f"{points[-1]['stream_rss_bytes'] / 2**20:.1f} MiB")
+        groups_after = {name: rss_bytes([pid]) for name, pid in system.groups.items()}
+        open_now = opened - failed
+        delta = points[-1]["stream_rss_bytes"] - base_stream
+        result = {
+            "params": dict(idle),
+            "open_seconds": time.monotonic() - started,
+            "connections": open_now,
+            "failed": failed,
+            "errors": sorted({r.error for rs in readers_sets for r in rs.readers if r.error})[:5],
+            "stream_rss_before_bytes": base_stream,
+            "stream_rss_after_bytes": points[-1]["stream_rss_bytes"],
+            "bytes_per_connection": delta / open_now if open_now else None,
+            "points": points,
+            "rss_delta_by_group_bytes": {n: groups_after[n] - base_groups[n] for n in base_groups},
+            "loadgen_rss_delta_bytes": psutil.Process().memory_info().rss - base_loadgen,
+            "redis_clients": system.redis.info("clients").get("connected_clients"),
+        }
+    finally:
+        for readers in readers_sets:
+            await readers.close()
+    await asyncio.sleep(1)
+    return result
+
+
+async def ingest_scenario(system, params, log):
+    ing = params["ingest"]
+    rooms = system.rooms(ing["rooms"], "p")
+    await loadgen.ingest_closed_loop(system.target, rooms, 4, 1.0)  # warm the producers
+    monitor = Monitor(system.groups).start()
+    res = await loadgen.ingest_closed_loop(system.target, rooms, ing["concurrency"], ing["duration"])
+    mon = monitor.stop()
+    stack_cores = sum(mon["groups"][g]["cpu_cores_mean"] for g in system.groups)
+    ingest_group = "ingest" if "ingest" in system.groups else "seed-app"
+    rate = res["acked"] / res["seconds"]
+    result = {
+        "params": dict(ing),
+        "acked": res["acked"], "errors": res["errors"], "seconds": res["seconds"],
+        "acked_per_s": rate,
+        "post_latency": report.quantiles(res["post_ms"]),
+        "stack_cores": stack_cores,
+        "acked_per_stack_core": rate / stack_cores if stack_cores else None,
+        "ingest_cores": mon["groups"][ingest_group]["cpu_cores_mean"],
+        "acked_per_ingest_core": rate / mon["groups"][ingest_group]["cpu_cores_mean"]
+        if mon["groups"][ingest_group]["cpu_cores_mean"] else None,
+        "loadgen_cores": mon["groups"]["loadgen"]["cpu_cores_mean"],
+        "resources": mon,
+    }
+    log(f"[{system.name}] ingest: {rate:.0f} acked/s, {result['errors']} errors, stack {stack_cores:.2f} cores "
+        f"({result['acked_per_stack_core']:.0f}/core), ingest {result['ingest_cores']:.2f} cores, "
+        f"loadgen {result['loadgen_cores']:.2f}, p99 {result['post_latency']['p99']:.1f} ms")
+    return result
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def machine_description():
+    def version(cmd):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version as pkg_version
+    packages = {}
+    for name in ("aiohttp", "uvloop", "psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
+                 "kafka-python", "redis"):
+        try:
+            packages[name] = pkg_version(name)
+        except Exception:
+            packages[name] = None
+    kafka_jars = sorted(p.name for p in (ROOT / ".cache" / "kafka" / "libs").glob("kafka_*.jar"))
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip() != ""
+    return {
+        "hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+        "cpu_model": cpu_model, "logical_cpus": psutil.cpu_count(), "physical_cpus": psutil.cpu_count(False),
+        "memory_bytes": psutil.virtual_memory().total, "load_avg_at_start": os.getloadavg(),
+        "nginx": version(["nginx", "-v"]), "redis": version(["redis-server", "--version"]),
+        "java": version(["java", "-version"]), "kafka_jars": kafka_jars[:2], "packages": packages,
+        "git_commit": commit, "git_dirty": dirty,
+    }
+
+
+async def run_all(profile_name, params, only, wanted, log):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = ROOT / ".run" / "bench" / stamp
+    fd_limit = raise_fd_limit()
+    result = {"timestamp": stamp, "profile": profile_name, "params": params, "scenarios": list(wanted),
+              "systems": list(only), "machine": machine_description(), "fd_limit": fd_limit, "results": {}}
+    log(f"load average at start: {result['machine']['load_avg_at_start']}")
+    started = time.monotonic()
+    # nginx holds two descriptors per proxied stream, within the same per-process limit.
+    nginx_connections = max(8192, min(40000, fd_limit[0] - 1000))
+    ours = OursStack(run_dir / "stack", nginx_connections=nginx_connections)
+    log("starting the stack (Kafka, Redis, ingest, bridge, stream, nginx)")
+    ours.start(timeout=240)
+    seed = None
+    try:
+        r = redis.Redis.from_url(ours.settings.redis_url)
+        # flask-sse holds one Redis connection per open stream: let Redis take the idle
+        # scenario's (as far as the descriptor limit allows).
+        r.config_set("maxclients", max(10000, min(50000, fd_limit[0] - 1000)))
+        _wait_history_ready(r, ours.settings.partitions, log)
+        groups = ours.groups()
+        shared = {name: groups[name] for name in SHARED_PROGRAMS}
+        systems = []
+        if "ours" in only:
+            systems.append(System("ours", loadgen.Target("ours", ours.settings.gateway_url, "ours"), groups,
+                                  ours.stream_pids(), r, f"b{stamp[-7:-1].lower()}",
+                                  ours.settings.service_url("stream")))
+        if "seed" in only:
+            seed = SeedStack(run_dir / "seed", ours.settings.kafka_bootstrap, ours.settings.redis_url,
+                             nginx_connections=nginx_connections).start()
+            systems.append(System("seed", loadgen.Target("seed", seed.gateway_url, "seed"),
+                                  {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{stamp[-7:-1].lower()}",
+                                  f"http://127.0.0.1:{seed.stream_port}"))
+        log(f"stacks up in {time.monotonic() - started:.0f} s")
+        for system in systems:
+            res = result["results"].setdefault(system.name, {})
+            if {"fanout", "capacity"} & set(wanted):
+                res.update(await delivery_scenarios(system, params, wanted, log))
+        for system in systems:
+            if "idle" in wanted:
+                result["results"][system.name]["idle"] = await idle_scenario(system, params, log)
+        for system in systems:
+            if "ingest" in wanted and system.name == "ours":
+                result["results"][system.name]["ingest"] = await ingest_scenario(system, params, log)
+        result["stack_logs"] = str(run_dir)
+    finally:
+        if seed is not None:
+            seed.stop()
+        ours.stop()
+    result["elapsed_s"] = time.monotonic() - started
+    return result
+
+
+def _wait_history_ready(r, partitions, log, timeout=240):
+    """Until the bridge holds every partition (its consumer group formed, the history
+    marked ready in Redis), the stream service answers 503 to a new stream."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        flags = r.hmget("chat:state", [f"ready:{p}" for p in range(partitions)])
+        if all(flags):
+            log(f"bridge assigned and history ready after {time.monotonic() - started:.0f} s")
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the bridge did not take its partitions in time")
+
+
+def _set(params, assignment):
+    key, value = assignment.split("=", 1)
+    node = params
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    old = node.get(parts[-1])
+    node[parts[-1]] = type(old)(value) if isinstance(old, (int, float)) and not isinstance(old, bool) else json.loads(value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--only", default="ours,seed", help="systems: ours,seed")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
+                        help="override a parameter, e.g. fanout.clients=500")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--no-latest", action="store_true", help="do not update latest.md and latest-*.png")
+    args = parser.parse_args(argv)
+    params = copy.deepcopy(PROFILES[args.profile])
+    for assignment in args.set:
+        _set(params, assignment)
+    only = [s for s in args.only.split(",") if s]
+    wanted = [s for s in args.scenarios.split(",") if s]
+
+    def log(text):
+        print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    result = runner(run_all(args.profile, params, only, wanted, log))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = report.write(result, out, latest=not args.no_latest)
+    for path in paths:
+        log(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

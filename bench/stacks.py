@@ -1,0 +1,153 @@
+"""The two systems under test, on one Kafka broker and one Redis server.
+
+``OursStack`` is the local stack (local/stack.py) on free ports, with its gateway allowed
+more connections than the default (the idle scenario holds 10,000 streams, each two nginx
+connections). ``SeedStack`` runs the seed design (bench/baselines/seed/) on the same Kafka
+and Redis, with the same worker counts and an nginx gateway with the same settings.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from string import Template
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "local"))
+
+from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+from kafka.errors import TopicAlreadyExistsError  # noqa: E402
+
+from stack import Settings, Stack  # noqa: E402
+
+SEED_DIR = ROOT / "bench" / "baselines" / "seed"
+VENV_BIN = Path(sys.executable).parent
+STACK_PROGRAMS = ("nginx", "ingest", "kafka", "bridge", "redis", "stream")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_service_env():
+    """Production settings, except the per-user and per-address rate limits: every
+    benchmark client posts from 127.0.0.1, and the seed has no rate limits either."""
+    return {"RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000"}
+
+
+class OursStack(Stack):
+    def __init__(self, run_dir, nginx_connections=40000):
+        settings = Settings(
+            gateway_port=free_port(), ingest_port=free_port(), stream_port=free_port(), bridge_port=free_port(),
+            kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
+            run_dir=Path(run_dir), service_env=bench_service_env(),
+        )
+        super().__init__(settings, supervisor_log=str(Path(run_dir) / "supervisord.log"))
+        self.nginx_connections = nginx_connections
+        self._pids = {}
+
+    def prepare(self):
+        super().prepare()
+        conf = self.run_dir / "nginx" / "nginx.conf"
+        text = conf.read_text()
+        text = text.replace("worker_connections 8192;", f"worker_connections {self.nginx_connections};")
+        text = text.replace("worker_processes 1;",
+                            f"worker_processes 1;\nworker_rlimit_nofile {self.nginx_connections + 1000};")
+        conf.write_text(text)
+
+    def groups(self):
+        """Program name -> root pid (gunicorn masters, the nginx master, java, redis-server)."""
+        if not self._pids:
+            self._pids = {name: self.pid(name) for name in STACK_PROGRAMS}
+        return dict(self._pids)
+
+    def stream_pids(self):
+        return [self.groups()["stream"]]
+
+
+class SeedStack:
+    PROGRAMS = ("seed-nginx", "seed-app", "seed-consumer", "seed-stream")
+
+    def __init__(self, run_dir, kafka_bootstrap, redis_url, nginx_connections=40000, topic="seed.chat"):
+        self.run_dir = Path(run_dir)
+        self.kafka_bootstrap = kafka_bootstrap
+        self.redis_url = redis_url
+        self.topic = topic
+        self.nginx_connections = nginx_connections
+        self.gateway_port, self.app_port, self.stream_port = free_port(), free_port(), free_port()
+        self.processes = {}
+
+    @property
+    def gateway_url(self):
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def _spawn(self, name, args, env=None):
+        log = open(self.run_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            args, cwd=SEED_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(SEED_DIR), "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+                 "REDIS_URL": self.redis_url, "SEED_TOPIC": self.topic, **(env or {})},
+        )
+
+    def start(self, timeout=60):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The blog's topic was created by the broker on first use: one partition, Kafka's default.
+        admin = KafkaAdminClient(bootstrap_servers=self.kafka_bootstrap, client_id="seed-bench")
+        try:
+            admin.create_topics([NewTopic(self.topic, 1, 1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+        values = {"run_dir": self.run_dir, "nofile": self.nginx_connections + 1000,
+                  "worker_connections": self.nginx_connections, "app_port": self.app_port,
+                  "stream_port": self.stream_port, "gateway_port": self.gateway_port}
+        conf = Template((SEED_DIR / "nginx.conf").read_text()).substitute(values)
+        if os.geteuid() == 0:
+            conf = "user root;\n" + conf
+        (self.run_dir / "nginx.conf").write_text(conf)
+        gunicorn = str(VENV_BIN / "gunicorn")
+        self._spawn("seed-app", [gunicorn, "-c", "gunicorn_app.py", "app:app"],
+                    {"SEED_APP_BIND": f"127.0.0.1:{self.app_port}"})
+        self._spawn("seed-stream", [gunicorn, "-c", "gunicorn_stream.py", "app:app"],
+                    {"SEED_STREAM_BIND": f"127.0.0.1:{self.stream_port}"})
+        self._spawn("seed-consumer", [sys.executable, "consumer.py"],
+                    {"SEED_BROADCAST_URL": f"http://127.0.0.1:{self.app_port}/broadcast"})
+        self._spawn("seed-nginx", ["nginx", "-c", str(self.run_dir / "nginx.conf"), "-e", "stderr"])
+        deadline = time.monotonic() + timeout
+        for port in (self.app_port, self.stream_port, self.gateway_port):
+            while True:
+                for name, proc in self.processes.items():
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.run_dir}/{name}.log")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"seed port {port} not open after {timeout} s") from None
+                    time.sleep(0.2)
+        return self
+
+    def groups(self):
+        return {name: proc.pid for name, proc in self.processes.items()}
+
+    def stream_pids(self):
+        return [self.processes["seed-stream"].pid]
+
+    def stop(self):
+        for name in reversed(self.PROGRAMS):
+            proc = self.processes.get(name)
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
