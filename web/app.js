@@ -119,6 +119,11 @@ class RoomPage {
     $("#room").hidden = false;
     $("#connection").hidden = false;
     $("#messages").setAttribute("aria-label", `Messages in #${room}`);
+    $("#skip-link").hidden = false;
+    $("#skip-link").addEventListener("click", (event) => {
+      event.preventDefault(); // the address's hash names rooms: keep it
+      ($("#composer").hidden ? $("#name-input") : $("#composer-text")).focus();
+    });
     this.wireComposer();
     this.wireNameForm();
     this.wireScrollback();
@@ -300,6 +305,7 @@ class RoomPage {
       this.name = name;
       store.set(NAME_KEY, name);
       this.showComposer();
+      this.timeline.refreshOwn();
       // Rejoin under the new name, resuming exactly after the last message shown.
       if (changed) this.connect(this.stream.lastId);
       $("#composer-text").focus();

@@ -43,7 +43,7 @@ export class RoomStream {
     this.#handlers = handlers;
     this.#lastId = lastId;
     this.onOnline = () => this.#reconnectNow();
-    this.onOffline = () => this.#handlers.onState("offline");
+    this.onOffline = () => this.#goOffline();
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
     this.#connect();
@@ -111,17 +111,29 @@ export class RoomStream {
   #onError(source) {
     if (this.#stopped || source !== this.#source) return;
     this.#caughtUp = false;
-    if (!navigator.onLine) this.#handlers.onState("offline");
+    if (!navigator.onLine) {
+      this.#goOffline();
+      return;
+    }
     if (source.readyState !== EventSource.CLOSED) {
-      if (navigator.onLine) this.#handlers.onState("reconnecting");
+      this.#handlers.onState("reconnecting");
       return; // the browser retries by itself, with Last-Event-ID
     }
     source.close();
     const base = BACKOFF_MS[Math.min(this.#attempt, BACKOFF_MS.length - 1)];
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     this.#attempt += 1;
-    if (navigator.onLine) this.#handlers.onState("reconnecting", Math.ceil(delay / 1000));
+    this.#handlers.onState("reconnecting", Math.ceil(delay / 1000));
     this.#timer = setTimeout(() => this.#connect(), delay);
+  }
+
+  /** The browser lost the network: the stream is as good as gone; resume once back. */
+  #goOffline() {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#source?.close();
+    this.#caughtUp = false;
+    this.#handlers.onState("offline");
   }
 
   #reconnectNow() {

@@ -199,6 +199,13 @@ export class Timeline {
     if (next) this.#regroup(next);
   }
 
+  /** Mark the page's own messages again (the name changed). */
+  refreshOwn() {
+    for (const item of this.#list.children) {
+      item.classList.toggle("own", this.#isOwn({ user: item.dataset.user }));
+    }
+  }
+
   /** Drop every confirmed message (the stream's reset); the page's unsent ones stay. */
   reset() {
     for (const item of this.#byId.values()) {

@@ -1,7 +1,7 @@
 """Browser fixtures: Debian's Chromium driven by Playwright, one context per person.
 
 Every page gets the real stack's gateway as its origin (``stack.settings.gateway_url``),
-records JavaScript errors and refused CSP checks, and is screenshotted into
+records JavaScript errors and CSP refusals, and is screenshotted into
 test-artifacts/ when its test fails.
 """
 
@@ -23,6 +23,12 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1200, "height": 800}
 MOBILE = {"width": 360, "height": 740}
+
+
+def _is_problem(message):
+    """Console errors, except the network failures that fault tests cause on purpose
+    (CSP refusals and script errors stay problems)."""
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +67,7 @@ def open_page(request, browser, stack):
         page = context.new_page()
         page.problems = []
         page.on("pageerror", lambda error: page.problems.append(f"error: {error}"))
-        page.on("console", lambda msg: msg.type == "error" and page.problems.append(f"console: {msg.text}"))
+        page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console: {msg.text}"))
         return page
 
     yield make

@@ -1,0 +1,84 @@
+"""Scrolling back through a room, and coming back after the room's window moved on."""
+
+import httpx
+from playwright.sync_api import expect
+from room_page import join, send, shown, wait_until
+
+from support import new_room
+
+HISTORY_MAX = 100  # the Redis window of the test stack (tests/conftest.py)
+
+
+def post_many(base, room, count, user="fay", prefix="message"):
+    """Post ``count`` messages one after another; return their ids (Kafka order)."""
+    with httpx.Client(base_url=base, timeout=10) as client:
+        ids = []
+        for i in range(count):
+            response = client.post(f"/api/rooms/{room}/messages", json={"user": user, "text": f"{prefix} {i:03}"})
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+    return ids
+
+
+def scroll_to_the_start(page):
+    scroller = page.locator("#scroller")
+    scroller.hover()
+    note = page.locator("#history-note")
+    for _ in range(40):
+        if "This is the start" in (note.text_content() or ""):
+            return
+        page.mouse.wheel(0, -4000)
+        page.wait_for_timeout(150)
+    expect(note).to_contain_text("This is the start")
+
+
+def test_scrolling_up_reaches_past_the_redis_window_into_kafka_without_gap_or_duplicate(open_page, stack):
+    base = stack.settings.gateway_url
+    room = new_room("e2e-deep")
+    ids = post_many(base, room, HISTORY_MAX + 30)
+    page = join(open_page(), room, "gil")
+
+    # Joining shows the latest 50, scrolled to the bottom.
+    assert wait_until(lambda: len(shown(page)) == 50)
+    assert [m["id"] for m in shown(page)] == ids[-50:]
+    assert page.locator("#scroller").evaluate("s => s.scrollHeight - s.scrollTop - s.clientHeight") < 50
+
+    # Scrolling to the top loads the page before, and what was on screen stays on screen.
+    first = page.locator(f'#messages > li[data-id="{ids[-50]}"]')
+    page.locator("#scroller").evaluate("s => { s.scrollTop = 0; }")
+    assert wait_until(lambda: len(shown(page)) == 100)
+    box, view = first.bounding_box(), page.locator("#scroller").bounding_box()
+    assert view["y"] <= box["y"] < view["y"] + view["height"]
+
+    # And on, through the messages only Kafka still holds, to the very first.
+    scroll_to_the_start(page)
+    messages = shown(page)
+    assert [m["id"] for m in messages] == ids
+    assert [m["text"] for m in messages] == [f"message {i:03}" for i in range(len(ids))]
+    expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    assert not page.problems
+
+
+def test_back_online_after_the_window_moved_on_the_page_starts_again_from_the_latest(open_page, stack):
+    base = stack.settings.gateway_url
+    room = new_room("e2e-reset")
+    page = join(open_page(), room, "hal")
+    send(page, "just before going offline")
+    assert wait_until(lambda: [m["state"] for m in shown(page)] == ["sent"] and shown(page)[0]["id"])
+
+    page.context.set_offline(True)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#connection")).to_contain_text("Offline")
+    ids = post_many(base, room, HISTORY_MAX + 20, user="ida", prefix="while away")
+    page.context.set_offline(False)
+
+    # The last id seen left the window: the stream says reset, the page shows the latest 50.
+    expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    assert wait_until(lambda: [m["id"] for m in shown(page)] == ids[-50:])
+    expect(page.locator("#announcer")).to_have_text("Reloaded the latest messages.")
+    # Scrolling back still reaches everything, once, in order.
+    scroll_to_the_start(page)
+    messages = shown(page)
+    assert [m["text"] for m in messages] == ["just before going offline"] + [f"while away {i:03}" for i in range(len(ids))]
+    assert len({m["id"] for m in messages}) == len(messages)
+    assert not page.problems

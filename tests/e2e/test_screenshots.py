@@ -1,0 +1,63 @@
+"""The page at 360 px and on a desktop, light and dark: fits, and is saved for a look.
+
+Pictures go to test-artifacts/screenshots/ (docs/screenshots/ holds a copy for the README).
+"""
+
+import pytest
+from conftest import ARTIFACTS, DESKTOP, MOBILE
+from playwright.sync_api import expect
+from room_page import join, send, wait_shown
+
+from support import new_room, post
+
+CONVERSATION = [
+    ("Maya", "Morning! Is the release still on for today?"),
+    ("Theo", "Yes, after the standup. The notes are here: https://example.com/releases/2.4"),
+    ("you", "Great, I'll watch the dashboards while it rolls out."),
+    ("Maya", "Thanks!\nI'll post in here if the canary looks off."),
+    ("Theo", "Deploying now…"),
+    ("you", "Error rate flat, latency normal. Looks good from here!"),
+]
+
+
+@pytest.fixture(scope="module")
+def conversation(stack):
+    """A room with a short conversation; "you" is the person looking at it."""
+    base = stack.settings.gateway_url
+    room = new_room("release")
+    for user, text in CONVERSATION:
+        assert post(base, room, user="sam" if user == "you" else user, text=text).status_code == 201
+    return room
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("size, viewport", [("desktop", DESKTOP), ("mobile", MOBILE)])
+def test_the_room_fits_and_reads_well(open_page, conversation, scheme, size, viewport):
+    page = join(open_page(viewport=viewport, color_scheme=scheme, timezone_id="Europe/Paris"), conversation, "sam")
+    join(open_page(), conversation, "Maya")  # someone else is here too
+    expect(page.locator("#people-summary")).to_contain_text("2 here")
+    messages = wait_shown(page, len(CONVERSATION))
+    assert [m["own"] for m in messages] == [user == "you" for user, _ in CONVERSATION]
+    page.get_by_role("textbox", name="Message").fill("Shall I close the release ticket?")
+    page.mouse.move(0, 0)
+
+    width = viewport["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+    assert page.locator("#scroller").evaluate("s => s.scrollWidth <= s.clientWidth")
+    for selector in ("#composer-text", ".send", "#connection", "#name-button"):
+        box = page.locator(selector).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, selector
+    ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "screenshots" / f"room-{size}-{scheme}.png")
+    assert not page.problems
+
+
+@pytest.mark.parametrize("size, viewport", [("desktop", DESKTOP), ("mobile", MOBILE)])
+def test_the_lobby_fits(open_page, conversation, size, viewport):
+    page = open_page(viewport=viewport)
+    join(page, conversation, "sam")
+    page.goto("/")
+    expect(page.get_by_role("link", name=f"#{conversation}")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "screenshots" / f"lobby-{size}.png")
