@@ -173,6 +173,13 @@ def test_redis_existing_secret_and_persistence():
     assert "appendonly yes" in named(docs, "ConfigMap", "redis")["data"]["valkey.conf"]
 
 
+def test_the_job_names_do_not_depend_on_the_release_name():
+    text = helm_template(HELM_DIR / "chatroom", "team-chat", ["--set", "monitoring.serviceMonitor.enabled=true"])
+    monitors = of_kind(parse(text), "ServiceMonitor")
+    assert {m["spec"]["endpoints"][0]["relabelings"][0]["replacement"] for m in monitors} == {
+        "chatroom-ingest", "chatroom-stream", "chatroom-bridge"}
+
+
 def test_monitoring_objects_carry_the_release_label():
     docs = render("monitoring")
     monitors = of_kind(docs, "ServiceMonitor", "PodMonitor")
@@ -186,9 +193,10 @@ def test_monitoring_objects_carry_the_release_label():
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert service_monitor["spec"]["selector"]["matchLabels"] == \
         named(docs, "Service", "chatroom-stream")["spec"]["selector"]
-    # A PodMonitor names its job as a ServiceMonitor does: the alert rules select on it.
-    assert named(docs, "PodMonitor", "chatroom-bridge")["spec"]["podMetricsEndpoints"][0]["relabelings"] == [
-        {"targetLabel": "job", "replacement": "chatroom-bridge"}]
+    # Both name the job chatroom-<service>, which the dashboards and alert rules select on.
+    fixed_job = [{"targetLabel": "job", "replacement": "chatroom-bridge"}]
+    assert named(docs, "PodMonitor", "chatroom-bridge")["spec"]["podMetricsEndpoints"][0]["relabelings"] == fixed_job
+    assert named(docs, "ServiceMonitor", "chatroom-bridge")["spec"]["endpoints"][0]["relabelings"] == fixed_job
     # Off by default: a cluster without the Prometheus Operator's CRDs would refuse them.
     assert of_kind(render("defaults"), "ServiceMonitor", "PodMonitor", "PrometheusRule") == []
 

@@ -99,12 +99,6 @@ def test_faults_activate_their_alerts(observed, snapshot, names):
         assert active.get(name, set()) & {"pending", "firing"}, (snapshot, name, active)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known ingest defect: after a broker restart a worker's producer can stay wedged "
-    "(every send times out after INGEST_PRODUCE_TIMEOUT_S + 1 s, no reconnect attempt logged) "
-    "until ingest restarts; remove this marker once ingest recreates a wedged producer",
-)
 def test_ingest_produced_again_by_itself_once_kafka_was_back(observed):
     """Not an observability property, but the run is where it shows: after the broker
     restart, POSTs must succeed again without restarting ingest."""

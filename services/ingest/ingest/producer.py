@@ -67,9 +67,23 @@ class Producer:
             record = future.get(timeout=self.config.produce_timeout_s + 1)
         except KafkaError as error:
             metrics.PRODUCE_ERRORS.labels(type(error).__name__).inc()
+            self._discard(producer)
             raise KafkaUnavailable(str(error)) from error
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         return record.offset
+
+    def _discard(self, producer):
+        """Start afresh after a failed send: a producer can stay stuck on stale connections
+        or idempotence state after a broker restart, while a new one bootstraps cleanly.
+        Requests meanwhile get 503 at once (the cooldown) instead of waiting."""
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+                self._failed_at = time.monotonic()
+        try:
+            producer.close(timeout=0)
+        except Exception:
+            log.exception("closing a failed kafka producer")
 
     def ready(self):
         """Connected to Kafka at least once (the producer reconnects by itself after that)."""
