@@ -166,7 +166,8 @@ class Stack:
                 cluster_id = _kafka_cluster_id()
                 subprocess.run(
                     ["java", "-cp", f"{s.kafka_home}/libs/*", "kafka.tools.StorageTool", "format",
-                     "-t", cluster_id, "-c", str(self.run_dir / "kafka" / "server.properties")],
+                     f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
+                     "--config", str(self.run_dir / "kafka" / "server.properties")],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
         self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf")
