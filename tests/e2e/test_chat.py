@@ -72,4 +72,11 @@ def test_a_reload_shows_the_history_in_order_once(open_page, stack):
     # The name was asked once and remembered.
     expect(page.locator("#name-form")).to_be_hidden()
     expect(page.locator("#name-label")).to_have_text("eve")
+
+    # The room's other address, and one that is not a room.
+    page.goto(f"/#{room}")
+    assert [m["text"] for m in wait_shown(page, 6)] == expected
+    page.goto("/r/Not%20A%20Room!")
+    expect(page.locator("#lobby-error")).to_contain_text("That address is not a room")
+    expect(page.get_by_label("Room", exact=True)).to_have_value("not-a-room")
     assert not page.problems

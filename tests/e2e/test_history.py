@@ -82,3 +82,38 @@ def test_back_online_after_the_window_moved_on_the_page_starts_again_from_the_la
     assert [m["text"] for m in messages] == ["just before going offline"] + [f"while away {i:03}" for i in range(len(ids))]
     assert len({m["id"] for m in messages}) == len(messages)
     assert not page.problems
+
+
+def test_new_messages_follow_at_the_bottom_and_wait_behind_a_pill_while_reading_back(open_page, stack):
+    base = stack.settings.gateway_url
+    room = new_room("e2e-follow")
+    post_many(base, room, 40, user="pat")
+    page = join(open_page(), room, "quin")
+    scroller, pill = page.locator("#scroller"), page.locator("#new-pill")
+    distance = lambda: scroller.evaluate("s => s.scrollHeight - s.scrollTop - s.clientHeight")  # noqa: E731
+    assert wait_until(lambda: len(shown(page)) == 40)
+
+    # At the bottom, a new message is followed.
+    post_many(base, room, 1, user="pat", prefix="followed")
+    assert wait_until(lambda: len(shown(page)) == 41)
+    assert wait_until(lambda: distance() < 50)
+    expect(pill).to_be_hidden()
+
+    # Reading back, the view stays put and a pill counts what arrived below.
+    scroller.evaluate("s => { s.scrollTop = s.scrollHeight / 2; }")
+    page.wait_for_timeout(300)
+    top = scroller.evaluate("s => s.scrollTop")
+    post_many(base, room, 2, user="pat", prefix="waiting")
+    expect(pill).to_have_text("2 new messages ↓")
+    assert scroller.evaluate("s => s.scrollTop") == top
+    # The page's own message always brings the view down.
+    send(page, "mine")
+    assert wait_until(lambda: distance() < 50)
+    expect(pill).to_be_hidden()
+    scroller.evaluate("s => { s.scrollTop = 0; }")
+    post_many(base, room, 1, user="pat", prefix="one more")
+    expect(pill).to_have_text("1 new message ↓")
+    pill.click()
+    assert wait_until(lambda: distance() < 50)
+    expect(pill).to_be_hidden()
+    assert not page.problems
