@@ -12,9 +12,11 @@ const ROOMS_KEY = "chatroom.rooms";
 const $ = (selector) => document.querySelector(selector);
 
 const store = {
+  /** The stored value, or ``fallback`` when it is missing, unreadable or of another type. */
   get(key, fallback) {
     try {
-      return JSON.parse(localStorage.getItem(key)) ?? fallback;
+      const value = JSON.parse(localStorage.getItem(key));
+      return Array.isArray(value) === Array.isArray(fallback) && typeof value === typeof fallback ? value : fallback;
     } catch {
       return fallback;
     }
@@ -27,6 +29,27 @@ const store = {
     }
   },
 };
+
+// The lobby's Join asks the room page to put the cursor in the message box.
+const FOCUS_KEY = "chatroom.focus";
+
+function requestFocus() {
+  try {
+    sessionStorage.setItem(FOCUS_KEY, "composer");
+  } catch {
+    // Without storage the room page just opens without focusing the box.
+  }
+}
+
+function takeFocusRequest() {
+  try {
+    const wanted = sessionStorage.getItem(FOCUS_KEY) === "composer";
+    sessionStorage.removeItem(FOCUS_KEY);
+    return wanted;
+  } catch {
+    return false;
+  }
+}
 
 /** The room the address names, "" for the lobby, or null for a malformed room name. */
 function roomFromLocation() {
@@ -86,7 +109,7 @@ function showLobby(problem = "", typed = "") {
       return;
     }
     store.set(NAME_KEY, name);
-    sessionStorage.setItem("chatroom.focus", "composer");
+    requestFocus();
     location.assign(`/r/${room}`);
   });
 }
@@ -102,6 +125,7 @@ class RoomPage {
   loading = false;
   caughtUp = false; // the stream delivered what the connect asked for
   shownOnce = false;
+  unread = 0;
   generation = 0; // bumped by a reset: answers to older requests are dropped
 
   constructor(room) {
@@ -132,12 +156,17 @@ class RoomPage {
       $("#composer-text").focus();
     });
 
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) this.showUnread(0);
+    });
+
     this.connect(null);
-    if (this.name) this.showComposer();
-    else this.askName();
-    if (sessionStorage.getItem("chatroom.focus") === "composer" && this.name) {
-      sessionStorage.removeItem("chatroom.focus");
-      $("#composer-text").focus();
+    if (this.name) {
+      this.showComposer();
+      if (takeFocusRequest()) $("#composer-text").focus();
+    } else {
+      this.askName();
+      $("#name-input").focus();
     }
   }
 
@@ -156,7 +185,14 @@ class RoomPage {
     const added = this.timeline.add([message], { live: true });
     if (added && this.caughtUp && message.user !== this.name) {
       announce(`${message.user}: ${message.text.slice(0, 200)}`);
+      if (document.hidden) this.showUnread(this.unread + 1);
     }
+  }
+
+  /** Unread messages in the tab's title while the page is in the background. */
+  showUnread(count) {
+    this.unread = count;
+    document.title = `${count ? `(${count}) ` : ""}#${this.room} · Chatroom`;
   }
 
   onCaughtUp() {

@@ -309,15 +309,17 @@ export class Timeline {
   }
 
   /**
-   * Change the list without moving what the reader looks at: follow the bottom if the
-   * view was there (and ``follow`` allows it), else keep the first visible message still.
+   * Change the list without moving what the reader looks at. ``follow`` (live changes,
+   * which land at the bottom): stay at the bottom if the view was there. Otherwise keep
+   * the first visible message still.
    */
   #keepingView(change, follow) {
     const s = this.#scroller;
     const wasAtBottom = this.atBottom();
     let anchor = null;
     let offset = 0;
-    if (!(follow && wasAtBottom)) {
+    if (!follow) {
+      // Older messages go in above: keep the first visible message where it is.
       const top = s.getBoundingClientRect().top;
       for (const item of this.#list.children) {
         const rect = item.getBoundingClientRect();

@@ -1,5 +1,6 @@
 """The page through a stream service crash and an ingest outage."""
 
+import re
 import threading
 import time
 
@@ -66,8 +67,8 @@ def test_a_send_during_an_ingest_outage_fails_visibly_and_its_retry_shows_once(o
     try:
         send(page, "sent during the outage")
         expect(item).to_have_attribute("data-state", "failed")
-        expect(page.locator("#composer-error")).to_have_text(
-            "The chat server is unavailable right now. Retry in a moment.")
+        # Plain words: the gateway's JSON error if it sends one, else the page's own.
+        expect(page.locator("#composer-error")).to_have_text(re.compile(r"^[^<>{}]*(retry|try again)[^<>{}]*$", re.I))
         expect(item).to_contain_text("Not sent")
     finally:
         stack.ctl("start", "ingest")
