@@ -100,6 +100,7 @@ class Reader:
                         continue
                     complete, buffer = buffer[: end + 2], buffer[end + 2 :]
                     self._consume(complete)
+                self.error = "stream ended by the server"
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a dropped connection is recorded, not raised
@@ -237,9 +238,11 @@ class Readers:
             await self.session.close()
 
 
-async def run_step(target, readers, rate, duration, sender_base, per_sender_rate=10.0, drain_timeout=10.0):
+async def run_step(target, readers, rate, duration, sender_base, per_sender_rate=10.0, drain_timeout=30.0,
+                   stall_s=3.0):
     """Post ``rate`` messages/s for ``duration`` s over the readers' rooms and wait until
-    every reader has received what was acknowledged (or ``drain_timeout`` passes)."""
+    every reader has received what was acknowledged, or ``drain_timeout`` passes, or
+    nothing arrived for ``stall_s``. What has not arrived by then counts as lost."""
     rooms = readers.rooms
     n_senders = max(len(rooms), int(-(-rate // per_sender_rate)))
     n_senders = -(-n_senders // len(rooms)) * len(rooms)  # the same number in every room
@@ -250,6 +253,7 @@ async def run_step(target, readers, rate, duration, sender_base, per_sender_rate
     for sender in senders:
         by_room.setdefault(sender.room, []).append(sender)
     collector = readers.new_step()
+    live = [r for r in readers.readers if r.error is None]  # open when the step starts
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         loop = asyncio.get_running_loop()
@@ -259,11 +263,15 @@ async def run_step(target, readers, rate, duration, sender_base, per_sender_rate
         wall_start = time.monotonic()
         await asyncio.gather(*tasks)
         send_seconds = time.monotonic() - wall_start - 0.2
-    live = [r for r in readers.readers if r.error is None]
     expected = sum(len(s.acked) * sum(1 for r in live if r.room == s.room) for s in senders)
     deadline = time.monotonic() + drain_timeout
+    last_count, last_progress = collector.received, time.monotonic()
     while collector.received < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+        if collector.received != last_count:
+            last_count, last_progress = collector.received, time.monotonic()
+        elif time.monotonic() - last_progress > stall_s:
+            break
     deliver_seconds = time.monotonic() - wall_start - 0.2
     lost = sum(r.lost(by_room[r.room]) for r in live)
     return {
@@ -282,6 +290,8 @@ async def run_step(target, readers, rate, duration, sender_base, per_sender_rate
         "duplicates": sum(r.duplicates for r in live),
         "reordered": sum(r.reordered for r in live),
         "readers_failed": len(readers.readers) - len(live),
+        "readers_dropped": sum(1 for r in live if r.error is not None),
+        "drain_seconds": deliver_seconds - send_seconds,
         "latency_send_ms": collector.latency_send_ms,
         "latency_ts_ms": collector.latency_ts_ms,
         "_senders": senders,

@@ -45,6 +45,8 @@ class Monitor:
         self.groups = dict(groups)
         self.groups["loadgen"] = os.getpid()
         self.interval = interval
+        self.rescan_s = 5.0
+        self._scanned_at = 0.0
         self._procs = {}  # (group, pid) -> Process
         self._start_cpu = {}
         self._last_cpu = {}
@@ -53,6 +55,12 @@ class Monitor:
         self._thread = None
 
     def _scan(self):
+        # Listing children reads all of /proc: do it every few seconds, not every sample
+        # (a gunicorn worker that is replaced shows up at the next scan).
+        now = time.monotonic()
+        if self._procs and now - self._scanned_at < self.rescan_s:
+            return self._procs
+        self._scanned_at = now
         seen = {}
         for name, pid in self.groups.items():
             procs = tree(pid) if name != "loadgen" else [psutil.Process(pid)]

@@ -107,6 +107,7 @@ def summary(result, plots):
     ]
     lines += _targets_table(result)
     lines += _fanout_table(result)
+    lines += _hops_table(result)
     lines += _capacity_table(result)
     lines += _idle_table(result)
     lines += _ingest_table(result)
@@ -196,6 +197,30 @@ def _fanout_table(result):
     return out + [""] if found else []
 
 
+def _hops_table(result):
+    rows = []
+    f = _get(result, "ours", "fanout")
+    if f and f.get("hops"):
+        rows.append(("fan-out", f["hops"]))
+    c = _get(result, "ours", "capacity")
+    if c and c["capacity_step"] is not None and c["steps"][c["capacity_step"]].get("hops"):
+        rows.append((f"capacity step ({c['steps'][c['capacity_step']]['offered_rate']:.0f} msg/s)",
+                     c["steps"][c["capacity_step"]]["hops"]))
+    if c and c.get("first_failure") and c["steps"][-1].get("hops") and not c["steps"][-1]["passed"]:
+        rows.append((f"first failed step ({c['steps'][-1]['offered_rate']:.0f} msg/s)", c["steps"][-1]["hops"]))
+    if not rows:
+        return []
+    out = ["## Where the time goes (ours, from the services' own histograms)", "",
+           "Bucket-interpolated, so coarse; the client side adds nginx and the load generator's read.", "",
+           "| scenario | hop | count | mean ms | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+    for label, hop_map in rows:
+        for hop, v in hop_map.items():
+            if v:
+                out.append(f"| {label} | {hop} | {v['count']:,} | {v['mean_ms']:.1f} | {_fmt(v['p50_ms'])} | "
+                           f"{_fmt(v['p99_ms'])} |")
+    return out + [""]
+
+
 def _p50_p99(q):
     return f"{q['p50']:.1f} / {q['p99']:.1f}" if q else "—"
 
@@ -224,11 +249,17 @@ def _capacity_table(result):
     return out + [""] if found else []
 
 
+def _kb(value):
+    return _fmt(value / 1024 if value is not None else None, " KB")
+
+
 def _idle_table(result):
     out = ["## Idle connections", "",
-           "| system | open (failed) | stream RSS before → after | per connection | nginx Δ | Redis Δ | "
-           "Redis clients |",
-           "|---|---|---|---|---|---|---|"]
+           "Connections straight to the stream service (see bench/README.md). Per connection: the larger of "
+           "(after − before) / connections and the slope of RSS against connections over the stages.", "",
+           "| system | open (failed) | stream RSS before → after | per connection | (after − before) / n | slope | "
+           "nginx Δ | Redis Δ | Redis clients |",
+           "|---|---|---|---|---|---|---|---|---|"]
     found = False
     for system in ("ours", "seed"):
         i = _get(result, system, "idle")
@@ -240,7 +271,8 @@ def _idle_table(result):
         out.append(
             f"| {system} | {i['connections']:,} ({i['failed']}) | {i['stream_rss_before_bytes'] / 2**20:.1f} → "
             f"{i['stream_rss_after_bytes'] / 2**20:.1f} MiB | "
-            f"{_fmt(i['bytes_per_connection'] / 1024 if i['bytes_per_connection'] is not None else None, ' KB')} | "
+            f"{_kb(i['bytes_per_connection'])} | {_kb(i.get('bytes_per_connection_before_after'))} | "
+            f"{_kb(i.get('bytes_per_connection_slope'))} | "
             f"{(nginx or 0) / 2**20:.1f} MiB | {deltas.get('redis', 0) / 2**20:.1f} MiB | {i['redis_clients']} |")
     return out + [""] if found else []
 
@@ -282,8 +314,16 @@ def plot(result, out_dir, prefix):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     paths = []
     colors = {"ours": "tab:blue", "seed": "tab:red"}
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+
+    def plain_log(ax, y=False):
+        for axis in (ax.xaxis, ax.yaxis) if y else (ax.xaxis,):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(NullFormatter())
 
     # Latency CDFs: fan-out, the capacity step, ingest POSTs.
     panels = []
@@ -294,9 +334,11 @@ def plot(result, out_dir, prefix):
             if f["latency_ts"]:
                 panels.append(("fan-out", system, "ts", f["latency_ts"]))
         c = _get(result, system, "capacity")
-        if c and c["capacity_step"] is not None:
-            s = c["steps"][c["capacity_step"]]
-            panels.append((f"capacity step", system, f"send, {s['offered_rate']:.0f} msg/s", s["latency_send"]))
+        if c and c["steps"]:
+            passed = c["capacity_step"] is not None
+            s = c["steps"][c["capacity_step"] if passed else 0]
+            panels.append(("capacity step", system,
+                           f"send, {s['offered_rate']:.0f} msg/s{'' if passed else ', failed'}", s["latency_send"]))
     ingest = _get(result, "ours", "ingest")
     if panels or ingest:
         ncols = 3 if ingest else 2
@@ -310,6 +352,7 @@ def plot(result, out_dir, prefix):
                 ax.plot(xs, ys, label=f"{system} ({label})", color=colors[system],
                         linestyle="--" if label == "ts" else "-")
             ax.set_xscale("log")
+            plain_log(ax)
             ax.set_xlabel("end-to-end latency (ms, log)")
             ax.set_ylabel("fraction of deliveries")
             ax.set_title(f"Latency CDF: {title}")
@@ -320,6 +363,7 @@ def plot(result, out_dir, prefix):
             q = ingest["post_latency"]
             ax.plot([v for _, v in q["cdf"]], [p / 100 for p, _ in q["cdf"]], color=colors["ours"], label="ours")
             ax.set_xscale("log")
+            plain_log(ax)
             ax.set_xlabel("POST latency until 201 (ms, log)")
             ax.set_title(f"Latency CDF: ingest ({ingest['acked_per_s']:,.0f} acked/s)")
             ax.grid(True, which="both", alpha=0.3)
@@ -356,9 +400,11 @@ def plot(result, out_dir, prefix):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
         a1.set_yscale("log")
+        a2.set_yscale("log")
+        plain_log(a1, y=True)
+        plain_log(a2, y=True)
         a1.set_ylabel("delivered events/s (log)")
         a1.set_title("Throughput against offered load (x: step stopped)")
-        a2.set_yscale("log")
         a2.set_ylabel("p99 end-to-end latency (ms, log)")
         a2.set_title("p99 latency against offered load")
         fig.tight_layout()

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from bench import loadgen, report
+from bench import hops, loadgen, report
 from bench.monitor import Monitor, rss_bytes
 from bench.stacks import ROOT, OursStack, SeedStack
 
@@ -33,18 +33,18 @@ SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server both sys
 
 PROFILES = {
     "full": {
-        "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 30},
+        "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 20},
         "capacity": {"clients": 2000, "rooms": 20, "step_duration": 8, "factor": 1.5, "max_steps": 8,
-                     "start_rate": {"ours": 300, "seed": 25}, "p99_limit_ms": 250},
+                     "start_rate": {"ours": 100, "seed": 10}, "p99_limit_ms": 250},
         "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
     },
     "quick": {
-        "fanout": {"clients": 200, "rooms": 4, "rate": 50, "duration": 5},
+        "fanout": {"clients": 200, "rooms": 4, "rate": 50, "duration": 4},
         "capacity": {"clients": 200, "rooms": 4, "step_duration": 3, "factor": 2.0, "max_steps": 3,
-                     "start_rate": {"ours": 100, "seed": 25}, "p99_limit_ms": 250},
+                     "start_rate": {"ours": 50, "seed": 12.5}, "p99_limit_ms": 250},
         "idle": {"connections": 1000, "rooms": 10, "stages": 2, "settle_s": 1},
-        "ingest": {"concurrency": 32, "rooms": 4, "duration": 4},
+        "ingest": {"concurrency": 32, "rooms": 4, "duration": 3},
     },
     "smoke": {
         "fanout": {"clients": 20, "rooms": 2, "rate": 20, "duration": 2},
@@ -72,8 +72,10 @@ def raise_fd_limit():
 class System:
     """A system under test: its target (how to talk to it), its processes, its streams."""
 
-    def __init__(self, name, target, groups, stream_pids, redis_client, room_prefix, stream_direct_url):
+    def __init__(self, name, target, groups, stream_pids, redis_client, room_prefix, stream_direct_url,
+                 metrics_urls=None):
         self.name = name
+        self.metrics_urls = metrics_urls  # service -> base URL of its /metrics (the project only)
         self.target = target
         # The idle scenario connects straight to the stream service: through the gateway,
         # 10,000 streams take 20,000 descriptors in nginx's one worker.
@@ -87,6 +89,12 @@ class System:
     def rooms(self, count, label):
         self._rooms += 1
         return [f"{self.room_prefix}-{label}{self._rooms}-{i}" for i in range(count)]
+
+    def hops_before(self):
+        return hops.snapshot(self.metrics_urls) if self.metrics_urls else None
+
+    def hops_after(self, before):
+        return hops.delta(before, hops.snapshot(self.metrics_urls)) if before is not None else None
 
     def subscribed_counter(self, rooms):
         async def count():
@@ -109,7 +117,9 @@ def _step_summary(step, monitor_result, stack_groups):
     post_ms = step.pop("post_ms")
     seconds = step["send_seconds"]
     step["acked_rate"] = step["acked"] / seconds if seconds > 0 else 0.0
-    step["deliveries_per_s"] = step["received"] / seconds if seconds > 0 else 0.0
+    # Delivered over the whole step, the drain included: a backlog delivered late is not
+    # throughput at the offered rate.
+    step["deliveries_per_s"] = step["received"] / step["deliver_seconds"] if step["deliver_seconds"] > 0 else 0.0
     step["latency_send"] = report.quantiles(lat_send)
     step["latency_ts"] = report.quantiles(lat_ts) if len(lat_ts) else None
     step["post_latency"] = report.quantiles(post_ms)
@@ -151,13 +161,15 @@ async def delivery_scenarios(system, params, wanted, log):
     base = 2_000_000
     try:
         if "fanout" in wanted:
+            hops0 = system.hops_before()
             monitor = Monitor(system.groups).start()
             step = await loadgen.run_step(system.target, readers, fan["rate"], fan["duration"], base)
             out["fanout"] = {"params": {**fan}, "open_seconds": open_s, "warm_up_tries": warm,
-                             **_step_summary(step, monitor.stop(), stack_groups)}
+                             **_step_summary(step, monitor.stop(), stack_groups),
+                             "hops": system.hops_after(hops0)}
             f = out["fanout"]
             log(f"[{system.name}] fan-out: {f['deliveries_per_s']:.0f} deliveries/s, lost {f['lost']}, "
-                f"dup {f['duplicates']}, reordered {f['reordered']}, p50 {_q(f['latency_send'], 'p50'):.1f} ms, "
+                f"dup {f['duplicates']}, reordered {f['reordered']}, dropped {f['readers_dropped']}, p50 {_q(f['latency_send'], 'p50'):.1f} ms, "
                 f"p99 {_q(f['latency_send'], 'p99'):.1f} ms, stack {f['stack_cores']:.2f} cores, "
                 f"loadgen {f['loadgen_cores']:.2f} cores")
             base += 100_000
@@ -166,18 +178,22 @@ async def delivery_scenarios(system, params, wanted, log):
             steps = []
             rate = cap["start_rate"][system.target.kind]
             for index in range(cap["max_steps"]):
+                hops0 = system.hops_before()
                 monitor = Monitor(system.groups).start()
                 step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
                 step = _step_summary(step, monitor.stop(), stack_groups)
+                step["hops"] = system.hops_after(hops0)
                 base += 100_000
                 loadgen.reset_reader_counters(readers)
                 p99 = step["latency_send"]["p99"] if step["latency_send"] else float("inf")
                 step["passed"] = (step["lost"] == 0 and step["duplicates"] == 0 and step["reordered"] == 0
+                                  and step["readers_dropped"] == 0
                                   and p99 <= cap["p99_limit_ms"] and step["post_errors"] == 0
                                   and step["acked_rate"] >= 0.9 * rate)
                 steps.append(step)
                 log(f"[{system.name}] capacity step {index + 1}: offered {rate:.0f} msg/s, acked "
                     f"{step['acked_rate']:.0f}/s, {step['deliveries_per_s']:.0f} deliveries/s, lost {step['lost']}, "
+                    f"dup {step['duplicates']}, reord {step['reordered']}, dropped {step['readers_dropped']}, "
                     f"p99 {p99:.1f} ms, stack {step['stack_cores']:.2f} cores, loadgen "
                     f"{step['loadgen_cores']:.2f} -> {'pass' if step['passed'] else 'FAIL'}")
                 if not step["passed"]:
@@ -247,7 +263,11 @@ async def idle_scenario(system, params, log):
             "errors": sorted({r.error for rs in readers_sets for r in rs.readers if r.error})[:5],
             "stream_rss_before_bytes": base_stream,
             "stream_rss_after_bytes": points[-1]["stream_rss_bytes"],
-            "bytes_per_connection": delta / open_now if open_now else None,
+            "bytes_per_connection_before_after": delta / open_now if open_now else None,
+            # The slope of RSS against connections (least squares over the stages): the
+            # marginal cost, unaffected by memory an earlier scenario left free in the heap.
+            "bytes_per_connection_slope": _slope(points),
+            "bytes_per_connection": max(delta / open_now, _slope(points) or 0.0) if open_now else None,
             "points": points,
             "rss_delta_by_group_bytes": {n: groups_after[n] - base_groups[n] for n in base_groups},
             "loadgen_rss_delta_bytes": psutil.Process().memory_info().rss - base_loadgen,
@@ -258,6 +278,16 @@ async def idle_scenario(system, params, log):
             await readers.close()
     await asyncio.sleep(1)
     return result
+
+
+def _slope(points):
+    if len(points) < 3:
+        return None
+    xs = [p["connections"] for p in points]
+    ys = [p["stream_rss_bytes"] for p in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None
 
 
 async def ingest_scenario(system, params, log):
@@ -356,7 +386,8 @@ async def run_all(profile_name, params, only, wanted, log):
         if "ours" in only:
             systems.append(System("ours", loadgen.Target("ours", ours.settings.gateway_url, "ours"), groups,
                                   ours.stream_pids(), r, f"b{stamp[-7:-1].lower()}",
-                                  ours.settings.service_url("stream")))
+                                  ours.settings.service_url("stream"),
+                                  {name: ours.settings.service_url(name) for name in ("ingest", "bridge", "stream")}))
         if "seed" in only:
             seed = SeedStack(run_dir / "seed", ours.settings.kafka_bootstrap, ours.settings.redis_url,
                              nginx_connections=nginx_connections).start()
@@ -364,13 +395,15 @@ async def run_all(profile_name, params, only, wanted, log):
                                   {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{stamp[-7:-1].lower()}",
                                   f"http://127.0.0.1:{seed.stream_port}"))
         log(f"stacks up in {time.monotonic() - started:.0f} s")
+        # Idle first, on freshly started stream services: their "before" is not memory
+        # that an earlier scenario's connections left in the heap.
         for system in systems:
             res = result["results"].setdefault(system.name, {})
-            if {"fanout", "capacity"} & set(wanted):
-                res.update(await delivery_scenarios(system, params, wanted, log))
-        for system in systems:
             if "idle" in wanted:
-                result["results"][system.name]["idle"] = await idle_scenario(system, params, log)
+                res["idle"] = await idle_scenario(system, params, log)
+        for system in systems:
+            if {"fanout", "capacity"} & set(wanted):
+                result["results"][system.name].update(await delivery_scenarios(system, params, wanted, log))
         for system in systems:
             if "ingest" in wanted and system.name == "ours":
                 result["results"][system.name]["ingest"] = await ingest_scenario(system, params, log)

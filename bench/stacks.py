@@ -145,9 +145,10 @@ class SeedStack:
             proc = self.processes.get(name)
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3  # nothing to keep: a stream left open must not hold up the run
         for proc in self.processes.values():
             try:
-                proc.wait(20)
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
