@@ -1,5 +1,6 @@
 """Writing and sending: the length limit, the rate limit and a keyboard-only visit."""
 
+import re
 import uuid
 
 import redis
@@ -47,7 +48,7 @@ def test_a_rate_limited_send_says_how_long_to_wait_and_can_be_retried(open_page,
         item = page.locator("#messages > li", has_text="one too many")
         expect(item).to_have_attribute("data-state", "failed")
         error = page.locator("#composer-error")
-        expect(error).to_have_text(__import__("re").compile(r"^Too many messages; wait \d+ s before sending again\.$"))
+        expect(error).to_have_text(re.compile(r"^Too many messages; wait \d+ s before sending again\.$"))
         wait_s = int(error.text_content().split("wait ")[1].split(" s")[0])
         assert 1 <= wait_s <= 30
     finally:
