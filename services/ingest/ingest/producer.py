@@ -26,6 +26,7 @@ class Producer:
         self._producer = None
         self._lock = threading.Lock()
         self._failed_at = 0.0
+        self._connected_once = False
 
     def _create(self):
         timeout_ms = int(self.config.produce_timeout_s * 1000)
@@ -35,8 +36,10 @@ class Producer:
             acks="all",
             enable_idempotence=True,
             linger_ms=self.config.kafka_linger_ms,
-            # Bounded waits: metadata, then the whole delivery (after which the record is
-            # expired, never sent later), so that a POST answers within produce_timeout_s.
+            # Bounded waits: connecting, metadata, then the whole delivery (after which the
+            # record is expired, never sent later), so that a POST answers within
+            # produce_timeout_s even while Kafka is away.
+            bootstrap_timeout_ms=min(2000, timeout_ms),
             max_block_ms=min(2000, timeout_ms),
             request_timeout_ms=max(1000, timeout_ms - self.config.kafka_linger_ms - 500),
             delivery_timeout_ms=timeout_ms,
@@ -52,6 +55,7 @@ class Producer:
                     raise KafkaUnavailable("kafka unreachable (cooling down)")
                 try:
                     self._producer = self._create()
+                    self._connected_once = True
                     log.info("kafka producer connected", extra={"bootstrap": self.config.kafka_bootstrap_servers})
                 except KafkaError as error:
                     self._failed_at = time.monotonic()
@@ -86,11 +90,14 @@ class Producer:
             log.exception("closing a failed kafka producer")
 
     def ready(self):
-        """Connected to Kafka at least once (the producer reconnects by itself after that)."""
-        try:
-            return self._get() is not None
-        except KafkaUnavailable:
-            return False
+        """Connected to Kafka at least once. After that the pod stays in rotation while
+        Kafka is away, so that clients get this service's JSON 503 with Retry-After."""
+        if not self._connected_once:
+            try:
+                self._get()
+            except KafkaUnavailable:
+                pass
+        return self._connected_once
 
     def close(self):
         if self._producer is not None:
