@@ -12,6 +12,7 @@ import time
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import MemberState
 from redis import Redis
 from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, wait_exponential
@@ -51,6 +52,7 @@ class Bridge:
         self.stopping = threading.Event()
         self.last_loop = 0.0  # monotonic time of the last completed poll, for readiness
         self.next_ready_check = 0.0
+        self.history_ready = False  # in the group, and Redis holds its partitions' history
         self.publish_from = {}  # partition -> first offset to publish live after a rebuild
         self._thread = None
 
@@ -66,7 +68,11 @@ class Bridge:
             self._thread.join(timeout)
 
     def ready(self):
-        return {"consumer": time.monotonic() - self.last_loop < 30, "redis": self._redis_ok()}
+        return {
+            "consumer": time.monotonic() - self.last_loop < 30,
+            "redis": self._redis_ok(),
+            "history": self.history_ready,
+        }
 
     def _redis_ok(self):
         try:
@@ -140,9 +146,11 @@ class Bridge:
     def poll_once(self):
         if time.monotonic() >= self.next_ready_check:
             self.next_ready_check = time.monotonic() + READY_CHECK_INTERVAL_S
+            stable = self.consumer.group_metadata().state == MemberState.STABLE
             positions = {tp.partition: self.consumer.position(tp) for tp in self.consumer.assignment()}
             for partition in self.store.unready_partitions(positions):
                 self.rebuild(partition, positions[partition])
+            self.history_ready = stable
 
         batches = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms)
         self.last_loop = time.monotonic()
