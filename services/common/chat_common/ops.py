@@ -20,6 +20,7 @@ def init_app(app, readiness):
     the operational endpoints."""
     register_error_handlers(app)
     instrument_requests(app)
+    app.url_map.merge_slashes = False  # "//" is a 404 like any unknown path, not a redirect
 
     @app.after_request
     def _secure(response):

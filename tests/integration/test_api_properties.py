@@ -1,0 +1,117 @@
+"""Generated requests, hostile ones included: only 2xx or 4xx, and only 201s write.
+
+FUZZ_EXAMPLES sets how many cases each property runs (a few hundred in `make test`,
+10,000 in `make chaos`).
+"""
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kafka import KafkaConsumer, TopicPartition
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from support import new_room
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+schema = schemathesis.openapi.from_path(Path(__file__).parents[2] / "docs" / "openapi.yaml")
+
+
+@pytest.fixture(scope="module")
+def kafka_writes(stack):
+    """How many records the topic holds in all (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
+    yield lambda: sum(consumer.end_offsets(partitions).values())
+    consumer.close()
+
+
+# The event streams never end by themselves; their parameters are fuzzed below instead.
+@schema.exclude(operation_id=["streamRoom", "streamChannel"]).parametrize()
+@FUZZ
+def test_the_api_keeps_to_its_description(case, stack):
+    case.call_and_validate(
+        base_url=stack.settings.gateway_url,
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        timeout=30,
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+# Strings as JSON escapes, so lone surrogates, NULs, RTL overrides and line breaks get through.
+hostile_text = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
+fields = st.one_of(hostile_text, json_values)
+bodies = st.one_of(
+    st.fixed_dictionaries({"user": fields, "text": fields}, optional={"client_id": fields, "extra": json_values}),
+    json_values,
+)
+content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
+                                 "application/x-www-form-urlencoded", "", "application/json-patch+json"])
+
+
+def encode(body):
+    return json.dumps(body, ensure_ascii=True).encode()  # escapes, so any code point survives
+
+
+@FUZZ
+@given(body=bodies, content_type=content_types, raw=st.booleans(), junk=st.binary(max_size=64))
+def test_hostile_posts_get_2xx_or_4xx_and_only_201s_write(stack, kafka_writes, body, content_type, raw, junk):
+    before = kafka_writes()
+    response = httpx.post(
+        f"{stack.settings.gateway_url}/api/rooms/{new_room('fuzz')}/messages",
+        content=junk if raw else encode(body),
+        headers={"Content-Type": content_type} if content_type else {},
+        timeout=30,
+    )
+    assert response.status_code == 201 or 400 <= response.status_code < 500, response.text
+    if response.status_code != 201:
+        assert response.json()["error"]["code"]
+        assert kafka_writes() == before
+
+
+query_values = st.one_of(hostile_text, st.integers().map(str), st.just(""))
+
+
+def answer(url, params):
+    """Status and JSON body of a GET, reading a body only if it is JSON (a hostile path
+    may well name a valid room's event stream, which never ends)."""
+    with httpx.stream("GET", url, params=params, timeout=30) as response:
+        if response.headers.get("content-type", "").startswith("application/json"):
+            response.read()
+            return response.status_code, response.json()
+        return response.status_code, None
+
+
+@FUZZ
+@given(room=hostile_text, history=query_values, last_event_id=query_values, user=query_values, limit=query_values,
+       before=query_values)
+def test_hostile_stream_parameters_get_200_or_a_json_4xx(stack, room, history, last_event_id, user, limit, before):
+    base = stack.settings.gateway_url
+    room = quote(room.encode("utf-8", "surrogatepass"), safe="")  # any bytes, percent-encoded
+    for path, params in [
+        (f"/stream/rooms/{room}", {"history": history, "last_event_id": last_event_id, "user": user}),
+        (f"/stream/rooms/{room}/history", {"limit": limit, "before": before}),
+    ]:
+        status, body = answer(base + path, params)
+        assert status == 200 or 400 <= status < 500, (path, status)
+        if body is None:
+            assert status in (200, 400)  # a stream, or the gateway refusing a malformed request line
+        elif status != 200:
+            assert body["error"]["code"]
