@@ -165,3 +165,15 @@ def test_a_graceful_stream_restart_drains_clients_who_resume_without_gap_or_repe
         for client in clients:
             client.close()
         stack.wait_ready(120)
+
+
+def test_while_ingest_is_down_the_gateway_answers_a_json_503(stack):
+    stack.ctl("stop", "ingest")
+    try:
+        response = post(stack.settings.gateway_url, new_room("down"), text="anyone?")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "unavailable"
+        assert int(response.headers["Retry-After"]) >= 1
+    finally:
+        stack.ctl("start", "ingest")
+        stack.wait_ready(120)
