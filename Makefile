@@ -2,7 +2,7 @@
 # scripts/install.sh into .venv/ and .cache/ (both ignored by git).
 PYTHON := .venv/bin/python
 
-.PHONY: run test install install-test unit integration e2e charts logs clean
+.PHONY: run test install install-test unit integration e2e charts chaos prometheus logs clean
 
 run: install
 	$(PYTHON) local/stack.py
@@ -24,6 +24,18 @@ integration: install-test
 
 charts: install-test
 	$(PYTHON) -m pytest tests/charts
+
+e2e: install-test
+	$(PYTHON) -m pytest tests/e2e
+
+# The longer run of the hostile-input properties and the fault tests (not part of make test).
+chaos: install-test
+	FUZZ_EXAMPLES=10000 $(PYTHON) -m pytest --timeout 7200 \
+		tests/integration/test_api_properties.py tests/integration/test_faults.py
+
+# Prometheus for a running `make run` stack, with the chart's alert rules, on :9090.
+prometheus: install-test
+	$(PYTHON) local/prometheus.py
 
 logs:
 	tail -F .run/local/logs/*.log
