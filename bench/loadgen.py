@@ -238,7 +238,7 @@ class Readers:
             await self.session.close()
 
 
-async def run_step(target, readers, rate, duration, sender_base, per_sender_rate=10.0, drain_timeout=30.0,
+async def run_step(target, readers, rate, duration, sender_base, per_sender_rate=2.5, drain_timeout=30.0,
                    stall_s=3.0):
     """Post ``rate`` messages/s for ``duration`` s over the readers' rooms and wait until
     every reader has received what was acknowledged, or ``drain_timeout`` passes, or
@@ -289,6 +289,7 @@ async def run_step(target, readers, rate, duration, sender_base, per_sender_rate
         "lost": lost,
         "duplicates": sum(r.duplicates for r in live),
         "reordered": sum(r.reordered for r in live),
+        "readers": len(live),
         "readers_failed": len(readers.readers) - len(live),
         "readers_dropped": sum(1 for r in live if r.error is not None),
         "drain_seconds": deliver_seconds - send_seconds,
@@ -296,6 +297,21 @@ async def run_step(target, readers, rate, duration, sender_base, per_sender_rate
         "latency_ts_ms": collector.latency_ts_ms,
         "_senders": senders,
     }
+
+
+async def quiesce(readers, quiet_s=3.0, timeout=60.0):
+    """Wait until nothing has arrived for ``quiet_s`` (a backlog from the last step is
+    delivered or given up on), at most ``timeout``; return the seconds waited."""
+    started = time.monotonic()
+    collector = readers.new_step()
+    last, since = collector.received, time.monotonic()
+    while time.monotonic() - started < timeout:
+        await asyncio.sleep(0.1)
+        if collector.received != last:
+            last, since = collector.received, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return time.monotonic() - started
 
 
 def reset_reader_counters(readers):

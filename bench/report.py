@@ -227,9 +227,10 @@ def _p50_p99(q):
 
 def _capacity_table(result):
     out = ["## Capacity search", "",
-           "Each step posts at the offered rate for a few seconds over the fan-out connections; the search "
+           "Each step posts at the offered rate for a few seconds over the same connections as the fan-out "
+           "(which runs after the search, once nothing arrives any more); the search "
            "stops at the first step whose p99 passes the limit, that loses, duplicates or reorders anything, "
-           "or whose acknowledged rate falls below 90% of the offered rate.", "",
+           "or drops a stream, or whose acknowledged rate falls below 90% of the offered rate.", "",
            "| system | offered msg/s | acked msg/s | deliveries/s | lost | dup | reord. | p50 ms | p99 ms | "
            "stack cores | deliveries/s per core | loadgen cores | |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
