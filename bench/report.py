@@ -292,17 +292,24 @@ def _ingest_table(result):
 
 def _resources_table(result):
     out = ["## CPU and memory per process (fan-out scenario)", "",
-           "| system | process | CPU cores mean / peak | RSS mean / peak MiB |", "|---|---|---|---|"]
+           "CPU per delivery: the process's CPU time over the events delivered in the step.", "",
+           "| system | process | CPU cores mean / peak | CPU µs per delivery | RSS mean / peak MiB |",
+           "|---|---|---|---|---|"]
     found = False
     for system in ("ours", "seed"):
         f = _get(result, system, "fanout")
         if not f:
             continue
         found = True
+        received = f["received"] or None
         for name, g in f["resources"]["groups"].items():
-            out.append(f"| {system} | {name} | {g['cpu_cores_mean']:.2f} / {g['cpu_cores_peak']:.2f} | "
+            per = g["cpu_seconds"] / received * 1e6 if received else None
+            out.append(f"| {system} | {name} | {g['cpu_cores_mean']:.2f} / {g['cpu_cores_peak']:.2f} | {_fmt(per)} | "
                        f"{g['rss_mean_bytes'] / 2**20:.0f} / {g['rss_peak_bytes'] / 2**20:.0f} |")
-        out.append(f"| {system} | whole machine (busy cores) | {f['resources']['machine_busy_cores']:.2f} | |")
+        stack = sum(g["cpu_seconds"] for n, g in f["resources"]["groups"].items() if n != "loadgen")
+        out.append(f"| {system} | the stack (all but loadgen) | {f['stack_cores']:.2f} | "
+                   f"{_fmt(stack / received * 1e6 if received else None)} | |")
+        out.append(f"| {system} | whole machine (busy cores) | {f['resources']['machine_busy_cores']:.2f} | | |")
     return out + [""] if found else []
 
 
