@@ -1,17 +1,12 @@
 """bridge's settings, read once from environment variables (defaults: the local stack)."""
 
-import socket
 from dataclasses import dataclass
 
 from chat_common import config as env
 
 
 @dataclass(frozen=True)
-class Config:
-    kafka_bootstrap_servers: str
-    kafka_topic: str
-    redis_url: str
-    log_level: str
+class Config(env.CommonConfig):
     group_id: str
     instance_id: str | None  # Kafka static membership: a restarted bridge takes its partitions back at once
     history_max: int  # messages kept per room in Redis (the resume window)
@@ -23,10 +18,7 @@ class Config:
     @classmethod
     def from_env(cls):
         return cls(
-            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
-            kafka_topic=env.kafka_topic(),
-            redis_url=env.redis_url(),
-            log_level=env.log_level(),
+            **cls.common_from_env(),
             group_id=env.env_str("BRIDGE_GROUP_ID", "chat-bridge"),
             instance_id=env.env_str("BRIDGE_INSTANCE_ID", None) or None,
             history_max=env.env_int("HISTORY_MAX", 1000),
@@ -35,7 +27,3 @@ class Config:
             poll_timeout_ms=env.env_int("BRIDGE_POLL_TIMEOUT_MS", 500),
             max_poll_records=env.env_int("BRIDGE_MAX_POLL_RECORDS", 500),
         )
-
-    @property
-    def hostname(self):
-        return socket.gethostname()

@@ -5,6 +5,7 @@ with these helpers, so that every variable, its type and its default stand in on
 """
 
 import os
+from dataclasses import dataclass
 
 
 class ConfigError(ValueError):
@@ -47,18 +48,24 @@ def env_bool(name, default):
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-# Settings every service shares, with the defaults of the local stack.
-def kafka_bootstrap_servers():
-    return env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-
-
-def kafka_topic():
-    return env_str("KAFKA_TOPIC", "chat.messages")
-
-
-def redis_url():
-    return env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
 def log_level():
     return env_str("LOG_LEVEL", "INFO").upper()
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """The settings every service has, with the defaults of the local stack."""
+
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    redis_url: str
+    log_level: str
+
+    @staticmethod
+    def common_from_env():
+        return {
+            "kafka_bootstrap_servers": env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            "kafka_topic": env_str("KAFKA_TOPIC", "chat.messages"),
+            "redis_url": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "log_level": log_level(),
+        }

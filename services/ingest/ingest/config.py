@@ -6,11 +6,7 @@ from chat_common import config as env
 
 
 @dataclass(frozen=True)
-class Config:
-    kafka_bootstrap_servers: str
-    kafka_topic: str
-    redis_url: str
-    log_level: str
+class Config(env.CommonConfig):
     produce_timeout_s: float  # a POST waits at most this long for Kafka's acknowledgement
     kafka_linger_ms: int
     retry_after_s: int  # Retry-After sent with 503 while Kafka is unreachable
@@ -22,10 +18,7 @@ class Config:
     @classmethod
     def from_env(cls):
         return cls(
-            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
-            kafka_topic=env.kafka_topic(),
-            redis_url=env.redis_url(),
-            log_level=env.log_level(),
+            **cls.common_from_env(),
             produce_timeout_s=env.env_float("INGEST_PRODUCE_TIMEOUT_S", 5.0),
             kafka_linger_ms=env.env_int("INGEST_KAFKA_LINGER_MS", 1),
             retry_after_s=env.env_int("INGEST_RETRY_AFTER_S", 2),

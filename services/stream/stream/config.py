@@ -6,11 +6,7 @@ from chat_common import config as env
 
 
 @dataclass(frozen=True)
-class Config:
-    kafka_bootstrap_servers: str
-    kafka_topic: str
-    redis_url: str
-    log_level: str
+class Config(env.CommonConfig):
     history_default: int  # messages sent on a fresh connect without ?history=
     history_limit: int  # the most ?history= and ?limit= may ask for
     heartbeat_s: float  # a comment line at least this often keeps proxies from closing the stream
@@ -24,10 +20,7 @@ class Config:
     @classmethod
     def from_env(cls):
         return cls(
-            kafka_bootstrap_servers=env.kafka_bootstrap_servers(),
-            kafka_topic=env.kafka_topic(),
-            redis_url=env.redis_url(),
-            log_level=env.log_level(),
+            **cls.common_from_env(),
             history_default=env.env_int("STREAM_HISTORY_DEFAULT", 50),
             history_limit=env.env_int("STREAM_HISTORY_LIMIT", 500),
             heartbeat_s=env.env_float("STREAM_HEARTBEAT_S", 15.0),
