@@ -2,12 +2,33 @@
 
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
 
 import httpx
 from httpx_sse import connect_sse
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Settings that make the behaviour under test reachable in seconds rather than minutes.
+TEST_SERVICE_ENV = {
+    "HISTORY_MAX": "100",  # the Redis window per room: small, so tests can leave it
+    "RATE_LIMIT_WINDOW_S": "60",  # long enough that the rate-limit test fills it even on a busy machine
+    "RATE_LIMIT_USER": "300",  # tests that post a lot spread it over several user names
+    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1
+    "STREAM_HEARTBEAT_S": "2",
+    "STREAM_WORKERS": "2",
+    "INGEST_PRODUCE_TIMEOUT_S": "3",
+    "LOG_LEVEL": "INFO",
+}
+
 
 _rooms = itertools.count()
 

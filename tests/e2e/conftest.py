@@ -5,13 +5,11 @@ records JavaScript errors and CSP refusals, and is screenshotted into
 test-artifacts/ when its test fails.
 """
 
-import pathlib
-
 import pytest
 from playwright.sync_api import sync_playwright
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
+from room_page import ARTIFACTS, DESKTOP
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -21,8 +19,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1200, "height": 800}
-MOBILE = {"width": 360, "height": 740}
 
 
 def _is_problem(message):

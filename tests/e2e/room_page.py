@@ -1,10 +1,15 @@
 """What a test does with the chat page, in a person's terms."""
 
 import json
+import pathlib
 import time
 
 import httpx
 from playwright.sync_api import expect
+
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+DESKTOP = {"width": 1200, "height": 800}
+MOBILE = {"width": 360, "height": 740}
 
 
 def join(page, room, name):

@@ -7,8 +7,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from conftest import TEST_SERVICE_ENV
-from support import new_room, post
+from support import TEST_SERVICE_ENV, new_room, post
 
 JSON = {"Content-Type": "application/json"}
 
