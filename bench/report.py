@@ -230,7 +230,8 @@ def _capacity_table(result):
            "Each step posts at the offered rate for a few seconds over the same connections as the fan-out "
            "(which runs after the search, once nothing arrives any more); the search "
            "stops at the first step whose p99 passes the limit, that loses, duplicates or reorders anything, "
-           "or drops a stream, or whose acknowledged rate falls below 90% of the offered rate.", "",
+           "or drops a stream, or whose acknowledged rate falls below 90% of the offered rate; a failed "
+           "step is tried once more (after a quiet period) before the search stops.", "",
            "| system | offered msg/s | acked msg/s | deliveries/s | lost | dup | reord. | p50 ms | p99 ms | "
            "stack cores | deliveries/s per core | loadgen cores | |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -246,7 +247,7 @@ def _capacity_table(result):
                 f"| {system} | {s['offered_rate']:.0f} | {s['acked_rate']:.0f} | {s['deliveries_per_s']:,.0f} | "
                 f"{s['lost']} | {s['duplicates']} | {s['reordered']} | {ls['p50']:.1f} | {ls['p99']:.1f} | "
                 f"{s['stack_cores']:.2f} | {_fmt(s['deliveries_per_core'])} | {s['loadgen_cores']:.2f} | "
-                f"{'pass' if s['passed'] else 'stop'} |")
+                f"{'pass' if s['passed'] else ('fail, retried' if s.get('retry_follows') else 'stop')} |")
     return out + [""] if found else []
 
 
