@@ -24,6 +24,7 @@ TEST_SERVICE_ENV = {
     "RATE_LIMIT_USER": "300",  # tests that post a lot spread it over several user names
     "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1
     "STREAM_HEARTBEAT_S": "2",
+    "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
     "STREAM_WORKERS": "2",
     "INGEST_PRODUCE_TIMEOUT_S": "3",
     "LOG_LEVEL": "INFO",

@@ -1,5 +1,7 @@
 """Reconnecting clients get exactly what they missed; history pages back into Kafka."""
 
+import time
+
 import httpx
 
 from support import SseClient, new_room, post, stream_url
@@ -169,3 +171,19 @@ def test_a_stock_flask_sse_publisher_reaches_the_rooms_clients(stack):
     finally:
         rooms_client.close()
         compat_client.close()
+
+
+def test_a_reader_in_a_busy_room_stays_present(stack):
+    """Presence is refreshed on the heartbeat's clock even when messages never let the
+    stream fall quiet (the test stack's presence lasts 6 s unless refreshed)."""
+    base = stack.settings.gateway_url
+    room = new_room("busy")
+    reader = SseClient(stream_url(base, room, user="reader", history=0))
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert post(base, room, user="chatter", text="busy").status_code == 201
+            time.sleep(0.3)
+        assert httpx.get(f"{base}/stream/rooms/{room}/presence").json() == {"users": ["reader"]}
+    finally:
+        reader.close()

@@ -98,13 +98,17 @@ def create_app(config):
                     sent_id = max(sent_id, id) if id is not None else sent_id
                     metrics.EVENTS_SENT.labels("message" if id is not None else "other").inc()
                     yield frame
+                next_beat = time.monotonic() + config.heartbeat_s
                 while client.closed is None:
-                    try:
-                        items = [client.queue.get(timeout=config.heartbeat_s)]
-                    except Empty:
+                    if time.monotonic() >= next_beat:
+                        # Keep the connection's presence alive, busy room or not.
+                        next_beat = time.monotonic() + config.heartbeat_s
                         if member:
                             presence.refresh(client.room, member)
-                        yield sse_comment("keepalive")
+                    try:
+                        items = [client.queue.get(timeout=max(0.0, next_beat - time.monotonic()))]
+                    except Empty:
+                        yield sse_comment("keepalive")  # a quiet stream still shows life to proxies
                         continue
                     while len(items) < MAX_BATCH and not client.queue.empty():
                         items.append(client.queue.get_nowait())
