@@ -74,7 +74,7 @@ def test_back_online_after_the_window_moved_on_the_page_starts_again_from_the_la
 
     # The last id seen left the window: the stream says reset, the page shows the latest 50.
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
-    assert wait_until(lambda: [m["id"] for m in shown(page)] == ids[-50:])
+    assert wait_until(lambda: [m["id"] for m in shown(page)] == ids[-50:], timeout=45)
     expect(page.locator("#announcer")).to_have_text("Reloaded the latest messages.")
     # Scrolling back still reaches everything, once, in order.
     scroll_to_the_start(page)

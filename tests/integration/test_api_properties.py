@@ -7,7 +7,7 @@ FUZZ_EXAMPLES sets how many cases each property runs (a few hundred in `make tes
 import json
 import os
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -91,8 +91,10 @@ query_values = st.one_of(hostile_text, st.integers().map(str), st.just(""))
 
 def answer(url, params):
     """Status and JSON body of a GET, reading a body only if it is JSON (a hostile path
-    may well name a valid room's event stream, which never ends)."""
-    with httpx.stream("GET", url, params=params, timeout=30) as response:
+    may well name a valid room's event stream, which never ends). Parameters go as any
+    bytes, percent-encoded, lone surrogates included."""
+    query = urlencode({name: value.encode("utf-8", "surrogatepass") for name, value in params.items()})
+    with httpx.stream("GET", f"{url}?{query}", timeout=30) as response:
         if response.headers.get("content-type", "").startswith("application/json"):
             response.read()
             return response.status_code, response.json()
