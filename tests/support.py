@@ -89,7 +89,8 @@ class SseClient:
                 self.status = source.response.status_code
                 self.response_headers = source.response.headers
                 self.connects += 1
-                self.open.set()
+                if self.status == 200 or not self.reconnect:
+                    self.open.set()  # a reconnecting reader counts as open once it is subscribed
                 if self.status != 200:
                     return
                 for event in source.iter_sse():

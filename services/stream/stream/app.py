@@ -8,7 +8,9 @@ from flask import Flask, Response, jsonify, request
 from gevent.queue import Empty
 from kafka.errors import KafkaError
 from redis import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from chat_common.errors import ApiError
 from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse_frame
@@ -70,7 +72,11 @@ def create_app(config):
     ))
     history = History(redis, config)
     presence = Presence(redis, config.presence_ttl_s)
-    hub = Hub(redis, history)
+    # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
+    pubsub_redis = Redis.from_url(
+        config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_keepalive=True,
+    )
+    hub = Hub(pubsub_redis, history)
     app.extensions["chat.hub"] = hub
     app.config["chat.config"] = config
 

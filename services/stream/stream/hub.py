@@ -5,6 +5,12 @@ when the last one goes. Each event is parsed and formatted once per worker, then
 to every client's bounded queue; a client whose queue is full is cut off (it reconnects
 and resumes by id). After the pub/sub connection drops, the hub resubscribes and fills
 the gap from each room's Redis history, so nothing published meanwhile is missed.
+
+The pub/sub connection is the hub's alone and is never reconnected behind its back (no
+client-side retries): a reconnect the hub did not see would skip the gap fill. A standing
+subscription to a control channel keeps the listener reading the socket even when no
+room is open, so a dropped connection is noticed at once, and an idle connection is
+pinged so that a silently dead one is noticed too.
 """
 
 import json
@@ -23,6 +29,8 @@ from stream import metrics
 log = logging.getLogger(__name__)
 
 CLOSE = object()  # queue sentinel: end this stream now
+CONTROL_CHANNEL = "chat:hub"  # never published to; keeps the pub/sub connection subscribed
+IDLE_PING_S = 5.0
 
 
 class Client:
@@ -149,15 +157,18 @@ class Hub:
         if self.pubsub is not None:
             self.pubsub.close()
         self.pubsub = self.redis.pubsub()
-        self.pubsub.ping()  # connect now: an error here retries with backoff
-        resubscribed = list(self.rooms)
+        self.pubsub.subscribe(CONTROL_CHANNEL)  # connect now: an error here retries with backoff
+        # No yield between listing the rooms and marking the hub connected: a room that
+        # joins from here on subscribes itself, every earlier one is resubscribed below.
+        resubscribed = set(self.rooms)
+        self.connected.set()
         if resubscribed:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
-        self.connected.set()
         while True:
-            item = self.pubsub.get_message(timeout=5.0)
+            item = self.pubsub.get_message(timeout=IDLE_PING_S)
             if item is None:
+                self.pubsub.ping()  # the answer (or the error) comes back through get_message
                 continue
             kind = item["type"]
             if kind == "subscribe":
@@ -165,7 +176,7 @@ class Hub:
                 room = self.rooms.get(name)
                 if room is not None:
                     if name in resubscribed:
-                        resubscribed.remove(name)
+                        resubscribed.discard(name)
                         self._fill_gap(name, room)
                     room.subscribed.set()
             elif kind == "message":
