@@ -94,6 +94,9 @@ class Bridge:
             max_poll_records=self.config.max_poll_records,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
+            # Back within a second of the broker's return (the default backs off to 30 s,
+            # long enough for the group to expire this member and rebalance again).
+            reconnect_backoff_max_ms=1000,
         )
         consumer.subscribe([self.config.kafka_topic], listener=_Rebalance(self))
         log.info("kafka consumer connected", extra={"group": self.config.group_id})

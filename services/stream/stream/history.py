@@ -147,5 +147,6 @@ class History:
                 client_id="chat-stream-history",
                 group_id=None,
                 enable_auto_commit=False,
+                reconnect_backoff_max_ms=1000,  # back soon after a broker restart
             )
         return self._kafka
