@@ -46,6 +46,20 @@ def post(base_url, room, user="ann", text="hello", client_id=None, **kwargs):
     return httpx.post(f"{base_url}/api/rooms/{room}/messages", json=body, timeout=10, **kwargs)
 
 
+def wait_applied(base_url, room, last_id, timeout=30):
+    """Wait until the room's history ends with ``last_id``. A 201 means Kafka has the
+    message; tests that compare a connect's history with what they posted wait for the
+    bridge to have applied it too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{base_url}/stream/rooms/{room}/history", params={"limit": 1}, timeout=10)
+        if response.status_code == 200 and [m["id"] for m in response.json()["messages"]] == [last_id]:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{room}: message {last_id} not in the history after {timeout} s")
+        time.sleep(0.05)
+
+
 class SseClient:
     """An SSE reader in a thread: collects every event of one stream.
 

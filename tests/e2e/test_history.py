@@ -4,19 +4,21 @@ import httpx
 from playwright.sync_api import expect
 from room_page import join, send, shown, wait_until
 
-from support import new_room
+from support import new_room, wait_applied
 
 HISTORY_MAX = 100  # the Redis window of the test stack (tests/conftest.py)
 
 
 def post_many(base, room, count, user="fay", prefix="message"):
-    """Post ``count`` messages one after another; return their ids (Kafka order)."""
+    """Post ``count`` messages one after another and wait until the bridge applied
+    them; return their ids (Kafka order)."""
     with httpx.Client(base_url=base, timeout=10) as client:
         ids = []
         for i in range(count):
             response = client.post(f"/api/rooms/{room}/messages", json={"user": user, "text": f"{prefix} {i:03}"})
             assert response.status_code == 201, response.text
             ids.append(response.json()["id"])
+    wait_applied(base, room, ids[-1])
     return ids
 
 

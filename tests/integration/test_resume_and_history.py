@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from support import SseClient, new_room, post, stream_url
+from support import SseClient, new_room, post, stream_url, wait_applied
 
 WINDOW = 100  # HISTORY_MAX in the test stack
 
@@ -15,6 +15,7 @@ def post_many(base, room, count, prefix="m"):
         response = post(base, room, user=f"user{i % 5}", text=f"{prefix} {i}")
         assert response.status_code == 201
         ids.append(response.json()["id"])
+    wait_applied(base, room, ids[-1])
     return ids
 
 
