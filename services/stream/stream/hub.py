@@ -29,12 +29,24 @@ from stream import metrics
 log = logging.getLogger(__name__)
 
 CLOSE = object()  # queue sentinel: end this stream now
+BEAT = object()  # queue sentinel: the worker's heartbeat clock ticked
 CONTROL_CHANNEL = "chat:hub"  # never published to; keeps the pub/sub connection subscribed
 IDLE_PING_S = 5.0
 
 
+class Item:
+    """One event offered to a room's local clients: formatted once, shared by all of them.
+    ``pending`` counts the clients that have not written it yet; the last one to write it
+    records the latency (once per message per worker, not once per client)."""
+
+    __slots__ = ("frame", "id", "ts", "received_at", "pending")
+
+    def __init__(self, frame, id, ts, received_at, pending=1):
+        self.frame, self.id, self.ts, self.received_at, self.pending = frame, id, ts, received_at, pending
+
+
 class Client:
-    """One open SSE connection: a bounded queue of (frame, id, ts, received_at) items."""
+    """One open SSE connection: a bounded queue of Items (and CLOSE / BEAT sentinels)."""
 
     def __init__(self, room, queue_size, sock=None):
         self.room = room
@@ -78,9 +90,10 @@ class Room:
 
 
 class Hub:
-    def __init__(self, redis, history):
+    def __init__(self, redis, history, heartbeat_s=15.0):
         self.redis = redis
         self.history = history
+        self.heartbeat_s = heartbeat_s
         self.rooms = {}
         self.pubsub = None
         self.connected = Event()
@@ -91,6 +104,19 @@ class Hub:
 
     def start(self):
         self._listener = gevent.spawn(self._listen_forever)
+        gevent.spawn(self._beat_forever)
+
+    def _beat_forever(self):
+        """One clock per worker wakes every stream for its heartbeat: cheaper than a timer
+        per connection on every wait."""
+        while True:
+            gevent.sleep(self.heartbeat_s)
+            for room in list(self.rooms.values()):
+                for client in list(room.clients):
+                    try:
+                        client.queue.put_nowait(BEAT)
+                    except Full:
+                        pass  # a full queue wakes its writer anyway
 
     def ready(self):
         return self.connected.is_set() and not self.draining
@@ -187,8 +213,9 @@ class Hub:
         the ids newer than what it already has."""
         for message_json, message_id in self.history.window(name):
             frame = sse_frame(message_json, event="message", id=message_id)
-            item = (frame, int(message_id), None, time.perf_counter())
-            for client in list(room.clients):
+            clients = list(room.clients)
+            item = Item(frame, int(message_id), None, time.perf_counter(), len(clients))
+            for client in clients:
                 client.offer(item)
 
     def _dispatch(self, name, payload, received_at):
@@ -205,8 +232,9 @@ class Hub:
         metrics.LIVE_RECEIVED.labels(event or "message").inc()
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        item = (frame, numeric_id, ts, received_at)
-        for client in list(room.clients):
+        clients = list(room.clients)
+        item = Item(frame, numeric_id, ts, received_at, len(clients))
+        for client in clients:
             client.offer(item)
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
