@@ -27,6 +27,12 @@ OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
 READY_CHECK_INTERVAL_S = 2.0
 
 
+def _commit_failed(offsets, result):
+    if isinstance(result, Exception):
+        metrics.ERRORS.labels("commit").inc()
+        log.warning("offset commit failed; the batch will be replayed if needed", extra={"error": str(result)})
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, bridge):
         self.bridge = bridge
@@ -128,6 +134,10 @@ class Bridge:
     def _close_consumer(self):
         if self.consumer is not None:
             try:
+                self.consumer.commit(timeout_ms=3000)  # what was applied: a restart replays little
+            except KafkaError as error:
+                log.warning("final commit failed; a restart replays from the last one", extra={"error": str(error)})
+            try:
                 self.consumer.close()
             except Exception:
                 log.exception("closing the kafka consumer failed")
@@ -160,7 +170,9 @@ class Bridge:
         if batches:
             started = time.perf_counter()
             self.apply(batches)
-            self.consumer.commit()
+            # Asynchronous: the next batch is applied while the commit travels. A commit
+            # that fails or is overtaken only means a replay, and replays change nothing.
+            self.consumer.commit_async(callback=_commit_failed)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self._update_lag()
 

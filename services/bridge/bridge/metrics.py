@@ -11,7 +11,7 @@ APPLIED = Counter(
     "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
     ["outcome"],
 )
-ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, other).", ["kind"])
+ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"])
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
     "Time from a record's Kafka timestamp to its publication in Redis.",
