@@ -53,6 +53,10 @@ BAD_POSTS = [
     ("room with capitals", "Lobby", JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
     ("room too long", "r" * 65, JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
     ("room with a dot", "a.b", JSON, b'{"user": "ann", "text": "hi"}', 400, "invalid_room"),
+    ("posted by another site's page", ROOM, {**JSON, "Origin": "https://evil.example"},
+     b'{"user": "ann", "text": "hi"}', 403, "cross_origin"),
+    ("a browser's cross-site request", ROOM, {**JSON, "Sec-Fetch-Site": "cross-site"},
+     b'{"user": "ann", "text": "hi"}', 403, "cross_origin"),
 ]
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from chat_common.errors import ApiError
-from ingest.validation import MAX_TEXT_CHARS, clean_client_id, clean_text
+from ingest.validation import MAX_TEXT_CHARS, check_origin, clean_client_id, clean_text
 
 
 @pytest.mark.parametrize("raw,text", [("hi", "hi"), ("  hi  ", "hi"), ("a\r\nb", "a\nb"), ("tab\there", "tab\there"),
@@ -36,3 +36,26 @@ def test_client_ids_that_are_refused(raw):
     with pytest.raises(ApiError) as refused:
         clean_client_id(raw)
     assert refused.value.code == "invalid_client_id"
+
+
+@pytest.mark.parametrize("headers,host", [
+    ({}, "chat.example"),  # curl, scripts: no Origin
+    ({"Origin": "https://chat.example"}, "chat.example"),
+    ({"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}, "127.0.0.1"),  # proxy dropped the port
+    ({"Origin": "https://app.partner.example"}, "chat.example"),  # listed in allowed origins
+])
+def test_posts_from_the_sites_own_pages_or_without_an_origin_pass(headers, host):
+    check_origin(headers, host, frozenset({"https://app.partner.example"}))
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},  # sandboxed frames, file: pages
+    {"Origin": "https://chat.example.evil.example"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://[::1"},
+])
+def test_cross_site_posts_are_refused_with_403(headers):
+    with pytest.raises(ApiError) as refused:
+        check_origin(headers, "chat.example", frozenset())
+    assert (refused.value.status, refused.value.code) == (403, "cross_origin")

@@ -44,6 +44,7 @@ def create_app(config=None):
     @app.post("/api/rooms/<room>/messages")
     def post_message(room):
         try:
+            validation.check_origin(request.headers, request.host, config.allowed_origins)
             validation.check_room(room)
             body = validation.parse_body(request)
             user = validation.clean_user(body.get("user"))

@@ -14,6 +14,7 @@ class Config(env.CommonConfig):
     rate_limit_user: int  # messages per window per user name
     rate_limit_ip: int  # messages per window per client address
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
+    allowed_origins: frozenset  # other page origins allowed to post (besides the site's own)
 
     @classmethod
     def from_env(cls):
@@ -26,4 +27,5 @@ class Config(env.CommonConfig):
             rate_limit_user=env.env_int("RATE_LIMIT_USER", 30),
             rate_limit_ip=env.env_int("RATE_LIMIT_IP", 300),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
+            allowed_origins=frozenset(o for o in env.env_str("INGEST_ALLOWED_ORIGINS", "").split(",") if o),
         )

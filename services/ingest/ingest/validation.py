@@ -3,6 +3,7 @@
 import json
 import re
 import unicodedata
+from urllib.parse import urlsplit
 
 from chat_common.errors import ApiError
 from chat_common.messages import MAX_USER_CHARS, is_valid_room, normalize_user
@@ -15,6 +16,27 @@ CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 def check_room(room):
     if not is_valid_room(room):
         raise ApiError(400, "invalid_room", "Room names are 1 to 64 characters of a-z, 0-9, '-' and '_'.")
+
+
+def check_origin(headers, host, allowed_origins):
+    """Refuse a browser's cross-site POST (a page elsewhere posting as its visitor).
+
+    Browsers name the page's origin in ``Origin`` and mark cross-site requests with
+    ``Sec-Fetch-Site``. A request without them (curl, scripts, server-side clients) passes.
+    The origin's host name must be the request's own (ports are not compared: proxies
+    differ in whether the Host they pass on keeps it) or one of ``allowed_origins``."""
+    origin = headers.get("Origin")
+    if origin is not None and origin in allowed_origins:
+        return
+    cross_site = headers.get("Sec-Fetch-Site") == "cross-site"
+    if origin is not None and not cross_site:
+        try:
+            own_host = urlsplit("//" + host).hostname if host else None
+            cross_site = own_host is None or urlsplit(origin).hostname != own_host
+        except ValueError:  # a malformed Origin or Host
+            cross_site = True
+    if cross_site:
+        raise ApiError(403, "cross_origin", "Messages can only be posted from this site's own pages.")
 
 
 def parse_body(request):
