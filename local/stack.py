@@ -113,7 +113,11 @@ class Stack:
         target.write_text(text)
         return target
 
-    def _service_environment(self, name):
+    def service_command(self, name):
+        """The command line that runs one of the three services (here and in the images)."""
+        return f"{VENV_BIN}/gunicorn -c {ROOT}/services/{name}/gunicorn.conf.py {name}.wsgi:app"
+
+    def service_environment(self, name):
         s = self.settings
         return {
             "PYTHONPATH": f"{ROOT}/services/common:{ROOT}/services/{name}",
@@ -146,8 +150,8 @@ class Stack:
         for name in SERVICES:
             programs.append(Program(
                 name,
-                f"{VENV_BIN}/gunicorn -c {ROOT}/services/{name}/gunicorn.conf.py {name}.wsgi:app",
-                environment=self._service_environment(name),
+                self.service_command(name),
+                environment=self.service_environment(name),
                 priority=20,
             ))
         programs.append(Program("nginx", f"nginx -c {self.run_dir}/nginx/nginx.conf -e stderr", priority=30))

@@ -4,7 +4,7 @@ import logging
 import time
 from dataclasses import replace
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -47,7 +47,7 @@ def create_app(config=None):
             validation.check_origin(request.headers, request.host, config.allowed_origins)
             validation.check_room(room)
             body = validation.parse_body(request)
-            user = validation.clean_user(body.get("user"))
+            user = g.get("user") or validation.clean_user(body.get("user"))  # the sign-in proxy's name wins
             text = validation.clean_text(body.get("text"))
             client_id = validation.clean_client_id(body.get("client_id"))
             if client_id and (stored := stored_for(room, client_id)):
@@ -80,5 +80,5 @@ def create_app(config=None):
 
     # Ready once connected to Kafka. Redis is left out: without it, rate limits are skipped
     # and posting still works; while Kafka is down, posts get a clear 503 from here.
-    init_app(app, lambda: {"kafka": producer.ready()})
+    init_app(app, lambda: {"kafka": producer.ready()}, config.trusted_user_header)
     return app

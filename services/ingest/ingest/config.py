@@ -15,6 +15,7 @@ class Config(env.CommonConfig):
     rate_limit_ip: int  # messages per window per client address
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
     allowed_origins: frozenset  # other page origins allowed to post (besides the site's own)
+    trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
 
     @classmethod
     def from_env(cls):
@@ -28,4 +29,5 @@ class Config(env.CommonConfig):
             rate_limit_ip=env.env_int("RATE_LIMIT_IP", 300),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             allowed_origins=frozenset(o for o in env.env_str("INGEST_ALLOWED_ORIGINS", "").split(",") if o),
+            trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
         )

@@ -4,7 +4,7 @@ import json
 import logging
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from kafka.errors import KafkaError
 from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -52,6 +52,8 @@ def _message_id(raw, name):
 
 
 def _user():
+    if g.get("user"):  # named by the sign-in proxy in front
+        return g.user
     raw = request.args.get("user")
     if raw is None or raw.strip() == "":
         return None
@@ -208,7 +210,7 @@ def create_app(config):
     def readiness():
         return {"redis": hub.ready()}
 
-    init_app(app, readiness)
+    init_app(app, readiness, config.trusted_user_header)
     return app
 
 

@@ -16,6 +16,7 @@ class Config(env.CommonConfig):
     drain_batch: int  # on SIGTERM, streams closed per step
     drain_interval_s: float  # pause between drain steps
     ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
+    trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
 
     @classmethod
     def from_env(cls):
@@ -30,4 +31,5 @@ class Config(env.CommonConfig):
             drain_batch=env.env_int("STREAM_DRAIN_BATCH", 200),
             drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
             ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),
+            trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
         )

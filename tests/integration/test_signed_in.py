@@ -1,0 +1,93 @@
+"""Behind a sign-in proxy (TRUSTED_USER_HEADER): the proxy's name is the user's name.
+
+ingest and stream run a second time beside the stack's own, with the same command and
+the same Kafka and Redis, configured as they would be behind oauth2-proxy; the tests
+talk to them as that proxy would (it sets X-Forwarded-User on every request it passes).
+"""
+
+import os
+import shlex
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from support import SseClient, free_port, new_room, wait_applied
+
+HEADER = "X-Forwarded-User"
+
+
+@pytest.fixture(scope="module")
+def signed_in(stack, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("signed-in")
+    processes, urls = [], {}
+    try:
+        for name in ("ingest", "stream"):
+            port = free_port()
+            metrics_dir = run_dir / name
+            metrics_dir.mkdir()
+            env = {
+                **os.environ,
+                **stack.service_environment(name),
+                f"{name.upper()}_BIND": f"127.0.0.1:{port}",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                "TRUSTED_USER_HEADER": HEADER,
+            }
+            log = open(run_dir / f"{name}.log", "wb")
+            processes.append(subprocess.Popen(shlex.split(stack.service_command(name)), env=env, stdout=log,
+                                              stderr=subprocess.STDOUT))
+            urls[name] = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        for url in urls.values():
+            while True:
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:  # probes need no sign-in
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"{url} not ready"
+                time.sleep(0.2)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
+def post(urls, room, headers, user="mallory", text="hello"):
+    return httpx.post(f"{urls['ingest']}/api/rooms/{room}/messages", json={"user": user, "text": text},
+                      headers=headers, timeout=10)
+
+
+def test_a_signed_in_post_is_shown_under_the_proxys_name_not_the_one_in_the_body(signed_in, stack):
+    room = new_room("signed")
+    response = post(signed_in, room, {HEADER: "  grace "}, user="mallory")
+    assert response.status_code == 201
+    assert response.json()["user"] == "grace"
+    wait_applied(stack.settings.gateway_url, room, response.json()["id"])
+    client = SseClient(f"{signed_in['stream']}/stream/rooms/{room}?user=mallory", headers={HEADER: "grace"})
+    try:
+        assert client.wait_messages(1)
+        assert [m["user"] for m in client.messages()] == ["grace"]
+        presence = httpx.get(f"{signed_in['stream']}/stream/rooms/{room}/presence", headers={HEADER: "ada"}).json()
+        assert presence["users"] == ["grace"]  # the stream's signed-in name, not ?user=
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("headers,status,code", [
+    ({}, 401, "unauthenticated"),
+    ({HEADER: "   "}, 401, "unauthenticated"),
+    ({HEADER: "a" * 40}, 403, "invalid_identity"),
+    ({HEADER: "eve\u202e".encode()}, 403, "invalid_identity"),  # arrives as control characters
+])
+def test_without_a_usable_sign_in_nothing_is_posted_or_streamed(signed_in, stack, headers, status, code):
+    room = new_room("unsigned")
+    response = post(signed_in, room, headers)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    stream = httpx.get(f"{signed_in['stream']}/stream/rooms/{room}", headers=headers, timeout=10)
+    assert (stream.status_code, stream.json()["error"]["code"]) == (status, code)
+    history = httpx.get(f"{stack.settings.gateway_url}/stream/rooms/{room}/history", timeout=10).json()
+    assert history["messages"] == []
