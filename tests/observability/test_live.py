@@ -110,16 +110,16 @@ def test_the_run_saw_201s_and_503s(observed):
     assert observed.statuses.get(503, 0) > 0, observed.statuses
 
 
-def test_end_to_end_latency_is_measured_for_every_delivery(observed):
-    """The histogram's count over the run covers at least every acknowledged message once
-    per reader (rooms have two readers each; fan-out counts each)."""
+def test_end_to_end_latency_is_measured_for_every_message(observed):
+    """The histogram's count over the run covers every acknowledged message: each stream
+    worker records a message once, when the last of its readers in the room has it."""
     prom = observed.prometheus
     delivered = prom.query(
         f'sum(increase(chat_delivery_latency_seconds_count{{job="chatroom-stream"}}[{int(observed.end - observed.start) + 5}s]))',
         at=observed.end,
     )
     acked = len(observed.acked)
-    assert delivered and float(delivered[0]["value"][1]) >= 0.9 * 2 * acked, (delivered, acked)
+    assert delivered and float(delivered[0]["value"][1]) >= 0.9 * acked, (delivered, acked)
 
 
 def test_one_message_can_be_followed_through_the_json_logs(observed):

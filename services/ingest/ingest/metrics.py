@@ -16,7 +16,7 @@ PRODUCE_SECONDS = Histogram(
     "Time from handing a record to the Kafka producer to its acknowledgement (acks=all).",
     buckets=LATENCY_BUCKETS,
 )
-PRODUCE_ERRORS = Counter("chat_ingest_produce_errors_total", "Records Kafka did not acknowledge in time, by error.", ["error"])
+PRODUCE_ERRORS = Counter("chat_ingest_produce_errors_total", "Records refused because Kafka did not acknowledge them in time or was unreachable, by error.", ["error"])
 REPLAYED = Counter("chat_ingest_replayed_total", "Retried POSTs answered with the message already stored for their client_id.")
 RATE_LIMIT_ERRORS = Counter(
     "chat_ingest_rate_limit_errors_total", "Rate-limit checks skipped because Redis did not answer (requests let through)."

@@ -64,7 +64,11 @@ class Producer:
 
     def send(self, room, value):
         """Produce and wait for the acknowledgement; return the record's offset."""
-        producer = self._get()
+        try:
+            producer = self._get()
+        except KafkaUnavailable:
+            metrics.PRODUCE_ERRORS.labels("unreachable").inc()  # refused without trying: no producer
+            raise
         started = time.perf_counter()
         try:
             future = producer.send(self.config.kafka_topic, key=room.encode(), value=value)
