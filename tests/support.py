@@ -72,6 +72,7 @@ class SseClient:
         self.headers = dict(headers or {})
         self.reconnect = reconnect
         self.received = []  # every event, in arrival order
+        self.arrived = []  # time.monotonic() of each event in received
         self.connects = 0
         self.open = threading.Event()
         self.closed = threading.Event()
@@ -108,9 +109,19 @@ class SseClient:
                 if self.status != 200:
                     return
                 for event in source.iter_sse():
+                    self.arrived.append(time.monotonic())
                     self.received.append(event)
         except (httpx.HTTPError, RuntimeError):
             pass
+
+    def arrival_of(self, **fields):
+        """When the first message with these field values arrived (time.monotonic()), or None."""
+        for event, at in zip(self.received, self.arrived):
+            if event.event == "message" and event.data:
+                message = json.loads(event.data)
+                if all(message.get(name) == value for name, value in fields.items()):
+                    return at
+        return None
 
     def messages(self):
         """The chat messages received (a block with only ``retry:`` is not one)."""

@@ -4,8 +4,10 @@ Each test restores the stack (supervisord restarts what was killed; stopped prog
 started again) and waits until every service is ready before it ends.
 """
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,9 +56,29 @@ def assert_everything_once_in_order(clients, sender, timeout=90):
         assert ids == sorted(set(ids))
 
 
-def fault_mid_flow(stack, fault, messages=300, readers=2, after=80):
+REPORT_DIR = Path(__file__).parents[2] / "test-artifacts" / "reliability"
+
+
+def report(name, figures):
+    """Keep the figures of a fault run (docs/reliability.md quotes them)."""
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def longest_pause(client, since):
+    """The longest interval between consecutive messages a reader got, from the last one
+    before ``since`` on."""
+    times = [at for event, at in zip(client.received, client.arrived) if event.event == "message" and event.data]
+    start = max([i for i, at in enumerate(times) if at <= since] or [0])
+    return max((b - a for a, b in zip(times[start:], times[start + 1:])), default=0.0)
+
+
+def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
     """Readers follow a room while a sender posts; ``fault()`` strikes after ``after`` acks.
-    Every reader must end with every acknowledged message once, in order."""
+    Every reader must end with every acknowledged message once, in order.
+
+    The report's ``longest_pause_s`` is the longest wait any reader had between two
+    messages from the fault on: what a person in the room would notice."""
     base = stack.settings.gateway_url
     room = new_room("fault")
     clients = [SseClient(stream_url(base, room, history=0), reconnect=True) for _ in range(readers)]
@@ -65,9 +87,16 @@ def fault_mid_flow(stack, fault, messages=300, readers=2, after=80):
         sender.start()
         while len(sender.acked) < after:
             time.sleep(0.05)
+        struck_at, refusals_before = time.monotonic(), sender.refusals
         result = fault()
         sender.join(120)
         assert_everything_once_in_order(clients, sender)
+        report(name, {
+            "messages": messages, "readers": readers, "lost": 0, "duplicated": 0, "out_of_order": 0,
+            "refused_then_retried": sender.refusals - refusals_before,
+            "reconnects": sum(client.connects - 1 for client in clients),
+            "longest_pause_s": round(max(longest_pause(client, struck_at) for client in clients), 2),
+        })
         return clients, result
     finally:
         for client in clients:
@@ -77,7 +106,7 @@ def fault_mid_flow(stack, fault, messages=300, readers=2, after=80):
 
 @pytest.mark.parametrize("service", ["bridge", "ingest", "stream"])
 def test_kill_9_of_a_service_mid_flow_loses_and_repeats_nothing(stack, service):
-    clients, _ = fault_mid_flow(stack, lambda: stack.kill(service))
+    clients, _ = fault_mid_flow(stack, lambda: stack.kill(service), f"kill-9-{service}")
     if service == "stream":
         assert all(client.connects >= 2 for client in clients)  # they did reconnect and resume
 
@@ -95,9 +124,11 @@ def test_redis_restarted_empty_history_is_rebuilt_from_kafka_and_live_delivery_r
         assert client.wait_messages(5)
         stack.ctl("stop", "redis")
         stack.ctl("start", "redis")  # no persistence: it comes back empty
+        back_at = time.monotonic()
         after = post(base, room, text="after the restart").json()["id"]
         assert client.wait_messages(6, timeout=60)
         assert [m["id"] for m in client.messages()] == before + [after]
+        live_s = client.arrival_of(id=after) - back_at
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -107,6 +138,10 @@ def test_redis_restarted_empty_history_is_rebuilt_from_kafka_and_live_delivery_r
                 pass
             time.sleep(0.2)
         assert history() == before + [after]
+        report("redis-restarted-empty", {
+            "lost": 0, "duplicated": 0, "live_again_s": round(live_s, 2),
+            "history_rebuilt_s": round(time.monotonic() - back_at, 2),
+        })
     finally:
         client.close()
         stack.wait_ready(120)
@@ -127,6 +162,7 @@ def test_with_kafka_down_posts_fail_fast_with_503_and_succeed_once_it_is_back(st
         assert elapsed < 10  # answered within the bound, not hung
     finally:
         stack.ctl("start", "kafka")
+    back_at = time.monotonic()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         response = post(base, room, text="while down", client_id="down-1")
@@ -134,10 +170,16 @@ def test_with_kafka_down_posts_fail_fast_with_503_and_succeed_once_it_is_back(st
             break
         time.sleep(1)
     assert response.status_code == 201
+    accepted_s = time.monotonic() - back_at
     stack.wait_ready(120)
     client = SseClient(stream_url(base, room))
     try:
         assert client.wait_for(lambda c: [m["text"] for m in c.messages()] == ["before", "while down"], 60)
+        report("kafka-stopped", {
+            "lost": 0, "duplicated": 0, "refused_with_503_in_s": round(elapsed, 2),
+            "posts_accepted_again_s": round(accepted_s, 2),
+            "shown_to_a_new_reader_s": round(client.arrival_of(client_id="down-1") - back_at, 2),
+        })
     finally:
         client.close()
 
@@ -148,7 +190,7 @@ def test_a_graceful_stream_restart_drains_clients_who_resume_without_gap_or_repe
         stack.ctl("restart", "stream")  # SIGTERM: stop accepting, close streams in batches, exit
         return time.monotonic() - started
 
-    clients, restart_s = fault_mid_flow(stack, restart, messages=200, readers=3, after=50)
+    clients, restart_s = fault_mid_flow(stack, restart, "stream-graceful-restart", messages=200, readers=3, after=50)
     assert all(client.connects >= 2 for client in clients)
     # the drain closed the streams itself instead of waiting out gunicorn's graceful timeout
     assert restart_s < 20, restart_s
