@@ -129,14 +129,18 @@ class Bridge:
                 log.exception("consume loop failed; reconnecting")
                 self._close_consumer()
                 self.stopping.wait(1.0)
-        self._close_consumer()
+        self._close_consumer(commit=True)
 
-    def _close_consumer(self):
+    def _close_consumer(self, commit=False):
+        """Leave Kafka. ``commit``: on an orderly stop, between batches, the positions are
+        exactly what was applied; after a failure they may be past a batch that was not,
+        so nothing is committed then (the restart replays from the last commit)."""
         if self.consumer is not None:
-            try:
-                self.consumer.commit(timeout_ms=3000)  # what was applied: a restart replays little
-            except KafkaError as error:
-                log.warning("final commit failed; a restart replays from the last one", extra={"error": str(error)})
+            if commit:
+                try:
+                    self.consumer.commit(timeout_ms=3000)
+                except KafkaError as error:
+                    log.warning("final commit failed; a restart replays from the last one", extra={"error": str(error)})
             try:
                 self.consumer.close()
             except Exception:
