@@ -1,6 +1,7 @@
 """The public contract's refusals: the right status and JSON error, and nothing produced."""
 
 import concurrent.futures
+import socket
 import time
 
 import httpx
@@ -145,3 +146,25 @@ def test_api_answers_cannot_be_sniffed_framed_or_run(stack, path):
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "access-control-allow-origin" not in response.headers  # CORS stays closed
+
+
+def test_a_client_that_sends_its_request_slowly_is_dropped_by_the_gateway(stack, end_offsets):
+    """Slowloris: headers trickling in hold nothing open for long, and nothing is stored."""
+    before = end_offsets()
+    with socket.create_connection((stack.settings.host, stack.settings.gateway_port), timeout=30) as sock:
+        sock.sendall(b"POST /api/rooms/slow/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        for _ in range(30):  # one more header line every second, never the blank line
+            time.sleep(1)
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                break
+        try:
+            leftover = sock.recv(4096)
+        except OSError:
+            leftover = b""
+        closed_after = time.monotonic() - started
+    assert closed_after < 15, closed_after  # the gateway's 10 s header timeout, not the client's patience
+    assert not leftover.startswith(b"HTTP/1.1 2")
+    assert end_offsets() == before
