@@ -11,7 +11,7 @@ import threading
 import time
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState
 from redis import Redis
 from redis.exceptions import RedisError
@@ -103,7 +103,15 @@ class Bridge:
             # Back within a second of the broker's return (the default backs off to 30 s,
             # long enough for the group to expire this member and rebalance again).
             reconnect_backoff_max_ms=1000,
+            # Partitions added to the topic are taken up within seconds (the default: 5 min).
+            metadata_max_age_ms=10_000,
         )
+        if self.config.kafka_topic not in consumer.topics():  # fresh metadata from the cluster
+            # Joining the group before the topic exists leaves this bridge with nothing to
+            # consume until the next metadata refresh; wait (unready) for the topic instead.
+            consumer.close()
+            log.warning("waiting for the topic to exist", extra={"topic": self.config.kafka_topic})
+            raise UnknownTopicOrPartitionError(self.config.kafka_topic)
         consumer.subscribe([self.config.kafka_topic], listener=_Rebalance(self))
         log.info("kafka consumer connected", extra={"group": self.config.group_id})
         return consumer
