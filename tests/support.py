@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 from httpx_sse import connect_sse
@@ -29,6 +30,16 @@ TEST_SERVICE_ENV = {
     "INGEST_PRODUCE_TIMEOUT_S": "3",
     "LOG_LEVEL": "INFO",
 }
+
+
+RELIABILITY_REPORTS = Path(__file__).parents[1] / "test-artifacts" / "reliability"
+
+
+def report(name, figures):
+    """Keep the figures of a fault run in test-artifacts/reliability (docs/reliability.md
+    quotes them)."""
+    RELIABILITY_REPORTS.mkdir(parents=True, exist_ok=True)
+    (RELIABILITY_REPORTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 _rooms = itertools.count()

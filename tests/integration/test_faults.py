@@ -4,15 +4,13 @@ Each test restores the stack (supervisord restarts what was killed; stopped prog
 started again) and waits until every service is ready before it ends.
 """
 
-import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from support import SseClient, new_room, post, stream_url
+from support import SseClient, new_room, post, report, stream_url
 
 
 class Sender(threading.Thread):
@@ -54,15 +52,6 @@ def assert_everything_once_in_order(clients, sender, timeout=90):
             f"lost {set(sender.client_ids) - set(shown)}; repeated {len(shown) - len(set(shown))}")
         ids = [int(m["id"]) for m in client.messages()]
         assert ids == sorted(set(ids))
-
-
-REPORT_DIR = Path(__file__).parents[2] / "test-artifacts" / "reliability"
-
-
-def report(name, figures):
-    """Keep the figures of a fault run (docs/reliability.md quotes them)."""
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def longest_pause(client, since):
