@@ -213,10 +213,7 @@ class Hub:
         the ids newer than what it already has."""
         for message_json, message_id in self.history.window(name):
             frame = sse_frame(message_json, event="message", id=message_id)
-            clients = list(room.clients)
-            item = Item(frame, int(message_id), None, time.perf_counter(), len(clients))
-            for client in clients:
-                client.offer(item)
+            _offer(room, frame, int(message_id), None, time.perf_counter())
 
     def _dispatch(self, name, payload, received_at):
         room = self.rooms.get(name)
@@ -232,12 +229,17 @@ class Hub:
         metrics.LIVE_RECEIVED.labels(event or "message").inc()
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        clients = list(room.clients)
-        item = Item(frame, numeric_id, ts, received_at, len(clients))
-        for client in clients:
-            client.offer(item)
+        _offer(room, frame, numeric_id, ts, received_at)
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
+
+
+def _offer(room, frame, id, ts, received_at):
+    """One Item for every client of the room, counting them for its latency record."""
+    clients = list(room.clients)
+    item = Item(frame, id, ts, received_at, len(clients))
+    for client in clients:
+        client.offer(item)
 
 
 def _message_ts(data):
