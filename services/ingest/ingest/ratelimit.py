@@ -16,9 +16,7 @@ local window = tonumber(ARGV[1])
 local over, wait = 0, 0
 for i, key in ipairs(KEYS) do
     local count = redis.call('INCR', key)
-    if count == 1 or redis.call('TTL', key) == -1 then
-        redis.call('EXPIRE', key, window)
-    end
+    redis.call('EXPIRE', key, window, 'NX')
     if over == 0 and count > tonumber(ARGV[1 + i]) then
         over = i
         wait = redis.call('TTL', key)
