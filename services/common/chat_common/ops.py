@@ -1,9 +1,9 @@
 """The operational endpoints every hop exposes: /healthz, /readyz and /metrics."""
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify
 
-from chat_common.errors import ApiError, register_error_handlers
-from chat_common.messages import normalize_user
+from chat_common.errors import register_error_handlers
+from chat_common.identity import require_signed_in
 from chat_common.metrics import exposition, instrument_requests
 
 
@@ -32,27 +32,6 @@ def init_app(app, readiness, trusted_user_header=""):
         return response
 
     app.register_blueprint(ops_blueprint(readiness))
-
-
-def require_signed_in(app, header):
-    """Behind an authenticating proxy that names the signed-in user in ``header``: every
-    public request must carry it, and it is the user's name (``g.user``) wherever a name
-    is used; names sent in bodies or queries are ignored. The operational endpoints stay
-    open to probes and scrapers. Only safe when nothing reaches the service around the
-    proxy (SECURITY.md)."""
-
-    @app.before_request
-    def _signed_in():
-        if request.blueprint == "ops":
-            return
-        raw = request.headers.get(header, "").strip()
-        if not raw:
-            raise ApiError(401, "unauthenticated", "Sign in first: this service only answers signed-in people.")
-        user = normalize_user(raw)
-        if user is None:
-            raise ApiError(403, "invalid_identity", "Your sign-in name cannot be used as a chat name "
-                           "(1 to 32 printable characters).")
-        g.user = user
 
 
 def ops_blueprint(readiness):
