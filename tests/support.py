@@ -2,7 +2,10 @@
 
 import itertools
 import json
+import os
+import shlex
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -30,6 +33,26 @@ TEST_SERVICE_ENV = {
     "INGEST_PRODUCE_TIMEOUT_S": "3",
     "LOG_LEVEL": "INFO",
 }
+
+
+def start_service_beside(stack, name, run_dir, **env):
+    """Run one more ``name`` service with the stack's own command and environment, on the
+    stack's Kafka and Redis, changed by ``env``; return (process, its base URL). Its log
+    goes to ``run_dir/<name>.log``; the caller terminates it."""
+    port = free_port()
+    metrics_dir = run_dir / f"{name}-metrics"
+    metrics_dir.mkdir()
+    environment = {
+        **os.environ,
+        **stack.service_environment(name),
+        f"{name.upper()}_BIND": f"127.0.0.1:{port}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **env,
+    }
+    with open(run_dir / f"{name}.log", "wb") as log:
+        process = subprocess.Popen(shlex.split(stack.service_command(name)), env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}"
 
 
 RELIABILITY_REPORTS = Path(__file__).parents[1] / "test-artifacts" / "reliability"

@@ -5,9 +5,6 @@ second bridge runs beside the stack's own, with the same command, on a topic and
 group of its own and a Redis database of its own, so that the two never meet.
 """
 
-import os
-import shlex
-import subprocess
 import time
 import uuid
 
@@ -17,31 +14,20 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from chat_common.messages import Message, history_key
-from support import free_port
+from support import start_service_beside
 
 
 def test_a_bridge_started_before_its_topic_exists_consumes_it_once_created(stack, tmp_path):
     topic = f"chat.late-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    (tmp_path / "metrics").mkdir()
     redis_url = stack.settings.redis_url.rsplit("/", 1)[0] + "/1"
-    env = {
-        **os.environ,
-        **stack.service_environment("bridge"),
-        "BRIDGE_BIND": f"127.0.0.1:{port}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "KAFKA_TOPIC": topic,
-        "BRIDGE_GROUP_ID": f"bridge-{topic}",
-        "BRIDGE_INSTANCE_ID": "",
-        "REDIS_URL": redis_url,
-    }
-    log = open(tmp_path / "bridge.log", "wb")
-    bridge = subprocess.Popen(shlex.split(stack.service_command("bridge")), env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+    bridge, url = start_service_beside(
+        stack, "bridge", tmp_path,
+        KAFKA_TOPIC=topic, BRIDGE_GROUP_ID=f"bridge-{topic}", BRIDGE_INSTANCE_ID="", REDIS_URL=redis_url,
+    )
     store = redis.Redis.from_url(redis_url)
     try:
         time.sleep(8)  # the bridge is up and looking for its topic
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 503  # not ready without it
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 503  # not ready without it
         admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka_bootstrap)
         try:
             admin.create_topics([NewTopic(topic, 1, 1)])
@@ -63,4 +49,3 @@ def test_a_bridge_started_before_its_topic_exists_consumes_it_once_created(stack
         bridge.wait(30)
         store.flushdb()
         store.close()
-        log.close()

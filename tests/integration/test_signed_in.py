@@ -5,15 +5,12 @@ the same Kafka and Redis, configured as they would be behind oauth2-proxy; the t
 talk to them as that proxy would (it sets X-Forwarded-User on every request it passes).
 """
 
-import os
-import shlex
-import subprocess
 import time
 
 import httpx
 import pytest
 
-from support import SseClient, free_port, new_room, wait_applied
+from support import SseClient, new_room, start_service_beside, wait_applied
 
 HEADER = "X-Forwarded-User"
 
@@ -24,20 +21,8 @@ def signed_in(stack, tmp_path_factory):
     processes, urls = [], {}
     try:
         for name in ("ingest", "stream"):
-            port = free_port()
-            metrics_dir = run_dir / name
-            metrics_dir.mkdir()
-            env = {
-                **os.environ,
-                **stack.service_environment(name),
-                f"{name.upper()}_BIND": f"127.0.0.1:{port}",
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-                "TRUSTED_USER_HEADER": HEADER,
-            }
-            log = open(run_dir / f"{name}.log", "wb")
-            processes.append(subprocess.Popen(shlex.split(stack.service_command(name)), env=env, stdout=log,
-                                              stderr=subprocess.STDOUT))
-            urls[name] = f"http://127.0.0.1:{port}"
+            process, urls[name] = start_service_beside(stack, name, run_dir, TRUSTED_USER_HEADER=HEADER)
+            processes.append(process)
         deadline = time.monotonic() + 60
         for url in urls.values():
             while True:
