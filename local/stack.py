@@ -8,6 +8,7 @@ Every setting is an environment variable; see ``Settings`` and the README.
 """
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -119,15 +120,28 @@ class Stack:
 
     def service_environment(self, name):
         s = self.settings
-        return {
+        env = {
             "PYTHONPATH": f"{ROOT}/services/common:{ROOT}/services/{name}",
             "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / name),
             "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
             "REDIS_URL": s.redis_url,
             f"{name.upper()}_BIND": f"{s.host}:{getattr(s, name + '_port')}",
             "BRIDGE_INSTANCE_ID": "local-bridge",
-            **s.service_env,
         }
+        if name in ("ingest", "stream"):
+            env["SESSION_SECRET"] = self.session_secret()
+        return {**env, **s.service_env}
+
+    def session_secret(self):
+        """The key ingest and stream sign session cookies with: SESSION_SECRET, or one made
+        once per run directory (so a restart keeps the browsers' sessions)."""
+        if os.environ.get("SESSION_SECRET"):
+            return os.environ["SESSION_SECRET"]
+        path = self.run_dir / "session-secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def _programs(self):
         """What supervisord runs, in start order (it stops them in reverse)."""

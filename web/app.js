@@ -2,7 +2,7 @@
 // Rooms have addresses: /r/<room> (or #<room>); "/" is the lobby.
 
 import { RoomStream } from "./live.js";
-import { MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, textLength } from "./send.js";
+import { MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, startSession, textLength } from "./send.js";
 import { Timeline } from "./timeline.js";
 
 const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
@@ -160,7 +160,10 @@ class RoomPage {
       if (!document.hidden) this.showUnread(0);
     });
 
-    this.connect(null);
+    // The session cookie first: while connected, it holds this page's name in the room.
+    startSession().then(() => {
+      if (!this.stream) this.connect(null);
+    });
     if (this.name) {
       this.showComposer();
       if (takeFocusRequest()) $("#composer-text").focus();
@@ -343,7 +346,7 @@ class RoomPage {
       this.showComposer();
       this.timeline.refreshOwn();
       // Rejoin under the new name, resuming exactly after the last message shown.
-      if (changed) this.connect(this.stream.lastId);
+      if (changed) this.connect(this.stream?.lastId ?? null);
       $("#composer-text").focus();
     });
     $("#name-cancel").addEventListener("click", () => {
@@ -439,6 +442,13 @@ class RoomPage {
     if (!input.value) {
       input.value = text;
       this.updateCount();
+    }
+    if (result.code === "name_taken") {
+      // Someone present in the room holds this name: ask for another one.
+      this.askName(true);
+      $("#name-error").textContent = result.text;
+      $("#name-input").focus();
+      return;
     }
     input.focus();
   }

@@ -3,6 +3,7 @@
 export const MAX_TEXT = 4000;
 export const MAX_NAME = 32;
 const TIMEOUT_MS = 15000;
+const SESSION_TIMEOUT_MS = 3000; // the room opens without a session rather than wait longer
 
 /**
  * The text as ingest will store it: line breaks normalised, trimmed.
@@ -44,6 +45,20 @@ export const newClientId = () => {
  * @typedef {{ok: true, message: object}} Sent
  * @typedef {{ok: false, status: number, code: string, text: string, retryable: boolean, retryAfter: number}} Refused
  */
+
+/**
+ * Ask for the session cookie (HttpOnly, so this page never sees it). While the page is
+ * connected, its session holds the page's name in the room: others cannot post under it.
+ * Never throws: without a session the name is simply not held.
+ * @returns {Promise<void>}
+ */
+export async function startSession() {
+  try {
+    await fetch("/api/session", { method: "POST", signal: AbortSignal.timeout(SESSION_TIMEOUT_MS) });
+  } catch {
+    // the room works without it
+  }
+}
 
 /**
  * POST one message. Never throws: a failure comes back as a plain-words explanation.

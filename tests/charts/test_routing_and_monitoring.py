@@ -273,3 +273,22 @@ def test_one_tag_for_every_image_unless_a_component_has_its_own():
     found = images(docs)
     assert found["ingest"] == "chatroom-ingest:2.0.0" and found["bridge"] == "chatroom-bridge:2.0.0"
     assert found["web"] == "chatroom-web:2.0.1"
+
+
+def test_ingest_and_stream_share_the_session_key_from_a_secret():
+    """Both sign and check the same session cookie; nothing else gets the key."""
+    docs = render("defaults")
+    secret = named(docs, "Secret", "chatroom-session")
+    assert len(secret["data"]["session-secret"]) >= 64  # 48 random characters, base64
+    apps = {d["metadata"]["name"]: d for d in workloads(docs) if d["metadata"]["name"].startswith("chatroom-")}
+    assert {"chatroom-ingest", "chatroom-stream", "chatroom-bridge", "chatroom-web"} <= set(apps)
+    for name, workload in apps.items():
+        env = {e["name"]: e for e in pod_spec(workload)["containers"][0].get("env", [])}
+        if name in ("chatroom-ingest", "chatroom-stream"):
+            assert env["SESSION_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "chatroom-session", "key": "session-secret"}
+        else:
+            assert "SESSION_SECRET" not in env
+    mine = parse(helm_template(HELM_DIR / "chatroom", "chatroom", ["--set", "sessions.existingSecret=mine"]))
+    assert "chatroom-session" not in {d["metadata"]["name"] for d in of_kind(mine, "Secret")}
+    stream = pod_spec(named(mine, "Deployment", "chatroom-stream"))["containers"][0]
+    assert {e["name"]: e for e in stream["env"]}["SESSION_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "mine"

@@ -80,3 +80,27 @@ def test_a_reload_shows_the_history_in_order_once(open_page, stack):
     expect(page.locator("#lobby-error")).to_contain_text("That address is not a room")
     expect(page.get_by_label("Room", exact=True)).to_have_value("not-a-room")
     assert not page.problems
+
+
+def test_a_name_someone_in_the_room_holds_is_refused_and_the_page_asks_for_another(open_page):
+    room = new_room("e2e")
+    ann = join(open_page(), room, "ann")
+    impostor = join(open_page(), room, "Ann")  # another browser: its own session
+
+    send(impostor, "it is me, ann")
+    expect(impostor.locator("#name-form")).to_be_visible()
+    expect(impostor.locator("#name-error")).to_contain_text("pick another name")
+    expect(impostor.get_by_label("Your name in this room")).to_be_focused()
+    assert texts(impostor) == []  # nothing shown as sent
+    expect(impostor.locator("#composer-text")).to_have_value("it is me, ann")  # the text is kept
+
+    impostor.get_by_label("Your name in this room").fill("not ann")
+    impostor.locator("#name-form").get_by_role("button", name="Join").click()
+    impostor.get_by_role("textbox", name="Message").press("Enter")
+    assert [(m["user"], m["text"]) for m in wait_shown(ann, 1)] == [("not ann", "it is me, ann")]
+
+    # The holder itself keeps posting under its name, in the same browser's other tab too.
+    send(ann, "still ann")
+    second_tab = join(ann.context.new_page(), room, "ann")
+    send(second_tab, "ann again")
+    assert [m["text"] for m in wait_shown(ann, 3)] == ["it is me, ann", "still ann", "ann again"]

@@ -74,6 +74,15 @@ Call with (list $ .Values.ingest.image).
 {{- include "chatroom.componentName" . }}
 {{- end }}
 
+{{/* Name of the Secret that holds the session cookie key (SESSION_SECRET). */}}
+{{- define "chatroom.sessionSecretName" -}}
+{{- if .Values.sessions.existingSecret }}
+{{- .Values.sessions.existingSecret }}
+{{- else }}
+{{- include "chatroom.componentName" (list . "session") }}
+{{- end }}
+{{- end }}
+
 {{/* Name of the Secret that holds the Redis password. */}}
 {{- define "chatroom.redisSecretName" -}}
 {{- if .Values.redis.auth.existingSecret }}

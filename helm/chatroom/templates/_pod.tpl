@@ -87,6 +87,13 @@ spec:
             fieldRef:
               fieldPath: metadata.name
         {{- end }}
+        {{- if and $root.Values.sessions.enabled (has $name (list "ingest" "stream")) }}
+        - name: SESSION_SECRET
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "chatroom.sessionSecretName" $root }}
+              key: {{ $root.Values.sessions.existingSecretKey }}
+        {{- end }}
         {{- if $root.Values.redis.auth.enabled }}
         - name: REDIS_PASSWORD
           valueFrom:

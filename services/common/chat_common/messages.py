@@ -9,6 +9,7 @@
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
@@ -152,6 +153,12 @@ def meta_key(room):
 
 def presence_key(room):
     return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
+
+
+def name_hold_key(room, user):
+    # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
+    # ingest checks); names that look alike share one key: "Alice", "ALICE", "Ａｌｉｃｅ"
+    return f"chat:room:{room}:name:{unicodedata.normalize('NFKC', user).casefold()}"
 
 
 def client_id_key(room, client_id):

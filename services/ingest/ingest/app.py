@@ -12,8 +12,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from chat_common.errors import ApiError
 from chat_common.messages import Message, client_id_key
 from chat_common.ops import init_app
+from chat_common.sessions import init_sessions, session_id, start_session
 from ingest import metrics, validation
 from ingest.config import Config
+from ingest.names import NameHolds
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.ratelimit import RateLimiter
 
@@ -32,6 +34,7 @@ def create_app(config=None):
     limiter = RateLimiter(
         redis, config.rate_limit_window_s, {"user": config.rate_limit_user, "ip": config.rate_limit_ip}
     )
+    names = NameHolds(redis)
     app.extensions["chat.producer"] = producer
 
     def stored_for(room, client_id):
@@ -53,6 +56,9 @@ def create_app(config=None):
             if client_id and (stored := stored_for(room, client_id)):
                 metrics.REPLAYED.inc()
                 return Response(stored, status=201, content_type="application/json")
+            if not g.get("user") and names.held_by_another(room, user, session_id()):
+                raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
+                               "pick another name.")
             limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})
             if limited:
                 scope, wait_s = limited
@@ -78,7 +84,20 @@ def create_app(config=None):
         log.info("message produced", extra={"msg_id": stored.id, "room": room, "client_id": client_id})
         return Response(stored.to_json(), status=201, content_type="application/json")
 
+    @app.post("/api/session")
+    def new_session():
+        """Give the browser its session cookie (if it has none), before it joins a room:
+        while connected, its session holds its name there."""
+        try:
+            validation.check_origin(request.headers, request.host, config.allowed_origins)
+        except ApiError as error:
+            metrics.REJECTED.labels(error.code).inc()
+            raise
+        start_session()
+        return Response(status=204)
+
     # Ready once connected to Kafka. Redis is left out: without it, rate limits are skipped
     # and posting still works; while Kafka is down, posts get a clear 503 from here.
     init_app(app, lambda: {"kafka": producer.ready()}, config.trusted_user_header)
+    init_sessions(app, config.session_secret, config.session_cookie_secure)
     return app

@@ -16,6 +16,8 @@ class Config(env.CommonConfig):
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
     allowed_origins: frozenset  # other page origins allowed to post (besides the site's own)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
+    session_secret: str  # signs the session cookie; shared with stream ("" = no sessions, names not held)
+    session_cookie_secure: bool  # send the session cookie over HTTPS only
 
     @classmethod
     def from_env(cls):
@@ -30,4 +32,6 @@ class Config(env.CommonConfig):
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             allowed_origins=frozenset(o for o in env.env_str("INGEST_ALLOWED_ORIGINS", "").split(",") if o),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
+            session_secret=env.env_str("SESSION_SECRET", ""),
+            session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),
         )

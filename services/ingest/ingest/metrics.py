@@ -21,3 +21,6 @@ REPLAYED = Counter("chat_ingest_replayed_total", "Retried POSTs answered with th
 RATE_LIMIT_ERRORS = Counter(
     "chat_ingest_rate_limit_errors_total", "Rate-limit checks skipped because Redis did not answer (requests let through)."
 )
+NAME_CHECK_ERRORS = Counter(
+    "chat_ingest_name_check_errors_total", "Held-name checks skipped because Redis did not answer (requests let through)."
+)

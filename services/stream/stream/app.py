@@ -14,6 +14,7 @@ from redis.retry import Retry
 from chat_common.errors import ApiError
 from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse_frame
 from chat_common.ops import init_app
+from chat_common.sessions import init_sessions, session_id
 from stream import metrics
 from stream.history import History, NotReady
 from stream.hub import BEAT, CLOSE, Client, Hub
@@ -92,7 +93,7 @@ def create_app(config):
         metrics.CONNECTS.labels(kind).inc()
         return client
 
-    def stream_response(client, first_frames, member=None):
+    def stream_response(client, first_frames, seat=None):
         """The SSE body: a retry hint, what the connect asked for, then live events and
         heartbeats until the client leaves, falls behind or the worker drains."""
 
@@ -124,8 +125,8 @@ def create_app(config):
                         yield b"".join(item.frame for item in fresh)
                         _observe_delivery(fresh)
                     if beat:
-                        if member:  # keep the connection's presence alive, busy room or not
-                            presence.refresh(client.room, member)
+                        if seat:  # keep the connection's presence alive, busy room or not
+                            presence.refresh(seat)
                         if not fresh:
                             yield sse_comment("keepalive")  # a quiet stream still shows life to proxies
             except (RedisError, OSError) as error:
@@ -137,9 +138,9 @@ def create_app(config):
                 hub.leave(client)
                 if client.closed == "drain":
                     client.disconnect()
-                if member:
+                if seat:
                     try:
-                        presence.leave(client.room, member)
+                        presence.leave(seat)
                     except RedisError:
                         pass
 
@@ -156,7 +157,9 @@ def create_app(config):
         client = open_stream(room, "resume" if last_id is not None else "fresh")
         try:
             history.wait_ready(room)
-            member = presence.join(room, user) if user else None
+            # A browser session holds the name while connected (a signed-in name needs no hold).
+            session = None if g.get("user") else session_id()
+            seat = presence.join(room, user, session) if user else None
         except NotReady:
             hub.leave(client)
             raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
@@ -176,7 +179,7 @@ def create_app(config):
                 yield sse_frame(data, event="message", id=id), int(id)
             yield sse_frame(_users_json(presence.users(room)), event="presence"), None
 
-        return stream_response(client, first_frames, member)
+        return stream_response(client, first_frames, seat)
 
     @app.get("/stream")
     def flask_sse_stream():
@@ -211,6 +214,7 @@ def create_app(config):
         return {"redis": hub.ready()}
 
     init_app(app, readiness, config.trusted_user_header)
+    init_sessions(app, config.session_secret, config.session_cookie_secure)
     return app
 
 

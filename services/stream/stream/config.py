@@ -17,6 +17,8 @@ class Config(env.CommonConfig):
     drain_interval_s: float  # pause between drain steps
     ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
+    session_secret: str  # signs the session cookie; shared with ingest ("" = no sessions, names not held)
+    session_cookie_secure: bool  # send the session cookie over HTTPS only
 
     @classmethod
     def from_env(cls):
@@ -32,4 +34,6 @@ class Config(env.CommonConfig):
             drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
             ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
+            session_secret=env.env_str("SESSION_SECRET", ""),
+            session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),
         )

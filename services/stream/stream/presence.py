@@ -1,21 +1,63 @@
-"""Who is in a room: one sorted-set member per open connection, scored by its expiry.
+"""Who is in a room, and the names their sessions hold.
 
-A connection refreshes its member with every heartbeat, so members of a crashed process
-expire by themselves. Joins and leaves that change the list of names are published on the
-room's channel as flask-sse ``presence`` events: {"users": [...]}.
+Presence: one sorted-set member per open connection, scored by its expiry. A connection
+refreshes its member with every heartbeat, so members of a crashed process expire by
+themselves. Joins and leaves that change the list of names are published on the room's
+channel as flask-sse ``presence`` events: {"users": [...]}.
+
+Holds: a connection from a browser session (chat_common.sessions) also holds its name in
+the room, in the same way (member = session + connection, refreshed, expiring). A name
+held by one session is not taken by another while the first is present; ingest refuses
+posts under it from anyone else (409). A connection whose name is held by another session
+still reads the room.
 """
 
 import json
 import time
 import uuid
+from dataclasses import dataclass
 
-from chat_common.messages import channel, live_payload, presence_key
+from chat_common.messages import channel, live_payload, name_hold_key, presence_key
+
+# KEYS[1]: the name's holds. ARGV: now, expiry, session, member, key TTL.
+# Drop expired holds; if another session holds the name, return 0; else hold it, return 1.
+HOLD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local prefix = ARGV[3] .. '\\n'
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if string.sub(member, 1, #prefix) ~= prefix then
+        return 0
+    end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One connection's place in a room."""
+
+    room: str
+    user: str
+    connection: str
+    session: str | None  # the browser session, if it has one
+
+    @property
+    def member(self):
+        return f"{self.user}\n{self.connection}"
+
+    @property
+    def hold(self):
+        return f"{self.session}\n{self.connection}"
 
 
 class Presence:
     def __init__(self, redis, ttl_s):
         self.redis = redis
         self.ttl_s = ttl_s
+        self._hold = redis.register_script(HOLD)
 
     def users(self, room):
         key = presence_key(room)
@@ -25,26 +67,34 @@ class Presence:
         _, members = pipe.execute()
         return sorted({member.decode().split("\n", 1)[0] for member in members})
 
-    def join(self, room, user):
-        """Add a connection; return its member, to refresh and remove it later."""
-        member = f"{user}\n{uuid.uuid4().hex}"
+    def join(self, room, user, session=None):
+        """Add a connection (and hold its name for its session); return its seat, to
+        refresh and leave later."""
+        seat = Seat(room, user, uuid.uuid4().hex, session)
         before = self.users(room)
-        self.refresh(room, member)
+        self.refresh(seat)
         if user not in before:
             self._publish(room)
-        return member
+        return seat
 
-    def refresh(self, room, member):
+    def refresh(self, seat):
+        now = time.time()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(presence_key(room), {member: time.time() + self.ttl_s})
-        pipe.expire(presence_key(room), self.ttl_s * 2)
+        pipe.zadd(presence_key(seat.room), {seat.member: now + self.ttl_s})
+        pipe.expire(presence_key(seat.room), self.ttl_s * 2)
         pipe.execute()
+        if seat.session:
+            self._hold(keys=[name_hold_key(seat.room, seat.user)],
+                       args=[now, now + self.ttl_s, seat.session, seat.hold, self.ttl_s * 2])
 
-    def leave(self, room, member):
-        user = member.split("\n", 1)[0]
-        self.redis.zrem(presence_key(room), member)
-        if user not in self.users(room):
-            self._publish(room)
+    def leave(self, seat):
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(presence_key(seat.room), seat.member)
+        if seat.session:
+            pipe.zrem(name_hold_key(seat.room, seat.user), seat.hold)
+        pipe.execute()
+        if seat.user not in self.users(seat.room):
+            self._publish(seat.room)
 
     def _publish(self, room):
         data = json.dumps({"users": self.users(room)}, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,42 @@
+"""The browser's session: a signed, HttpOnly cookie holding a random session id.
+
+It is not a sign-in. It lets the services tell one browser from another, so that a name
+held by a present session is refused to everyone else (SECURITY.md). Flask's own session
+cookie does the signing, with ``SESSION_SECRET``, which ingest and stream must share;
+without a secret there are no sessions and names are not held.
+"""
+
+import secrets
+
+from flask import current_app, session
+
+COOKIE_NAME = "chat_session"
+
+
+def init_sessions(app, secret, secure_cookie):
+    if not secret:
+        return
+    app.secret_key = secret
+    app.config.update(
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,  # scripts on the page never see it
+        SESSION_COOKIE_SAMESITE="Strict",  # never sent with another site's requests
+        SESSION_COOKIE_SECURE=secure_cookie,  # HTTPS only, behind a TLS ingress
+    )
+
+
+def session_id():
+    """This request's session id, or None (no cookie, a forged one, or sessions off)."""
+    sid = session.get("sid")
+    return sid if isinstance(sid, str) else None
+
+
+def start_session():
+    """This request's session id; a new one, sent back as a cookie, if it had none.
+    None when sessions are off."""
+    if not current_app.secret_key:
+        return None
+    sid = session_id()
+    if sid is None:
+        sid = session["sid"] = secrets.token_urlsafe(18)
+    return sid
