@@ -46,6 +46,7 @@ class OursStack(Stack):
             gateway_port=free_port(), ingest_port=free_port(), stream_port=free_port(), bridge_port=free_port(),
             kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
             run_dir=Path(run_dir), service_env=bench_service_env(),
+            stream_connections_per_ip=0,  # every benchmark client connects from 127.0.0.1
         )
         super().__init__(settings, supervisor_log=str(Path(run_dir) / "supervisord.log"))
         self.nginx_connections = nginx_connections

@@ -47,6 +47,7 @@ class Settings:
     run_dir: Path = ROOT / ".run" / "local"
     kafka_home: Path = ROOT / ".cache" / "kafka"
     partitions: int = 6
+    stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
     external_kafka: str | None = None  # KAFKA_BOOTSTRAP_SERVERS: use that cluster, start none
     external_redis: str | None = None  # REDIS_URL: use that server, start none
     service_env: dict = field(default_factory=dict)  # extra environment for the services
@@ -63,6 +64,7 @@ class Settings:
             redis_port=int(_env("REDIS_PORT", 6379)),
             run_dir=Path(_env("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(_env("KAFKA_TOPIC_PARTITIONS", 6)),
+            stream_connections_per_ip=int(_env("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,
         )
@@ -188,7 +190,9 @@ class Stack:
                      "--config", str(self.run_dir / "kafka" / "server.properties")],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
-        self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf")
+        cap = s.stream_connections_per_ip
+        self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
+                     stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "")
         self._write_supervisor_conf()
 
     def _write_supervisor_conf(self):

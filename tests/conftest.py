@@ -24,6 +24,7 @@ def stack(tmp_path_factory):
         redis_port=free_port(),
         run_dir=run_dir,
         partitions=3,
+        stream_connections_per_ip=300,  # every test client is 127.0.0.1; the load tests hold 200 streams
         service_env=TEST_SERVICE_ENV,
     )
     running = Stack(settings, supervisor_log=str(run_dir / "supervisord.log")).start()

@@ -168,3 +168,49 @@ def test_a_client_that_sends_its_request_slowly_is_dropped_by_the_gateway(stack,
     assert closed_after < 15, closed_after  # the gateway's 10 s header timeout, not the client's patience
     assert not leftover.startswith(b"HTTP/1.1 2")
     assert end_offsets() == before
+
+
+def test_one_address_cannot_hold_more_streams_than_the_gateways_cap(stack):
+    """Over GATEWAY_STREAM_CONNECTIONS_PER_IP open streams from one address, the next gets a
+    JSON 429 with Retry-After; closing one makes room again."""
+    cap, room = stack.settings.stream_connections_per_ip, new_room("cap")
+    request = f"GET /stream/rooms/{room}?history=0 HTTP/1.1\r\nHost: {stack.settings.host}\r\n\r\n".encode()
+
+    def open_stream():
+        sock = socket.create_connection((stack.settings.host, stack.settings.gateway_port), timeout=10)
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        return sock, head
+
+    streams, refused = [], None
+    try:
+        for _ in range(cap + 5):  # streams other tests left open count too: fewer may fit
+            sock, head = open_stream()
+            if head.startswith(b"HTTP/1.1 200"):
+                streams.append(sock)
+                continue
+            refused = head
+            while b"}}" not in refused:
+                refused += sock.recv(4096)
+            sock.close()
+            break
+        assert refused is not None, f"{len(streams)} streams open and none refused"
+        assert 0 < len(streams) <= cap
+        assert refused.startswith(b"HTTP/1.1 429")
+        headers, body = refused.split(b"\r\n\r\n", 1)
+        assert b"\r\nRetry-After: 10" in headers and b"application/json" in headers
+        assert b'"code":"too_many_streams"' in body
+
+        streams.pop().close()
+        time.sleep(0.5)  # the gateway notices the closed connection
+        sock, head = open_stream()
+        streams.append(sock)
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    finally:
+        for sock in streams:
+            sock.close()
