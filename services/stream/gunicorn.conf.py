@@ -6,6 +6,7 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
     control_socket_disable,
     limit_request_fields,
     limit_request_line,
+    logger_class,
     on_starting,
     worker_tmp_dir,
 )

@@ -3,7 +3,10 @@
 Each gunicorn.conf.py imports these names explicitly, so gunicorn sees them as settings.
 """
 
+import logging
 import os
+
+from gunicorn.glogging import Logger
 
 from chat_common.metrics import reset_multiproc_dir, worker_exited
 
@@ -14,6 +17,19 @@ control_socket_disable = True
 # Request limits that stop oversized or slow headers early.
 limit_request_line = 4094
 limit_request_fields = 50
+
+
+class AccessLogWhenEnabled(Logger):
+    """gunicorn's logger, except that it builds an access log line only when the access
+    logger will write it (ACCESS_LOG=true): with a logging config, gunicorn builds one for
+    every request and lets the logger drop it."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLogWhenEnabled
 
 
 def on_starting(server):

@@ -56,7 +56,8 @@ def create_app(config=None):
             if client_id and (stored := stored_for(room, client_id)):
                 metrics.REPLAYED.inc()
                 return Response(stored, status=201, content_type="application/json")
-            if not g.get("user") and names.held_by_another(room, user, session_id()):
+            holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
+            if holders and session_id() not in holders:
                 raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
                                "pick another name.")
             limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})

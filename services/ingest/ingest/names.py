@@ -20,13 +20,13 @@ class NameHolds:
     def __init__(self, redis):
         self.redis = redis
 
-    def held_by_another(self, room, user, session):
-        """True if a present session other than ``session`` (None: no session) holds ``user``."""
+    def holders(self, room, user):
+        """The sessions present in ``room`` that hold ``user`` (empty if none, or if Redis
+        did not answer)."""
         try:
-            holders = self.redis.zrangebyscore(name_hold_key(room, user), time.time(), "+inf")
+            members = self.redis.zrangebyscore(name_hold_key(room, user), time.time(), "+inf")
         except RedisError as error:
             metrics.NAME_CHECK_ERRORS.inc()
             log.warning("name check skipped: redis unavailable", extra={"error": str(error)})
-            return False
-        mine = f"{session}\n" if session else None
-        return any(not (mine and holder.startswith(mine)) for holder in holders)
+            return set()
+        return {member.split("\n", 1)[0] for member in members}
