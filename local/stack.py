@@ -141,6 +141,7 @@ class Stack:
             return os.environ["SESSION_SECRET"]
         path = self.run_dir / "session-secret"
         if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip()
