@@ -1,5 +1,6 @@
 """Helpers for tests that talk to a running stack through its gateway."""
 
+import contextlib
 import itertools
 import json
 import os
@@ -55,6 +56,38 @@ def start_service_beside(stack, name, run_dir, **env):
     return process, f"http://127.0.0.1:{port}"
 
 
+@contextlib.contextmanager
+def services_beside(stack, names, run_dir, ready_within=60, **env):
+    """``start_service_beside`` for each of ``names``, all with ``env``; yields {name: base
+    URL} once every one is ready, and stops them afterwards."""
+    processes, urls = [], {}
+    try:
+        for name in names:
+            process, urls[name] = start_service_beside(stack, name, run_dir, **env)
+            processes.append(process)
+        wait_until_ready(urls.values(), ready_within)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
+def wait_until_ready(urls, timeout):
+    """Wait until every service at ``urls`` (base URLs) answers /readyz with 200."""
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:  # probes need no sign-in
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{url} not ready after {timeout} s"
+            time.sleep(0.2)
+
+
 RELIABILITY_REPORTS = Path(__file__).parents[1] / "test-artifacts" / "reliability"
 
 
@@ -63,6 +96,14 @@ def report(name, figures):
     quotes them)."""
     RELIABILITY_REPORTS.mkdir(parents=True, exist_ok=True)
     (RELIABILITY_REPORTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def longest_pause(arrivals, since):
+    """The longest wait between two consecutive messages (``arrivals``: their
+    time.monotonic() arrival times), from the last one before ``since`` on: what a person in
+    the room would notice of a fault that struck at ``since``."""
+    start = max([i for i, at in enumerate(arrivals) if at <= since] or [0])
+    return max((b - a for a, b in zip(arrivals[start:], arrivals[start + 1:])), default=0.0)
 
 
 _rooms = itertools.count()
@@ -160,6 +201,10 @@ class SseClient:
     def messages(self):
         """The chat messages received (a block with only ``retry:`` is not one)."""
         return [json.loads(e.data) for e in self.received if e.event == "message" and e.data]
+
+    def message_arrivals(self):
+        """When each of those messages arrived (time.monotonic())."""
+        return [at for e, at in zip(self.received, self.arrived) if e.event == "message" and e.data]
 
     def wait_for(self, predicate, timeout=20):
         """Wait until ``predicate(self)`` is true; return whether it became true."""

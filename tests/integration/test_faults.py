@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from support import SseClient, new_room, post, report, stream_url
+from support import SseClient, longest_pause, new_room, post, report, stream_url
 
 
 class Sender(threading.Thread):
@@ -54,14 +54,6 @@ def assert_everything_once_in_order(clients, sender, timeout=90):
         assert ids == sorted(set(ids))
 
 
-def longest_pause(client, since):
-    """The longest interval between consecutive messages a reader got, from the last one
-    before ``since`` on."""
-    times = [at for event, at in zip(client.received, client.arrived) if event.event == "message" and event.data]
-    start = max([i for i, at in enumerate(times) if at <= since] or [0])
-    return max((b - a for a, b in zip(times[start:], times[start + 1:])), default=0.0)
-
-
 def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
     """Readers follow a room while a sender posts; ``fault()`` strikes after ``after`` acks.
     Every reader must end with every acknowledged message once, in order.
@@ -84,7 +76,7 @@ def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
             "messages": messages, "readers": readers, "lost": 0, "duplicated": 0, "out_of_order": 0,
             "refused_then_retried": sender.refusals - refusals_before,
             "reconnects": sum(client.connects - 1 for client in clients),
-            "longest_pause_s": round(max(longest_pause(client, struck_at) for client in clients), 2),
+            "longest_pause_s": round(max(longest_pause(client.message_arrivals(), struck_at) for client in clients), 2),
         })
         return clients, result
     finally:

@@ -5,12 +5,11 @@ the same Kafka and Redis, configured as they would be behind oauth2-proxy; the t
 talk to them as that proxy would (it sets X-Forwarded-User on every request it passes).
 """
 
-import time
 
 import httpx
 import pytest
 
-from support import SseClient, new_room, start_service_beside, wait_applied
+from support import SseClient, new_room, services_beside, wait_applied
 
 HEADER = "X-Forwarded-User"
 
@@ -18,27 +17,8 @@ HEADER = "X-Forwarded-User"
 @pytest.fixture(scope="module")
 def signed_in(stack, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("signed-in")
-    processes, urls = [], {}
-    try:
-        for name in ("ingest", "stream"):
-            process, urls[name] = start_service_beside(stack, name, run_dir, TRUSTED_USER_HEADER=HEADER)
-            processes.append(process)
-        deadline = time.monotonic() + 60
-        for url in urls.values():
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:  # probes need no sign-in
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"{url} not ready"
-                time.sleep(0.2)
+    with services_beside(stack, ("ingest", "stream"), run_dir, TRUSTED_USER_HEADER=HEADER) as urls:
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
 
 
 def post(urls, room, headers, user="mallory", text="hello"):
