@@ -105,6 +105,7 @@ class Bridge:
             reconnect_backoff_max_ms=1000,
             # Partitions added to the topic are taken up within seconds (the default: 5 min).
             metadata_max_age_ms=10_000,
+            metrics_enabled=False,  # never read (ours are in bridge.metrics); recording costs CPU per fetch
         )
         if self.config.kafka_topic not in consumer.topics():  # fresh metadata from the cluster
             # Joining the group before the topic exists leaves this bridge with nothing to

@@ -148,5 +148,6 @@ class History:
                 group_id=None,
                 enable_auto_commit=False,
                 reconnect_backoff_max_ms=1000,  # back soon after a broker restart
+                metrics_enabled=False,  # never read; recording costs CPU per fetch
             )
         return self._kafka
