@@ -24,7 +24,7 @@ class Config(env.CommonConfig):
         return cls(
             **cls.common_from_env(),
             produce_timeout_s=env.env_float("INGEST_PRODUCE_TIMEOUT_S", 5.0),
-            kafka_linger_ms=env.env_int("INGEST_KAFKA_LINGER_MS", 1),
+            kafka_linger_ms=env.env_int("INGEST_KAFKA_LINGER_MS", 0),
             retry_after_s=env.env_int("INGEST_RETRY_AFTER_S", 2),
             rate_limit_window_s=env.env_int("RATE_LIMIT_WINDOW_S", 10),
             rate_limit_user=env.env_int("RATE_LIMIT_USER", 30),
