@@ -9,6 +9,7 @@ Every setting is an environment variable; see ``Settings`` and the README.
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "local" / "templates"
+KAFKA_HOME = ROOT / ".cache" / "kafka"  # the broker's jars, put there by scripts/install.sh
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("ingest", "bridge", "stream")
 
@@ -45,7 +47,7 @@ class Settings:
     kafka_controller_port: int = 9093
     redis_port: int = 6379
     run_dir: Path = ROOT / ".run" / "local"
-    kafka_home: Path = ROOT / ".cache" / "kafka"
+    kafka_home: Path = KAFKA_HOME
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
     external_kafka: str | None = None  # KAFKA_BOOTSTRAP_SERVERS: use that cluster, start none
@@ -160,8 +162,7 @@ class Stack:
         if not s.external_kafka:
             programs.append(Program(
                 "kafka",
-                f"java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile={self.run_dir}/kafka/log4j2.properties "
-                f"-cp '{s.kafka_home}/libs/*' kafka.Kafka {self.run_dir}/kafka/server.properties",
+                shlex.join(kafka_node_command(s.kafka_home, self.run_dir / "kafka")),
                 exitcodes="0,143",  # the JVM's status after a clean shutdown on SIGTERM
             ))
         for name in SERVICES:
@@ -186,9 +187,7 @@ class Stack:
             if not (self.run_dir / "kafka" / "data" / "meta.properties").exists():
                 cluster_id = _kafka_cluster_id()
                 subprocess.run(
-                    ["java", "-cp", f"{s.kafka_home}/libs/*", "kafka.tools.StorageTool", "format",
-                     f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
-                     "--config", str(self.run_dir / "kafka" / "server.properties")],
+                    kafka_format_command(s.kafka_home, self.run_dir / "kafka", cluster_id),
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
         cap = s.stream_connections_per_ip
@@ -310,6 +309,21 @@ class Stack:
     def kill(self, name, sig=signal.SIGKILL):
         """Kill a program's whole process group, as a crashed pod dies (supervisord restarts it)."""
         os.killpg(self.pid(name), sig)
+
+
+def kafka_node_command(kafka_home, node_dir, heap=("256m", "768m")):
+    """Run one Kafka node from the jars in ``kafka_home``, configured by the
+    server.properties and log4j2.properties in ``node_dir``; ``heap``: (-Xms, -Xmx)."""
+    return ["java", f"-Xms{heap[0]}", f"-Xmx{heap[1]}", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={node_dir}/log4j2.properties",
+            "-cp", f"{kafka_home}/libs/*", "kafka.Kafka", f"{node_dir}/server.properties"]
+
+
+def kafka_format_command(kafka_home, node_dir, cluster_id):
+    """Format the storage of the node configured in ``node_dir`` for ``cluster_id``."""
+    return ["java", "-cp", f"{kafka_home}/libs/*", "kafka.tools.StorageTool", "format",
+            f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
+            "--config", f"{node_dir}/server.properties"]
 
 
 def _kafka_cluster_id():

@@ -23,10 +23,9 @@ import time
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stack import ROOT, TEMPLATES, _kafka_cluster_id
+from stack import KAFKA_HOME, TEMPLATES, _kafka_cluster_id, kafka_format_command, kafka_node_command
 from support import free_port
 
-KAFKA_HOME = ROOT / ".cache" / "kafka"
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"
 
@@ -92,12 +91,9 @@ class KafkaCluster:
                     node_id=node, voters=voters, host=HOST, port=self.ports[node],
                     controller_port=self.controller_ports[node], data=folder / "data"))
                 shutil.copy(TEMPLATES / "log4j2.properties", folder / "log4j2.properties")
-            formats = [subprocess.Popen(
-                ["java", "-cp", f"{KAFKA_HOME}/libs/*", "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
-                 "--config", str(self.node_dir(node) / "server.properties")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ) for node in NODE_IDS]
+            formats = [subprocess.Popen(kafka_format_command(KAFKA_HOME, self.node_dir(node), cluster_id),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for node in NODE_IDS]
             if any([process.wait(120) != 0 for process in formats]):  # wait for all three
                 raise RuntimeError("formatting the Kafka nodes' storage failed")
             for node in NODE_IDS:
@@ -112,9 +108,7 @@ class KafkaCluster:
         folder = self.node_dir(node)
         with open(self.log_file(node), "ab") as log:
             self.processes[node] = subprocess.Popen(
-                ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-                 f"-Dlog4j2.configurationFile={folder}/log4j2.properties",
-                 "-cp", f"{KAFKA_HOME}/libs/*", "kafka.Kafka", str(folder / "server.properties")],
+                kafka_node_command(KAFKA_HOME, folder, heap=(self.heap, self.heap)),
                 cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches pytest, whose teardown stops the nodes
             )
