@@ -76,7 +76,10 @@ def test_back_online_after_the_window_moved_on_the_page_starts_again_from_the_la
 
     # The last id seen left the window: the stream says reset, the page shows the latest 50.
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
-    assert wait_until(lambda: [m["id"] for m in shown(page)] == ids[-50:], timeout=45)
+    latest = lambda: [m["id"] for m in shown(page)]  # noqa: E731
+    assert wait_until(lambda: latest() == ids[-50:], timeout=45), (
+        f"shown {len(latest())}: {latest()[:3]} … {latest()[-3:]}; expected {ids[-50]} … {ids[-1]}; "
+        f"announced {page.locator('#announcer').text_content()!r}")
     expect(page.locator("#announcer")).to_have_text("Reloaded the latest messages.")
     # Scrolling back still reaches everything, once, in order.
     scroll_to_the_start(page)
