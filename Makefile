@@ -1,8 +1,9 @@
 # The two commands: `make run` and `make test`. Everything they need is installed by
-# scripts/install.sh into .venv/ and .cache/ (both ignored by git).
+# scripts/install.sh: the virtualenv into .venv/, what is fetched or built once per machine into
+# the per-user cache ~/.cache/chatroom (linked from .cache/); both folders are ignored by git.
 PYTHON := .venv/bin/python
 
-.PHONY: run test install install-test unit integration e2e charts chaos prometheus logs clean
+.PHONY: run test install install-test requirements unit integration e2e charts chaos prometheus logs clean
 
 run: install
 	$(PYTHON) local/stack.py
@@ -15,6 +16,10 @@ install:
 
 install-test:
 	@scripts/install.sh test
+
+# Recompile requirements/*.txt (pinned, hashed) from requirements/*.in after changing one.
+requirements:
+	@scripts/compile-requirements.sh
 
 unit: install-test
 	$(PYTHON) -m pytest tests/unit

@@ -15,12 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-import httpx
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -273,11 +274,8 @@ class Stack:
         for url in urls:
             while True:
                 self._check_alive()
-                try:
-                    if httpx.get(url, timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+                if _answers_ok(url):
+                    break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{url} not ready after {timeout} s; see {self.run_dir}/logs/")
                 time.sleep(0.2)
@@ -311,6 +309,15 @@ class Stack:
         os.killpg(self.pid(name), sig)
 
 
+def _answers_ok(url):
+    """Whether ``url`` answers 200 now (the runner needs only the standard library)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def kafka_node_command(kafka_home, node_dir, heap=("256m", "768m")):
     """Run one Kafka node from the jars in ``kafka_home``, configured by the
     server.properties and log4j2.properties in ``node_dir``; ``heap``: (-Xms, -Xmx)."""
@@ -336,22 +343,23 @@ def _kafka_cluster_id():
 def main():
     settings = Settings.from_env()
     stack = Stack(settings)
-    stopping = False
 
-    def on_signal(signum, frame):
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            print("\nStopping the stack...", flush=True)
-            stack.stop()
-        sys.exit(0)
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # stop as on Ctrl-C
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    print(f"Starting the stack (logs in {stack.run_dir}/logs/)...", flush=True)
-    stack.start()
-    print(f"\nChatroom is running: {settings.gateway_url}\n(Ctrl-C stops it)\n", flush=True)
-    stack.process.wait()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        print(f"Starting the stack (logs in {stack.run_dir}/logs/)...", flush=True)
+        stack.start()
+        print(f"\nChatroom is running: {settings.gateway_url}\n(Ctrl-C stops it)\n", flush=True)
+        stack.process.wait()
+    except KeyboardInterrupt:
+        # The interrupted wait has let go of the process; stop() may wait on it again.
+        print("\nStopping the stack...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The Kubernetes tools the chart checks use (tests/charts), built from pinned Go modules
-# into .cache/go/bin. Idempotent: a tool already at its pinned version is left alone.
+# The Kubernetes tools the chart checks use (tests/charts), built from pinned Go modules into
+# the per-user cache (scripts/cache.sh), one folder per tool and version, and linked from the
+# clone's .cache/go/bin. Idempotent: a tool already built at its pinned version is only linked.
 #
 #   scripts/install-k8s-tools.sh     (scripts/install.sh test runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+source scripts/cache.sh
 
 # module@version of each tool; the binary is the last path element of the module path.
 TOOLS=(
@@ -14,13 +16,12 @@ TOOLS=(
   github.com/zegl/kube-score/cmd/kube-score@v1.20.0
 )
 
-export GOPATH=$ROOT/.cache/go
+export GOPATH=$CHATROOM_CACHE/go
 export GOMODCACHE=$GOPATH/pkg/mod
-export GOCACHE=$ROOT/.cache/go-build
-export GOBIN=$GOPATH/bin
+export GOCACHE=$CHATROOM_CACHE/go-build
 export GOFLAGS=-modcacherw
 export CGO_ENABLED=0
-mkdir -p "$GOBIN"
+PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
 
 if ! command -v go >/dev/null 2>&1; then
   echo "install-k8s-tools: the Go toolchain is missing (apt-get install golang-go)" >&2
@@ -28,11 +29,12 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 for spec in "${TOOLS[@]}"; do
-  name=${spec%@*}; name=${name##*/}
-  stamp="$GOBIN/.$name-$(printf '%s' "$spec" | sha256sum | cut -c1-16)"
-  [ -x "$GOBIN/$name" ] && [ -f "$stamp" ] && continue
-  printf '\033[1m==> %s\033[0m\n' "go install $spec (into .cache/go/bin)"
-  go install "$spec"
-  rm -f "$GOBIN/.$name"-*; touch "$stamp"
+  module=${spec%@*}; version=${spec##*@}; name=${module##*/}
+  dir=$CHATROOM_CACHE/tools/$name-$version
+  if [ ! -x "$dir/$name" ]; then
+    printf '\033[1m==> %s\033[0m\n' "go install $spec (into $dir)"
+    GOBIN=$dir go install "$spec"
+  fi
+  cache_link "$dir/$name" "go/bin/$name"
 done
 exit 0

@@ -5,15 +5,17 @@
 #   scripts/install.sh            services: Python venv, redis-server, nginx, Kafka broker jars
 #   scripts/install.sh test       also what the tests use: chromium, prometheus, helm & co.
 #
-# Everything downloaded lands in .cache/ and .venv/ (both ignored by git).
+# What is fetched or built once per machine (the Kafka jars, the Go-built tools, pip's wheels)
+# lives in a per-user cache, keyed by version, so that another clone on the same machine finds
+# it: $CHATROOM_CACHE, by default ${XDG_CACHE_HOME:-~/.cache}/chatroom. The clone's .cache/
+# holds only links into it; .venv/ is the clone's own. Both are ignored by git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CACHE=$ROOT/.cache
 VENV=$ROOT/.venv
 PYTHON=${PYTHON:-python3}
 want=${1:-services}
-mkdir -p "$CACHE"
+source scripts/cache.sh
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -24,9 +26,11 @@ need_cmd redis-server /usr/bin/redis-server redis-server
 need_cmd nginx /usr/sbin/nginx nginx-light
 need_cmd java /usr/bin/java openjdk-17-jre-headless
 need_cmd mvn /usr/bin/mvn maven
+"$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_missing+=(python3-venv)
 if [ "$want" = test ]; then
   need_cmd chromium /usr/bin/chromium chromium
   need_cmd promtool /usr/bin/promtool prometheus
+  need_cmd go /usr/local/go/bin/go golang-go
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   step "Installing Debian packages: ${apt_missing[*]}"
@@ -38,26 +42,29 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
 fi
 
 # --- Python virtualenv -----------------------------------------------------
-reqs=(requirements/services.txt requirements/local.txt)
-[ "$want" = test ] && reqs+=(requirements/test.txt)
-stamp="$VENV/.installed-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  step "Python packages into .venv (${reqs[*]})"
+# One compiled, hashed requirements file per set (requirements/README.md); `test` includes `local`,
+# which includes what the images install.
+reqs=requirements/local.txt
+[ "$want" = test ] && reqs=requirements/test.txt
+hash=$(cat requirements/*.txt | sha256sum | cut -c1-16)
+if [ ! -f "$VENV/.installed-$hash-$want" ] && [ ! -f "$VENV/.installed-$hash-test" ]; then
+  step "Python packages into .venv ($reqs; wheels cached in $PIP_CACHE_DIR)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q --progress-bar on $(printf -- '-r %s ' "${reqs[@]}")
-  rm -f "$VENV"/.installed-*; touch "$stamp"
+  "$VENV/bin/pip" install --disable-pip-version-check -q --progress-bar on --require-hashes -r "$reqs"
+  rm -f "$VENV"/.installed-*; touch "$VENV/.installed-$hash-$want"
 fi
 
 # --- Apache Kafka broker from Maven Central --------------------------------
-KAFKA_HOME=$CACHE/kafka
-pom_hash=$(sha256sum scripts/kafka/pom.xml | cut -c1-16)
-if [ ! -f "$KAFKA_HOME/.installed-$pom_hash" ]; then
-  step "Apache Kafka broker jars (Maven Central) into .cache/kafka"
-  rm -rf "$KAFKA_HOME"; mkdir -p "$KAFKA_HOME"
-  mvn -B -q -f scripts/kafka/pom.xml -Dmaven.repo.local="$CACHE/m2" \
-    dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME/libs"
-  touch "$KAFKA_HOME/.installed-$pom_hash"
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+kafka_dir=$CHATROOM_CACHE/kafka-$kafka_version-$(sha256sum scripts/kafka/pom.xml | cut -c1-12)
+if [ ! -f "$kafka_dir/.installed" ]; then
+  step "Apache Kafka $kafka_version broker jars (Maven Central) into $kafka_dir"
+  rm -rf "$kafka_dir"; mkdir -p "$kafka_dir"
+  mvn -B -q -f scripts/kafka/pom.xml -Dmaven.repo.local="$CHATROOM_CACHE/m2" \
+    dependency:copy-dependencies -DoutputDirectory="$kafka_dir/libs"
+  touch "$kafka_dir/.installed"
 fi
+cache_link "$kafka_dir" kafka
 
 if [ "$want" = test ]; then
   for tool in scripts/install-*.sh; do [ -x "$tool" ] && "$tool"; done

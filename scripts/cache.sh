@@ -1,0 +1,15 @@
+# Sourced by the install scripts: where what is fetched or built once per machine is kept.
+#
+# CHATROOM_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/chatroom) is shared by every clone of the
+# project for this user; each entry is keyed by its version, so clones at different versions
+# do not disturb each other. A clone reaches the entries it uses through links in its .cache/.
+CHATROOM_CACHE=${CHATROOM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chatroom}
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$CHATROOM_CACHE/pip}
+mkdir -p "$CHATROOM_CACHE" "$ROOT/.cache"
+
+# cache_link TARGET NAME: make the clone's .cache/NAME point at TARGET in the per-user cache.
+cache_link() {
+  local link=$ROOT/.cache/$2
+  mkdir -p "$(dirname "$link")"
+  [ "$(readlink "$link" 2>/dev/null)" = "$1" ] || { rm -rf "$link"; ln -s "$1" "$link"; }
+}
