@@ -2,16 +2,22 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from chat_common.metrics import LATENCY_BUCKETS
+from chat_common.metrics import LATENCY_BUCKETS, with_labels
 
 CONSUMED = Counter("chat_bridge_messages_consumed_total", "Kafka records read from the chat topic.")
-APPLIED = Counter(
-    "chat_bridge_messages_applied_total",
-    "Records applied to Redis, by outcome: written (history + live), rebuilt (history only), "
-    "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
-    ["outcome"],
+APPLIED = with_labels(
+    Counter(
+        "chat_bridge_messages_applied_total",
+        "Records applied to Redis, by outcome: written (history + live), rebuilt (history only), "
+        "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
+        ["outcome"],
+    ),
+    "written", "rebuilt", "replayed", "duplicate", "invalid",
 )
-ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"])
+ERRORS = with_labels(
+    Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"]),
+    "kafka", "redis", "commit", "other",
+)
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
     "Time from a record's Kafka timestamp to its publication in Redis.",

@@ -36,6 +36,14 @@ HTTP_DURATION = Histogram(
 )
 
 
+def with_labels(metric, *values):
+    """``metric`` with a zero series for each known label value, so that a healthy service
+    exposes 0 rather than nothing (panels say 0, ratios over it are not empty)."""
+    for value in values:
+        metric.labels(value)
+    return metric
+
+
 def _multiproc_dir():
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 

@@ -2,21 +2,34 @@
 
 from prometheus_client import Counter, Histogram
 
-from chat_common.metrics import LATENCY_BUCKETS
+from chat_common.metrics import LATENCY_BUCKETS, with_labels
 
 MESSAGES_ACCEPTED = Counter("chat_ingest_messages_total", "Messages acknowledged by Kafka and answered 201.")
-REJECTED = Counter(
-    "chat_ingest_rejected_total",
-    "Requests refused before producing, by error code (invalid_text, rate_limited, ...).",
-    ["reason"],
+REJECTED = with_labels(
+    Counter(
+        "chat_ingest_rejected_total",
+        "Requests refused before producing, by error code (invalid_text, rate_limited, ...).",
+        ["reason"],
+    ),
+    "invalid_room", "invalid_json", "invalid_body", "invalid_user", "invalid_text", "text_too_long",
+    "invalid_client_id", "unsupported_media_type", "cross_origin", "name_taken", "rate_limited",
 )
-RATE_LIMITED = Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit, by scope.", ["scope"])
+RATE_LIMITED = with_labels(
+    Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit, by scope.", ["scope"]), "user", "ip"
+)
 PRODUCE_SECONDS = Histogram(
     "chat_ingest_produce_duration_seconds",
     "Time from handing a record to the Kafka producer to its acknowledgement (acks=all).",
     buckets=LATENCY_BUCKETS,
 )
-PRODUCE_ERRORS = Counter("chat_ingest_produce_errors_total", "Records refused because Kafka did not acknowledge them in time or was unreachable, by error.", ["error"])
+PRODUCE_ERRORS = with_labels(
+    Counter(
+        "chat_ingest_produce_errors_total",
+        "Records refused because Kafka did not acknowledge them in time or was unreachable, by error.",
+        ["error"],
+    ),
+    "unreachable", "KafkaTimeoutError",
+)
 REPLAYED = Counter("chat_ingest_replayed_total", "Retried POSTs answered with the message already stored for their client_id.")
 RATE_LIMIT_ERRORS = Counter(
     "chat_ingest_rate_limit_errors_total", "Rate-limit checks skipped because Redis did not answer (requests let through)."

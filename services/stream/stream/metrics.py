@@ -2,21 +2,37 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from chat_common.metrics import LATENCY_BUCKETS
+from chat_common.metrics import LATENCY_BUCKETS, with_labels
 
 CONNECTIONS = Gauge("chat_stream_connections", "Open SSE connections.", multiprocess_mode="livesum")
 SUBSCRIPTIONS = Gauge("chat_stream_subscribed_rooms", "Rooms with a Redis subscription.", multiprocess_mode="livesum")
-CONNECTS = Counter("chat_stream_connects_total", "SSE connections opened, by kind (fresh, resume, flask_sse).", ["kind"])
-DISCONNECTS = Counter(
-    "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]
+CONNECTS = with_labels(
+    Counter("chat_stream_connects_total", "SSE connections opened, by kind (fresh, resume, flask_sse).", ["kind"]),
+    "fresh", "resume", "flask_sse",
+)
+DISCONNECTS = with_labels(
+    Counter("chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]),
+    "client", "slow", "drain", "error",
 )
 CUT_OFF = Counter("chat_stream_clients_cut_off_total", "Clients disconnected because their buffer filled up.")
-RESUMES = Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"])
-EVENTS_SENT = Counter("chat_stream_events_sent_total", "Events written to client sockets, by event type.", ["event"])
-LIVE_RECEIVED = Counter("chat_stream_live_received_total", "Events received from Redis pub/sub, by event type.", ["event"])
+RESUMES = with_labels(
+    Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),
+    "exact", "reset",
+)
+EVENTS_SENT = with_labels(
+    Counter("chat_stream_events_sent_total", "Events written to client sockets, by event type.", ["event"]),
+    "message", "other",
+)
+LIVE_RECEIVED = with_labels(
+    Counter("chat_stream_live_received_total", "Events received from Redis pub/sub, by event type.", ["event"]),
+    "message",
+)
 DROPPED = Counter("chat_stream_live_dropped_total", "Pub/sub payloads refused (not flask-sse JSON, or unsafe fields).")
 REDIS_RECONNECTS = Counter("chat_stream_redis_reconnects_total", "Times the pub/sub connection was re-established.")
-HISTORY_READS = Counter("chat_stream_history_reads_total", "History pages served, by source (redis, kafka).", ["source"])
+HISTORY_READS = with_labels(
+    Counter("chat_stream_history_reads_total", "History pages served, by source (redis, kafka).", ["source"]),
+    "redis", "kafka",
+)
 FANOUT_SECONDS = Histogram(
     "chat_stream_fanout_seconds",
     "Time from receiving an event from Redis to writing it on a client socket.",
