@@ -24,7 +24,7 @@ export CGO_ENABLED=0
 PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "install-k8s-tools: the Go toolchain is missing (apt-get install golang-go)" >&2
+  echo "install-k8s-tools: Go 1.24 or newer is needed (https://go.dev/dl or your distribution)" >&2
   exit 1
 fi
 

@@ -30,7 +30,6 @@ need_cmd mvn /usr/bin/mvn maven
 if [ "$want" = test ]; then
   need_cmd chromium /usr/bin/chromium chromium
   need_cmd promtool /usr/bin/promtool prometheus
-  need_cmd go /usr/local/go/bin/go golang-go
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then
   step "Installing Debian packages: ${apt_missing[*]}"
