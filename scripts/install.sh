@@ -41,15 +41,15 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
 fi
 
 # --- Python virtualenv -----------------------------------------------------
-# One compiled, hashed requirements file per set (requirements/README.md); `test` includes `local`,
-# which includes what the images install.
+# One compiled, hashed requirements file per set (scripts/compile-requirements.sh): `test`
+# includes `local`, which includes what the images install.
 reqs=requirements/local.txt
 [ "$want" = test ] && reqs=requirements/test.txt
 hash=$(cat requirements/*.txt | sha256sum | cut -c1-16)
 if [ ! -f "$VENV/.installed-$hash-$want" ] && [ ! -f "$VENV/.installed-$hash-test" ]; then
   step "Python packages into .venv ($reqs; wheels cached in $PIP_CACHE_DIR)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q --progress-bar on --require-hashes -r "$reqs"
+  "$VENV/bin/pip" install --disable-pip-version-check --require-hashes -r "$reqs"
   rm -f "$VENV"/.installed-*; touch "$VENV/.installed-$hash-$want"
 fi
 
