@@ -4,12 +4,19 @@
 // gives up for good when a reconnect gets an error status (for example the gateway's 502
 // while the stream service restarts). Then this opens a new one, with backoff, passing the
 // last id it saw as ?last_event_id=, so the server resumes exactly where the page was.
+// Every connect hands the page its position as an SSE id before any message (the id an
+// event carries, or the last one before it), so that holds from the first moment on, in
+// an empty room too.
 
 export const HISTORY_COUNT = 50;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
 
-/** Compare two message ids (decimal strings, no leading zeros) as numbers. */
-export const compareIds = (a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+/** Compare two message ids (decimal strings, no leading zeros, or "-1": the position
+ * before a partition's first record) as numbers. */
+export const compareIds = (a, b) =>
+  a === b ? 0 : a === "-1" ? -1 : b === "-1" ? 1 : a.length - b.length || (a < b ? -1 : 1);
+
+const POSITION = /^(-1|\d+)$/;
 
 /**
  * @typedef {object} StreamHandlers
@@ -49,7 +56,7 @@ export class RoomStream {
     this.#connect();
   }
 
-  /** The newest message id received from the stream (what a resume starts after). */
+  /** The page's position in the room: the newest id the stream gave (what a resume starts after). */
   get lastId() {
     return this.#lastId;
   }
@@ -76,7 +83,10 @@ export class RoomStream {
     });
     source.addEventListener("message", (event) => this.#onMessage(event));
     source.addEventListener("presence", (event) => this.#onPresence(event));
-    source.addEventListener("reset", () => this.#handlers.onReset());
+    source.addEventListener("reset", (event) => {
+      this.#handlers.onReset();
+      this.#advance(event.lastEventId);
+    });
     source.addEventListener("error", () => this.#onError(source));
   }
 
@@ -90,11 +100,17 @@ export class RoomStream {
     const id = event.lastEventId || String(message.id ?? "");
     if (!/^\d+$/.test(id)) return;
     message.id = id;
-    if (this.#lastId === null || compareIds(id, this.#lastId) > 0) this.#lastId = id;
+    this.#advance(id);
     this.#handlers.onMessage(message);
   }
 
+  /** Move the page's position forward to ``id`` (never back). */
+  #advance(id) {
+    if (POSITION.test(id) && (this.#lastId === null || compareIds(id, this.#lastId) > 0)) this.#lastId = id;
+  }
+
   #onPresence(event) {
+    this.#advance(event.lastEventId); // the connect's position, when no message came before
     try {
       const users = JSON.parse(event.data).users;
       if (Array.isArray(users)) this.#handlers.onPresence(users.map(String));

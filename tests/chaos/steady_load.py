@@ -42,7 +42,7 @@ class Reader:
         self.url = stream_url(base_url, room, history=0)
         self.messages = []  # the chat messages shown, in arrival order
         self.arrived = []  # when each of those arrived (time.monotonic())
-        self.last_id = None  # what a reconnect resumes after
+        self.last_id = None  # what a reconnect resumes after (Last-Event-ID)
         self.retry_s = 2.0  # the server's retry: hint, once it has sent one
         self.connects = 0  # streams opened (200)
         self.refused = 0  # reconnects answered with an error status
@@ -80,10 +80,11 @@ class Reader:
     def _on_event(self, event):
         if event.retry is not None:
             self.retry_s = event.retry / 1000
+        if event.id:  # the browser's last event id: a message's, or the position a connect hands out
+            self.last_id = event.id
         if event.event == "message" and event.data:
             self.messages.append(json.loads(event.data))
             self.arrived.append(time.monotonic())
-            self.last_id = event.id
         elif event.event == "reset":
             self.resets += 1
 

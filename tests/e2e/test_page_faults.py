@@ -5,9 +5,11 @@ import threading
 import time
 
 import httpx
+import redis
 from playwright.sync_api import expect
 from room_page import join, room_history, send, shown, texts, wait_until
 
+from chat_common.messages import meta_key
 from support import new_room
 
 
@@ -100,3 +102,29 @@ def test_a_lost_reply_leaves_no_double_the_streamed_copy_marks_the_message_sent(
     page.wait_for_timeout(500)
     assert texts(page) == ["my reply got lost"]
     assert [m["text"] for m in room_history(base, room)] == ["my reply got lost"]
+
+
+def test_a_page_that_has_seen_no_message_yet_shows_everything_said_while_the_stream_was_away(open_page, stack):
+    """The page holds only the position its connect handed it; more was said meanwhile
+    than a fresh connect's history (50) would show."""
+    base = stack.settings.gateway_url
+    room = new_room("e2e-empty")
+    page = join(open_page(), room, "ann")
+    stack.ctl("stop", "stream")
+    try:
+        expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting", timeout=10000)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            said = [client.post(f"/api/rooms/{room}/messages", json={"user": f"jay{i % 5}", "text": f"away {i:03}"})
+                    .json()["id"] for i in range(60)]
+        store = redis.Redis.from_url(stack.settings.redis_url)  # the stream service, and its history reads, are away
+        assert wait_until(lambda: store.hget(meta_key(room), "last") == said[-1].encode())  # the bridge applied all
+    finally:
+        stack.ctl("start", "stream")
+    try:
+        expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=30000)
+        assert wait_until(lambda: len(shown(page)) >= len(said), timeout=30)
+        page.wait_for_timeout(500)
+        assert [m["id"] for m in shown(page)] == said  # each once, in Kafka order
+        assert not page.problems
+    finally:
+        stack.wait_ready(120)

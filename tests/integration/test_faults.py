@@ -4,6 +4,9 @@ Each test restores the stack (supervisord restarts what was killed; stopped prog
 started again) and waits until every service is ready before it ends.
 """
 
+import json
+import os
+import signal
 import threading
 import time
 
@@ -21,6 +24,7 @@ class Sender(threading.Thread):
         super().__init__(daemon=True)
         self.base, self.room, self.count, self.pause = base, room, count, pause
         self.acked = []
+        self.posted_at = []  # time.monotonic() of the attempt that was acknowledged, per message
         self.refusals = 0
         self.client_ids = [f"{room}-{i}" for i in range(count)]
 
@@ -28,8 +32,10 @@ class Sender(threading.Thread):
         for i, client_id in enumerate(self.client_ids):
             while True:
                 try:
+                    posted_at = time.monotonic()
                     response = post(self.base, self.room, user=f"sender{i % 4}", text=f"m{i}", client_id=client_id)
                     if response.status_code == 201:
+                        self.posted_at.append(posted_at)
                         self.acked.append(response.json()["id"])
                         break
                 except httpx.HTTPError:
@@ -54,22 +60,51 @@ def assert_everything_once_in_order(clients, sender, timeout=90):
         assert ids == sorted(set(ids))
 
 
-def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
-    """Readers follow a room while a sender posts; ``fault()`` strikes after ``after`` acks.
-    Every reader must end with every acknowledged message once, in order.
+def kill_9(stack, service):
+    """``kill -9`` of the service's process group; returns when the signal went (time.monotonic())."""
+    pid = stack.pid(service)
+    killed_at = time.monotonic()
+    os.killpg(pid, signal.SIGKILL)
+    return killed_at
+
+
+def published_again_s(clients, sender, since, timeout=60):
+    """Seconds from ``since`` until a reader got the first message posted after it: after a
+    kill of the bridge at ``since``, when the restarted one published again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        later = {cid for cid, at in zip(sender.client_ids, list(sender.posted_at)) if at > since}
+        arrivals = [at for client in clients for event, at in zip(list(client.received), list(client.arrived))
+                    if event.event == "message" and event.data and json.loads(event.data)["client_id"] in later]
+        if arrivals:
+            return round(min(arrivals) - since, 2)
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing acknowledged after the fault was delivered within {timeout} s")
+
+
+def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80, figures=None):
+    """Readers follow a room while a sender posts; ``fault(clients, sender)`` strikes after
+    ``after`` acks (with ``after=0``, before the sender starts: the readers have no message
+    yet). Every reader must end with every acknowledged message once, in order.
 
     The report's ``longest_pause_s`` is the longest wait any reader had between two
-    messages from the fault on: what a person in the room would notice."""
+    messages from the fault on: what a person in the room would notice. ``figures(clients,
+    sender, struck_at, result)`` adds figures of its own."""
     base = stack.settings.gateway_url
     room = new_room("fault")
     clients = [SseClient(stream_url(base, room, history=0), reconnect=True) for _ in range(readers)]
     sender = Sender(base, room, messages)
     try:
-        sender.start()
+        for client in clients:  # the connect is complete (history, then presence): it has its position
+            assert client.wait_for(lambda c: any(e.event == "presence" for e in c.received))
+        if after:
+            sender.start()
         while len(sender.acked) < after:
             time.sleep(0.05)
         struck_at, refusals_before = time.monotonic(), sender.refusals
-        result = fault()
+        result = fault(clients, sender)
+        if not after:
+            sender.start()
         sender.join(120)
         assert_everything_once_in_order(clients, sender)
         report(name, {
@@ -77,6 +112,7 @@ def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
             "refused_then_retried": sender.refusals - refusals_before,
             "reconnects": sum(client.connects - 1 for client in clients),
             "longest_pause_s": round(max(longest_pause(client.message_arrivals(), struck_at) for client in clients), 2),
+            **(figures(clients, sender, struck_at, result) if figures else {}),
         })
         return clients, result
     finally:
@@ -87,9 +123,34 @@ def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80):
 
 @pytest.mark.parametrize("service", ["bridge", "ingest", "stream"])
 def test_kill_9_of_a_service_mid_flow_loses_and_repeats_nothing(stack, service):
-    clients, _ = fault_mid_flow(stack, lambda: stack.kill(service), f"kill-9-{service}")
+    figures = None
+    if service == "bridge":
+        figures = lambda clients, sender, struck_at, killed_at: {  # noqa: E731
+            "published_again_s": published_again_s(clients, sender, killed_at)}
+    clients, _ = fault_mid_flow(stack, lambda *_: kill_9(stack, service), f"kill-9-{service}", figures=figures)
     if service == "stream":
         assert all(client.connects >= 2 for client in clients)  # they did reconnect and resume
+
+
+def test_the_bridge_killed_again_as_soon_as_it_publishes_loses_and_repeats_nothing(stack):
+    """Two kills in a row: the second strikes the moment the restarted bridge has published
+    its first message, within a second or two of its start."""
+    def kill_twice(clients, sender):
+        published_again = []
+        for _ in range(2):
+            published_again.append(published_again_s(clients, sender, kill_9(stack, "bridge")))
+        return published_again
+
+    fault_mid_flow(stack, kill_twice, "kill-9-bridge-twice",
+                   figures=lambda clients, sender, struck_at, result: {"published_again_s": result})
+
+
+def test_readers_that_had_no_message_yet_resume_exactly_after_a_kill_of_stream(stack):
+    """Readers of a new room hold only the position their connect handed them when the
+    stream service dies; what is said while it restarts reaches them all the same."""
+    clients, _ = fault_mid_flow(stack, lambda *_: stack.kill("stream"), "kill-9-stream-before-any-message",
+                                messages=100, after=0)
+    assert all(client.connects >= 2 for client in clients)
 
 
 def test_redis_restarted_empty_history_is_rebuilt_from_kafka_and_live_delivery_resumes(stack):
@@ -171,7 +232,8 @@ def test_a_graceful_stream_restart_drains_clients_who_resume_without_gap_or_repe
         stack.ctl("restart", "stream")  # SIGTERM: stop accepting, close streams in batches, exit
         return time.monotonic() - started
 
-    clients, restart_s = fault_mid_flow(stack, restart, "stream-graceful-restart", messages=200, readers=3, after=50)
+    clients, restart_s = fault_mid_flow(stack, lambda *_: restart(), "stream-graceful-restart", messages=200, readers=3,
+                                        after=50)
     assert all(client.connects >= 2 for client in clients)
     # the drain closed the streams itself instead of waiting out gunicorn's graceful timeout
     assert restart_s < 20, restart_s

@@ -3,6 +3,7 @@
 import time
 
 import httpx
+import redis
 
 from support import SseClient, new_room, post, stream_url, wait_applied
 
@@ -78,6 +79,100 @@ def test_an_id_older_than_the_window_gets_a_reset_then_the_last_n(stack):
         assert [m["id"] for m in client.messages()] == ids[-7:]
     finally:
         client.close()
+
+
+def opening_position(client):
+    """The id a connect handed the reader before any event (its position)."""
+    assert client.wait_for(lambda c: c.received)
+    first = client.received[0]
+    assert first.data == "" and first.event in ("", "message")  # a block with no data: no event for the page
+    assert first.id
+    return first.id
+
+
+def test_every_connect_hands_the_reader_its_position_first_also_in_an_empty_room_with_history_0(stack):
+    base = stack.settings.gateway_url
+    room = new_room("position")
+    first = SseClient(stream_url(base, room, history=0))
+    position = opening_position(first)
+    first.close()
+    said_while_away = post_many(base, room, 3)
+
+    again = SseClient(stream_url(base, room, history=0), headers={"Last-Event-ID": position})
+    try:
+        assert again.wait_messages(3)
+        assert [m["id"] for m in again.messages()] == said_while_away
+        assert opening_position(again) == position
+        assert not any(e.event == "reset" for e in again.received)
+    finally:
+        again.close()
+
+
+def test_a_fresh_connects_position_comes_before_its_history_so_a_reconnect_misses_none_of_it(stack):
+    base = stack.settings.gateway_url
+    room = new_room("position")
+    ids = post_many(base, room, 6)
+    first = SseClient(stream_url(base, room, history=3))
+    assert first.wait_messages(3)
+    position = opening_position(first)
+    first.close()
+    assert int(position) == int(ids[3]) - 1
+
+    again = SseClient(stream_url(base, room, history=3), headers={"Last-Event-ID": position})
+    try:
+        assert again.wait_messages(3)
+        assert [m["id"] for m in again.messages()] == ids[3:]
+    finally:
+        again.close()
+
+
+def test_the_position_before_a_partitions_first_record_is_a_valid_resume_point(stack):
+    base = stack.settings.gateway_url
+    room = new_room("position")
+    ids = post_many(base, room, 2)
+    # -1: what a connect hands a reader while nothing was ever written in the room's partition
+    client = SseClient(stream_url(base, room, last_event_id=-1))
+    try:
+        assert client.wait_messages(2)
+        assert [m["id"] for m in client.messages()] == ids
+        assert not any(e.event == "reset" for e in client.received)
+    finally:
+        client.close()
+    assert httpx.get(stream_url(base, room), headers={"Last-Event-ID": "-2"}, timeout=10).status_code == 400
+
+
+def test_when_the_hubs_resubscribe_readers_get_nothing_twice_and_nothing_older_than_asked(stack):
+    """The bridge held back, readers (one resumed at the room's newest message, one fresh
+    with history=0) connect while the window holds nothing newer; every stream worker's
+    pub/sub connection then drops, and each hub resubscribes and re-offers the room's
+    window; then the bridge publishes what was sent meanwhile."""
+    base = stack.settings.gateway_url
+    room = new_room("refill")
+    before = post_many(base, room, 5)
+    stack.ctl("stop", "bridge")
+    readers = []
+    try:
+        held_back = [post(base, room, text=f"held {i}").json()["id"] for i in range(3)]
+        readers = [
+            SseClient(stream_url(base, room), headers={"Last-Event-ID": before[-1]}),
+            SseClient(stream_url(base, room, history=0)),
+        ]
+        for reader in readers:  # connected: history read (nothing newer than before[-1]), presence last
+            assert reader.wait_for(lambda c: any(e.event == "presence" for e in c.received))
+        redis.Redis.from_url(stack.settings.redis_url).client_kill_filter(_type="pubsub")
+    finally:
+        stack.ctl("start", "bridge")
+    try:
+        for reader in readers:
+            assert reader.wait_messages(3, timeout=60)
+        live = post(base, room, text="after").json()["id"]
+        for reader in readers:
+            assert reader.wait_for(lambda c: c.messages() and c.messages()[-1]["id"] == live)
+            assert [m["id"] for m in reader.messages()] == held_back + [live]
+    finally:
+        for reader in readers:
+            reader.close()
+        stack.wait_ready(120)
 
 
 def test_history_pages_back_past_the_redis_window_into_kafka_without_gap_or_duplicate(stack):

@@ -7,9 +7,14 @@ from chat_common.messages import STATE_KEY, channel, client_id_key, history_key,
 # ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl
 # Returns -1 if Redis lost the partition's history (rebuild first), 0 if already applied,
 # 2 if the client_id was stored before, 1 once written.
+# The state's last:<partition>, the newest offset applied in the partition, is every room's
+# position there for readers: each later message of any of its rooms has a greater id.
 APPLY_SCRIPT = """
 if redis.call('HEXISTS', KEYS[3], 'ready:' .. ARGV[6]) == 0 then return -1 end
 local offset = tonumber(ARGV[1])
+if offset > tonumber(redis.call('HGET', KEYS[3], 'last:' .. ARGV[6]) or '-1') then
+  redis.call('HSET', KEYS[3], 'last:' .. ARGV[6], ARGV[1])
+end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
 if offset <= last then return 0 end
 redis.call('HSET', KEYS[2], 'last', ARGV[1])

@@ -140,7 +140,7 @@ def sse_comment(text):
 
 
 # Redis layout, shared by the bridge (writer) and the stream service (reader).
-STATE_KEY = "chat:state"  # hash: ready:<partition> -> 1, floor:<partition> -> offset
+STATE_KEY = "chat:state"  # hash: partitions; per partition ready:<p> -> 1, floor:<p> and last:<p> -> offset
 
 
 def history_key(room):

@@ -52,6 +52,12 @@ def _message_id(raw, name):
     return int(raw)
 
 
+def _position(raw, name):
+    """A resume position: a message id, or -1, the position before a partition's first
+    record (what a connect hands a reader while nothing was ever written there)."""
+    return -1 if raw == "-1" else _message_id(raw, name)
+
+
 def _user():
     if g.get("user"):  # named by the sign-in proxy in front
         return g.user
@@ -93,42 +99,21 @@ def create_app(config):
         metrics.CONNECTS.labels(kind).inc()
         return client
 
-    def stream_response(client, first_frames, seat=None):
-        """The SSE body: a retry hint, what the connect asked for, then live events and
-        heartbeats until the client leaves, falls behind or the worker drains."""
+    def stream_response(client, prelude, events, position, seat=None):
+        """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
+        ``events`` ((frame, message id or None) pairs: what the connect asked for), then
+        the client's live events and heartbeats until it leaves, falls behind or the
+        worker drains. ``position``: every message of the room at or below it was in
+        ``events`` or was not asked for."""
 
         def body():
             metrics.CONNECTIONS.inc()
-            sent_id = -1  # the newest message id written: history and live events overlap
             try:
-                yield sse_comment("connected") + b"retry: %d\n\n" % config.retry_ms
-                for frame, id in first_frames():
-                    sent_id = max(sent_id, id) if id is not None else sent_id
+                for _, id in events:
                     metrics.EVENTS_SENT.labels("message" if id is not None else "other").inc()
-                    yield frame
-                while client.closed is None:
-                    items = [client.queue.get()]  # an event, CLOSE, or the worker's heartbeat
-                    while len(items) < MAX_BATCH and not client.queue.empty():
-                        items.append(client.queue.get_nowait())
-                    fresh, beat = [], False
-                    for item in items:
-                        if item is CLOSE:
-                            break
-                        if item is BEAT:
-                            beat = True
-                            continue
-                        item.pending -= 1
-                        if item.id is None or item.id > sent_id:
-                            sent_id = sent_id if item.id is None else item.id
-                            fresh.append(item)
-                    if fresh:
-                        yield b"".join(item.frame for item in fresh)
-                        _observe_delivery(fresh)
-                    if beat:
-                        if seat:  # keep the connection's presence alive, busy room or not
-                            presence.refresh(seat)
-                        if not fresh:
-                            yield sse_comment("keepalive")  # a quiet stream still shows life to proxies
+                yield prelude + b"".join(frame for frame, _ in events)
+                on_beat = (lambda: presence.refresh(seat)) if seat else None  # presence stays alive, busy room or not
+                yield from live_frames(client, position, on_beat)
             except (RedisError, OSError) as error:
                 client.closed = client.closed or "error"
                 log.warning("stream ended by an error", extra={"room": client.room, "error": str(error)})
@@ -150,42 +135,46 @@ def create_app(config):
     def room_stream(room):
         room = _room(room)
         count = _count("history", config.history_default, config.history_limit)
-        last_id = _message_id(request.headers.get("Last-Event-ID"), "Last-Event-ID")
+        last_id = _position(request.headers.get("Last-Event-ID"), "Last-Event-ID")
         if last_id is None:
-            last_id = _message_id(request.args.get("last_event_id"), "last_event_id")
+            last_id = _position(request.args.get("last_event_id"), "last_event_id")
         user = _user()
+        # Subscribed first, then history read: live events and history overlap, no gap.
         client = open_stream(room, "resume" if last_id is not None else "fresh")
+        seat = None
         try:
-            history.wait_ready(room)
+            messages, head, reset = history.opening(room, last_id, count)
             # A browser session holds the name while connected (a signed-in name needs no hold).
             session = None if g.get("user") else session_id()
             seat = presence.join(room, user, session) if user else None
-        except NotReady:
+            users = presence.users(room)
+        except (NotReady, RedisError) as error:
             hub.leave(client)
-            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
-        except RedisError:
-            hub.leave(client)
-            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2)
-
-        def first_frames():
-            messages = history.after(room, last_id) if last_id is not None else None
-            if last_id is not None:
-                metrics.RESUMES.labels("exact" if messages is not None else "reset").inc()
-            if messages is None:
-                if last_id is not None:
-                    yield sse_frame("{}", event="reset"), None
-                messages = history.latest(room, count)
-            for data, id in messages:
-                yield sse_frame(data, event="message", id=id), int(id)
-            yield sse_frame(_users_json(presence.users(room)), event="presence"), None
-
-        return stream_response(client, first_frames, seat)
+            if seat:
+                try:
+                    presence.leave(seat)
+                except RedisError:
+                    pass  # the seat expires with its TTL
+            if isinstance(error, NotReady):
+                raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.",
+                               retry_after=2) from None
+            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2) from None
+        if last_id is not None:
+            metrics.RESUMES.labels("reset" if reset else "exact").inc()
+        prelude, events, position = opening(messages, head, reset, last_id, config.retry_ms, _users_json(users))
+        return stream_response(client, prelude, events, position, seat)
 
     @app.get("/stream")
     def flask_sse_stream():
         """flask-sse's own endpoint: live events of ?channel= (default "sse"), nothing else."""
         room = _room(request.args.get("channel", "sse"))
-        return stream_response(open_stream(room, "flask_sse"), lambda: iter(()))
+        client = open_stream(room, "flask_sse")
+        try:
+            position = history.head(room)  # nothing older than the connect, also from a gap fill
+        except RedisError:
+            hub.leave(client)
+            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2) from None
+        return stream_response(client, sse_comment("connected") + b"retry: %d\n\n" % config.retry_ms, [], position)
 
     @app.get("/stream/rooms/<room>/history")
     def room_history(room):
@@ -216,6 +205,63 @@ def create_app(config):
     init_app(app, readiness, config.trusted_user_header)
     init_sessions(app, config.session_secret, config.session_cookie_secure)
     return app
+
+
+def opening(messages, head, reset, last_id, retry_ms, users_json):
+    """How a room stream starts: (prelude, events, position). The prelude is a comment and
+    the retry hint; the events, what the connect asked for; the position, where its live
+    part starts from.
+
+    ``messages``, ``head`` and ``reset`` are what ``History.opening`` read. The reader gets
+    its position as an SSE ``id:`` before any event: where these frames start (the resume
+    point; else just before the first message sent; else the room's head), so that a
+    reconnect at any point, even before the first message, resumes exactly. After a reset
+    the position rides on the reset event itself: a reader never takes the new position
+    without being told to drop its old window. Live events then pass from ``head`` (or the
+    resume point, if that is newer) on: every message at or below it is either in these
+    frames or older than what the connect asked for."""
+    if last_id is not None and not reset:
+        start = last_id
+    else:
+        start = int(messages[0][1]) - 1 if messages else head
+    prelude, events = sse_comment("connected") + b"retry: %d\n" % retry_ms, []
+    if reset:
+        prelude += b"\n"
+        events.append((sse_frame("{}", event="reset", id=start), None))
+    else:
+        prelude += b"id: %d\n\n" % start  # a block without data: it sets the id and dispatches nothing
+    events += [(sse_frame(data, event="message", id=id), int(id)) for data, id in messages]
+    events.append((sse_frame(users_json, event="presence"), None))
+    return prelude, events, max(start, head)
+
+
+def live_frames(client, position, on_beat=None):
+    """The client's queue as written to its socket: live events and gap fills, each
+    message once and in order. Only ids above ``position`` pass, and it rises with each
+    one written: a gap fill re-offers a window that overlaps what the client has."""
+    while client.closed is None:
+        items = [client.queue.get()]  # an event, CLOSE, or the worker's heartbeat
+        while len(items) < MAX_BATCH and not client.queue.empty():
+            items.append(client.queue.get_nowait())
+        fresh, beat = [], False
+        for item in items:
+            if item is CLOSE:
+                break
+            if item is BEAT:
+                beat = True
+                continue
+            item.pending -= 1
+            if item.id is None or item.id > position:
+                position = position if item.id is None else item.id
+                fresh.append(item)
+        if fresh:
+            yield b"".join(item.frame for item in fresh)
+            _observe_delivery(fresh)
+        if beat:
+            if on_beat:
+                on_beat()
+            if not fresh:
+                yield sse_comment("keepalive")  # a quiet stream still shows life to proxies
 
 
 def _users_json(users):

@@ -31,49 +31,67 @@ class History:
     # -- the Redis window -------------------------------------------------------------
 
     def _state(self, room, pipe_extra):
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(STATE_KEY, "partitions")
-        pipe.hget(meta_key(room), "floor")
-        pipe_extra(pipe)
-        (partitions,), room_floor, *rest = pipe.execute()
+        partition, floor, _, rest = self._snapshot(room, pipe_extra)
+        return partition, floor, rest
+
+    def _snapshot(self, room, pipe_extra):
+        """Read the room's window at one instant: ``pipe_extra`` adds its reads to one
+        MULTI/EXEC with the partition's state. Returns (partition, floor, head, their
+        results): ids at or below ``floor`` may have left the window; ``head`` is the
+        room's position, the newest offset of its partition the bridge had applied (or
+        the floor), so that every message of the room applied later has a greater id."""
+        (partitions,) = self.redis.hmget(STATE_KEY, "partitions")
         if partitions is None:
             raise NotReady(room)
         partition = room_partition(room, int(partitions))
-        ready, partition_floor = self.redis.hmget(STATE_KEY, f"ready:{partition}", f"floor:{partition}")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(STATE_KEY, f"ready:{partition}", f"floor:{partition}", f"last:{partition}")
+        pipe.hget(meta_key(room), "floor")
+        pipe_extra(pipe)
+        (ready, partition_floor, partition_last), room_floor, *rest = pipe.execute()
         if ready is None:
             raise NotReady(room)
         floor = max(int(float(room_floor or -1)), int(partition_floor or -1))
-        return partition, floor, rest
+        head = max(floor, int(partition_last or -1))
+        return partition, floor, head, rest
 
-    def wait_ready(self, room):
+    def opening(self, room, last_id, count):
+        """What a stream connect starts with, read at one instant, waiting (up to
+        ``ready_wait_s``) while the bridge rebuilds the room's history:
+        (messages, head, reset). With ``last_id``: exactly the messages after it, or, if
+        some of those left the window, ``reset`` and the last ``count``; without: the last
+        ``count``. Messages are (json, id) oldest first; ``head`` as in ``_snapshot``."""
         deadline = time.monotonic() + self.config.ready_wait_s
+
+        def reads(pipe):
+            if last_id is not None:
+                pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
+            if count > 0:
+                pipe.zrevrange(history_key(room), 0, count - 1, withscores=True)
+
         while True:
             try:
-                return self._state(room, lambda pipe: None)
+                _, floor, head, rows = self._snapshot(room, reads)
+                break
             except NotReady:
                 if time.monotonic() > deadline:
                     raise
                 gevent.sleep(0.2)
+        latest = list(reversed(rows.pop())) if count > 0 else []
+        if last_id is not None and last_id >= floor:
+            return _decoded(rows[0]), head, False
+        return _decoded(latest), head, last_id is not None
+
+    def head(self, room):
+        """The room's position now (see ``_snapshot``); -1 while Redis holds no history for it."""
+        try:
+            return self._snapshot(room, lambda pipe: None)[2]
+        except NotReady:
+            return -1
 
     def window(self, room):
         """The whole Redis window of the room: (message json, id) oldest first."""
-        return [(m.decode(), str(int(s))) for m, s in self.redis.zrange(history_key(room), 0, -1, withscores=True)]
-
-    def latest(self, room, count):
-        """The last ``count`` messages, oldest first."""
-        if count <= 0:
-            return []
-        rows = self.redis.zrevrange(history_key(room), 0, count - 1, withscores=True)
-        return [(m.decode(), str(int(s))) for m, s in reversed(rows)]
-
-    def after(self, room, last_id):
-        """Exactly the messages after ``last_id``, or None if some of them left the window."""
-        _, floor, (rows,) = self._state(
-            room, lambda pipe: pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
-        )
-        if last_id < floor:
-            return None
-        return [(m.decode(), str(int(s))) for m, s in rows]
+        return _decoded(self.redis.zrange(history_key(room), 0, -1, withscores=True))
 
     # -- paging back, into Kafka -------------------------------------------------------------
 
@@ -151,3 +169,7 @@ class History:
                 metrics_enabled=False,  # never read; recording costs CPU per fetch
             )
         return self._kafka
+
+
+def _decoded(rows):
+    return [(m.decode(), str(int(s))) for m, s in rows]
