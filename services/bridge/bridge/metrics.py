@@ -11,7 +11,10 @@ APPLIED = Counter(
     "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
     ["outcome"],
 )
-ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"])
+ERRORS = Counter(
+    "chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other), and of the "
+    "indexer (index).", ["kind"],
+)
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
     "Time from a record's Kafka timestamp to its publication in Redis.",
@@ -27,3 +30,11 @@ LAG = Gauge(
 ASSIGNED = Gauge("chat_bridge_assigned_partitions", "Partitions this bridge consumes.", multiprocess_mode="livesum")
 REBALANCES = Counter("chat_bridge_rebalances_total", "Partition assignments received from the consumer group.")
 REBUILDS = Counter("chat_bridge_history_rebuilds_total", "Partitions whose Redis history was rebuilt from Kafka.")
+INDEX_FILLED = Counter(
+    "chat_bridge_index_filled_records_total", "Older records read into the rooms' offset indexes by the indexer."
+)
+INDEX_PENDING = Gauge(
+    "chat_bridge_index_pending_records",
+    "Records of the partition below its indexed offset, not in the offset indexes yet (0: indexed to the beginning).",
+    ["partition"], multiprocess_mode="livemax",
+)
