@@ -17,6 +17,22 @@ LIVE_RECEIVED = Counter("chat_stream_live_received_total", "Events received from
 DROPPED = Counter("chat_stream_live_dropped_total", "Pub/sub payloads refused (not flask-sse JSON, or unsafe fields).")
 REDIS_RECONNECTS = Counter("chat_stream_redis_reconnects_total", "Times the pub/sub connection was re-established.")
 HISTORY_READS = Counter("chat_stream_history_reads_total", "History pages served, by source (redis, kafka).", ["source"])
+SCROLLBACK_RECORDS = Counter(
+    "chat_stream_scrollback_records_read_total",
+    "Kafka records read for history pages older than the Redis window, by way: index (the records the room's "
+    "offset index names, and their close neighbours), scan (where the index does not reach yet).",
+    ["way"],
+)
+SCROLLBACK_SECONDS = Histogram(
+    "chat_stream_scrollback_seconds",
+    "Time to read a history page's older messages from Kafka, waiting for a reader included.",
+    buckets=LATENCY_BUCKETS,
+)
+SCROLLBACK_REFUSED = Counter(
+    "chat_stream_scrollback_refused_total",
+    "History pages refused before reading Kafka, by reason: busy (no reader free in time), client_limit (429).",
+    ["reason"],
+)
 FANOUT_SECONDS = Histogram(
     "chat_stream_fanout_seconds",
     "Time from receiving an event from Redis to writing it on a client socket.",
