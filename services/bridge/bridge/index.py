@@ -25,11 +25,12 @@ from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from bridge import metrics
-from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets
+from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
 
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_S = 30.0  # between checks once every partition is indexed to its beginning
+TRIM_INTERVAL_S = 600.0  # how often the indexes drop the offsets that retention removed from the log
 BUSY_PAUSE_FACTOR = 1.0  # after a chunk, rest as long as it took: the live loop keeps its share of the CPU
 
 # KEYS[1]: state; KEYS[2..]: rooms' offset indexes.
@@ -53,6 +54,27 @@ for i = 2, #KEYS do
 end
 redis.call('HSET', KEYS[1], field, ARGV[3])
 return 1
+"""
+
+
+# KEYS[1]: a room's offset index. ARGV[1]: the partition's first offset. Drops the entries
+# below it but the newest of them, which stays first: the mark that retention removed some of
+# the room's messages (readers skip it). Returns the entries dropped.
+TRIM_SCRIPT = """
+local n = math.floor(redis.call('STRLEN', KEYS[1]) / 8)
+local beginning = tonumber(ARGV[1])
+local lo, hi = 0, n
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], mid * 8, mid * 8 + 7)) < beginning then
+    lo = mid + 1
+  else
+    hi = mid
+  end
+end
+if lo < 2 then return 0 end
+redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, -1))
+return lo - 1
 """
 
 
@@ -83,6 +105,9 @@ class Indexer:
         self.stopping = stopping
         self.partitions = frozenset()  # the bridge's assignment, replaced by its consume loop
         self._prepend = redis.register_script(PREPEND_SCRIPT)
+        self._trim = redis.register_script(TRIM_SCRIPT)
+        self._trimmed = {}  # partition -> the first offset the indexes were last trimmed to
+        self._next_trim = time.monotonic() + TRIM_INTERVAL_S
         self._consumer = None
         self._thread = None
 
@@ -98,6 +123,9 @@ class Indexer:
                 worked = False
                 for partition in sorted(self.partitions):
                     worked = self.step(partition) or worked
+                if time.monotonic() >= self._next_trim:
+                    self._next_trim = time.monotonic() + TRIM_INTERVAL_S
+                    self.trim(self.partitions)
                 if worked:
                     pause = (time.monotonic() - started) * BUSY_PAUSE_FACTOR + 0.1
                 else:  # all indexed, or no partitions yet
@@ -139,6 +167,29 @@ class Indexer:
             log.info("older records indexed", extra={"partition": partition, "from_offset": low, "to_offset": high,
                                                       "rooms": len(rooms)})
         return True
+
+    def trim(self, partitions):
+        """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
+        removed from the log since the last trim."""
+        count = self.redis.hget(STATE_KEY, "partitions")
+        if count is None or not partitions:
+            return
+        consumer = self._reader()
+        tps = [TopicPartition(self.config.kafka_topic, p) for p in partitions]
+        beginnings = {tp.partition: offset for tp, offset in consumer.beginning_offsets(tps).items()}
+        moved = {p for p, offset in beginnings.items() if offset > self._trimmed.get(p, 0)}
+        if not moved:
+            return
+        dropped = 0
+        for key in self.redis.scan_iter(match=offsets_key("*"), count=1000):
+            room = key.decode().split(":")[2]
+            partition = room_partition(room, int(count))
+            if partition in moved:
+                dropped += self._trim(keys=[key], args=[beginnings[partition]])
+        for partition in moved:
+            self._trimmed[partition] = beginnings[partition]
+        log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
+                                                                           "entries": dropped})
 
     def _read(self, consumer, tp, low, high):
         """room -> offsets of its messages in [low, high), the way the apply script keeps
