@@ -23,6 +23,8 @@ SCROLLBACK_RECORDS = Counter(
     "offset index names, and their close neighbours), scan (where the index does not reach yet).",
     ["way"],
 )
+for _way in ("index", "scan"):
+    SCROLLBACK_RECORDS.labels(_way)  # reported from the start, at 0
 SCROLLBACK_SECONDS = Histogram(
     "chat_stream_scrollback_seconds",
     "Time to read a history page's older messages from Kafka, waiting for a reader included.",

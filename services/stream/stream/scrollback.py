@@ -28,7 +28,7 @@ from stream import metrics
 log = logging.getLogger(__name__)
 
 SCAN_CHUNK = 500  # offsets read per step when scanning a partition backwards
-NEAR = 64  # a wanted offset this close after the last record read is reached by reading on, not seeking
+NEAR = 64  # wanted offsets this close to one another are read in one run, not each sought
 BEGINNING_TTL_S = 10.0  # how long a partition's first offset (moved only by retention) is reused
 
 # KEYS[1]: the room's offset index, KEYS[2]: state. ARGV[1]: below, ARGV[2]: count, ARGV[3]: partition.
@@ -136,33 +136,32 @@ class Scrollback:
 
     def _fetch(self, consumer, tp, offsets):
         """The records at ``offsets`` (increasing) as messages, and how many records were
-        read: each is sought unless it follows closely the last record read."""
+        read. Offsets within NEAR of one another are read in one run from the first."""
+        runs = []
+        for offset in offsets:
+            if runs and offset - runs[-1][1] <= NEAR:
+                runs[-1][1] = offset
+            else:
+                runs.append([offset, offset])
         wanted, found, read = set(offsets), {}, 0
-        position = None
         consumer.resume(tp)
         try:
-            for offset in offsets:
-                if offset in found or (position is not None and offset < position):
-                    continue  # read already, or gone (retention, or not a record)
+            for first, last in runs:
                 if read >= self.config.scrollback_scan_records:
                     log.warning("scrollback page stopped at its budget", extra={"partition": tp.partition,
-                                                                                 "offset": offset})
+                                                                                 "offset": first})
                     break
-                start = offset if position is None or offset - position > NEAR else position
-                if start == offset:
-                    consumer.seek(tp, offset)
-                records = self._poll(consumer, tp, NEAR)
-                while records and records[0].offset >= start:  # (not reset to the beginning: retention)
+                consumer.seek(tp, first)
+                position = first
+                while position <= last:
+                    records = self._poll(consumer, tp, last - position + 1)
+                    if not records or records[0].offset < position:
+                        break  # the end of the log, or retention moved its beginning past us
                     for record in records:
                         read += 1
                         if record.offset in wanted:
                             found[record.offset] = Message.from_kafka(record.value, record.offset)
                     position = records[-1].offset + 1
-                    if position > offset:
-                        break
-                    records = self._poll(consumer, tp, NEAR)
-                else:
-                    position = None  # nothing more here: seek for the next one
         finally:
             consumer.pause(tp)  # no fetch ahead between pages
         return [found[o] for o in offsets if o in found], read
