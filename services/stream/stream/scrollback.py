@@ -102,8 +102,12 @@ class Scrollback:
 
     def _read(self, consumer, tp, room, below, count, result):
         beginning = self._beginning(consumer, tp)
+        budget = self.config.scrollback_scan_records  # records one page may read, whichever way
         high = below
         while True:  # through the index, as long as it has the room's older offsets
+            if result.records >= budget:
+                result.cursor = high
+                return
             need = count - len(result.messages)
             entries, indexed, first = self._lookup(
                 keys=[offsets_key(room), STATE_KEY], args=[high, need, tp.partition]
@@ -112,10 +116,14 @@ class Scrollback:
             if indexed is None:
                 break  # the partition's history predates the index (the bridge adopts it within seconds)
             entries = unpack_offsets(entries)
-            messages, read = self._fetch(consumer, tp, [o for o in entries if o >= beginning])
+            messages, read, stopped = self._fetch(consumer, tp, [o for o in entries if o >= beginning],
+                                                  budget - result.records)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
             result.messages.extend(reversed(self._without_duplicates(room, messages)))
+            if stopped is not None:
+                result.cursor = stopped  # the budget ran out: what is below it comes next page
+                return
             if first and unpack_offsets(first)[0] < beginning:
                 result.older_removed = True  # some of the room's messages were retained no longer
             if len(entries) < need or (entries and entries[0] < beginning):
@@ -128,15 +136,16 @@ class Scrollback:
         # Below the index (or without one): scan, within the budget.
         top = high if indexed is None else min(high, indexed)
         if top > beginning:
-            self._scan(consumer, tp, room, top, beginning, count, result)
+            self._scan(consumer, tp, room, top, beginning, count, budget, result)
         if result.cursor is None and beginning > 0 and indexed != 0:
             # The index starts past the log's beginning: it cannot tell whether retention
             # removed older messages of this room, so the page does not claim the room's start.
             result.older_removed = True
 
-    def _fetch(self, consumer, tp, offsets):
-        """The records at ``offsets`` (increasing) as messages, and how many records were
-        read. Offsets within NEAR of one another are read in one run from the first."""
+    def _fetch(self, consumer, tp, offsets, budget):
+        """The records at ``offsets`` (increasing) as messages, how many records were read,
+        and, if ``budget`` ran out first, the offset below which none was read (else None).
+        Offsets within NEAR of one another are read in one run; the newest run first."""
         runs = []
         for offset in offsets:
             if runs and offset - runs[-1][1] <= NEAR:
@@ -146,11 +155,9 @@ class Scrollback:
         wanted, found, read = set(offsets), {}, 0
         consumer.resume(tp)
         try:
-            for first, last in runs:
-                if read >= self.config.scrollback_scan_records:
-                    log.warning("scrollback page stopped at its budget", extra={"partition": tp.partition,
-                                                                                 "offset": first})
-                    break
+            for first, last in reversed(runs):
+                if read >= budget:
+                    return [found[o] for o in offsets if o in found], read, last + 1
                 consumer.seek(tp, first)
                 position = first
                 while position <= last:
@@ -164,13 +171,13 @@ class Scrollback:
                     position = records[-1].offset + 1
         finally:
             consumer.pause(tp)  # no fetch ahead between pages
-        return [found[o] for o in offsets if o in found], read
+        return [found[o] for o in offsets if o in found], read, None
 
-    def _scan(self, consumer, tp, room, high, beginning, count, result):
+    def _scan(self, consumer, tp, room, high, beginning, count, budget, result):
         """Walk the partition backwards from ``high``, keeping the room's messages, until
-        ``count`` are found, the log's beginning, or the scan budget."""
+        ``count`` are found, the log's beginning, or the page's budget of records."""
         key = room.encode()
-        budget = self.config.scrollback_scan_records
+        budget -= result.records
         read = 0
         consumer.resume(tp)
         try:
@@ -255,7 +262,16 @@ class Scrollback:
             except Exception:
                 log.exception("closing a scrollback consumer failed")
             raise
+        except BaseException:
+            self._idle.put(consumer)
+            raise
         self._idle.put(consumer)
+
+    def close(self):
+        """Close the Kafka consumers not in use."""
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
+            self._created -= 1
 
     def _new_consumer(self):
         return KafkaConsumer(
