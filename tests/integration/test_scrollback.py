@@ -149,3 +149,77 @@ def test_past_its_share_of_kafka_reads_a_client_gets_a_json_429(stack, busy_part
         # The Redis window costs no Kafka reads and is never refused.
         assert httpx.get(url, params={"limit": 5}, timeout=30).status_code == 200
         r.delete("chat:ratelimit:scrollback:127.0.0.1")
+
+
+def test_where_the_index_does_not_reach_each_page_scans_within_its_budget_and_hands_back_a_cursor(
+        stack, busy_partition):
+    """The minutes after Redis came back empty, before the bridge re-indexed the older
+    records: the reader scans, never more than its budget per page, and the cursor leads
+    on to the room's first message. Driven on a Redis database of its own, where the
+    partition is indexed only from its end (what the bridge's state says then)."""
+    from types import SimpleNamespace
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream.scrollback import Scrollback
+
+    partition, quiet, ids = busy_partition
+    r = redis.Redis.from_url(stack.settings.redis_url.rsplit("/", 1)[0] + "/9")
+    r.flushdb()
+    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
+    tp = TopicPartition("chat.messages", partition)
+    end = consumer.end_offsets([tp])[tp]
+    consumer.close()
+    r.hset("chat:state", f"indexed:{partition}", end)  # nothing indexed below the end yet
+    budget = 10_000
+    config = SimpleNamespace(kafka_topic="chat.messages", kafka_bootstrap_servers=stack.settings.kafka_bootstrap,
+                             scrollback_readers=1, scrollback_wait_s=5, scrollback_scan_records=budget,
+                             scrollback_client_records=10**9, scrollback_client_window_s=60)
+    scrollback = Scrollback(r, config)
+    try:
+        found, pages, below = [], 0, int(ids[1])
+        while True:
+            older = scrollback.older(quiet, partition, below, 2, "test")
+            pages += 1
+            assert older.records <= budget
+            found += [int(i) for _, i in older.messages]
+            if older.cursor is None:
+                break
+            assert older.cursor < below
+            below = older.cursor
+        assert found == [int(ids[0])]  # the first message, found below the crowd; nothing older
+        assert pages >= NOISE // budget  # each page stopped at its budget, then went on from its cursor
+        assert older.older_removed is False  # the log still starts at offset 0
+    finally:
+        scrollback.close()
+        r.flushdb()
+
+
+@pytest.mark.slow
+def test_once_retention_removed_a_rooms_first_messages_its_last_page_says_so(stack, busy_partition):
+    """The partition's first records deleted, as retention deletes them (this test goes
+    last: the quiet room loses its first message). A room that lost messages ends with
+    older_removed; a room born after the deletion still reaches its own start."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    partition, quiet, ids = busy_partition
+    base = stack.settings.gateway_url
+    admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka_bootstrap)
+    try:
+        admin.delete_records({TopicPartition("chat.messages", partition): int(ids[1])})
+    finally:
+        admin.close()
+    fresh = room_in_partition("fresh", partition, stack.settings.partitions)
+    fresh_ids = [post(base, fresh, text=f"new {i}").json()["id"] for i in range(3)]
+    wait_applied(base, fresh, fresh_ids[-1])
+
+    deadline = time.monotonic() + 60  # each stream worker reads a partition's beginning anew every 10 s
+    while True:
+        messages, bodies = page_back(base, quiet, 50)
+        if [m["id"] for m in messages] == ids[1:] and bodies[-1].get("older_removed") is True:
+            break
+        assert time.monotonic() < deadline, ([m["id"] for m in messages][:3], bodies[-1].get("older_removed"))
+        time.sleep(0.5)
+    assert all("older_removed" not in body for body in bodies[:-1])  # only the last page says it
+    older = httpx.get(f"{base}/stream/rooms/{fresh}/history", params={"before": fresh_ids[0]}, timeout=30).json()
+    assert older == {"messages": [], "more": False}
