@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import scrollback
+
 CDF_PERCENTS = [0, 1, 5] + list(range(10, 91, 5)) + [91, 92, 93, 94, 95, 96, 97, 98, 99, 99.5, 99.9, 100]
 
 TARGETS = {
@@ -111,6 +113,7 @@ def summary(result, plots):
     lines += _capacity_table(result)
     lines += _idle_table(result)
     lines += _ingest_table(result)
+    lines += scrollback.summary(_get(result, "ours", "scrollback"))
     lines += _resources_table(result)
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]

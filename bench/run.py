@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from bench import hops, loadgen, report
+from bench import hops, loadgen, report, scrollback
 from bench.monitor import Monitor, rss_bytes
 from bench.stacks import ROOT, OursStack, SeedStack
 
@@ -39,6 +39,8 @@ PROFILES = {
                      "start_rate": {"ours": 25, "seed": 5}, "p99_limit_ms": 250},
         "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
+        "scrollback": {"noise_records": 1_000_000, "quiet_messages": 2000, "noise_rooms": 10, "readers": 20,
+                       "limit": 50, "duration": 30, "live_clients": 200, "live_rooms": 4, "live_rate": 20},
     },
     "quick": {
         "warm_up_s": 3,
@@ -47,6 +49,8 @@ PROFILES = {
                      "start_rate": {"ours": 25, "seed": 6.25}, "p99_limit_ms": 250},
         "idle": {"connections": 1000, "rooms": 10, "stages": 2, "settle_s": 1},
         "ingest": {"concurrency": 32, "rooms": 4, "duration": 3},
+        "scrollback": {"noise_records": 22_000, "quiet_messages": 1100, "noise_rooms": 4, "readers": 10,
+                       "limit": 50, "duration": 5, "live_clients": 40, "live_rooms": 2, "live_rate": 10},
     },
     "smoke": {
         "warm_up_s": 1,
@@ -55,9 +59,11 @@ PROFILES = {
                      "start_rate": {"ours": 20, "seed": 20}, "p99_limit_ms": 250},
         "idle": {"connections": 50, "rooms": 2, "stages": 1, "settle_s": 0.5},
         "ingest": {"concurrency": 4, "rooms": 2, "duration": 1.5},
+        "scrollback": {"noise_records": 5000, "quiet_messages": 60, "noise_rooms": 2, "readers": 2,
+                       "limit": 20, "duration": 2, "live_clients": 4, "live_rooms": 1, "live_rate": 4},
     },
 }
-SCENARIOS = ("fanout", "capacity", "idle", "ingest")
+SCENARIOS = ("fanout", "capacity", "idle", "ingest", "scrollback")
 
 
 def raise_fd_limit():
@@ -442,6 +448,9 @@ async def run_all(profile_name, params, only, wanted, log):
                 result["results"][system.name].update(await delivery_scenarios(system, params, wanted, log))
             if "ingest" in wanted and system.name == "ours":
                 result["results"][system.name]["ingest"] = await ingest_scenario(system, params, log)
+            if "scrollback" in wanted and system.name == "ours":  # the seed has no history
+                result["results"][system.name]["scrollback"] = await scrollback.scrollback_scenario(
+                    system, params, log, ours.settings.kafka_bootstrap, "chat.messages", ours.settings.partitions)
         result["stack_logs"] = str(run_dir)
     finally:
         if seed is not None:

@@ -35,9 +35,10 @@ def free_port():
 
 
 def bench_service_env():
-    """Production settings, except the per-user and per-address rate limits: every
-    benchmark client posts from 127.0.0.1, and the seed has no rate limits either."""
-    return {"RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000"}
+    """Production settings, except the per-user and per-address limits: every benchmark
+    client posts (and pages back) from 127.0.0.1, and the seed has no limits either."""
+    return {"RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000",
+            "STREAM_SCROLLBACK_CLIENT_RECORDS": "1000000000"}
 
 
 class OursStack(Stack):

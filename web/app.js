@@ -122,6 +122,8 @@ class RoomPage {
   stream = null;
   timeline;
   more = true; // older messages may exist before the oldest one shown
+  cursor = null; // where the last page's scan of the log stopped: the next page continues below it
+  olderRemoved = false; // the log's retention removed older messages of the room
   loading = false;
   caughtUp = false; // the stream delivered what the connect asked for
   shownOnce = false;
@@ -210,6 +212,7 @@ class RoomPage {
   onReset() {
     // The page was away longer than the room's window holds: start again from the latest.
     this.generation += 1;
+    this.cursor = null;
     this.timeline.reset();
     this.more = true;
     this.caughtUp = false;
@@ -265,7 +268,7 @@ class RoomPage {
 
   async loadOlder() {
     if (this.loading || !this.more || !this.caughtUp) return;
-    const before = this.timeline.oldestId();
+    const before = this.cursor ?? this.timeline.oldestId();
     if (before === null) {
       this.more = false;
       this.updateHistoryEdge();
@@ -283,6 +286,8 @@ class RoomPage {
       if (generation === this.generation) {
         this.timeline.add(page.messages);
         this.more = Boolean(page.more);
+        this.cursor = page.next_before ?? null;
+        this.olderRemoved = Boolean(page.older_removed);
       }
     } catch {
       failed = true;
@@ -306,8 +311,13 @@ class RoomPage {
     button.hidden = !this.more || this.loading;
     button.textContent = failed ? "Could not load older messages. Try again" : "Load older messages";
     if (this.loading) note.textContent = "Loading older messages…";
-    else if (!this.more && this.caughtUp) note.textContent = `This is the start of #${this.room}.`;
+    else if (!this.more && this.caughtUp) note.textContent = this.startNote();
     else note.textContent = "";
+  }
+
+  /** The room's start, or, once the log's retention removed older messages, the start of what it keeps. */
+  startNote() {
+    return this.olderRemoved ? `This is the start of what #${this.room} keeps.` : `This is the start of #${this.room}.`;
   }
 
   // -- the name --

@@ -83,3 +83,12 @@ The broker's properties: derived defaults, then .Values.config. A map of key -> 
 {{- define "kafka.envName" -}}
 KAFKA_{{ . | replace "_" "__" | replace "-" "___" | replace "." "_" | upper }}
 {{- end }}
+
+{{/* The topic's properties as kafka-configs.sh --add-config takes them: k=v,k=v (a list value in [brackets]). */}}
+{{- define "kafka.topicConfig" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.topic.config -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k (toString $v)) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -12,6 +12,7 @@ class Config(env.CommonConfig):
     history_max: int  # messages kept per room in Redis (the resume window)
     client_id_ttl_s: int  # how long a client_id is remembered for de-duplication
     rebuild_depth: int  # when Redis comes back empty, re-read at most this many records per partition
+    index_chunk: int  # records per step when the indexer fills in a partition's older offsets
     poll_timeout_ms: int
     max_poll_records: int
 
@@ -24,6 +25,7 @@ class Config(env.CommonConfig):
             history_max=env.env_int("HISTORY_MAX", 1000),
             client_id_ttl_s=env.env_int("CLIENT_ID_TTL_S", 86400),
             rebuild_depth=env.env_int("BRIDGE_REBUILD_DEPTH", 100_000),
+            index_chunk=env.env_int("BRIDGE_INDEX_CHUNK", 100_000),
             poll_timeout_ms=env.env_int("BRIDGE_POLL_TIMEOUT_MS", 500),
             max_poll_records=env.env_int("BRIDGE_MAX_POLL_RECORDS", 500),
         )

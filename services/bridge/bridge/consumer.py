@@ -17,7 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, wait_exponential
 
-from bridge import metrics
+from bridge import index, metrics
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Store
 from chat_common.messages import Message
 
@@ -60,6 +60,7 @@ class Bridge:
         self.next_ready_check = 0.0
         self.history_ready = False  # in the group, and Redis holds its partitions' history
         self.publish_from = {}  # partition -> first offset to publish live after a rebuild
+        self.indexer = index.Indexer(config, self.redis, self.stopping)
         self._thread = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -67,6 +68,7 @@ class Bridge:
     def start(self):
         self._thread = threading.Thread(target=self.run, name="bridge-consumer", daemon=True)
         self._thread.start()
+        self.indexer.start()
 
     def stop(self, timeout=10):
         self.stopping.set()
@@ -176,6 +178,11 @@ class Bridge:
             positions = {tp.partition: self.consumer.position(tp) for tp in self.consumer.assignment()}
             for partition in self.store.unready_partitions(positions):
                 self.rebuild(partition, positions[partition])
+            older = index.not_indexed(self.redis, positions)  # history written before offset indexes existed
+            if older:
+                ends = self.consumer.end_offsets([TopicPartition(self.config.kafka_topic, p) for p in older])
+                index.adopt(self.redis, {tp.partition: end for tp, end in ends.items()})
+            self.indexer.partitions = frozenset(positions)
             self.history_ready = stable
 
         batches = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms)

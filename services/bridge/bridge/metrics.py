@@ -15,8 +15,11 @@ APPLIED = with_labels(
     "written", "rebuilt", "replayed", "duplicate", "invalid",
 )
 ERRORS = with_labels(
-    Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"]),
-    "kafka", "redis", "commit", "other",
+    Counter(
+        "chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other), and of the "
+        "indexer (index).", ["kind"],
+    ),
+    "kafka", "redis", "commit", "other", "index",
 )
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
@@ -33,3 +36,11 @@ LAG = Gauge(
 ASSIGNED = Gauge("chat_bridge_assigned_partitions", "Partitions this bridge consumes.", multiprocess_mode="livesum")
 REBALANCES = Counter("chat_bridge_rebalances_total", "Partition assignments received from the consumer group.")
 REBUILDS = Counter("chat_bridge_history_rebuilds_total", "Partitions whose Redis history was rebuilt from Kafka.")
+INDEX_FILLED = Counter(
+    "chat_bridge_index_filled_records_total", "Older records read into the rooms' offset indexes by the indexer."
+)
+INDEX_PENDING = Gauge(
+    "chat_bridge_index_pending_records",
+    "Records of the partition below its indexed offset, not in the offset indexes yet (0: indexed to the beginning).",
+    ["partition"], multiprocess_mode="livemax",
+)

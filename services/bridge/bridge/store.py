@@ -1,10 +1,13 @@
 """The bridge's writes to Redis: one Lua script per message, so that history, de-duplication
 and the live publish happen together or not at all, and a replay changes nothing."""
 
-from chat_common.messages import STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key
+from chat_common.messages import (
+    STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key, offsets_key, pack_offsets,
+)
 
-# KEYS: history, meta, state, client_id key
-# ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl
+# KEYS: history, meta, state, client_id key, offset index
+# ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl,
+#       the offset as an index entry
 # Returns -1 if Redis lost the partition's history (rebuild first), 0 if already applied,
 # 2 if the client_id was stored before, 1 once written.
 # The state's last:<partition>, the newest offset applied in the partition, is every room's
@@ -22,6 +25,9 @@ if ARGV[8] == '1' then
   if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', tonumber(ARGV[9])) then return 2 end
 end
 redis.call('ZADD', KEYS[1], offset, ARGV[2])
+-- the room's offset index (index.py): from indexed:<partition> on, the live path appends; increasing, as last
+local indexed = redis.call('HGET', KEYS[3], 'indexed:' .. ARGV[6])
+if indexed and offset >= tonumber(indexed) then redis.call('APPEND', KEYS[5], ARGV[10]) end
 local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if excess > 0 then
   local trimmed = redis.call('ZRANGE', KEYS[1], excess - 1, excess - 1, 'WITHSCORES')
@@ -51,9 +57,10 @@ class Store:
             cid = message.client_id
             self._apply(
                 keys=[history_key(message.room), meta_key(message.room), STATE_KEY,
-                      client_id_key(message.room, cid or "-")],
+                      client_id_key(message.room, cid or "-"), offsets_key(message.room)],
                 args=[message.id, data, live_payload(data, "message", message.id), channel(message.room),
-                      self.history_max, partition, int(publish), int(cid is not None), self.client_id_ttl_s],
+                      self.history_max, partition, int(publish), int(cid is not None), self.client_id_ttl_s,
+                      pack_offsets([int(message.id)])],
                 client=pipe,
             )
         return [int(result) for result in pipe.execute()]
@@ -69,7 +76,9 @@ class Store:
     def mark_rebuilding(self, partition, floor, partitions):
         """From now on the partition is written again; ids at or below ``floor`` are gone,
         so a client resuming from one of them gets a reset. ``partitions``, the topic's
-        partition count, tells readers which partition holds a room."""
+        partition count, tells readers which partition holds a room. The offset index
+        holds the partition from ``floor + 1`` on (index.py fills in what is older)."""
         self.redis.hset(
-            STATE_KEY, mapping={"partitions": partitions, f"floor:{partition}": floor, f"ready:{partition}": 1}
+            STATE_KEY, mapping={"partitions": partitions, f"floor:{partition}": floor, f"ready:{partition}": 1,
+                                f"indexed:{partition}": floor + 1}
         )

@@ -9,6 +9,7 @@
 
 import json
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass
 
@@ -140,7 +141,8 @@ def sse_comment(text):
 
 
 # Redis layout, shared by the bridge (writer) and the stream service (reader).
-STATE_KEY = "chat:state"  # hash: partitions; per partition ready:<p> -> 1, floor:<p> and last:<p> -> offset
+STATE_KEY = "chat:state"  # hash: partitions; per partition ready:<p> -> 1, floor:<p> and last:<p> -> offset,
+# indexed:<p> -> the offset from which every record of the partition is in its room's offset index
 
 
 def history_key(room):
@@ -159,6 +161,23 @@ def name_hold_key(room, user):
     # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
     # ingest checks); names that look alike share one key: "Alice", "ALICE", "Ａｌｉｃｅ"
     return f"chat:room:{room}:name:{unicodedata.normalize('NFKC', user).casefold()}"
+
+
+def offsets_key(room):
+    # string: the room's offset index, every id of the room in increasing order, OFFSET_BYTES each
+    return f"chat:room:{room}:offsets"
+
+
+OFFSET_BYTES = 8  # an offset in the index: unsigned, big-endian (Lua reads it with struct.unpack(">I8"))
+
+
+def pack_offsets(offsets):
+    """Index entries for ``offsets`` (increasing)."""
+    return struct.pack(f">{len(offsets)}Q", *offsets)
+
+
+def unpack_offsets(data):
+    return list(struct.unpack(f">{len(data) // OFFSET_BYTES}Q", data))
 
 
 def client_id_key(room, client_id):

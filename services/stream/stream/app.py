@@ -5,6 +5,7 @@ import logging
 import time
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 from kafka.errors import KafkaError
 from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -17,6 +18,7 @@ from chat_common.ops import init_app
 from chat_common.sessions import init_sessions, session_id
 from stream import metrics
 from stream.history import History, NotReady
+from stream.scrollback import Busy, ClientLimited
 from stream.hub import BEAT, CLOSE, Client, Hub
 from stream.presence import Presence
 
@@ -72,6 +74,8 @@ def _user():
 
 def create_app(config):
     app = Flask(__name__)
+    if config.trusted_proxies:  # the client's address, for the limit on the history it makes us read
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
 
     # A bounded pool: thousands of greenlets share a few dozen Redis connections.
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(
@@ -182,15 +186,24 @@ def create_app(config):
         limit = _count("limit", config.history_default, config.history_limit)
         before = _message_id(request.args.get("before"), "before")
         try:
-            messages, more, source = history.before(room, before, limit)
+            page = history.before(room, before, limit, client=request.remote_addr)
         except NotReady:
             raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
+        except ClientLimited as limited:
+            raise ApiError(429, "history_rate_limited", "Too much history read from this address; wait a little.",
+                           retry_after=limited.retry_after) from None
+        except Busy:
+            raise ApiError(503, "history_busy", "Older history is busy being read; try again.", retry_after=1) from None
         except (RedisError, KafkaError) as error:
             log.warning("history read failed", extra={"room": room, "error": str(error)})
             raise ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2)
-        metrics.HISTORY_READS.labels(source).inc()
-        body = '{"messages":[' + ",".join(messages) + '],"more":' + ("true" if more else "false") + "}"
-        return Response(body, content_type="application/json")
+        metrics.HISTORY_READS.labels(page.source).inc()
+        body = '{"messages":[' + ",".join(page.messages) + '],"more":' + ("true" if page.more else "false")
+        if page.next_before is not None:
+            body += ',"next_before":"%d"' % page.next_before
+        if page.older_removed:
+            body += ',"older_removed":true'
+        return Response(body + "}", content_type="application/json")
 
     @app.get("/stream/rooms/<room>/presence")
     def room_presence(room):

@@ -16,6 +16,12 @@ class Config(env.CommonConfig):
     drain_batch: int  # on SIGTERM, streams closed per step
     drain_interval_s: float  # pause between drain steps
     ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
+    scrollback_readers: int  # Kafka consumers per worker for history older than the Redis window
+    scrollback_wait_s: float  # the longest a page waits for one of them (then 503)
+    scrollback_scan_records: int  # records one page may scan where the rooms' offset index does not reach
+    scrollback_client_records: int  # Kafka records one client address may cause to be read per window (then 429)
+    scrollback_client_window_s: int
+    trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed (the client address)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
     session_secret: str  # signs the session cookie; shared with ingest ("" = no sessions, names not held)
     session_cookie_secure: bool  # send the session cookie over HTTPS only
@@ -33,6 +39,12 @@ class Config(env.CommonConfig):
             drain_batch=env.env_int("STREAM_DRAIN_BATCH", 200),
             drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
             ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),
+            scrollback_readers=env.env_int("STREAM_SCROLLBACK_READERS", 4),
+            scrollback_wait_s=env.env_float("STREAM_SCROLLBACK_WAIT_S", 2.0),
+            scrollback_scan_records=env.env_int("STREAM_SCROLLBACK_SCAN_RECORDS", 10_000),
+            scrollback_client_records=env.env_int("STREAM_SCROLLBACK_CLIENT_RECORDS", 200_000),
+            scrollback_client_window_s=env.env_int("STREAM_SCROLLBACK_CLIENT_WINDOW_S", 60),
+            trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
             session_secret=env.env_str("SESSION_SECRET", ""),
             session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),

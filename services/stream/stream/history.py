@@ -3,30 +3,38 @@ that, the Kafka log itself."""
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 import gevent
-from gevent.lock import Semaphore
-from kafka import KafkaConsumer, TopicPartition
 
-from chat_common.messages import (
-    STATE_KEY, Message, client_id_key, history_key, meta_key, room_partition,
-)
+from chat_common.messages import STATE_KEY, history_key, meta_key, room_partition
+from stream.scrollback import Scrollback
 
 log = logging.getLogger(__name__)
-
-KAFKA_SCAN_CHUNK = 500  # offsets read per step when walking a partition backwards
 
 
 class NotReady(Exception):
     """Redis does not hold this room's history yet (it restarted; the bridge rebuilds)."""
 
 
+@dataclass
+class Page:
+    """A history page: ``messages`` (JSON, oldest first), ``more`` (older ones exist),
+    ``next_before`` (continue below this offset rather than below the oldest message: the
+    scan stopped short), ``older_removed`` (the start of what the log keeps of the room)."""
+
+    messages: list = field(default_factory=list)
+    more: bool = False
+    source: str = "redis"
+    next_before: int | None = None
+    older_removed: bool = False
+
+
 class History:
     def __init__(self, redis, config):
         self.redis = redis
         self.config = config
-        self._kafka = None
-        self._kafka_lock = Semaphore()
+        self.scrollback = Scrollback(redis, config)
 
     # -- the Redis window -------------------------------------------------------------
 
@@ -93,9 +101,9 @@ class History:
         """The whole Redis window of the room: (message json, id) oldest first."""
         return _decoded(self.redis.zrange(history_key(room), 0, -1, withscores=True))
 
-    # -- paging back, into Kafka -------------------------------------------------------------
+    # -- paging back, into Kafka (scrollback.py) --------------------------------------------
 
-    def before(self, room, before_id, limit):
+    def before(self, room, before_id, limit, client=None):
         """Up to ``limit`` messages older than ``before_id`` (None: the newest), oldest
         first, and whether older ones exist. Beyond the Redis window, read Kafka."""
         upper = "+inf" if before_id is None else f"({before_id}"
@@ -104,71 +112,19 @@ class History:
                                                      withscores=True)
         )
         found = [(m.decode(), int(s)) for m, s in rows if int(s) > floor]
-        source = "redis"
+        page = Page(source="redis")
         if len(found) <= limit and floor >= 0:
             # Older than the window: the log is the database.
             below = min([floor + 1] + [i for _, i in found] + ([before_id] if before_id is not None else []))
-            found += self._from_kafka(room, partition, below, limit + 1 - len(found))
-            source = "kafka"
-        more = len(found) > limit
-        page = list(reversed(found[:limit]))
-        return [m for m, _ in page], more, source
-
-    def _from_kafka(self, room, partition, below, count):
-        """Walk the room's partition backwards from ``below``: up to ``count`` of the
-        room's messages, newest first, without client_id duplicates."""
-        key = room.encode()
-        tp = TopicPartition(self.config.kafka_topic, partition)
-        found = []
-        with self._kafka_lock:
-            consumer = self._consumer()
-            consumer.assign([tp])
-            beginning = consumer.beginning_offsets([tp])[tp]
-            high = min(below, consumer.end_offsets([tp])[tp])
-            while high > beginning and len(found) < count:
-                low = max(beginning, high - KAFKA_SCAN_CHUNK)
-                chunk = self._read_range(consumer, tp, low, high, key)
-                found.extend(reversed(self._without_duplicates(room, chunk)))
-                high = low
-        return [(m.to_json(), int(m.id)) for m in found[:count]]
-
-    def _read_range(self, consumer, tp, low, high, key):
-        consumer.seek(tp, low)
-        messages = []
-        while consumer.position(tp) < high:
-            batches = consumer.poll(timeout_ms=1000, max_records=KAFKA_SCAN_CHUNK)
-            if not batches:
-                if consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
-                    break
-                continue
-            for record in batches.get(tp, []):
-                if record.offset < high and record.key == key:
-                    messages.append(Message.from_kafka(record.value, record.offset))
-        return messages
-
-    def _without_duplicates(self, room, messages):
-        """Drop retried copies: a client_id whose first message has another id."""
-        with_cid = [m for m in messages if m.client_id]
-        if not with_cid:
-            return messages
-        firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])
-        duplicate = set()
-        for message, first in zip(with_cid, firsts):
-            if first is not None and Message.from_stored(first).id != message.id:
-                duplicate.add(message.id)
-        return [m for m in messages if m.id not in duplicate]
-
-    def _consumer(self):
-        if self._kafka is None:
-            self._kafka = KafkaConsumer(
-                bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
-                client_id="chat-stream-history",
-                group_id=None,
-                enable_auto_commit=False,
-                reconnect_backoff_max_ms=1000,  # back soon after a broker restart
-                metrics_enabled=False,  # never read; recording costs CPU per fetch
-            )
-        return self._kafka
+            older = self.scrollback.older(room, partition, below, limit + 1 - len(found), client)
+            found += older.messages
+            page.source = "kafka"
+            if len(found) <= limit:
+                page.next_before = older.cursor
+                page.older_removed = older.older_removed and older.cursor is None
+        page.more = len(found) > limit or page.next_before is not None
+        page.messages = [m for m, _ in reversed(found[:limit])]
+        return page
 
 
 def _decoded(rows):

@@ -33,6 +33,28 @@ HISTORY_READS = with_labels(
     Counter("chat_stream_history_reads_total", "History pages served, by source (redis, kafka).", ["source"]),
     "redis", "kafka",
 )
+SCROLLBACK_RECORDS = with_labels(
+    Counter(
+        "chat_stream_scrollback_records_read_total",
+        "Kafka records read for history pages older than the Redis window, by way: index (the records the room's "
+        "offset index names, and their close neighbours), scan (where the index does not reach yet).",
+        ["way"],
+    ),
+    "index", "scan",
+)
+SCROLLBACK_SECONDS = Histogram(
+    "chat_stream_scrollback_seconds",
+    "Time to read a history page's older messages from Kafka, waiting for a reader included.",
+    buckets=LATENCY_BUCKETS,
+)
+SCROLLBACK_REFUSED = with_labels(
+    Counter(
+        "chat_stream_scrollback_refused_total",
+        "History pages refused before reading Kafka, by reason: busy (no reader free in time), client_limit (429).",
+        ["reason"],
+    ),
+    "busy", "client_limit",
+)
 FANOUT_SECONDS = Histogram(
     "chat_stream_fanout_seconds",
     "Time from receiving an event from Redis to writing it on a client socket.",

@@ -1,0 +1,237 @@
+"""The rooms' offset indexes: where each room's messages are in the log.
+
+For every message it stores, the apply script (store.py) appends the message's offset to
+its room's index (``offsets_key``): a string of fixed-width offsets, increasing by
+construction. The stream service binary-searches it to read a page of a room's past
+straight from Kafka, whatever other rooms share the partition.
+
+``indexed:<partition>`` (in ``chat:state``) is the offset from which the indexes hold every
+record of the partition. The live path indexes the records at and after it; it is set where
+the bridge starts writing: at a rebuild's first offset (store.mark_rebuilding), or, for a
+partition whose history was written before indexes existed, at the partition's end
+(``adopt``). The ``Indexer`` thread then reads the log backwards from there, a chunk at a
+time, prepends each room's older offsets and lowers ``indexed:<partition>``, until it reaches
+the log's first offset. Readers treat what lies below it as not indexed yet (they scan it,
+within a budget).
+"""
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from bridge import metrics
+from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_S = 30.0  # between checks once every partition is indexed to its beginning
+TRIM_INTERVAL_S = 600.0  # how often the indexes drop the offsets that retention removed from the log
+BUSY_PAUSE_FACTOR = 1.0  # after a chunk, rest as long as it took: the live loop keeps its share of the CPU
+
+# KEYS[1]: state; KEYS[2..]: rooms' offset indexes.
+# ARGV[1]: partition, ARGV[2]: indexed:<partition> as read (the chunk ends there), ARGV[3]: the
+# chunk's first offset, ARGV[2 + i]: the entries of KEYS[i] in the chunk (increasing).
+# Nothing is written if indexed:<partition> moved meanwhile (Redis restarted, another bridge).
+PREPEND_SCRIPT = """
+local field = 'indexed:' .. ARGV[1]
+if redis.call('HGET', KEYS[1], field) ~= ARGV[2] then return 0 end
+for i = 2, #KEYS do
+  local older = ARGV[i + 2]
+  local first = redis.call('GETRANGE', KEYS[i], 0, 7)
+  if first ~= '' then
+    -- the live path indexes only from indexed:<partition> on, so this keeps nothing out; a guard
+    local head = struct.unpack('>I8', first)
+    local n = #older / 8
+    while n > 0 and struct.unpack('>I8', string.sub(older, n * 8 - 7, n * 8)) >= head do n = n - 1 end
+    older = string.sub(older, 1, n * 8)
+  end
+  if #older > 0 then redis.call('SET', KEYS[i], older .. (redis.call('GET', KEYS[i]) or '')) end
+end
+redis.call('HSET', KEYS[1], field, ARGV[3])
+return 1
+"""
+
+
+# KEYS[1]: a room's offset index. ARGV[1]: the partition's first offset. Drops the entries
+# below it but the newest of them, which stays first: the mark that retention removed some of
+# the room's messages (readers skip it). Returns the entries dropped.
+TRIM_SCRIPT = """
+local n = math.floor(redis.call('STRLEN', KEYS[1]) / 8)
+local beginning = tonumber(ARGV[1])
+local lo, hi = 0, n
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], mid * 8, mid * 8 + 7)) < beginning then
+    lo = mid + 1
+  else
+    hi = mid
+  end
+end
+if lo < 2 then return 0 end
+redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, -1))
+return lo - 1
+"""
+
+
+def not_indexed(redis, partitions):
+    """The partitions without ``indexed:<partition>``: their history predates the indexes."""
+    partitions = sorted(partitions)
+    if not partitions:
+        return []
+    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in partitions])
+    return [p for p, flag in zip(partitions, flags) if flag is None]
+
+
+def adopt(redis, ends):
+    """Start the indexes of such partitions at their end (``ends``: partition -> end
+    offset): every record applied from then on is indexed by the live path (and any
+    record before it, by the Indexer)."""
+    for partition, end in sorted(ends.items()):
+        if redis.hsetnx(STATE_KEY, f"indexed:{partition}", end):
+            log.info("offset index starts", extra={"partition": partition, "from_offset": end})
+
+
+class Indexer:
+    """Fills in each assigned partition's offset indexes below ``indexed:<partition>``."""
+
+    def __init__(self, config, redis, stopping):
+        self.config = config
+        self.redis = redis
+        self.stopping = stopping
+        self.partitions = frozenset()  # the bridge's assignment, replaced by its consume loop
+        self._prepend = redis.register_script(PREPEND_SCRIPT)
+        self._trim = redis.register_script(TRIM_SCRIPT)
+        self._trimmed = {}  # partition -> the first offset the indexes were last trimmed to
+        self._next_trim = time.monotonic() + TRIM_INTERVAL_S
+        self._consumer = None
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self.run, name="bridge-indexer", daemon=True)
+        self._thread.start()
+
+    def run(self):
+        pause = 1.0
+        while not self.stopping.wait(pause):
+            try:
+                started = time.monotonic()
+                worked = False
+                for partition in sorted(self.partitions):
+                    worked = self.step(partition) or worked
+                if time.monotonic() >= self._next_trim:
+                    self._next_trim = time.monotonic() + TRIM_INTERVAL_S
+                    self.trim(self.partitions)
+                if worked:
+                    pause = (time.monotonic() - started) * BUSY_PAUSE_FACTOR + 0.1
+                else:  # all indexed, or no partitions yet
+                    pause = IDLE_CHECK_S if self.partitions else 1.0
+            except (KafkaError, RedisError) as error:
+                metrics.ERRORS.labels("index").inc()
+                log.warning("indexing older records failed; retrying", extra={"error": str(error)})
+                pause = 5.0
+            except Exception:
+                metrics.ERRORS.labels("index").inc()
+                log.exception("indexing older records failed; retrying")
+                self._close()
+                pause = 5.0
+        self._close()
+
+    def step(self, partition):
+        """Index one chunk of the partition below ``indexed:<partition>``; return whether
+        there was one."""
+        indexed = self.redis.hget(STATE_KEY, f"indexed:{partition}")
+        if indexed is None:
+            return False
+        high = int(indexed)
+        tp = TopicPartition(self.config.kafka_topic, partition)
+        consumer = self._reader()
+        beginning = consumer.beginning_offsets([tp])[tp]
+        metrics.INDEX_PENDING.labels(str(partition)).set(max(0, high - beginning))
+        if high <= beginning:
+            return False
+        low = max(beginning, high - self.config.index_chunk)
+        entries = self._read(consumer, tp, low, high)
+        rooms = sorted(entries)
+        done = self._prepend(
+            keys=[STATE_KEY, *(offsets_key(room) for room in rooms)],
+            args=[partition, high, low, *(pack_offsets(entries[room]) for room in rooms)],
+        )
+        if done:
+            metrics.INDEX_FILLED.inc(high - low)
+            metrics.INDEX_PENDING.labels(str(partition)).set(max(0, low - beginning))
+            log.info("older records indexed", extra={"partition": partition, "from_offset": low, "to_offset": high,
+                                                      "rooms": len(rooms)})
+        return True
+
+    def trim(self, partitions):
+        """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
+        removed from the log since the last trim."""
+        count = self.redis.hget(STATE_KEY, "partitions")
+        if count is None or not partitions:
+            return
+        consumer = self._reader()
+        tps = [TopicPartition(self.config.kafka_topic, p) for p in partitions]
+        beginnings = {tp.partition: offset for tp, offset in consumer.beginning_offsets(tps).items()}
+        moved = {p for p, offset in beginnings.items() if offset > self._trimmed.get(p, 0)}
+        if not moved:
+            return
+        dropped = 0
+        for key in self.redis.scan_iter(match=offsets_key("*"), count=1000):
+            room = key.decode().split(":")[2]
+            partition = room_partition(room, int(count))
+            if partition in moved:
+                dropped += self._trim(keys=[key], args=[beginnings[partition]])
+        for partition in moved:
+            self._trimmed[partition] = beginnings[partition]
+        log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
+                                                                           "entries": dropped})
+
+    def _read(self, consumer, tp, low, high):
+        """room -> offsets of its messages in [low, high), the way the apply script keeps
+        them: chat messages only, a client_id's repeats (within the chunk) dropped."""
+        consumer.assign([tp])
+        consumer.seek(tp, low)
+        entries, seen = defaultdict(list), set()
+        while consumer.position(tp) < high and not self.stopping.is_set():
+            batches = consumer.poll(timeout_ms=1000, max_records=2000)
+            if not batches and consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
+                break
+            for record in batches.get(tp, []):
+                if record.offset >= high:
+                    break
+                try:
+                    message = Message.from_kafka(record.value, record.offset)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if message.client_id is not None:
+                    if (message.room, message.client_id) in seen:
+                        continue
+                    seen.add((message.room, message.client_id))
+                entries[message.room].append(record.offset)
+        return entries
+
+    def _reader(self):
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
+                client_id="chat-bridge-indexer",
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",  # a chunk that retention removed meanwhile: read what is left
+                reconnect_backoff_max_ms=1000,
+                metrics_enabled=False,
+            )
+        return self._consumer
+
+    def _close(self):
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception:
+                log.exception("closing the indexer's kafka consumer failed")
+            self._consumer = None

@@ -1,0 +1,304 @@
+"""Paging back past the Redis window: a room's older messages read from Kafka itself.
+
+The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
+binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
+exactly those records, so its cost follows the page, not the traffic of the other rooms
+in the partition. Below ``indexed:<partition>`` (just after Redis came back empty, while the
+bridge re-indexes in the background) the page scans the log backwards instead, within
+``scan_records`` per request, and hands back a cursor where it stopped.
+
+Bounds: each worker has ``readers`` Kafka consumers, and a page waits at most ``wait_s`` for
+one (then 503); a client address may cause ``client_records`` records read per
+``client_window_s`` (then 429).
+"""
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import gevent
+from gevent.queue import Empty, Queue
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from chat_common.messages import STATE_KEY, Message, client_id_key, offsets_key, unpack_offsets
+from stream import metrics
+
+log = logging.getLogger(__name__)
+
+SCAN_CHUNK = 500  # offsets read per step when scanning a partition backwards
+NEAR = 64  # wanted offsets this close to one another are read in one run, not each sought
+BEGINNING_TTL_S = 10.0  # how long a partition's first offset (moved only by retention) is reused
+
+# KEYS[1]: the room's offset index, KEYS[2]: state. ARGV[1]: below, ARGV[2]: count, ARGV[3]: partition.
+# Returns the index entries of the (up to) count newest offsets below ARGV[1] (increasing),
+# indexed:<partition> ('' if none) and the room's first entry ('' if none).
+LOOKUP_SCRIPT = """
+local n = math.floor(redis.call('STRLEN', KEYS[1]) / 8)
+local below = tonumber(ARGV[1])
+local lo, hi = 0, n
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], mid * 8, mid * 8 + 7)) < below then
+    lo = mid + 1
+  else
+    hi = mid
+  end
+end
+local start = math.max(0, lo - tonumber(ARGV[2]))
+local entries, first = '', ''
+if lo > start then entries = redis.call('GETRANGE', KEYS[1], start * 8, lo * 8 - 1) end
+if n > 0 then first = redis.call('GETRANGE', KEYS[1], 0, 7) end
+return {entries, redis.call('HGET', KEYS[2], 'indexed:' .. ARGV[3]) or '', first}
+"""
+
+
+class Busy(Exception):
+    """Every Kafka reader of this worker stayed busy for ``wait_s``."""
+
+
+class ClientLimited(Exception):
+    """This client caused its share of Kafka reads for now."""
+
+    def __init__(self, retry_after):
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+@dataclass
+class Older:
+    messages: list  # (message json, id) newest first
+    cursor: int | None = None  # the scan stopped here, short of the log's beginning: continue below it
+    older_removed: bool = False  # the log's retention removed (or may have removed) older messages of the room
+    records: int = 0  # Kafka records read
+
+
+class Scrollback:
+    def __init__(self, redis, config):
+        self.redis = redis
+        self.config = config
+        self._lookup = redis.register_script(LOOKUP_SCRIPT)
+        self._idle = Queue()  # Kafka consumers not in use
+        self._created = 0
+        self._beginnings = {}  # partition -> (its first offset, time.monotonic() read)
+
+    def older(self, room, partition, below, count, client):
+        """Up to ``count`` of the room's messages with an id below ``below``, newest first."""
+        self._check_client(client)
+        started = time.perf_counter()
+        result = Older([])
+        try:
+            with self._reader() as consumer:
+                tp = TopicPartition(self.config.kafka_topic, partition)
+                if consumer.assignment() != {tp}:
+                    consumer.assign([tp])
+                    consumer.pause(tp)
+                self._read(consumer, tp, room, below, count, result)
+        finally:
+            metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
+            self._charge(client, result.records)
+        return result
+
+    def _read(self, consumer, tp, room, below, count, result):
+        beginning = self._beginning(consumer, tp)
+        budget = self.config.scrollback_scan_records  # records one page may read, whichever way
+        high = below
+        while True:  # through the index, as long as it has the room's older offsets
+            if result.records >= budget:
+                result.cursor = high
+                return
+            need = count - len(result.messages)
+            entries, indexed, first = self._lookup(
+                keys=[offsets_key(room), STATE_KEY], args=[high, need, tp.partition]
+            )
+            indexed = int(indexed) if indexed else None
+            if indexed is None:
+                break  # the partition's history predates the index (the bridge adopts it within seconds)
+            entries = unpack_offsets(entries)
+            messages, read, stopped = self._fetch(consumer, tp, [o for o in entries if o >= beginning],
+                                                  budget - result.records)
+            metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
+            result.records += read
+            result.messages.extend(reversed(self._without_duplicates(room, messages)))
+            if stopped is not None:
+                result.cursor = stopped  # the budget ran out: what is below it comes next page
+                return
+            if first and unpack_offsets(first)[0] < beginning:
+                result.older_removed = True  # some of the room's messages were retained no longer
+            if len(entries) < need or (entries and entries[0] < beginning):
+                break  # the index has nothing older of the room (that the log still holds)
+            if len(result.messages) >= count:
+                return
+            high = entries[0]  # a record was a repeat or had gone: look further back
+        if len(result.messages) >= count:
+            return
+        # Below the index (or without one): scan, within the budget.
+        top = high if indexed is None else min(high, indexed)
+        if top > beginning:
+            self._scan(consumer, tp, room, top, beginning, count, budget, result)
+        if result.cursor is None and beginning > 0 and indexed != 0:
+            # The index starts past the log's beginning: it cannot tell whether retention
+            # removed older messages of this room, so the page does not claim the room's start.
+            result.older_removed = True
+
+    def _fetch(self, consumer, tp, offsets, budget):
+        """The records at ``offsets`` (increasing) as messages, how many records were read,
+        and, if ``budget`` ran out first, the offset below which none was read (else None).
+        Offsets within NEAR of one another are read in one run; the newest run first."""
+        runs = []
+        for offset in offsets:
+            if runs and offset - runs[-1][1] <= NEAR:
+                runs[-1][1] = offset
+            else:
+                runs.append([offset, offset])
+        wanted, found, read = set(offsets), {}, 0
+        consumer.resume(tp)
+        try:
+            for first, last in reversed(runs):
+                if read >= budget:
+                    return [found[o] for o in offsets if o in found], read, last + 1
+                consumer.seek(tp, first)
+                position = first
+                while position <= last:
+                    records = self._poll(consumer, tp, last - position + 1)
+                    if not records or records[0].offset < position:
+                        break  # the end of the log, or retention moved its beginning past us
+                    for record in records:
+                        read += 1
+                        if record.offset in wanted:
+                            found[record.offset] = Message.from_kafka(record.value, record.offset)
+                    position = records[-1].offset + 1
+        finally:
+            consumer.pause(tp)  # no fetch ahead between pages
+        return [found[o] for o in offsets if o in found], read, None
+
+    def _scan(self, consumer, tp, room, high, beginning, count, budget, result):
+        """Walk the partition backwards from ``high``, keeping the room's messages, until
+        ``count`` are found, the log's beginning, or the page's budget of records."""
+        key = room.encode()
+        budget -= result.records
+        read = 0
+        consumer.resume(tp)
+        try:
+            while high > beginning and len(result.messages) < count:
+                if read >= budget:
+                    result.cursor = high
+                    break
+                low = max(beginning, high - min(SCAN_CHUNK, budget - read))
+                consumer.seek(tp, low)
+                chunk = []
+                while True:
+                    records = self._poll(consumer, tp)
+                    for record in records:
+                        if record.offset >= high:
+                            break
+                        read += 1
+                        if record.key == key:
+                            chunk.append(Message.from_kafka(record.value, record.offset))
+                    if not records or records[-1].offset + 1 >= high:
+                        break
+                result.messages.extend(reversed(self._without_duplicates(room, chunk)))
+                high = low
+                gevent.sleep(0)  # let the worker's live streams run between chunks
+        finally:
+            consumer.pause(tp)
+            metrics.SCROLLBACK_RECORDS.labels("scan").inc(read)
+            result.records += read
+
+    @staticmethod
+    def _poll(consumer, tp, max_records=SCAN_CHUNK):
+        records = consumer.poll(timeout_ms=1000, max_records=max_records).get(tp, [])
+        if not records and consumer.position(tp) < consumer.end_offsets([tp])[tp]:
+            records = consumer.poll(timeout_ms=1000, max_records=max_records).get(tp, [])
+        return records
+
+    def _beginning(self, consumer, tp):
+        offset, read_at = self._beginnings.get(tp.partition, (None, 0.0))
+        if offset is None or time.monotonic() - read_at > BEGINNING_TTL_S:
+            offset = consumer.beginning_offsets([tp])[tp]
+            self._beginnings[tp.partition] = (offset, time.monotonic())
+        return offset
+
+    def _without_duplicates(self, room, messages):
+        """Drop retried copies: a client_id whose first message has another id."""
+        with_cid = [m for m in messages if m.client_id]
+        if with_cid:
+            firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])
+            duplicate = {
+                message.id for message, first in zip(with_cid, firsts)
+                if first is not None and Message.from_stored(first).id != message.id
+            }
+            messages = [m for m in messages if m.id not in duplicate]
+        return [(m.to_json(), int(m.id)) for m in messages]
+
+    # -- bounds ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self):
+        """One of this worker's Kafka consumers, for one page."""
+        try:
+            consumer = self._idle.get_nowait()
+        except Empty:
+            if self._created < self.config.scrollback_readers:
+                self._created += 1
+                try:
+                    consumer = self._new_consumer()
+                except BaseException:
+                    self._created -= 1
+                    raise
+            else:
+                try:
+                    consumer = self._idle.get(timeout=self.config.scrollback_wait_s)
+                except Empty:
+                    metrics.SCROLLBACK_REFUSED.labels("busy").inc()
+                    raise Busy() from None
+        try:
+            yield consumer
+        except KafkaError:
+            self._created -= 1  # its state is unknown: a new one next time
+            try:
+                consumer.close()
+            except Exception:
+                log.exception("closing a scrollback consumer failed")
+            raise
+        except BaseException:
+            self._idle.put(consumer)
+            raise
+        self._idle.put(consumer)
+
+    def close(self):
+        """Close the Kafka consumers not in use."""
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
+            self._created -= 1
+
+    def _new_consumer(self):
+        return KafkaConsumer(
+            bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
+            client_id="chat-stream-history",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a record retention removed meanwhile: read on from the beginning
+            fetch_max_wait_ms=0,  # what the log holds now; never wait for more
+            max_partition_fetch_bytes=8192,  # a few records past the one sought (a whole batch at least)
+            reconnect_backoff_max_ms=1000,  # back soon after a broker restart
+            metrics_enabled=False,  # never read; recording costs CPU per fetch
+        )
+
+    def _client_key(self, client):
+        return f"chat:ratelimit:scrollback:{client or 'unknown'}"
+
+    def _check_client(self, client):
+        count, ttl = self.redis.pipeline(transaction=False).get(self._client_key(client)).ttl(
+            self._client_key(client)).execute()
+        if count is not None and int(count) >= self.config.scrollback_client_records:
+            metrics.SCROLLBACK_REFUSED.labels("client_limit").inc()
+            raise ClientLimited(ttl if ttl and ttl > 0 else self.config.scrollback_client_window_s)
+
+    def _charge(self, client, records):
+        if records:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.incrby(self._client_key(client), records)
+            pipe.expire(self._client_key(client), self.config.scrollback_client_window_s, nx=True)
+            pipe.execute()
