@@ -15,7 +15,8 @@ import stream.metrics  # noqa: F401
 
 CHART_FILES = Path(__file__).resolve().parents[2] / "helm" / "chatroom" / "files"
 # Labelled by what only exists at run time: a partition once assigned, a route once answered.
-LABELLED_AT_RUN_TIME = {"chat_bridge_consumer_lag", "chat_http_requests", "chat_http_request_duration_seconds"}
+LABELLED_AT_RUN_TIME = {"chat_bridge_consumer_lag", "chat_bridge_index_pending_records", "chat_http_requests",
+                        "chat_http_request_duration_seconds"}
 
 
 def families():
