@@ -54,6 +54,14 @@ return {entries, redis.call('HGET', KEYS[2], 'indexed:' .. ARGV[3]) or '', first
 """
 
 
+def _message(record):
+    """The chat message a record holds, or None (not one: the bridge skipped it too)."""
+    try:
+        return Message.from_kafka(record.value, record.offset)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class Busy(Exception):
     """Every Kafka reader of this worker stayed busy for ``wait_s``."""
 
@@ -157,7 +165,7 @@ class Scrollback:
         try:
             for first, last in reversed(runs):
                 if read >= budget:
-                    return [found[o] for o in offsets if o in found], read, last + 1
+                    return [found[o] for o in offsets if found.get(o)], read, last + 1
                 consumer.seek(tp, first)
                 position = first
                 while position <= last:
@@ -167,11 +175,11 @@ class Scrollback:
                     for record in records:
                         read += 1
                         if record.offset in wanted:
-                            found[record.offset] = Message.from_kafka(record.value, record.offset)
+                            found[record.offset] = _message(record)
                     position = records[-1].offset + 1
         finally:
             consumer.pause(tp)  # no fetch ahead between pages
-        return [found[o] for o in offsets if o in found], read, None
+        return [found[o] for o in offsets if found.get(o)], read, None
 
     def _scan(self, consumer, tp, room, high, beginning, count, budget, result):
         """Walk the partition backwards from ``high``, keeping the room's messages, until
@@ -189,15 +197,16 @@ class Scrollback:
                 consumer.seek(tp, low)
                 chunk = []
                 while True:
-                    records = self._poll(consumer, tp)
+                    records = self._poll(consumer, tp, high - low)
                     for record in records:
                         if record.offset >= high:
                             break
                         read += 1
                         if record.key == key:
-                            chunk.append(Message.from_kafka(record.value, record.offset))
+                            chunk.append(record)
                     if not records or records[-1].offset + 1 >= high:
                         break
+                chunk = [m for m in map(_message, chunk) if m is not None]
                 result.messages.extend(reversed(self._without_duplicates(room, chunk)))
                 high = low
                 gevent.sleep(0)  # let the worker's live streams run between chunks
