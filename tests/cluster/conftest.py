@@ -1,0 +1,16 @@
+"""The cluster the tests in this folder run against: the one-node control plane of
+cluster/cluster.py (etcd, kube-apiserver) in a network namespace of its own, started once per
+session in a temporary directory and torn down at the end. The first run builds Kubernetes
+from the Go module proxy (cluster/build.sh; cached per user afterwards), hence the timeout."""
+
+import pytest
+
+from cluster import Cluster, build
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    build()
+    running = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    yield running
+    running.stop()
