@@ -47,7 +47,7 @@ chaos: install-test
 prometheus: install-test
 	$(PYTHON) local/prometheus.py
 
-# A one-node Kubernetes control plane in a network namespace of its own (needs root); the first
+# A Kubernetes control plane (no node yet) in a network namespace of its own (needs root); the first
 # run builds it from the Go module proxy into the per-user cache. `make cluster-down` removes it.
 .PHONY: cluster cluster-down
 cluster: install-test

@@ -3,7 +3,8 @@
 # (scripts/cache.sh) and links them from the clone's .cache/cluster/. Idempotent: a binary already
 # built for these go.mod/go.sum files is only linked.
 #
-#   cluster/build.sh                   the control plane: kube-apiserver, kubectl, etcd, crds
+#   cluster/build.sh                   the control plane: kube-apiserver, kube-controller-manager,
+#                                      kube-scheduler, kubectl, etcd, crds
 #   cluster/build.sh kubelet ...       named binaries of cluster/kubernetes/go.mod's tools, etcd,
 #                                      or crds (the custom resource definitions listed below)
 #
@@ -52,7 +53,7 @@ build() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(kube-apiserver kubectl etcd crds)
+[ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds)
 
 # --- Kubernetes -----------------------------------------------------------------------------
 k8s_version=$(sed -n 's:^\tk8s.io/kubernetes \(v[^ ]*\).*:\1:p' cluster/kubernetes/go.mod)

@@ -1,5 +1,5 @@
-"""A one-node Kubernetes control plane on this machine: etcd and kube-apiserver, run inside a
-network and mount namespace of their own, so that nothing of the cluster listens on the
+"""A Kubernetes control plane on this machine: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler (no node yet), run inside a network and mount namespace of their own, so that nothing of the cluster listens on the
 machine's network and everything it mounts goes away with it.
 
     python cluster/cluster.py start           # what `make cluster` does (builds first: cluster/build.sh)
@@ -70,6 +70,7 @@ class Cluster:
         self.logs = self.run_dir / "logs"
         self.kubeconfig = self.run_dir / "kubeconfig"
         self.state_file = self.run_dir / "cluster.json"
+        self._children = []  # the Popen objects of this process's starts, reaped by stop()
 
     # --- the namespaces -------------------------------------------------------------------
     def _state(self):
@@ -137,6 +138,7 @@ class Cluster:
         proc = subprocess.Popen(self.inside(*args), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
+        self._children.append(proc)
         state = self._state()
         state["processes"][name] = proc.pid
         self._save(state)
@@ -144,11 +146,12 @@ class Cluster:
 
     # --- certificates and configuration ----------------------------------------------------
     def _certificates(self):
-        """A CA; the API server's serving certificate; the admin's client certificate (group
-        system:masters); the service-account signing key. EC keys: quick to make."""
+        """A CA; the API server's serving certificate; client certificates for the admin (group
+        system:masters), the controller manager and the scheduler (the users Kubernetes' default
+        RBAC roles name); the service-account signing key. EC keys: quick to make."""
         pki = self.pki
         pki.mkdir(parents=True, exist_ok=True)
-        if (pki / "admin.crt").exists():
+        if (pki / "scheduler.crt").exists():
             return
         def key(name):
             _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key", cwd=pki)
@@ -160,7 +163,9 @@ class Cluster:
                                               "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")])
         for name, subject, ext in (
                 ("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n"),
-                ("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n")):
+                ("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n"),
+                ("controller-manager", "/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth\n"),
+                ("scheduler", "/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth\n")):
             key(name)
             (pki / f"{name}.ext").write_text(ext)
             _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
@@ -169,17 +174,18 @@ class Cluster:
         key("service-account")
         _openssl("ec", "-in", "service-account.key", "-pubout", "-out", "service-account.pub", cwd=pki)
 
-    def _write_kubeconfig(self):
+    def _write_kubeconfig(self, path, user):
+        """A kubeconfig for the API server inside the namespace, as the client certificate `user`."""
         pki = self.pki
-        self.kubeconfig.write_text(json.dumps({
+        path.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "chatroom",
             "clusters": [{"name": "chatroom", "cluster": {
                 "server": f"https://127.0.0.1:{API_PORT}", "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-            "contexts": [{"name": "chatroom", "context": {"cluster": "chatroom", "user": "admin"}}],
+            "users": [{"name": user, "user": {
+                "client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
+            "contexts": [{"name": "chatroom", "context": {"cluster": "chatroom", "user": user}}],
         }, indent=2) + "\n")
-        self.kubeconfig.chmod(0o600)
+        path.chmod(0o600)
 
     def etcd_command(self):
         return [self.bin / "etcd", "--name=cluster", f"--data-dir={self.run_dir / 'etcd'}",
@@ -207,35 +213,69 @@ class Cluster:
                 "--enable-admission-plugins=NodeRestriction,PodSecurity",
                 "--profiling=false"]
 
+    def controller_manager_command(self):
+        pki, config = self.pki, self.run_dir / "controller-manager.kubeconfig"
+        return [self.bin / "kube-controller-manager",
+                f"--kubeconfig={config}", f"--authentication-kubeconfig={config}",
+                f"--authorization-kubeconfig={config}",
+                "--bind-address=127.0.0.1", f"--cert-dir={self.run_dir / 'controller-manager'}",
+                "--leader-elect=false", "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki / 'service-account.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false"]
+
+    def scheduler_command(self):
+        config = self.run_dir / "scheduler.kubeconfig"
+        return [self.bin / "kube-scheduler",
+                f"--kubeconfig={config}", f"--authentication-kubeconfig={config}",
+                f"--authorization-kubeconfig={config}",
+                "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false"]
+
     # --- start and stop --------------------------------------------------------------------
+    def _answers(self, *kubectl_args):
+        result = subprocess.run(self.inside(self.bin / "kubectl", *kubectl_args), env=self.env(),
+                                capture_output=True, text=True, timeout=30)
+        return result.returncode == 0
+
+    def api_ready(self):
+        return self.holder() is not None and self._answers("get", "--raw", "/readyz")
+
     def ready(self):
-        if self.holder() is None:
-            return False
-        result = subprocess.run(self.inside(self.bin / "kubectl", "get", "--raw", "/readyz"),
-                                env=self.env(), capture_output=True, text=True, timeout=30)
-        return result.returncode == 0 and result.stdout.strip() == "ok"
+        """The API server answers and the controller manager is at work: it has made the
+        namespace `default`'s ServiceAccount."""
+        return self.api_ready() and self._answers("get", "serviceaccount", "default", "-n", "default")
 
     def start(self, timeout=180):
-        """Starts the control plane unless it is already running from this run directory."""
+        """Starts the control plane unless it is already running from this run directory: etcd
+        and the API server, then (once the API server has made its default roles, which they
+        need) the controller manager and the scheduler."""
         if self.ready():
             return self
         self.stop()
         self.logs.mkdir(parents=True, exist_ok=True)
         self._certificates()
-        self._write_kubeconfig()
+        self._write_kubeconfig(self.kubeconfig, "admin")
+        for user in ("controller-manager", "scheduler"):
+            self._write_kubeconfig(self.run_dir / f"{user}.kubeconfig", user)
+        deadline = time.monotonic() + timeout
+        procs = {}
         try:
             self._make_namespaces()
-            procs = {"etcd": self._spawn("etcd", self.etcd_command()),
-                     "kube-apiserver": self._spawn("kube-apiserver", self.apiserver_command())}
-            deadline = time.monotonic() + timeout
-            while not self.ready():
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log_tail(name)}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the API server is not ready after {timeout}s:\n"
-                                       f"{self.log_tail('kube-apiserver')}")
-                time.sleep(0.5)
+            for stage, ready in (((("etcd", self.etcd_command()),
+                                   ("kube-apiserver", self.apiserver_command())), self.api_ready),
+                                 ((("kube-controller-manager", self.controller_manager_command()),
+                                   ("kube-scheduler", self.scheduler_command())), self.ready)):
+                procs.update({name: self._spawn(name, command) for name, command in stage})
+                while not ready():
+                    for name, proc in procs.items():
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log_tail(name)}")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the control plane is not ready after {timeout}s:\n" +
+                                           "\n".join(self.log_tail(name, 10) for name in procs))
+                    time.sleep(0.5)
         except BaseException:
             self.stop()
             raise
@@ -269,6 +309,9 @@ class Cluster:
             deadline = time.monotonic() + 10
             while _netns(holder) == netns and time.monotonic() < deadline:
                 time.sleep(0.05)
+        for child in self._children:
+            child.poll()
+        self._children.clear()
         left = members() + ([holder] if _netns(holder) == netns else [])
         if left:
             raise RuntimeError(f"processes left in the cluster's namespace: {left}")
@@ -287,7 +330,8 @@ class Cluster:
         """How to reach the running cluster, for `make cluster`."""
         here = os.path.relpath(Path(__file__), Path.cwd())
         return "\n".join([
-            f"Kubernetes {kubernetes_version()} control plane (etcd, kube-apiserver) is running in its own",
+            f"Kubernetes {kubernetes_version()} control plane (etcd, kube-apiserver, kube-controller-manager,",
+            "kube-scheduler; no node) is running in its own",
             f"network namespace (held by pid {self.holder()}); logs in {self.logs}.",
             "Run kubectl or helm inside it:",
             f"    {sys.executable} {here} exec -- kubectl get namespaces",
@@ -310,7 +354,7 @@ def main(argv):
     cluster = Cluster()
     if command == "start":
         build()
-        print("==> starting etcd and kube-apiserver", flush=True)
+        print("==> starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler", flush=True)
         cluster.start()
         print(cluster.describe())
     elif command == "stop":

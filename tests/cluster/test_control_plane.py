@@ -2,11 +2,12 @@
 manifest they render is admitted, with Pod Security Admission enforcing `restricted`, and the
 releases install, upgrade and roll back with Helm as docs/kubernetes.md tells users to.
 
-No node runs in this cluster: workloads are stored, no pod starts (docs/kubernetes.md)."""
+No node runs in this cluster: the controllers make the workloads' pods (and Pod Security
+admission judges them), but none is scheduled or starts (docs/kubernetes.md)."""
 
 import base64
 import json
-from pathlib import Path
+import time
 
 import pytest
 import yaml
@@ -25,14 +26,41 @@ def restricted_namespace(cluster, name):
     doc = yaml.safe_load(NAMESPACE_YAML.read_text())
     doc["metadata"]["name"] = name
     cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
-    default_service_account(cluster, name)
+    wait_for_default_service_account(cluster, name)
 
 
-def default_service_account(cluster, namespace):
-    """The ServiceAccount `default`, which kube-controller-manager makes in every namespace and
-    pods without serviceAccountName run as (the `helm test` pod); no controller manager runs."""
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
-    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(account))
+def wait_for_default_service_account(cluster, namespace, timeout=60):
+    """Pods without serviceAccountName (the `helm test` pod) are refused until the controller
+    manager has made the namespace's ServiceAccount `default`."""
+    deadline = time.monotonic() + timeout
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"no ServiceAccount default in {namespace} after {timeout}s"
+        time.sleep(0.2)
+
+
+def objects(cluster, namespace, kind):
+    return json.loads(cluster.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]
+
+
+def wait_for_pods_of_every_workload(cluster, namespace, timeout=120):
+    """The controllers make each Deployment's, StatefulSet's and Job's first pod, which Pod
+    Security admission (enforce) would refuse if it broke `restricted`: returns the workloads
+    without a pod at the end, with why (the ReplicaSets' and Jobs' failure conditions)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [f"{w['kind']}/{w['metadata']['name']}"
+                   for kind in ("deployments", "statefulsets", "jobs")
+                   for w in objects(cluster, namespace, kind)
+                   if not (w["status"].get("replicas") or w["status"].get("active")
+                           or w["status"].get("succeeded") or w["status"].get("failed"))]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if missing:
+        events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector=type=Warning",
+                                 "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message").stdout
+        return missing, events
+    return [], ""
 
 
 def helm(cluster, *args, **kwargs):
@@ -86,6 +114,8 @@ def test_every_rendered_manifest_is_admitted(cluster, crds, scenario):
     assert "Warning" not in applied.stderr, applied.stderr
     stored = cluster.kubectl("get", "-n", namespace, "-f", "-", "-o", "name", input=text).stdout.split()
     assert len(stored) == len(docs)
+    missing, why = wait_for_pods_of_every_workload(cluster, namespace)
+    assert not missing, f"no pod made for {missing}:\n{why}"
 
 
 def data(cluster, namespace, kind, name):
@@ -98,7 +128,6 @@ def test_helm_install_upgrade_and_rollback_keep_the_generated_secrets(cluster):
     answers) and kept by upgrades and a rollback. Kafka's post-install topic Job needs running
     brokers, so its hooks are left out here (--no-hooks); nothing waits for pods (no node)."""
     cluster.kubectl("apply", "--server-side", "-f", NAMESPACE_YAML)
-    default_service_account(cluster, "chatroom")
     ns = ("-n", "chatroom")
     helm(cluster, "upgrade", "--install", "redis", HELM_DIR / "redis", *ns)
     helm(cluster, "upgrade", "--install", "kafka", HELM_DIR / "kafka", *ns, "--no-hooks")
@@ -106,6 +135,8 @@ def test_helm_install_upgrade_and_rollback_keep_the_generated_secrets(cluster):
     for release in ("redis", "kafka", "chatroom"):
         status = json.loads(helm(cluster, "status", release, *ns, "-o", "json").stdout)
         assert status["info"]["status"] == "deployed", status["info"]
+    missing, why = wait_for_pods_of_every_workload(cluster, "chatroom")
+    assert not missing, f"no pod made for {missing}:\n{why}"
 
     session = data(cluster, "chatroom", "secret", "chatroom-session")
     password = data(cluster, "chatroom", "secret", "redis")
