@@ -1,6 +1,7 @@
 """A Kubernetes control plane on this machine: etcd, kube-apiserver, kube-controller-manager and
-kube-scheduler (no node yet), run inside a network and mount namespace of their own, so that nothing of the cluster listens on the
-machine's network and everything it mounts goes away with it.
+kube-scheduler (no node yet), run inside a network and mount namespace of their own, so that
+nothing of the cluster listens on the machine's network and everything it mounts goes away
+with it.
 
     python cluster/cluster.py start           # what `make cluster` does (builds first: cluster/build.sh)
     python cluster/cluster.py stop            # what `make cluster-down` does
@@ -11,9 +12,11 @@ The namespaces are held by one process (`sleep`, made by `unshare`); every progr
 is started inside them with `nsenter`. Inside, the API server is at https://127.0.0.1:6443 and the
 node's address is NODE_IP on a bridge of its own. Stopping ends every process in that network
 namespace, then the holder: the namespaces, their addresses and mounts cease with it.
-The tests use the same code (`Cluster`) with their own run directory. Standard library only.
+The tests use the same code (`Cluster`) with their own run directory, and a cluster that dies
+with the test process if that is killed. Standard library only.
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -58,14 +61,23 @@ def _netns(pid):
         return None
 
 
+def _die_with_parent():
+    """In a child before exec: be killed when the process that started it ends (prctl
+    PR_SET_PDEATHSIG), so that a test run killed without its teardown leaves nothing behind."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
 class Cluster:
-    def __init__(self, run_dir=RUN_DIR, bin_dir=BIN):
+    def __init__(self, run_dir=RUN_DIR, bin_dir=BIN, die_with_me=False):
+        """die_with_me: every process of the cluster is killed when this process ends."""
         self.run_dir = Path(run_dir)
         self.bin = Path(bin_dir)
+        self._preexec = _die_with_parent if die_with_me else None
         self.pki = self.run_dir / "pki"
         self.logs = self.run_dir / "logs"
         self.kubeconfig = self.run_dir / "kubeconfig"
@@ -117,7 +129,7 @@ class Cluster:
         holder = subprocess.Popen(
             ["unshare", "--net", "--mount", "--propagation", "private", "sleep", "infinity"],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.DEVNULL, preexec_fn=self._preexec)
         ours = _netns(os.getpid())
         deadline = time.monotonic() + 10
         while _netns(holder.pid) in (None, ours):
@@ -136,7 +148,8 @@ class Cluster:
         """Starts a program of the cluster inside the namespaces, logging to logs/<name>.log."""
         log = open(self.logs / f"{name}.log", "ab")
         proc = subprocess.Popen(self.inside(*args), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=self._preexec)
         log.close()
         self._children.append(proc)
         state = self._state()

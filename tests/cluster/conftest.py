@@ -12,6 +12,6 @@ from cluster import Cluster, build
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     build()
-    running = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    running = Cluster(tmp_path_factory.mktemp("cluster"), die_with_me=True).start()
     yield running
     running.stop()
