@@ -3,7 +3,7 @@
 # the per-user cache ~/.cache/chatroom (linked from .cache/); both folders are ignored by git.
 PYTHON := .venv/bin/python
 
-.PHONY: run test install install-test requirements unit integration e2e charts chaos prometheus logs clean
+.PHONY: run test install install-test requirements unit integration e2e charts cluster-tests chaos prometheus logs clean
 
 run: install
 	$(PYTHON) local/stack.py
@@ -33,6 +33,10 @@ charts: install-test
 e2e: install-test
 	$(PYTHON) -m pytest tests/e2e
 
+# The charts against a one-node Kubernetes built from source (cluster/, docs/kubernetes.md).
+cluster-tests: install-test
+	$(PYTHON) -m pytest tests/cluster
+
 # The longer run of the hostile-input properties and the faults: make test runs each once
 # with fewer cases, this runs 10,000 cases and the faults under load three times over.
 chaos: install-test
@@ -42,6 +46,15 @@ chaos: install-test
 # Prometheus for a running `make run` stack, with the chart's alert rules, on :9090.
 prometheus: install-test
 	$(PYTHON) local/prometheus.py
+
+# A Kubernetes control plane (no node yet) in a network namespace of its own (needs root); the first
+# run builds it from the Go module proxy into the per-user cache. `make cluster-down` removes it.
+.PHONY: cluster cluster-down
+cluster: install-test
+	$(PYTHON) cluster/cluster.py start
+
+cluster-down:
+	$(PYTHON) cluster/cluster.py stop
 
 logs:
 	tail -F .run/local/logs/*.log

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the one-node cluster's binaries from the Go module proxy into the per-user cache
+# (scripts/cache.sh) and links them from the clone's .cache/cluster/. Idempotent: a binary already
+# built for these go.mod/go.sum files is only linked.
+#
+#   cluster/build.sh                   the control plane: kube-apiserver, kube-controller-manager,
+#                                      kube-scheduler, kubectl, etcd, crds
+#   cluster/build.sh kubelet ...       named binaries of cluster/kubernetes/go.mod's tools, etcd,
+#                                      or crds (the custom resource definitions listed below)
+#
+# Kubernetes: cluster/kubernetes is a module of ours requiring k8s.io/kubernetes (the release in
+# its go.mod) with each k8s.io staging module replaced by its published release; the version is
+# stamped in with the ldflags upstream's hack/lib/version.sh passes, so that /version reports the
+# real release. etcd: cluster/etcd is upstream's etcdmain.Main. No cgo. Builds run at `nice 10`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/cache.sh
+
+export GOPATH=$CHATROOM_CACHE/go
+export GOMODCACHE=$GOPATH/pkg/mod
+export GOCACHE=$CHATROOM_CACHE/go-build
+export GOFLAGS=-modcacherw
+export CGO_ENABLED=0
+PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
+command -v go >/dev/null 2>&1 || { echo "cluster/build.sh: the Go toolchain is missing (apt-get install golang-go)" >&2; exit 1; }
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# progress LABEL: reads `go build -v` (one line per package compiled) and prints a count now and
+# then, so that a cold build (many minutes; about 2,200 packages for kube-apiserver) shows it moves.
+progress() {
+  local label=$1 n=0 start=$SECONDS
+  while IFS= read -r line; do
+    case $line in
+      *:*|\#*) printf '%s\n' "$line" >&2; continue ;;   # a compiler message, not a package name
+    esac
+    n=$((n + 1))
+    if [ $((n % 100)) -eq 0 ]; then
+      printf '    %s: %d packages compiled (%ds)\n' "$label" "$n" $((SECONDS - start))
+    fi
+  done
+  printf '    %s: %d packages compiled, linked (%ds)\n' "$label" "$n" $((SECONDS - start))
+}
+
+# build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...: the named main packages, into OUT_DIR.
+build() {
+  local mod=$1 out=$2 ldflags=$3; shift 3
+  mkdir -p "$out.tmp"
+  (cd "$mod" && nice -n 10 go build -v -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp/" "$@" 2>&1) \
+    | progress "$(basename "$out")"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "cluster/build.sh: go build failed" >&2; exit 1; }
+}
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds)
+
+# --- Kubernetes -----------------------------------------------------------------------------
+k8s_version=$(sed -n 's:^\tk8s.io/kubernetes \(v[^ ]*\).*:\1:p' cluster/kubernetes/go.mod)
+k8s_dir=$CHATROOM_CACHE/kubernetes-$k8s_version-$(cat cluster/kubernetes/go.{mod,sum} | sha256sum | cut -c1-12)
+k8s_missing=()
+for name in "${want[@]}"; do
+  case $name in etcd|crds) continue ;; esac
+  grep -qx "[[:space:]]*k8s.io/kubernetes/cmd/$name" cluster/kubernetes/go.mod \
+    || { echo "cluster/build.sh: $name is not a tool of cluster/kubernetes/go.mod" >&2; exit 2; }
+  [ -x "$k8s_dir/$name" ] || k8s_missing+=("$name")
+done
+if [ ${#k8s_missing[@]} -gt 0 ]; then
+  step "Kubernetes $k8s_version: ${k8s_missing[*]} (go build into $k8s_dir; a first build takes long)"
+  # What upstream's hack/lib/version.sh stamps. The module proxy knows the release's date, not
+  # its commit: gitCommit is left empty.
+  info=$(cd cluster/kubernetes && go mod download -json "k8s.io/kubernetes@$k8s_version" \
+    | sed -n 's|.*"Info": "\(.*\)".*|\1|p')
+  date=$(sed -n 's|.*"Time": *"\([^"]*\)".*|\1|p' "$info")
+  major=${k8s_version#v}; major=${major%%.*}
+  minor=${k8s_version#v*.}; minor=${minor%%.*}
+  ldflags=""
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitCommit= -X $pkg.gitTreeState=clean -X $pkg.buildDate=${date:-1970-01-01T00:00:00Z}"
+  done
+  pkgs=(); for name in "${k8s_missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$name"); done
+  rm -rf "$k8s_dir.tmp"
+  build cluster/kubernetes "$k8s_dir" "$ldflags" "${pkgs[@]}"
+  mkdir -p "$k8s_dir"
+  for name in "${k8s_missing[@]}"; do mv "$k8s_dir.tmp/$name" "$k8s_dir/$name"; done
+  rm -rf "$k8s_dir.tmp"
+fi
+for name in "${want[@]}"; do
+  case $name in etcd|crds) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
+done
+
+# --- etcd -----------------------------------------------------------------------------------
+if printf '%s\n' "${want[@]}" | grep -qx etcd; then
+  etcd_version=$(sed -n 's:^require go.etcd.io/etcd/server/v3 \(v[^ ]*\).*:\1:p' cluster/etcd/go.mod)
+  etcd_dir=$CHATROOM_CACHE/etcd-$etcd_version-$(cat cluster/etcd/go.{mod,sum} cluster/etcd/main.go | sha256sum | cut -c1-12)
+  if [ ! -x "$etcd_dir/etcd" ]; then
+    step "etcd $etcd_version (go build into $etcd_dir)"
+    rm -rf "$etcd_dir.tmp"
+    build cluster/etcd "$etcd_dir" "" .
+    mkdir -p "$etcd_dir"
+    mv "$etcd_dir.tmp/etcd" "$etcd_dir/etcd"
+    rm -rf "$etcd_dir.tmp"
+  fi
+  cache_link "$etcd_dir/etcd" cluster/etcd
+fi
+
+# --- Custom resource definitions ------------------------------------------------------------
+# The kinds the charts render beyond Kubernetes' own, from the Go modules that publish them:
+# Gateway API's HTTPRoute, the Prometheus operator's ServiceMonitor, PodMonitor, PrometheusRule.
+CRDS=(
+  sigs.k8s.io/gateway-api@v1.5.0:config/crd/standard/gateway.networking.k8s.io_httproutes.yaml
+  github.com/prometheus-operator/prometheus-operator@v0.93.1:example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+  github.com/prometheus-operator/prometheus-operator@v0.93.1:example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml
+  github.com/prometheus-operator/prometheus-operator@v0.93.1:example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
+)
+if printf '%s\n' "${want[@]}" | grep -qx crds; then
+  crd_dir=$CHATROOM_CACHE/cluster-crds-$(printf '%s\n' "${CRDS[@]}" | sha256sum | cut -c1-12)
+  if [ ! -f "$crd_dir/.installed" ]; then
+    step "Custom resource definitions (Go module proxy) into $crd_dir"
+    rm -rf "$crd_dir"; mkdir -p "$crd_dir"
+    for spec in "${CRDS[@]}"; do
+      module=${spec%%:*}; file=${spec#*:}
+      dir=$(cd "$CHATROOM_CACHE" && GOFLAGS=-modcacherw GO111MODULE=on go mod download -json "$module" \
+        | sed -n 's|.*"Dir": "\(.*\)".*|\1|p')
+      cp "$dir/$file" "$crd_dir/"
+    done
+    touch "$crd_dir/.installed"
+  fi
+  cache_link "$crd_dir" cluster/crds
+fi
+exit 0
