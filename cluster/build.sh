@@ -23,7 +23,7 @@ export GOCACHE=$CHATROOM_CACHE/go-build
 export GOFLAGS=-modcacherw
 export CGO_ENABLED=0
 PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
-command -v go >/dev/null 2>&1 || { echo "cluster/build.sh: the Go toolchain is missing (apt-get install golang-go)" >&2; exit 1; }
+command -v go >/dev/null 2>&1 || { echo "cluster/build.sh: Go 1.24 or newer is needed" >&2; exit 1; }
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
