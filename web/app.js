@@ -2,11 +2,15 @@
 // Rooms have addresses: /r/<room> (or #<room>); "/" is the lobby.
 
 import { RoomStream } from "./live.js";
-import { MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, startSession, textLength } from "./send.js";
+import {
+  MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
+} from "./send.js";
 import { Timeline } from "./timeline.js";
 
 const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
 const PAGE_SIZE = 50;
+const TYPING_SEND_MS = 2500; // at most one typing signal this often (the server allows one per 2 s)
+const TYPING_SHOW_MS = 5000; // "… is typing" lasts this long after the last signal
 const NAME_KEY = "chatroom.name";
 const ROOMS_KEY = "chatroom.rooms";
 const $ = (selector) => document.querySelector(selector);
@@ -127,6 +131,8 @@ class RoomPage {
   shownOnce = false;
   unread = 0;
   generation = 0; // bumped by a reset: answers to older requests are dropped
+  typing = new Map(); // who else is typing -> the timer that forgets it
+  typingSentAt = 0;
 
   constructor(room) {
     this.room = room;
@@ -178,6 +184,7 @@ class RoomPage {
     this.stream = new RoomStream(this.room, this.name, {
       onMessage: (message) => this.onMessage(message),
       onPresence: (users) => this.showPresence(users),
+      onTyping: (user) => this.onTyping(user),
       onReset: () => this.onReset(),
       onCaughtUp: () => this.onCaughtUp(),
       onState: (state, retryInS) => this.showConnection(state, retryInS),
@@ -185,6 +192,7 @@ class RoomPage {
   }
 
   onMessage(message) {
+    this.stopTyping(message.user); // their message is here: they are no longer typing it
     const added = this.timeline.add([message], { live: true });
     if (added && this.caughtUp && message.user !== this.name) {
       announce(`${message.user}: ${message.text.slice(0, 200)}`);
@@ -215,6 +223,41 @@ class RoomPage {
     this.caughtUp = false;
     this.shownOnce = false;
     announce("Reloaded the latest messages.");
+  }
+
+  // -- who is typing --
+
+  onTyping(user) {
+    if (user === this.name) return; // never for yourself (another tab of yours, say)
+    clearTimeout(this.typing.get(user));
+    this.typing.set(user, setTimeout(() => this.stopTyping(user), TYPING_SHOW_MS));
+    this.showTyping();
+  }
+
+  stopTyping(user) {
+    if (!this.typing.has(user)) return;
+    clearTimeout(this.typing.get(user));
+    this.typing.delete(user);
+    this.showTyping();
+  }
+
+  showTyping() {
+    const names = [...this.typing.keys()];
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+    $("#typing").textContent = text;
+    $("#typing").hidden = !text;
+    $("#composer-hint").hidden = Boolean(text);
+  }
+
+  /** The composer changed: tell the room, at most once per TYPING_SEND_MS. */
+  signalTyping() {
+    const now = Date.now();
+    if (!this.name || !normaliseText($("#composer-text").value) || now - this.typingSentAt < TYPING_SEND_MS) return;
+    this.typingSentAt = now;
+    sendTyping(this.room, this.name);
   }
 
   // -- connection and presence --
@@ -364,7 +407,10 @@ class RoomPage {
   wireComposer() {
     const form = $("#composer");
     const input = $("#composer-text");
-    input.addEventListener("input", () => this.updateCount());
+    input.addEventListener("input", () => {
+      this.updateCount();
+      this.signalTyping();
+    });
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey) {
         event.preventDefault();
@@ -410,6 +456,7 @@ class RoomPage {
     this.timeline.addPending(message);
     input.value = "";
     this.updateCount();
+    this.typingSentAt = 0; // the next message's first key tells the room at once
     this.deliver(message);
   }
 

@@ -15,6 +15,7 @@ export const compareIds = (a, b) => a.length - b.length || (a < b ? -1 : a > b ?
  * @typedef {object} StreamHandlers
  * @property {(message: object) => void} onMessage  a chat message, in Kafka order
  * @property {(users: string[]) => void} onPresence  who is in the room now
+ * @property {(user: string) => void} onTyping  someone is typing (never stored, no id)
  * @property {() => void} onReset  the page's position left the retained window: drop what is shown
  * @property {() => void} onCaughtUp  history (or the missed messages) delivered; live from here
  * @property {(state: "connecting"|"connected"|"reconnecting"|"offline", retryInS?: number) => void} onState
@@ -76,6 +77,7 @@ export class RoomStream {
     });
     source.addEventListener("message", (event) => this.#onMessage(event));
     source.addEventListener("presence", (event) => this.#onPresence(event));
+    source.addEventListener("typing", (event) => this.#onTyping(event));
     source.addEventListener("reset", () => this.#handlers.onReset());
     source.addEventListener("error", () => this.#onError(source));
   }
@@ -92,6 +94,15 @@ export class RoomStream {
     message.id = id;
     if (this.#lastId === null || compareIds(id, this.#lastId) > 0) this.#lastId = id;
     this.#handlers.onMessage(message);
+  }
+
+  #onTyping(event) {
+    try {
+      const { user } = JSON.parse(event.data);
+      if (typeof user === "string" && user) this.#handlers.onTyping(user);
+    } catch {
+      // not a typing signal
+    }
   }
 
   #onPresence(event) {

@@ -97,3 +97,18 @@ function explain(status, serverText, retryAfter) {
   if (status >= 500) return "The chat server is unavailable right now. Retry in a moment.";
   return `The message was refused (error ${status}).`;
 }
+
+/**
+ * Tell the room this name is typing. Fire and forget: the server allows one every 2 s per
+ * name (more get 429), and a lost signal only means the indicator shows a little later.
+ * @param {string} room
+ * @param {string} user
+ */
+export function sendTyping(room, user) {
+  fetch(`/api/rooms/${encodeURIComponent(room)}/typing`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ user }),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).catch(() => {});
+}

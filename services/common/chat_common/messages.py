@@ -155,10 +155,19 @@ def presence_key(room):
     return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
 
 
+def fold_name(user):
+    """Names that look alike fold to one: "Alice", "ALICE", "Ａｌｉｃｅ"."""
+    return unicodedata.normalize("NFKC", user).casefold()
+
+
 def name_hold_key(room, user):
     # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
-    # ingest checks); names that look alike share one key: "Alice", "ALICE", "Ａｌｉｃｅ"
-    return f"chat:room:{room}:name:{unicodedata.normalize('NFKC', user).casefold()}"
+    # ingest checks); names that look alike share one key
+    return f"chat:room:{room}:name:{fold_name(user)}"
+
+
+def typing_key(room, user):
+    return f"chat:room:{room}:typing:{fold_name(user)}"  # string with a short TTL: the last typing signal
 
 
 def client_id_key(room, client_id):

@@ -1,4 +1,5 @@
-"""The ingest app factory: POST /api/rooms/<room>/messages, plus /healthz, /readyz, /metrics."""
+"""The ingest app factory: POST /api/rooms/<room>/messages and /typing, POST /api/session, plus /healthz,
+/readyz, /metrics."""
 
 import logging
 import time
@@ -18,6 +19,7 @@ from ingest.config import Config
 from ingest.names import NameHolds
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.ratelimit import RateLimiter
+from ingest.typing import Typing
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ def create_app(config=None):
         redis, config.rate_limit_window_s, {"user": config.rate_limit_user, "ip": config.rate_limit_ip}
     )
     names = NameHolds(redis)
+    typing = Typing(redis, config.typing_interval_s)
     app.extensions["chat.producer"] = producer
 
     def stored_for(room, client_id):
@@ -43,6 +46,13 @@ def create_app(config=None):
             return redis.get(client_id_key(room, client_id))
         except RedisError:
             return None
+
+    def check_name(room, user):
+        """409 if a session present in the room holds ``user`` and this request is not from it."""
+        holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
+        if holders and session_id() not in holders:
+            raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
+                           "pick another name.")
 
     @app.post("/api/rooms/<room>/messages")
     def post_message(room):
@@ -56,10 +66,7 @@ def create_app(config=None):
             if client_id and (stored := stored_for(room, client_id)):
                 metrics.REPLAYED.inc()
                 return Response(stored, status=201, content_type="application/json")
-            holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
-            if holders and session_id() not in holders:
-                raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
-                               "pick another name.")
+            check_name(room, user)
             limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})
             if limited:
                 scope, wait_s = limited
@@ -84,6 +91,30 @@ def create_app(config=None):
         metrics.MESSAGES_ACCEPTED.inc()
         log.info("message produced", extra={"msg_id": stored.id, "room": room, "client_id": client_id})
         return Response(stored.to_json(), status=201, content_type="application/json")
+
+    @app.post("/api/rooms/<room>/typing")
+    def typing_signal(room):
+        """Tell the room's readers that this name is typing: never stored, no id."""
+        try:
+            validation.check_origin(request.headers, request.host, config.allowed_origins)
+            validation.check_room(room)
+            body = validation.parse_body(request)
+            user = g.get("user") or validation.clean_user(body.get("user"))
+            check_name(room, user)
+            try:
+                wait_s = typing.signal(room, user)
+            except RedisError as error:
+                log.warning("typing signal dropped: redis unavailable", extra={"room": room, "error": str(error)})
+                raise ApiError(503, "redis_unavailable", "Typing signals are unavailable right now.",
+                               retry_after=config.retry_after_s) from error
+            if wait_s:
+                raise ApiError(429, "rate_limited", f"One typing signal every {config.typing_interval_s:g} s; "
+                               f"wait {wait_s} s.", retry_after=wait_s)
+        except ApiError as error:
+            metrics.REJECTED.labels(error.code).inc()
+            raise
+        metrics.TYPING.inc()
+        return Response(status=204)
 
     @app.post("/api/session")
     def new_session():

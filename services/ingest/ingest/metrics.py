@@ -24,3 +24,4 @@ RATE_LIMIT_ERRORS = Counter(
 NAME_CHECK_ERRORS = Counter(
     "chat_ingest_name_check_errors_total", "Held-name checks skipped because Redis did not answer (requests let through)."
 )
+TYPING = Counter("chat_ingest_typing_total", "Typing signals published to a room's readers (never stored).")

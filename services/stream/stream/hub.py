@@ -39,10 +39,11 @@ class Item:
     ``pending`` counts the clients that have not written it yet; the last one to write it
     records the latency (once per message per worker, not once per client)."""
 
-    __slots__ = ("frame", "id", "ts", "received_at", "pending")
+    __slots__ = ("frame", "id", "ts", "received_at", "pending", "kind")
 
-    def __init__(self, frame, id, ts, received_at, pending=1):
+    def __init__(self, frame, id, ts, received_at, pending=1, kind="message"):
         self.frame, self.id, self.ts, self.received_at, self.pending = frame, id, ts, received_at, pending
+        self.kind = kind  # the metrics label of its event type (metrics.event_kind)
 
 
 class Client:
@@ -226,18 +227,21 @@ class Hub:
             metrics.DROPPED.inc()
             log.warning("dropped a pub/sub payload that is not a safe flask-sse message", extra={"room": name})
             return
-        metrics.LIVE_RECEIVED.labels(event or "message").inc()
+        kind = metrics.event_kind(event)
+        metrics.LIVE_RECEIVED.labels(kind).inc()
+        # Events without an id (presence, typing) reach every client; they are never in
+        # history and never move a client's position.
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        _offer(room, frame, numeric_id, ts, received_at)
+        _offer(room, frame, numeric_id, ts, received_at, kind)
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
 
-def _offer(room, frame, id, ts, received_at):
+def _offer(room, frame, id, ts, received_at, kind="message"):
     """One Item for every client of the room, counting them for its latency record."""
     clients = list(room.clients)
-    item = Item(frame, id, ts, received_at, len(clients))
+    item = Item(frame, id, ts, received_at, len(clients), kind)
     for client in clients:
         client.offer(item)
 
