@@ -102,6 +102,8 @@ function showLobby(problem = "", typed = "") {
   }));
   (form.elements.name.value ? form.elements.room : form.elements.name).focus();
 
+  showDirectory();
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const name = form.elements.name.value.trim();
@@ -116,6 +118,55 @@ function showLobby(problem = "", typed = "") {
     requestFocus();
     location.assign(`/r/${room}`);
   });
+}
+
+// The room directory: rooms with people in them or a message in the last day, busiest
+// first, refreshed while the lobby is in view.
+const DIRECTORY_REFRESH_MS = 5000;
+
+function showDirectory() {
+  let timer = 0;
+  const refresh = async () => {
+    clearTimeout(timer);
+    if (document.hidden) return; // refreshed again when the lobby is back in view
+    try {
+      const response = await fetch("/stream/rooms", { signal: AbortSignal.timeout(10000) });
+      if (!response.ok) throw new Error(String(response.status));
+      renderDirectory((await response.json()).rooms);
+    } catch {
+      if (!$("#directory-rooms").children.length) $("#directory-note").textContent = "The room list is unavailable right now.";
+    }
+    timer = setTimeout(refresh, DIRECTORY_REFRESH_MS);
+  };
+  document.addEventListener("visibilitychange", refresh);
+  refresh();
+}
+
+function renderDirectory(rooms) {
+  const valid = Array.isArray(rooms) ? rooms.filter((r) => ROOM_PATTERN.test(r?.room)) : [];
+  $("#directory-note").textContent = valid.length ? "" : "Nobody is chatting right now: start a room above.";
+  $("#directory-note").hidden = valid.length > 0;
+  $("#directory-rooms").replaceChildren(...valid.map(({ room, people, last_ts: lastTs }) => {
+    const item = document.createElement("li");
+    item.dataset.room = room;
+    const link = document.createElement("a");
+    link.href = `/r/${room}`;
+    link.textContent = `#${room}`;
+    const about = document.createElement("span");
+    about.className = "hint";
+    const here = people > 0 ? `${people} here` : "nobody here";
+    about.textContent = lastTs ? `${here} · last message ${ago(lastTs)}` : here;
+    item.append(link, " ", about);
+    return item;
+  }));
+}
+
+/** "just now", "5 min ago", "3 h ago". */
+function ago(ts) {
+  const minutes = Math.floor((Date.now() - ts) / 60000);
+  if (minutes < 1) return "just now";
+  if (minutes < 60) return `${minutes} min ago`;
+  return `${Math.floor(minutes / 60)} h ago`;
 }
 
 // -- a room ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The bridge's writes to Redis: one Lua script per message, so that history, de-duplication
 and the live publish happen together or not at all, and a replay changes nothing."""
 
-from chat_common.messages import STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key
+from chat_common.messages import ACTIVE_ROOMS_KEY, STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key
 
 # KEYS: history, meta, state, client_id key
 # ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl
@@ -41,7 +41,9 @@ class Store:
         """Apply ``(partition, message, publish)`` items in order, in one round trip;
         return one outcome per item."""
         pipe = self.redis.pipeline(transaction=False)
+        newest = {}  # room -> newest message ts in this batch, for the room directory
         for partition, message, publish in items:
+            newest[message.room] = max(message.ts, newest.get(message.room, 0))
             data = message.to_json()
             cid = message.client_id
             self._apply(
@@ -51,7 +53,11 @@ class Store:
                       self.history_max, partition, int(publish), int(cid is not None), self.client_id_ttl_s],
                 client=pipe,
             )
-        return [int(result) for result in pipe.execute()]
+        # -- the room directory (stream/directory.py): only ever later, replays change nothing
+        if newest:
+            pipe.zadd(ACTIVE_ROOMS_KEY, newest, gt=True)
+        results = pipe.execute()
+        return [int(result) for result in results[: len(items)]]
 
     def unready_partitions(self, partitions):
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""

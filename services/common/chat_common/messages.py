@@ -141,6 +141,8 @@ def sse_comment(text):
 
 # Redis layout, shared by the bridge (writer) and the stream service (reader).
 STATE_KEY = "chat:state"  # hash: ready:<partition> -> 1, floor:<partition> -> offset
+ACTIVE_ROOMS_KEY = "chat:rooms:active"  # sorted set: member = room, score = its newest message's ts (bridge)
+PRESENT_ROOMS_KEY = "chat:rooms:present"  # sorted set: member = room, score = presence expiry (stream)
 
 
 def history_key(room):

@@ -1,4 +1,5 @@
-"""The stream app factory: SSE endpoints, history and presence, plus /healthz, /readyz, /metrics."""
+"""The stream app factory: SSE endpoints, history, presence and the room directory, plus /healthz,
+/readyz, /metrics."""
 
 import json
 import logging
@@ -16,6 +17,7 @@ from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse
 from chat_common.ops import init_app
 from chat_common.sessions import init_sessions, session_id
 from stream import metrics
+from stream.directory import Directory
 from stream.history import History, NotReady
 from stream.hub import BEAT, CLOSE, Client, Hub
 from stream.presence import Presence
@@ -74,6 +76,7 @@ def create_app(config):
     ))
     history = History(redis, config)
     presence = Presence(redis, config.presence_ttl_s)
+    directory = Directory(redis)
     # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
     pubsub_redis = Redis.from_url(
         config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_keepalive=True,
@@ -202,6 +205,13 @@ def create_app(config):
         metrics.HISTORY_READS.labels(source).inc()
         body = '{"messages":[' + ",".join(messages) + '],"more":' + ("true" if more else "false") + "}"
         return Response(body, content_type="application/json")
+
+    @app.get("/stream/rooms")
+    def room_directory():
+        try:
+            return jsonify({"rooms": directory.rooms()})
+        except RedisError:
+            raise ApiError(503, "redis_unavailable", "The room list is unavailable right now.", retry_after=2) from None
 
     @app.get("/stream/rooms/<room>/presence")
     def room_presence(room):
