@@ -5,7 +5,7 @@ import { RoomStream } from "./live.js";
 import {
   MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
 } from "./send.js";
-import { Timeline } from "./timeline.js";
+import { Timeline, mentions } from "./timeline.js";
 
 const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
 const PAGE_SIZE = 50;
@@ -180,7 +180,8 @@ class RoomPage {
   loading = false;
   caughtUp = false; // the stream delivered what the connect asked for
   shownOnce = false;
-  unread = 0;
+  unread = 0; // messages that arrived while the page was hidden, mentions apart
+  unreadMentions = 0;
   generation = 0; // bumped by a reset: answers to older requests are dropped
   typing = new Map(); // who else is typing -> the timer that forgets it
   typingSentAt = 0;
@@ -190,6 +191,7 @@ class RoomPage {
     this.name = store.get(NAME_KEY, "") || null;
     this.timeline = new Timeline($("#messages"), $("#scroller"), {
       isOwn: (message) => message.user === this.name,
+      me: () => this.name,
       onUnseen: (count) => this.showUnseen(count),
     });
     const recent = [room, ...store.get(ROOMS_KEY, []).filter((r) => r !== room)].slice(0, 8);
@@ -214,8 +216,9 @@ class RoomPage {
     });
 
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.showUnread(0);
+      if (!document.hidden) this.showUnread(0, 0);
     });
+    this.wireNotifications();
 
     // The session cookie first: while connected, it holds this page's name in the room.
     startSession().then(() => {
@@ -247,14 +250,55 @@ class RoomPage {
     const added = this.timeline.add([message], { live: true });
     if (added && this.caughtUp && message.user !== this.name) {
       announce(`${message.user}: ${message.text.slice(0, 200)}`);
-      if (document.hidden) this.showUnread(this.unread + 1);
+      if (!document.hidden) return;
+      if (mentions(message.text, this.name)) {
+        this.showUnread(this.unread, this.unreadMentions + 1);
+        this.notify(message);
+      } else {
+        this.showUnread(this.unread + 1, this.unreadMentions);
+      }
     }
   }
 
-  /** Unread messages in the tab's title while the page is in the background. */
-  showUnread(count) {
+  /** Unread messages in the tab's title while the page is in the background, mentions
+   * of the reader counted apart: "(@1) (3) #room · Chatroom". */
+  showUnread(count, mentionCount) {
     this.unread = count;
-    document.title = `${count ? `(${count}) ` : ""}#${this.room} · Chatroom`;
+    this.unreadMentions = mentionCount;
+    const marks = (mentionCount ? `(@${mentionCount}) ` : "") + (count ? `(${count}) ` : "");
+    document.title = `${marks}#${this.room} · Chatroom`;
+  }
+
+  // -- desktop notifications of mentions: asked for from a button, never on load --
+
+  wireNotifications() {
+    const button = $("#notify-button");
+    const update = () => {
+      button.hidden = !("Notification" in window) || Notification.permission !== "default";
+    };
+    button.addEventListener("click", async () => {
+      try {
+        await Notification.requestPermission();
+      } catch {
+        // an old browser without the promise form: nothing more to ask
+      }
+      update();
+      $("#composer-text").focus();
+    });
+    update();
+  }
+
+  notify(message) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      const note = new Notification(`${message.user} mentioned you in #${this.room}`, {
+        body: message.text.slice(0, 200),
+        tag: `chatroom-${this.room}`,
+      });
+      note.addEventListener("click", () => window.focus());
+    } catch {
+      // some browsers only notify from a service worker: the title still counts it
+    }
   }
 
   onCaughtUp() {

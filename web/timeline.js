@@ -33,13 +33,46 @@ export function timeElement(ts) {
   return element;
 }
 
+/** A name as a pattern that matches "@name" standing alone, in any case ("@Ann," but not "@annabel"). */
+function mentionPattern(name) {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(?<![\\p{L}\\p{N}_.@])@${escaped}(?![\\p{L}\\p{N}_])`, "giu");
+}
+
 /**
- * Message text as DOM nodes: text nodes, and http(s) URLs as links. Nothing from the
- * message is ever parsed as HTML.
+ * Whether the text names ``name`` with an @.
  * @param {string} text
+ * @param {string | null} name
+ */
+export function mentions(text, name) {
+  return Boolean(name) && mentionPattern(name).test(text);
+}
+
+/** Plain text as text nodes, with each "@name" of ``name`` marked. */
+function mentionNodes(text, name) {
+  if (!name) return [document.createTextNode(text)];
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(mentionPattern(name))) {
+    nodes.push(document.createTextNode(text.slice(last, match.index)));
+    const mark = document.createElement("mark");
+    mark.className = "mention";
+    mark.textContent = match[0];
+    nodes.push(mark);
+    last = match.index + match[0].length;
+  }
+  nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+/**
+ * Message text as DOM nodes: text nodes, http(s) URLs as links, and the reader's own
+ * "@name" marked. Nothing from the message is ever parsed as HTML.
+ * @param {string} text
+ * @param {string | null} me  the reader's name: its mentions are highlighted
  * @returns {Node[]}
  */
-export function textNodes(text) {
+export function textNodes(text, me = null) {
   const nodes = [];
   let last = 0;
   for (const match of text.matchAll(LINK)) {
@@ -49,7 +82,7 @@ export function textNodes(text) {
     if (tail.startsWith(")") && raw.split("(").length > raw.split(")").length) raw += ")";
     const url = safeUrl(raw);
     if (!url) continue;
-    nodes.push(document.createTextNode(text.slice(last, match.index)));
+    nodes.push(...mentionNodes(text.slice(last, match.index), me));
     const link = document.createElement("a");
     link.href = url;
     link.textContent = raw;
@@ -58,7 +91,7 @@ export function textNodes(text) {
     nodes.push(link);
     last = match.index + raw.length;
   }
-  nodes.push(document.createTextNode(text.slice(last)));
+  nodes.push(...mentionNodes(text.slice(last), me));
   return nodes;
 }
 
@@ -82,6 +115,7 @@ export class Timeline {
   #list;
   #scroller;
   #isOwn;
+  #me;
   #onUnseen;
   #order = []; // ids of confirmed messages, ascending
   #byId = new Map();
@@ -91,12 +125,14 @@ export class Timeline {
   /**
    * @param {HTMLOListElement} list
    * @param {HTMLElement} scroller  the element that scrolls the list
-   * @param {{isOwn: (message: object) => boolean, onUnseen: (count: number) => void}} options
+   * @param {{isOwn: (message: object) => boolean, me: () => string | null, onUnseen: (count: number) => void}} options
+   *   me: the reader's name, whose mentions are highlighted
    */
-  constructor(list, scroller, { isOwn, onUnseen }) {
+  constructor(list, scroller, { isOwn, me, onUnseen }) {
     this.#list = list;
     this.#scroller = scroller;
     this.#isOwn = isOwn;
+    this.#me = me;
     this.#onUnseen = onUnseen;
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
@@ -199,10 +235,11 @@ export class Timeline {
     if (next) this.#regroup(next);
   }
 
-  /** Mark the page's own messages again (the name changed). */
+  /** Mark the page's own messages and the reader's mentions again (the name changed). */
   refreshOwn() {
     for (const item of this.#list.children) {
       item.classList.toggle("own", this.#isOwn({ user: item.dataset.user }));
+      this.#showText(item, item.querySelector(".msg-text").textContent, item.dataset.user);
     }
   }
 
@@ -286,9 +323,16 @@ export class Timeline {
 
     const body = document.createElement("p");
     body.className = "msg-text";
-    body.append(...textNodes(message.text));
     item.append(meta, body);
+    this.#showText(item, message.text, message.user);
     return item;
+  }
+
+  /** The text of a message, with the reader's mentions marked (never in their own messages). */
+  #showText(item, text, user) {
+    const me = user === this.#me() ? null : this.#me();
+    item.querySelector(".msg-text").replaceChildren(...textNodes(text, me));
+    item.classList.toggle("mentions-me", mentions(text, me));
   }
 
   #markSent(item, ts) {

@@ -46,3 +46,77 @@ def test_the_lobby_lists_a_room_someone_just_joined_without_a_reload(open_page):
     listed.get_by_role("link", name=f"#{room}").click()
     expect(lobby).to_have_url(re.compile(rf"/r/{room}$"))
     assert not lobby.problems
+
+
+# Headless Chromium shows no desktop notifications and its pages are never hidden: this
+# stands in for both, recording what the page asked for and what it would have shown.
+NOTIFICATIONS_AND_VISIBILITY = """
+(() => {
+  let hidden = false;
+  Object.defineProperty(Document.prototype, "hidden", { get: () => hidden, configurable: true });
+  Object.defineProperty(Document.prototype, "visibilityState", {
+    get: () => (hidden ? "hidden" : "visible"), configurable: true,
+  });
+  window.setHidden = (value) => { hidden = value; document.dispatchEvent(new Event("visibilitychange")); };
+  window.asked = 0;
+  window.shown = [];
+  class RecordedNotification extends EventTarget {
+    static permission = "default";
+    static requestPermission() {
+      window.asked += 1;
+      RecordedNotification.permission = "granted";
+      return Promise.resolve("granted");
+    }
+    constructor(title, options = {}) {
+      super();
+      window.shown.push({ title, body: options.body });
+    }
+  }
+  window.Notification = RecordedNotification;
+})();
+"""
+
+
+def test_a_mention_is_highlighted_for_that_person_counted_apart_and_notified_while_hidden(open_page):
+    room = new_room("e2e-mention")
+    ann_page = open_page()
+    ann_page.add_init_script(NOTIFICATIONS_AND_VISIBILITY)
+    ann = join(ann_page, room, "Ann")
+    bob = join(open_page(), room, "bob")
+
+    # Asked for once, from the button, never on load.
+    button = ann.get_by_role("button", name="Notify me of mentions")
+    expect(button).to_be_visible()
+    assert ann.evaluate("window.asked") == 0
+    button.click()
+    expect(button).to_be_hidden()
+    assert ann.evaluate("window.asked") == 1
+
+    send(bob, "hi @ann, and not @annabel nor bob@ann.example")
+    wait_shown(ann, 1)
+    marks = ann.locator("#messages mark.mention")
+    expect(marks).to_have_count(1)
+    expect(marks).to_have_text("@ann")
+    expect(ann.locator("#messages > li.mentions-me")).to_have_count(1)
+    wait_shown(bob, 1)
+    expect(bob.locator("#messages mark.mention")).to_have_count(0)  # only for the person named
+
+    # In the background: mentions are counted apart from the rest, and notified.
+    ann.evaluate("window.setHidden(true)")
+    send(bob, "something for everyone")
+    send(bob, "@Ann are you there?")
+    send(bob, "and one more")
+    wait_shown(ann, 4)
+    expect(ann).to_have_title(f"(@1) (2) #{room} · Chatroom")
+    assert ann.evaluate("window.shown") == [{"title": f"bob mentioned you in #{room}", "body": "@Ann are you there?"}]
+    ann.evaluate("window.setHidden(false)")
+    expect(ann).to_have_title(f"#{room} · Chatroom")
+
+    # Your own mention of yourself is not news.
+    ann.evaluate("window.setHidden(true)")
+    send(ann, "note to self, @ann")
+    wait_shown(bob, 5)
+    expect(bob.locator("#messages > li").last).to_contain_text("note to self")
+    expect(ann.locator("#messages mark.mention")).to_have_count(2)
+    assert ann.evaluate("window.shown.length") == 1
+    assert not ann.problems and not bob.problems
