@@ -281,3 +281,36 @@ class RawFrames:
 
     def close(self):
         self._client.close()
+
+
+def session_headers(base_url):
+    """A browser session's cookie (POST /api/session), as request headers."""
+    response = httpx.post(f"{base_url}/api/session", headers={"Origin": base_url}, timeout=10)
+    assert response.status_code == 204
+    return {"Cookie": f"chat_session={response.cookies['chat_session']}"}
+
+
+def delete_message(base_url, room, id, headers=None):
+    return httpx.delete(f"{base_url}/api/rooms/{room}/messages/{id}", headers=headers or {}, timeout=10)
+
+
+def history(base_url, room, **params):
+    response = httpx.get(f"{base_url}/stream/rooms/{room}/history", params=params, timeout=20)
+    assert response.status_code == 200
+    return response.json()
+
+
+def whole_history(base_url, room):
+    """Every message the room holds, paging back into Kafka."""
+    messages, before = [], None
+    while True:
+        page = history(base_url, room, limit=40, **({"before": before} if before else {}))
+        messages = page["messages"] + messages
+        if not page["more"] or not page["messages"]:
+            return messages
+        before = page["messages"][0]["id"]
+
+
+def delete_events(client):
+    """The delete events an SseClient received, as (id, data)."""
+    return [(e.id, json.loads(e.data)) for e in client.received if e.event == "delete"]

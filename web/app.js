@@ -3,7 +3,7 @@
 
 import { RoomStream } from "./live.js";
 import {
-  MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
+  MAX_TEXT, deleteMessage, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
 } from "./send.js";
 import { Timeline, mentions } from "./timeline.js";
 
@@ -192,6 +192,7 @@ class RoomPage {
     this.timeline = new Timeline($("#messages"), $("#scroller"), {
       isOwn: (message) => message.user === this.name,
       me: () => this.name,
+      onDeleteRequest: (id) => this.requestDelete(id),
       onUnseen: (count) => this.showUnseen(count),
     });
     const recent = [room, ...store.get(ROOMS_KEY, []).filter((r) => r !== room)].slice(0, 8);
@@ -239,6 +240,7 @@ class RoomPage {
       onMessage: (message) => this.onMessage(message),
       onPresence: (users) => this.showPresence(users),
       onTyping: (user) => this.onTyping(user),
+      onDelete: (id) => this.timeline.remove(id),
       onReset: () => this.onReset(),
       onCaughtUp: () => this.onCaughtUp(),
       onState: (state, retryInS) => this.showConnection(state, retryInS),
@@ -318,6 +320,19 @@ class RoomPage {
     this.caughtUp = false;
     this.shownOnce = false;
     announce("Reloaded the latest messages.");
+  }
+
+  // -- taking a message back --
+
+  async requestDelete(id) {
+    if (!window.confirm("Delete this message for everyone?")) return;
+    const result = await deleteMessage(this.room, id);
+    if (result.ok) {
+      this.timeline.remove(id); // the stream's delete event follows, for everyone else too
+      announce("Message deleted.");
+      return;
+    }
+    this.showError(result.code === "forbidden" ? "Only the browser that sent a message can delete it." : result.text);
   }
 
   // -- who is typing --

@@ -16,6 +16,7 @@ export const compareIds = (a, b) => a.length - b.length || (a < b ? -1 : a > b ?
  * @property {(message: object) => void} onMessage  a chat message, in Kafka order
  * @property {(users: string[]) => void} onPresence  who is in the room now
  * @property {(user: string) => void} onTyping  someone is typing (never stored, no id)
+ * @property {(id: string) => void} onDelete  the message with this id was taken back
  * @property {() => void} onReset  the page's position left the retained window: drop what is shown
  * @property {() => void} onCaughtUp  history (or the missed messages) delivered; live from here
  * @property {(state: "connecting"|"connected"|"reconnecting"|"offline", retryInS?: number) => void} onState
@@ -78,6 +79,7 @@ export class RoomStream {
     source.addEventListener("message", (event) => this.#onMessage(event));
     source.addEventListener("presence", (event) => this.#onPresence(event));
     source.addEventListener("typing", (event) => this.#onTyping(event));
+    source.addEventListener("delete", (event) => this.#onDelete(event));
     source.addEventListener("reset", () => this.#handlers.onReset());
     source.addEventListener("error", () => this.#onError(source));
   }
@@ -94,6 +96,18 @@ export class RoomStream {
     message.id = id;
     if (this.#lastId === null || compareIds(id, this.#lastId) > 0) this.#lastId = id;
     this.#handlers.onMessage(message);
+  }
+
+  /** A tombstone: its own id is a position in the room's log, like a message's. */
+  #onDelete(event) {
+    const id = event.lastEventId;
+    if (/^\d+$/.test(id) && (this.#lastId === null || compareIds(id, this.#lastId) > 0)) this.#lastId = id;
+    try {
+      const target = String(JSON.parse(event.data).id ?? "");
+      if (/^\d+$/.test(target)) this.#handlers.onDelete(target);
+    } catch {
+      // not a delete event
+    }
   }
 
   #onTyping(event) {

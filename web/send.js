@@ -85,6 +85,30 @@ export async function postMessage(room, body) {
   return refused(response.status, error.code ?? "unknown", explain(response.status, error.message, retryAfter), retryAfter);
 }
 
+/**
+ * Take back a message this page's session sent. Never throws.
+ * @param {string} room
+ * @param {string} id
+ * @returns {Promise<{ok: true} | Refused>}
+ */
+export async function deleteMessage(room, id) {
+  let response;
+  try {
+    response = await fetch(`/api/rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      headers: { Accept: "application/json" },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch {
+    return refused(0, "network", "Could not reach the chat server. Check your connection, then retry.", 0);
+  }
+  if (response.status === 204) return { ok: true };
+  const payload = await response.json().catch(() => null);
+  const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10) || 0;
+  const error = payload?.error ?? {};
+  return refused(response.status, error.code ?? "unknown", explain(response.status, error.message, retryAfter), retryAfter);
+}
+
 function refused(status, code, text, retryAfter) {
   const retryable = status === 0 || status === 408 || status === 429 || status >= 500;
   return { ok: false, status, code, text, retryable, retryAfter };

@@ -116,6 +116,8 @@ export class Timeline {
   #scroller;
   #isOwn;
   #me;
+  #onDeleteRequest;
+  #deleted = new Set(); // ids taken back: never shown again, whatever answer arrives late
   #onUnseen;
   #order = []; // ids of confirmed messages, ascending
   #byId = new Map();
@@ -125,14 +127,16 @@ export class Timeline {
   /**
    * @param {HTMLOListElement} list
    * @param {HTMLElement} scroller  the element that scrolls the list
-   * @param {{isOwn: (message: object) => boolean, me: () => string | null, onUnseen: (count: number) => void}} options
-   *   me: the reader's name, whose mentions are highlighted
+   * @param {{isOwn: (message: object) => boolean, me: () => string | null, onUnseen: (count: number) => void,
+   *   onDeleteRequest: (id: string) => void}} options
+   *   me: the reader's name, whose mentions are highlighted; onDeleteRequest: Delete pressed on an own message
    */
-  constructor(list, scroller, { isOwn, me, onUnseen }) {
+  constructor(list, scroller, { isOwn, me, onUnseen, onDeleteRequest }) {
     this.#list = list;
     this.#scroller = scroller;
     this.#isOwn = isOwn;
     this.#me = me;
+    this.#onDeleteRequest = onDeleteRequest;
     this.#onUnseen = onUnseen;
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
@@ -243,6 +247,21 @@ export class Timeline {
     }
   }
 
+  /** A message was taken back: remove it, and never show it again. */
+  remove(id) {
+    this.#deleted.add(id);
+    const item = this.#byId.get(id);
+    if (!item) return;
+    this.#keepingView(() => {
+      this.#order.splice(this.#index(id), 1);
+      this.#byId.delete(id);
+      if (item.dataset.clientId) this.#byClientId.delete(item.dataset.clientId);
+      const next = item.nextElementSibling;
+      item.remove();
+      if (next) this.#regroup(next);
+    }, true);
+  }
+
   /** Drop every confirmed message (the stream's reset); the page's unsent ones stay. */
   reset() {
     for (const item of this.#byId.values()) {
@@ -256,7 +275,7 @@ export class Timeline {
 
   #addOne(message) {
     const id = String(message.id);
-    if (this.#byId.has(id)) return false;
+    if (this.#byId.has(id) || this.#deleted.has(id)) return false;
     const mine = message.client_id ? this.#byClientId.get(message.client_id) : null;
     if (mine) {
       // The page's own message (pending, failed or placed by its 201): the stream's id wins.
@@ -323,7 +342,12 @@ export class Timeline {
 
     const body = document.createElement("p");
     body.className = "msg-text";
-    item.append(meta, body);
+    // Shown on the page's own messages once stored (CSS); the server decides who may.
+    const remove = button("Delete", "Delete this message for everyone", () => {
+      if (item.dataset.id) this.#onDeleteRequest(item.dataset.id);
+    });
+    remove.classList.add("msg-delete");
+    item.append(meta, body, remove);
     this.#showText(item, message.text, message.user);
     return item;
   }

@@ -3,7 +3,8 @@
 import re
 
 from playwright.sync_api import expect
-from room_page import join, send, wait_shown
+from room_page import join, send, shown, texts, wait_shown, wait_until
+from test_history import HISTORY_MAX, post_many, scroll_to_the_start
 
 from support import new_room
 
@@ -119,4 +120,42 @@ def test_a_mention_is_highlighted_for_that_person_counted_apart_and_notified_whi
     expect(bob.locator("#messages > li").last).to_contain_text("note to self")
     expect(ann.locator("#messages mark.mention")).to_have_count(2)
     assert ann.evaluate("window.shown.length") == 1
+    assert not ann.problems and not bob.problems
+
+
+def test_a_message_deleted_on_one_screen_is_gone_on_the_other_after_a_reload_and_in_scrollback(open_page, stack):
+    base = stack.settings.gateway_url
+    room = new_room("e2e-delete")
+    ann = join(open_page(), room, "ann")
+    bob = join(open_page(), room, "bob")
+    send(ann, "a secret, sent by mistake")
+    send(ann, "hello bob")
+    assert [m["text"] for m in wait_shown(bob, 2)] == ["a secret, sent by mistake", "hello bob"]
+    delete_label = "Delete this message for everyone"
+    expect(bob.get_by_role("button", name=delete_label)).to_have_count(0)  # only on your own messages
+
+    ann.on("dialog", lambda dialog: dialog.accept())
+    mistake = ann.locator("#messages > li", has_text="a secret")
+    mistake.hover()
+    mistake.get_by_role("button", name=delete_label).click()
+    for page in (ann, bob):
+        assert wait_until(lambda: texts(page) == ["hello bob"]), texts(page)
+    bob.reload()
+    assert [m["text"] for m in wait_shown(bob, 1)] == ["hello bob"]
+    bob.wait_for_timeout(300)
+    assert texts(bob) == ["hello bob"]
+
+    # Deleted once the room has moved on past the Redis window: scrolling back into Kafka
+    # never shows it, nor the first one.
+    send(ann, "another secret")
+    assert wait_until(lambda: any(m["id"] and m["state"] == "sent" for m in shown(ann) if m["text"] == "another secret"))
+    secret_id = next(m["id"] for m in shown(ann) if m["text"] == "another secret")
+    later = post_many(base, room, HISTORY_MAX + 10, user="cid", prefix="later")
+    response = ann.context.request.delete(f"/api/rooms/{room}/messages/{secret_id}")  # her browser's session
+    assert response.status == 204
+    bob.reload()
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    scroll_to_the_start(bob)
+    messages = shown(bob)
+    assert [m["text"] for m in messages] == ["hello bob"] + [f"later {i:03}" for i in range(len(later))]
     assert not ann.problems and not bob.problems

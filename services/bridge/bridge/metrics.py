@@ -11,6 +11,12 @@ APPLIED = Counter(
     "replayed (already applied, skipped), duplicate (client_id seen before, skipped), invalid.",
     ["outcome"],
 )
+DELETES_APPLIED = Counter(
+    "chat_bridge_deletes_applied_total",
+    "Tombstones applied to Redis, by outcome: written (out of history + live delete event), rebuilt, replayed, "
+    "duplicate (the message was deleted before).",
+    ["outcome"],
+)
 ERRORS = Counter("chat_bridge_errors_total", "Failures in the consume loop, by kind (kafka, redis, commit, other).", ["kind"])
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",

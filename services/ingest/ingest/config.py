@@ -19,6 +19,7 @@ class Config(env.CommonConfig):
     session_secret: str  # signs the session cookie; shared with stream ("" = no sessions, names not held)
     session_cookie_secure: bool  # send the session cookie over HTTPS only
     typing_interval_s: float  # a name may signal "typing" once per this interval per room
+    moderators: frozenset  # behind a sign-in proxy: names that may delete anyone's message
 
     @classmethod
     def from_env(cls):
@@ -36,4 +37,5 @@ class Config(env.CommonConfig):
             session_secret=env.env_str("SESSION_SECRET", ""),
             session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),
             typing_interval_s=env.env_float("TYPING_INTERVAL_S", 2.0),
+            moderators=frozenset(n.strip() for n in env.env_str("MODERATORS", "").split(",") if n.strip()),
         )

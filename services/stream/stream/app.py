@@ -174,12 +174,13 @@ def create_app(config):
             messages = history.after(room, last_id) if last_id is not None else None
             if last_id is not None:
                 metrics.RESUMES.labels("exact" if messages is not None else "reset").inc()
+            deletes = history.deletes_after(room, last_id) if messages is not None else []
             if messages is None:
                 if last_id is not None:
                     yield sse_frame("{}", event="reset"), None
                 messages = history.latest(room, count)
-            for data, id in messages:
-                yield sse_frame(data, event="message", id=id), int(id)
+            for event, data, id in in_order(messages, deletes):
+                yield sse_frame(data, event=event, id=id), int(id)
             yield sse_frame(_users_json(presence.users(room)), event="presence"), None
 
         return stream_response(client, first_frames, seat)
@@ -226,6 +227,14 @@ def create_app(config):
     init_app(app, readiness, config.trusted_user_header)
     init_sessions(app, config.session_secret, config.session_cookie_secure)
     return app
+
+
+def in_order(messages, deletes):
+    """Messages and the tombstones a resume must replay, as (event, data, id), by id."""
+    events = [("message", data, id) for data, id in messages]
+    if deletes:
+        events = sorted(events + [("delete", data, id) for data, id in deletes], key=lambda event: int(event[2]))
+    return events
 
 
 def _users_json(users):

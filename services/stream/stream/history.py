@@ -9,7 +9,7 @@ from gevent.lock import Semaphore
 from kafka import KafkaConsumer, TopicPartition
 
 from chat_common.messages import (
-    STATE_KEY, Message, client_id_key, history_key, meta_key, room_partition,
+    STATE_KEY, Message, client_id_key, deleted_key, deletes_key, history_key, message_or_none, meta_key, room_partition,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class History:
             while high > beginning and len(found) < count:
                 low = max(beginning, high - KAFKA_SCAN_CHUNK)
                 chunk = self._read_range(consumer, tp, low, high, key)
-                found.extend(reversed(self._without_duplicates(room, chunk)))
+                found.extend(reversed(self._without_deleted(room, self._without_duplicates(room, chunk))))
                 high = low
         return [(m.to_json(), int(m.id)) for m in found[:count]]
 
@@ -125,7 +125,9 @@ class History:
                 continue
             for record in batches.get(tp, []):
                 if record.offset < high and record.key == key:
-                    messages.append(Message.from_kafka(record.value, record.offset))
+                    message = message_or_none(record.value, record.offset)  # None: a tombstone
+                    if message is not None:
+                        messages.append(message)
         return messages
 
     def _without_duplicates(self, room, messages):
@@ -139,6 +141,23 @@ class History:
             if first is not None and Message.from_stored(first).id != message.id:
                 duplicate.add(message.id)
         return [m for m in messages if m.id not in duplicate]
+
+    # -- deleted messages ------------------------------------------------------------------
+    # The bridge takes a deleted message out of the window and keeps, per room, the deleted
+    # ids (all of them) and the tombstones above the floor (id -> deleted id).
+
+    def _without_deleted(self, room, messages):
+        """Drop the messages taken back (the log still holds them; their tombstones follow)."""
+        if not messages:
+            return messages
+        gone = self.redis.smismember(deleted_key(room), [m.id for m in messages])
+        return [m for m, deleted in zip(messages, gone) if not deleted]
+
+    def deletes_after(self, room, last_id):
+        """The room's tombstones after ``last_id`` as (event data, tombstone id), oldest first:
+        what a reader resuming from ``last_id`` must still be told was deleted."""
+        rows = self.redis.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
+        return [('{"id":"%s"}' % int(target), str(int(score))) for target, score in rows]
 
     def _consumer(self):
         if self._kafka is None:

@@ -210,11 +210,12 @@ class Hub:
                 self._dispatch(item["channel"].decode(), item["data"], time.perf_counter())
 
     def _fill_gap(self, name, room):
-        """Re-offer the room's recent history after a reconnect; each client keeps only
-        the ids newer than what it already has."""
-        for message_json, message_id in self.history.window(name):
-            frame = sse_frame(message_json, event="message", id=message_id)
-            _offer(room, frame, int(message_id), None, time.perf_counter())
+        """Re-offer the room's recent history, and the deletes above its floor, after a
+        reconnect; each client keeps only the ids newer than what it already has."""
+        events = [("message", data, id) for data, id in self.history.window(name)]
+        events += [("delete", data, id) for data, id in self.history.deletes_after(name, -1)]
+        for event, data, id in sorted(events, key=lambda event: int(event[2])):
+            _offer(room, sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
 
     def _dispatch(self, name, payload, received_at):
         room = self.rooms.get(name)
