@@ -123,6 +123,7 @@ function showLobby(problem = "", typed = "") {
 // The room directory: rooms with people in them or a message in the last day, busiest
 // first, refreshed while the lobby is in view.
 const DIRECTORY_REFRESH_MS = 5000;
+const DIRECTORY_SHOWN = 20; // the busiest; the API gives up to 100
 
 function showDirectory() {
   let timer = 0;
@@ -144,9 +145,11 @@ function showDirectory() {
 
 function renderDirectory(rooms) {
   const valid = Array.isArray(rooms) ? rooms.filter((r) => ROOM_PATTERN.test(r?.room)) : [];
-  $("#directory-note").textContent = valid.length ? "" : "Nobody is chatting right now: start a room above.";
-  $("#directory-note").hidden = valid.length > 0;
-  $("#directory-rooms").replaceChildren(...valid.map(({ room, people, last_ts: lastTs }) => {
+  const more = valid.length - DIRECTORY_SHOWN;
+  $("#directory-note").textContent = !valid.length ? "Nobody is chatting right now: start a room above."
+    : more > 0 ? `The ${DIRECTORY_SHOWN} busiest of ${valid.length}${valid.length >= 100 ? "+" : ""} rooms.` : "";
+  $("#directory-note").hidden = !$("#directory-note").textContent;
+  $("#directory-rooms").replaceChildren(...valid.slice(0, DIRECTORY_SHOWN).map(({ room, people, last_ts: lastTs }) => {
     const item = document.createElement("li");
     item.dataset.room = room;
     const link = document.createElement("a");
