@@ -229,3 +229,88 @@ class SseClient:
 def stream_url(base_url, room, **params):
     query = "&".join(f"{k}={v}" for k, v in params.items())
     return f"{base_url}/stream/rooms/{room}" + (f"?{query}" if query else "")
+
+
+def typing(base, room, user, **kwargs):
+    return httpx.post(f"{base}/api/rooms/{room}/typing", json={"user": user}, timeout=10, **kwargs)
+
+
+class RawFrames:
+    """The stream's frames as the server wrote them (an SSE parser would carry the last id
+    over to events that have none, hiding what is on the wire)."""
+
+    def __init__(self, url):
+        self.url = url
+        self.frames = []
+        self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=60.0))
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._open.wait(15), f"{url} did not open"
+
+    def _read(self):
+        try:
+            with self._client.stream("GET", self.url) as response:
+                self._open.set()
+                block = []
+                for line in response.iter_lines():
+                    if line:
+                        block.append(line)
+                    elif block:
+                        self.frames.append(block)
+                        block = []
+        except httpx.HTTPError:
+            pass
+        finally:
+            self._open.set()
+
+    def events(self, name):
+        """The frames of event type ``name``, each as {field: value}."""
+        found = []
+        for block in self.frames:
+            fields = dict(line.split(": ", 1) for line in block if not line.startswith(":") and ": " in line)
+            if fields.get("event") == name:
+                found.append(fields)
+        return found
+
+    def wait_for(self, predicate, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate():
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self):
+        self._client.close()
+
+
+def session_headers(base_url):
+    """A browser session's cookie (POST /api/session), as request headers."""
+    response = httpx.post(f"{base_url}/api/session", headers={"Origin": base_url}, timeout=10)
+    assert response.status_code == 204
+    return {"Cookie": f"chat_session={response.cookies['chat_session']}"}
+
+
+def delete_message(base_url, room, id, headers=None):
+    return httpx.delete(f"{base_url}/api/rooms/{room}/messages/{id}", headers=headers or {}, timeout=10)
+
+
+def history(base_url, room, **params):
+    response = httpx.get(f"{base_url}/stream/rooms/{room}/history", params=params, timeout=20)
+    assert response.status_code == 200
+    return response.json()
+
+
+def whole_history(base_url, room):
+    """Every message the room holds, paging back into Kafka."""
+    messages, before = [], None
+    while True:
+        page = history(base_url, room, limit=40, **({"before": before} if before else {}))
+        messages = page["messages"] + messages
+        if not page["more"] or not page["messages"]:
+            return messages
+        before = page["messages"][0]["id"]
+
+
+def delete_events(client):
+    """The delete events an SseClient received, as (id, data)."""
+    return [(e.id, json.loads(e.data)) for e in client.received if e.event == "delete"]

@@ -2,11 +2,15 @@
 // Rooms have addresses: /r/<room> (or #<room>); "/" is the lobby.
 
 import { RoomStream } from "./live.js";
-import { MAX_TEXT, nameProblem, newClientId, normaliseText, postMessage, startSession, textLength } from "./send.js";
-import { Timeline } from "./timeline.js";
+import {
+  MAX_TEXT, deleteMessage, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
+} from "./send.js";
+import { Timeline, mentions } from "./timeline.js";
 
 const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
 const PAGE_SIZE = 50;
+const TYPING_SEND_MS = 2500; // at most one typing signal this often (the server allows one per 2 s)
+const TYPING_SHOW_MS = 5000; // "… is typing" lasts this long after the last signal
 const NAME_KEY = "chatroom.name";
 const ROOMS_KEY = "chatroom.rooms";
 const $ = (selector) => document.querySelector(selector);
@@ -98,6 +102,8 @@ function showLobby(problem = "", typed = "") {
   }));
   (form.elements.name.value ? form.elements.room : form.elements.name).focus();
 
+  showDirectory();
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const name = form.elements.name.value.trim();
@@ -114,6 +120,58 @@ function showLobby(problem = "", typed = "") {
   });
 }
 
+// The room directory: rooms with people in them or a message in the last day, busiest
+// first, refreshed while the lobby is in view.
+const DIRECTORY_REFRESH_MS = 5000;
+const DIRECTORY_SHOWN = 20; // the busiest; the API gives up to 100
+
+function showDirectory() {
+  let timer = 0;
+  const refresh = async () => {
+    clearTimeout(timer);
+    if (document.hidden) return; // refreshed again when the lobby is back in view
+    try {
+      const response = await fetch("/stream/rooms", { signal: AbortSignal.timeout(10000) });
+      if (!response.ok) throw new Error(String(response.status));
+      renderDirectory((await response.json()).rooms);
+    } catch {
+      if (!$("#directory-rooms").children.length) $("#directory-note").textContent = "The room list is unavailable right now.";
+    }
+    timer = setTimeout(refresh, DIRECTORY_REFRESH_MS);
+  };
+  document.addEventListener("visibilitychange", refresh);
+  refresh();
+}
+
+function renderDirectory(rooms) {
+  const valid = Array.isArray(rooms) ? rooms.filter((r) => ROOM_PATTERN.test(r?.room)) : [];
+  const more = valid.length - DIRECTORY_SHOWN;
+  $("#directory-note").textContent = !valid.length ? "Nobody is chatting right now: start a room above."
+    : more > 0 ? `The ${DIRECTORY_SHOWN} busiest of ${valid.length}${valid.length >= 100 ? "+" : ""} rooms.` : "";
+  $("#directory-note").hidden = !$("#directory-note").textContent;
+  $("#directory-rooms").replaceChildren(...valid.slice(0, DIRECTORY_SHOWN).map(({ room, people, last_ts: lastTs }) => {
+    const item = document.createElement("li");
+    item.dataset.room = room;
+    const link = document.createElement("a");
+    link.href = `/r/${room}`;
+    link.textContent = `#${room}`;
+    const about = document.createElement("span");
+    about.className = "hint";
+    const here = people > 0 ? `${people} here` : "nobody here";
+    about.textContent = lastTs ? `${here} · last message ${ago(lastTs)}` : here;
+    item.append(link, " ", about);
+    return item;
+  }));
+}
+
+/** "just now", "5 min ago", "3 h ago". */
+function ago(ts) {
+  const minutes = Math.floor((Date.now() - ts) / 60000);
+  if (minutes < 1) return "just now";
+  if (minutes < 60) return `${minutes} min ago`;
+  return `${Math.floor(minutes / 60)} h ago`;
+}
+
 // -- a room ------------------------------------------------------------------------------
 
 class RoomPage {
@@ -127,14 +185,19 @@ class RoomPage {
   loading = false;
   caughtUp = false; // the stream delivered what the connect asked for
   shownOnce = false;
-  unread = 0;
+  unread = 0; // messages that arrived while the page was hidden, mentions apart
+  unreadMentions = 0;
   generation = 0; // bumped by a reset: answers to older requests are dropped
+  typing = new Map(); // who else is typing -> the timer that forgets it
+  typingSentAt = 0;
 
   constructor(room) {
     this.room = room;
     this.name = store.get(NAME_KEY, "") || null;
     this.timeline = new Timeline($("#messages"), $("#scroller"), {
       isOwn: (message) => message.user === this.name,
+      me: () => this.name,
+      onDeleteRequest: (id) => this.requestDelete(id),
       onUnseen: (count) => this.showUnseen(count),
     });
     const recent = [room, ...store.get(ROOMS_KEY, []).filter((r) => r !== room)].slice(0, 8);
@@ -159,8 +222,9 @@ class RoomPage {
     });
 
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.showUnread(0);
+      if (!document.hidden) this.showUnread(0, 0);
     });
+    this.wireNotifications();
 
     // The session cookie first: while connected, it holds this page's name in the room.
     startSession().then(() => {
@@ -180,6 +244,8 @@ class RoomPage {
     this.stream = new RoomStream(this.room, this.name, {
       onMessage: (message) => this.onMessage(message),
       onPresence: (users) => this.showPresence(users),
+      onTyping: (user) => this.onTyping(user),
+      onDelete: (id) => this.timeline.remove(id),
       onReset: () => this.onReset(),
       onCaughtUp: () => this.onCaughtUp(),
       onState: (state, retryInS) => this.showConnection(state, retryInS),
@@ -187,17 +253,59 @@ class RoomPage {
   }
 
   onMessage(message) {
+    this.stopTyping(message.user); // their message is here: they are no longer typing it
     const added = this.timeline.add([message], { live: true });
     if (added && this.caughtUp && message.user !== this.name) {
       announce(`${message.user}: ${message.text.slice(0, 200)}`);
-      if (document.hidden) this.showUnread(this.unread + 1);
+      if (!document.hidden) return;
+      if (mentions(message.text, this.name)) {
+        this.showUnread(this.unread, this.unreadMentions + 1);
+        this.notify(message);
+      } else {
+        this.showUnread(this.unread + 1, this.unreadMentions);
+      }
     }
   }
 
-  /** Unread messages in the tab's title while the page is in the background. */
-  showUnread(count) {
+  /** Unread messages in the tab's title while the page is in the background, mentions
+   * of the reader counted apart: "(@1) (3) #room · Chatroom". */
+  showUnread(count, mentionCount) {
     this.unread = count;
-    document.title = `${count ? `(${count}) ` : ""}#${this.room} · Chatroom`;
+    this.unreadMentions = mentionCount;
+    const marks = (mentionCount ? `(@${mentionCount}) ` : "") + (count ? `(${count}) ` : "");
+    document.title = `${marks}#${this.room} · Chatroom`;
+  }
+
+  // -- desktop notifications of mentions: asked for from a button, never on load --
+
+  wireNotifications() {
+    const button = $("#notify-button");
+    const update = () => {
+      button.hidden = !("Notification" in window) || Notification.permission !== "default";
+    };
+    button.addEventListener("click", async () => {
+      try {
+        await Notification.requestPermission();
+      } catch {
+        // an old browser without the promise form: nothing more to ask
+      }
+      update();
+      $("#composer-text").focus();
+    });
+    update();
+  }
+
+  notify(message) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      const note = new Notification(`${message.user} mentioned you in #${this.room}`, {
+        body: message.text.slice(0, 200),
+        tag: `chatroom-${this.room}`,
+      });
+      note.addEventListener("click", () => window.focus());
+    } catch {
+      // some browsers only notify from a service worker: the title still counts it
+    }
   }
 
   onCaughtUp() {
@@ -218,6 +326,54 @@ class RoomPage {
     this.caughtUp = false;
     this.shownOnce = false;
     announce("Reloaded the latest messages.");
+  }
+
+  // -- taking a message back --
+
+  async requestDelete(id) {
+    if (!window.confirm("Delete this message for everyone?")) return;
+    const result = await deleteMessage(this.room, id);
+    if (result.ok) {
+      this.timeline.remove(id); // the stream's delete event follows, for everyone else too
+      announce("Message deleted.");
+      return;
+    }
+    this.showError(result.code === "forbidden" ? "Only the browser that sent a message can delete it." : result.text);
+  }
+
+  // -- who is typing --
+
+  onTyping(user) {
+    if (user === this.name) return; // never for yourself (another tab of yours, say)
+    clearTimeout(this.typing.get(user));
+    this.typing.set(user, setTimeout(() => this.stopTyping(user), TYPING_SHOW_MS));
+    this.showTyping();
+  }
+
+  stopTyping(user) {
+    if (!this.typing.has(user)) return;
+    clearTimeout(this.typing.get(user));
+    this.typing.delete(user);
+    this.showTyping();
+  }
+
+  showTyping() {
+    const names = [...this.typing.keys()];
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
+    $("#typing").textContent = text;
+    $("#typing").hidden = !text;
+    $("#composer-hint").hidden = Boolean(text);
+  }
+
+  /** The composer changed: tell the room, at most once per TYPING_SEND_MS. */
+  signalTyping() {
+    const now = Date.now();
+    if (!this.name || !normaliseText($("#composer-text").value) || now - this.typingSentAt < TYPING_SEND_MS) return;
+    this.typingSentAt = now;
+    sendTyping(this.room, this.name);
   }
 
   // -- connection and presence --
@@ -374,7 +530,10 @@ class RoomPage {
   wireComposer() {
     const form = $("#composer");
     const input = $("#composer-text");
-    input.addEventListener("input", () => this.updateCount());
+    input.addEventListener("input", () => {
+      this.updateCount();
+      this.signalTyping();
+    });
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey) {
         event.preventDefault();
@@ -420,6 +579,7 @@ class RoomPage {
     this.timeline.addPending(message);
     input.value = "";
     this.updateCount();
+    this.typingSentAt = 0; // the next message's first key tells the room at once
     this.deliver(message);
   }
 

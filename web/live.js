@@ -22,6 +22,8 @@ const POSITION = /^(-1|\d+)$/;
  * @typedef {object} StreamHandlers
  * @property {(message: object) => void} onMessage  a chat message, in Kafka order
  * @property {(users: string[]) => void} onPresence  who is in the room now
+ * @property {(user: string) => void} onTyping  someone is typing (never stored, no id)
+ * @property {(id: string) => void} onDelete  the message with this id was taken back
  * @property {() => void} onReset  the page's position left the retained window: drop what is shown
  * @property {() => void} onCaughtUp  history (or the missed messages) delivered; live from here
  * @property {(state: "connecting"|"connected"|"reconnecting"|"offline", retryInS?: number) => void} onState
@@ -83,6 +85,8 @@ export class RoomStream {
     });
     source.addEventListener("message", (event) => this.#onMessage(event));
     source.addEventListener("presence", (event) => this.#onPresence(event));
+    source.addEventListener("typing", (event) => this.#onTyping(event));
+    source.addEventListener("delete", (event) => this.#onDelete(event));
     source.addEventListener("reset", (event) => {
       this.#handlers.onReset();
       this.#advance(event.lastEventId);
@@ -107,6 +111,26 @@ export class RoomStream {
   /** Move the page's position forward to ``id`` (never back). */
   #advance(id) {
     if (POSITION.test(id) && (this.#lastId === null || compareIds(id, this.#lastId) > 0)) this.#lastId = id;
+  }
+
+  /** A tombstone: its own id is a position in the room's log, like a message's. */
+  #onDelete(event) {
+    this.#advance(event.lastEventId);
+    try {
+      const target = String(JSON.parse(event.data).id ?? "");
+      if (/^\d+$/.test(target)) this.#handlers.onDelete(target);
+    } catch {
+      // not a delete event
+    }
+  }
+
+  #onTyping(event) {
+    try {
+      const { user } = JSON.parse(event.data);
+      if (typeof user === "string" && user) this.#handlers.onTyping(user);
+    } catch {
+      // not a typing signal
+    }
   }
 
   #onPresence(event) {

@@ -85,6 +85,30 @@ export async function postMessage(room, body) {
   return refused(response.status, error.code ?? "unknown", explain(response.status, error.message, retryAfter), retryAfter);
 }
 
+/**
+ * Take back a message this page's session sent. Never throws.
+ * @param {string} room
+ * @param {string} id
+ * @returns {Promise<{ok: true} | Refused>}
+ */
+export async function deleteMessage(room, id) {
+  let response;
+  try {
+    response = await fetch(`/api/rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      headers: { Accept: "application/json" },
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+  } catch {
+    return refused(0, "network", "Could not reach the chat server. Check your connection, then retry.", 0);
+  }
+  if (response.status === 204) return { ok: true };
+  const payload = await response.json().catch(() => null);
+  const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10) || 0;
+  const error = payload?.error ?? {};
+  return refused(response.status, error.code ?? "unknown", explain(response.status, error.message, retryAfter), retryAfter);
+}
+
 function refused(status, code, text, retryAfter) {
   const retryable = status === 0 || status === 408 || status === 429 || status >= 500;
   return { ok: false, status, code, text, retryable, retryAfter };
@@ -96,4 +120,19 @@ function explain(status, serverText, retryAfter) {
   if (status === 429) return `Too many messages; wait ${retryAfter || "a few"} s before sending again.`;
   if (status >= 500) return "The chat server is unavailable right now. Retry in a moment.";
   return `The message was refused (error ${status}).`;
+}
+
+/**
+ * Tell the room this name is typing. Fire and forget: the server allows one every 2 s per
+ * name (more get 429), and a lost signal only means the indicator shows a little later.
+ * @param {string} room
+ * @param {string} user
+ */
+export function sendTyping(room, user) {
+  fetch(`/api/rooms/${encodeURIComponent(room)}/typing`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ user }),
+    signal: AbortSignal.timeout(TIMEOUT_MS),
+  }).catch(() => {});
 }

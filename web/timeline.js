@@ -33,13 +33,46 @@ export function timeElement(ts) {
   return element;
 }
 
+/** A name as a pattern that matches "@name" standing alone, in any case ("@Ann," but not "@annabel"). */
+function mentionPattern(name) {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(?<![\\p{L}\\p{N}_.@])@${escaped}(?![\\p{L}\\p{N}_])`, "giu");
+}
+
 /**
- * Message text as DOM nodes: text nodes, and http(s) URLs as links. Nothing from the
- * message is ever parsed as HTML.
+ * Whether the text names ``name`` with an @.
  * @param {string} text
+ * @param {string | null} name
+ */
+export function mentions(text, name) {
+  return Boolean(name) && mentionPattern(name).test(text);
+}
+
+/** Plain text as text nodes, with each "@name" of ``name`` marked. */
+function mentionNodes(text, name) {
+  if (!name) return [document.createTextNode(text)];
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(mentionPattern(name))) {
+    nodes.push(document.createTextNode(text.slice(last, match.index)));
+    const mark = document.createElement("mark");
+    mark.className = "mention";
+    mark.textContent = match[0];
+    nodes.push(mark);
+    last = match.index + match[0].length;
+  }
+  nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+/**
+ * Message text as DOM nodes: text nodes, http(s) URLs as links, and the reader's own
+ * "@name" marked. Nothing from the message is ever parsed as HTML.
+ * @param {string} text
+ * @param {string | null} me  the reader's name: its mentions are highlighted
  * @returns {Node[]}
  */
-export function textNodes(text) {
+export function textNodes(text, me = null) {
   const nodes = [];
   let last = 0;
   for (const match of text.matchAll(LINK)) {
@@ -49,7 +82,7 @@ export function textNodes(text) {
     if (tail.startsWith(")") && raw.split("(").length > raw.split(")").length) raw += ")";
     const url = safeUrl(raw);
     if (!url) continue;
-    nodes.push(document.createTextNode(text.slice(last, match.index)));
+    nodes.push(...mentionNodes(text.slice(last, match.index), me));
     const link = document.createElement("a");
     link.href = url;
     link.textContent = raw;
@@ -58,7 +91,7 @@ export function textNodes(text) {
     nodes.push(link);
     last = match.index + raw.length;
   }
-  nodes.push(document.createTextNode(text.slice(last)));
+  nodes.push(...mentionNodes(text.slice(last), me));
   return nodes;
 }
 
@@ -82,6 +115,9 @@ export class Timeline {
   #list;
   #scroller;
   #isOwn;
+  #me;
+  #onDeleteRequest;
+  #deleted = new Set(); // ids taken back: never shown again, whatever answer arrives late
   #onUnseen;
   #order = []; // ids of confirmed messages, ascending
   #byId = new Map();
@@ -91,12 +127,16 @@ export class Timeline {
   /**
    * @param {HTMLOListElement} list
    * @param {HTMLElement} scroller  the element that scrolls the list
-   * @param {{isOwn: (message: object) => boolean, onUnseen: (count: number) => void}} options
+   * @param {{isOwn: (message: object) => boolean, me: () => string | null, onUnseen: (count: number) => void,
+   *   onDeleteRequest: (id: string) => void}} options
+   *   me: the reader's name, whose mentions are highlighted; onDeleteRequest: Delete pressed on an own message
    */
-  constructor(list, scroller, { isOwn, onUnseen }) {
+  constructor(list, scroller, { isOwn, me, onUnseen, onDeleteRequest }) {
     this.#list = list;
     this.#scroller = scroller;
     this.#isOwn = isOwn;
+    this.#me = me;
+    this.#onDeleteRequest = onDeleteRequest;
     this.#onUnseen = onUnseen;
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
@@ -199,11 +239,27 @@ export class Timeline {
     if (next) this.#regroup(next);
   }
 
-  /** Mark the page's own messages again (the name changed). */
+  /** Mark the page's own messages and the reader's mentions again (the name changed). */
   refreshOwn() {
     for (const item of this.#list.children) {
       item.classList.toggle("own", this.#isOwn({ user: item.dataset.user }));
+      this.#showText(item, item.querySelector(".msg-text").textContent, item.dataset.user);
     }
+  }
+
+  /** A message was taken back: remove it, and never show it again. */
+  remove(id) {
+    this.#deleted.add(id);
+    const item = this.#byId.get(id);
+    if (!item) return;
+    this.#keepingView(() => {
+      this.#order.splice(this.#index(id), 1);
+      this.#byId.delete(id);
+      if (item.dataset.clientId) this.#byClientId.delete(item.dataset.clientId);
+      const next = item.nextElementSibling;
+      item.remove();
+      if (next) this.#regroup(next);
+    }, true);
   }
 
   /** Drop every confirmed message (the stream's reset); the page's unsent ones stay. */
@@ -219,7 +275,7 @@ export class Timeline {
 
   #addOne(message) {
     const id = String(message.id);
-    if (this.#byId.has(id)) return false;
+    if (this.#byId.has(id) || this.#deleted.has(id)) return false;
     const mine = message.client_id ? this.#byClientId.get(message.client_id) : null;
     if (mine) {
       // The page's own message (pending, failed or placed by its 201): the stream's id wins.
@@ -286,9 +342,21 @@ export class Timeline {
 
     const body = document.createElement("p");
     body.className = "msg-text";
-    body.append(...textNodes(message.text));
-    item.append(meta, body);
+    // Shown on the page's own messages once stored (CSS); the server decides who may.
+    const remove = button("Delete", "Delete this message for everyone", () => {
+      if (item.dataset.id) this.#onDeleteRequest(item.dataset.id);
+    });
+    remove.classList.add("msg-delete");
+    item.append(meta, body, remove);
+    this.#showText(item, message.text, message.user);
     return item;
+  }
+
+  /** The text of a message, with the reader's mentions marked (never in their own messages). */
+  #showText(item, text, user) {
+    const me = user === this.#me() ? null : this.#me();
+    item.querySelector(".msg-text").replaceChildren(...textNodes(text, me));
+    item.classList.toggle("mentions-me", mentions(text, me));
   }
 
   #markSent(item, ts) {

@@ -26,3 +26,6 @@ def worker_exit(server, worker):
     producer = getattr(worker.wsgi, "extensions", {}).get("chat.producer") if worker.wsgi else None
     if producer is not None:
         producer.close()
+    message_log = getattr(worker.wsgi, "extensions", {}).get("chat.message_log") if worker.wsgi else None
+    if message_log is not None:
+        message_log.close()

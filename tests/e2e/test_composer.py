@@ -88,6 +88,6 @@ def test_keyboard_only_pick_a_name_join_type_and_send(open_page, stack):
     expect(page.get_by_role("status")).to_have_text("Connected")
     # The lobby remembers the room, reachable by keyboard too.
     page.goto("/")
-    expect(page.get_by_role("link", name=f"#{room}")).to_be_visible()
+    expect(page.get_by_role("list", name="Your recent rooms").get_by_role("link", name=f"#{room}")).to_be_visible()
     assert page.get_by_label("Your name", exact=True).input_value() == "nia"
     assert not page.problems

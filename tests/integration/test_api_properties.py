@@ -117,3 +117,45 @@ def test_hostile_stream_parameters_get_200_or_a_json_4xx(stack, room, history, l
             assert status in (200, 400)  # a stream, or the gateway refusing a malformed request line
         elif status != 200:
             assert body["error"]["code"]
+
+
+typing_bodies = st.one_of(st.fixed_dictionaries({"user": fields}, optional={"extra": json_values}), json_values)
+
+
+@FUZZ
+@given(body=typing_bodies, content_type=content_types, raw=st.booleans(), junk=st.binary(max_size=64))
+def test_hostile_typing_signals_get_204_or_4xx_and_never_write(stack, kafka_writes, body, content_type, raw, junk):
+    before = kafka_writes()
+    response = httpx.post(
+        f"{stack.settings.gateway_url}/api/rooms/{new_room('fuzz')}/typing",
+        content=junk if raw else encode(body),
+        headers={"Content-Type": content_type} if content_type else {},
+        timeout=30,
+    )
+    assert response.status_code == 204 or 400 <= response.status_code < 500, response.text
+    if response.status_code != 204:
+        assert response.json()["error"]["code"]
+    assert kafka_writes() == before  # typing never reaches Kafka
+
+
+cookies = st.one_of(st.none(), st.from_regex(r"[!#-+\--~]{0,80}", fullmatch=True))
+
+
+@FUZZ
+@given(room=hostile_text, id=query_values, cookie=cookies, origin=st.sampled_from([None, "https://evil.example"]))
+def test_hostile_deletes_get_a_4xx_and_write_nothing(stack, kafka_writes, room, id, cookie, origin):
+    """Without a session that sent the message there is nothing to delete: every answer is
+    a refusal, and the log is unchanged."""
+    before = kafka_writes()
+    room = quote(room.encode("utf-8", "surrogatepass"), safe="")
+    id = quote(id.encode("utf-8", "surrogatepass"), safe="")
+    headers = {**({"Cookie": f"chat_session={cookie}"} if cookie is not None else {}),
+               **({"Origin": origin} if origin else {})}
+    response = httpx.delete(f"{stack.settings.gateway_url}/api/rooms/{room}/messages/{id}", headers=headers,
+                            timeout=30)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        assert response.json()["error"]["code"]
+    else:
+        assert response.status_code == 400  # the gateway refusing a malformed request line
+    assert kafka_writes() == before

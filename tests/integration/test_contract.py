@@ -7,7 +7,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from support import new_room, post, services_beside
+from support import TEST_SERVICE_ENV, RawFrames, new_room, post, services_beside, typing
 
 JSON = {"Content-Type": "application/json"}
 
@@ -70,6 +70,43 @@ def test_bad_posts_are_refused_with_a_json_error_and_change_nothing(stack, end_o
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
     assert end_offsets() == before
+
+
+BAD_TYPING = [
+    # (what, room, headers, body, status, code)
+    ("not JSON", None, JSON, b"{user: ann", 400, "invalid_json"),
+    ("a JSON array", None, JSON, b'["ann"]', 422, "invalid_body"),
+    ("form encoded", None, {"Content-Type": "application/x-www-form-urlencoded"}, b"user=ann", 415,
+     "unsupported_media_type"),
+    ("over 16 KiB", None, JSON, b'{"user": "' + b"x" * 17000 + b'"}', 413, "payload_too_large"),
+    ("user missing", None, JSON, b"{}", 422, "invalid_user"),
+    ("user too long", None, JSON, b'{"user": "' + b"a" * 33 + b'"}', 422, "invalid_user"),
+    ("user with a newline", None, JSON, b'{"user": "ann\\nevent: x"}', 422, "invalid_user"),
+    ("room with capitals", "Lobby", JSON, b'{"user": "ann"}', 400, "invalid_room"),
+    ("posted by another site's page", None, {**JSON, "Origin": "https://evil.example"}, b'{"user": "ann"}', 403,
+     "cross_origin"),
+]
+
+
+@pytest.mark.parametrize("what,room,headers,body,status,code", BAD_TYPING, ids=[case[0] for case in BAD_TYPING])
+def test_bad_typing_signals_are_refused_with_a_json_error_and_reach_nobody(stack, end_offsets, what, room, headers,
+                                                                          body, status, code):
+    base, watched = stack.settings.gateway_url, new_room("typing-refused")
+    reader = RawFrames(f"{base}/stream/rooms/{watched}?history=0")
+    try:
+        before = end_offsets()
+        response = httpx.post(f"{base}/api/rooms/{room or watched}/typing", content=body, headers=headers)
+        assert response.status_code == status
+        error = response.json()["error"]
+        assert error["code"] == code and error["message"]
+        assert end_offsets() == before
+        # A valid signal after it: the room's channel keeps order, so once it arrives,
+        # anything the refused request had published would have arrived before it.
+        assert typing(base, watched, "barrier").status_code == 204
+        assert reader.wait_for(lambda: reader.events("typing"))
+        assert [e["data"] for e in reader.events("typing")] == ['{"user":"barrier"}']
+    finally:
+        reader.close()
 
 
 def test_the_stored_message_is_trimmed_and_stamped_by_the_server(stack):

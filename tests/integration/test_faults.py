@@ -13,7 +13,10 @@ import time
 import httpx
 import pytest
 
-from support import SseClient, longest_pause, new_room, post, report, stream_url
+from support import (
+    SseClient, delete_events, delete_message, history, longest_pause, new_room, post, report, session_headers,
+    stream_url, wait_applied, whole_history,
+)
 
 
 class Sender(threading.Thread):
@@ -248,4 +251,67 @@ def test_while_ingest_is_down_the_gateway_answers_a_json_503(stack):
         assert int(response.headers["Retry-After"]) >= 1
     finally:
         stack.ctl("start", "ingest")
+        stack.wait_ready(120)
+
+
+def test_kill_9_of_the_bridge_between_a_message_and_its_tombstone_the_message_stays_deleted(stack):
+    base, room = stack.settings.gateway_url, new_room("delete-kill")
+    mine = session_headers(base)
+    gone = post(base, room, text="about to be taken back", headers=mine).json()["id"]
+    kept = post(base, room, text="stays", headers=mine).json()["id"]
+    wait_applied(base, room, kept)
+    reader = SseClient(stream_url(base, room), reconnect=True)
+    try:
+        assert reader.wait_messages(2)
+        stack.kill("bridge")  # it applied the message; it dies before the tombstone
+        assert delete_message(base, room, gone, mine).status_code == 204  # Kafka holds it: no bridge needed
+        assert reader.wait_for(lambda c: delete_events(c), 90)  # the restarted bridge applies it
+        stack.wait_ready(120)
+        assert [m["id"] for m in reader.messages()] == [gone, kept]  # shown once, then taken back
+        assert [e[1] for e in delete_events(reader)] == [{"id": gone}]
+        assert [m["id"] for m in history(base, room)["messages"]] == [kept]
+        fresh = SseClient(stream_url(base, room))
+        try:
+            assert fresh.wait_for(lambda c: any(e.event == "presence" for e in c.received))
+            assert [m["id"] for m in fresh.messages()] == [kept]
+        finally:
+            fresh.close()
+    finally:
+        reader.close()
+        stack.wait_ready(120)
+
+
+def test_redis_restarted_empty_after_a_delete_the_message_never_comes_back(stack):
+    """Redis loses the deleted ids with everything else; the bridge's rebuild from Kafka
+    brings them back with the history, also for the part of the room only Kafka holds."""
+    base, room = stack.settings.gateway_url, new_room("delete-redis")
+    mine = session_headers(base)
+    gone = post(base, room, text="taken back", headers=mine).json()["id"]
+    with httpx.Client(base_url=base, timeout=10) as client:  # enough to push it out of the Redis window
+        ids = [client.post(f"/api/rooms/{room}/messages", json={"user": "ann", "text": f"after {i}"}).json()["id"]
+               for i in range(110)]
+    assert delete_message(base, room, gone, mine).status_code == 204
+    wait_applied(base, room, ids[-1])
+    assert [m["id"] for m in whole_history(base, room)] == ids
+    reader = SseClient(stream_url(base, room, history=5), reconnect=True)
+    try:
+        assert reader.wait_messages(5)
+        stack.ctl("stop", "redis")
+        stack.ctl("start", "redis")  # no persistence: it comes back empty
+        after = post(base, room, text="after the restart").json()["id"]
+        assert reader.wait_for(lambda c: after in [m["id"] for m in c.messages()], 60)
+        stack.wait_ready(120)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if [m["id"] for m in history(base, room, limit=1)["messages"]] == [after]:
+                    break
+            except (AssertionError, httpx.HTTPError):  # 503 while the bridge rebuilds
+                pass
+            assert time.monotonic() < deadline, "history not rebuilt"
+            time.sleep(0.2)
+        assert [m["id"] for m in whole_history(base, room)] == ids + [after]
+        assert gone not in [m["id"] for m in reader.messages()]
+    finally:
+        reader.close()
         stack.wait_ready(120)

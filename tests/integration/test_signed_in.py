@@ -5,6 +5,7 @@ the same Kafka and Redis, configured as they would be behind oauth2-proxy; the t
 talk to them as that proxy would (it sets X-Forwarded-User on every request it passes).
 """
 
+import time
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ HEADER = "X-Forwarded-User"
 @pytest.fixture(scope="module")
 def signed_in(stack, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("signed-in")
-    with services_beside(stack, ("ingest", "stream"), run_dir, TRUSTED_USER_HEADER=HEADER) as urls:
+    with services_beside(stack, ("ingest", "stream"), run_dir, TRUSTED_USER_HEADER=HEADER, MODERATORS="mod") as urls:
         yield urls
 
 
@@ -56,3 +57,23 @@ def test_without_a_usable_sign_in_nothing_is_posted_or_streamed(signed_in, stack
     assert (stream.status_code, stream.json()["error"]["code"]) == (status, code)
     history = httpx.get(f"{stack.settings.gateway_url}/stream/rooms/{room}/history", timeout=10).json()
     assert history["messages"] == []
+
+
+def test_a_signed_in_user_deletes_their_own_messages_and_a_moderator_anyones(signed_in, stack):
+    room = new_room("signed-delete")
+    first = post(signed_in, room, {HEADER: "grace"}, text="first").json()
+    second = post(signed_in, room, {HEADER: "grace"}, text="second").json()
+    kept = post(signed_in, room, {HEADER: "grace"}, text="kept").json()
+    url = f"{signed_in['ingest']}/api/rooms/{room}/messages"
+    refused = httpx.delete(f"{url}/{first['id']}", headers={HEADER: "hopper"}, timeout=10)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+    assert httpx.delete(f"{url}/{first['id']}", headers={HEADER: "grace"}, timeout=10).status_code == 204
+    assert httpx.delete(f"{url}/{second['id']}", headers={HEADER: "mod"}, timeout=10).status_code == 204
+    wait_applied(stack.settings.gateway_url, room, kept["id"])
+    base = stack.settings.gateway_url
+    for _ in range(100):
+        shown = httpx.get(f"{base}/stream/rooms/{room}/history", timeout=10).json()["messages"]
+        if [m["id"] for m in shown] == [kept["id"]]:
+            break
+        time.sleep(0.1)
+    assert [m["text"] for m in shown] == ["kept"]

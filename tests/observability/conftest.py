@@ -29,7 +29,7 @@ from promsupport import (
     REDIS_DOWN_ALERTS,
     Prometheus,
 )
-from support import SseClient, new_room, post, stream_url
+from support import SseClient, delete_message, new_room, post, session_headers, stream_url, typing
 
 POST_INTERVAL_S = 0.08  # about 12 messages a second, spread over the rooms
 POSTS_IN_FLIGHT = 24  # while Kafka is away each POST waits for the produce timeout
@@ -106,6 +106,12 @@ def _side_traffic(base, run):
             break
         time.sleep(0.1)
     assert httpx.get(f"{base}/stream/rooms/{room}/history?limit=5", timeout=10).status_code == 200
+    # A message taken back (twice: the repeat writes nothing), and someone typing.
+    session = session_headers(base)
+    mistake = post(base, room, user="cy", text="sent by mistake", headers=session).json()["id"]
+    for _ in range(2):
+        assert delete_message(base, room, mistake, session).status_code == 204
+    assert typing(base, room, "cy").status_code == 204
     resumed = SseClient(stream_url(base, room, history=0), headers={"Last-Event-ID": first.json()["id"]})
     flask_sse = SseClient(f"{base}/stream?channel={room}")
     time.sleep(1)

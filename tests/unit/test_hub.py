@@ -79,10 +79,14 @@ class RoomLog:
     def window(self, room):
         return [(_json(id), str(id)) for id in self.ids]
 
+    def deletes_after(self, room, last_id):
+        return []  # nothing is deleted here
+
     def opening(self, last_id, count):
-        if last_id is not None:
-            return [(_json(id), str(id)) for id in self.ids if id > last_id], self.head, False
-        return self.window(ROOM)[len(self.ids) - count:] if count else [], self.head, False
+        """(events, head, reset), as History.opening reads them."""
+        messages = [m for m in self.window(ROOM) if int(m[1]) > last_id] if last_id is not None else (
+            self.window(ROOM)[len(self.ids) - count:] if count else [])
+        return [("message", data, id) for data, id in messages], self.head, False
 
 
 def _json(id):
@@ -214,7 +218,7 @@ def test_each_message_once_and_in_order_whatever_the_order_of_join_read_resubscr
 def test_after_a_reset_the_new_position_rides_on_the_reset_event_itself():
     """A reader that took the new position without the reset would keep its old window and
     never learn of the gap; so nothing before the reset event carries an id."""
-    messages = [(_json(id), str(id)) for id in (40, 41)]
+    messages = [("message", _json(id), str(id)) for id in (40, 41)]
     prelude, events, position = opening(messages, 45, True, 3, 2000, '{"users":[]}')
     assert _blocks(prelude) == []  # the comment and the retry hint only
     assert _blocks(b"".join(frame for frame, _ in events)) == [

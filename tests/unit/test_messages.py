@@ -92,3 +92,25 @@ def test_room_names(room, ok):
                                       ("a\u202eb", None), ("a\u200bb", None), ("\ud800", None), (7, None), (None, None)])
 def test_user_names(raw, user):
     assert normalize_user(raw) == user
+
+
+def test_a_tombstone_is_a_record_of_its_own_and_tells_readers_only_the_deleted_id():
+    from chat_common.messages import Tombstone, message_or_none, parse_record
+
+    tombstone = Tombstone(room="lobby", target="41", ts=1700000000001, by="ann")
+    back = parse_record(tombstone.kafka_value(), 57)
+    assert back == Tombstone(room="lobby", target="41", ts=1700000000001, by="ann", id="57")
+    assert json.loads(back.event_data()) == {"id": "41"}
+    assert message_or_none(tombstone.kafka_value(), 57) is None  # scrollback skips it
+    with pytest.raises(ValueError):
+        parse_record(b'{"room": "lobby", "delete": "4\\n1", "ts": 1}', 58)
+
+
+def test_the_senders_session_stays_in_kafka_as_a_digest_and_is_never_shown():
+    from chat_common.messages import parse_record, session_tag
+
+    message = Message(room="r", user="ann", text="hi", ts=1, session=session_tag("the-session-id"))
+    assert b"the-session-id" not in message.kafka_value()
+    back = parse_record(message.kafka_value(), 3)
+    assert back.session == session_tag("the-session-id")
+    assert "session" not in back.as_dict() and "session" not in back.to_json()

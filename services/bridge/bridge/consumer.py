@@ -19,7 +19,7 @@ from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from bridge import index, metrics
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Store
-from chat_common.messages import Message
+from chat_common.messages import Tombstone, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Bridge:
             for record in batch:
                 metrics.CONSUMED.inc()
                 try:
-                    message = Message.from_kafka(record.value, record.offset)
+                    message = parse_record(record.value, record.offset)  # a Message or a Tombstone
                 except (ValueError, KeyError, TypeError):
                     metrics.APPLIED.labels("invalid").inc()
                     log.error("skipping a record that is not a chat message",
@@ -221,12 +221,25 @@ class Bridge:
                 lost.setdefault(partition, record.offset)
                 continue
             label = OUTCOMES[outcome] if publish or outcome != WRITTEN else "rebuilt"
+            if isinstance(message, Tombstone):
+                self._deleted(message, record, label, publish and outcome == WRITTEN, now_ms)
+                continue
             metrics.APPLIED.labels(label).inc()
             if outcome == WRITTEN and publish:
                 metrics.APPLY_LATENCY.observe(max(0.0, now_ms - record.timestamp) / 1000)
                 log.info("message published", extra={"msg_id": message.id, "room": message.room})
         for partition, offset in lost.items():
             self.rebuild(partition, offset)
+
+    def _deleted(self, tombstone, record, label, published, now_ms):
+        """Count and log an applied tombstone (``label``: as for messages; ``duplicate`` =
+        the message was deleted before)."""
+        metrics.APPLIED.labels(label).inc()
+        metrics.DELETES_APPLIED.labels(label).inc()
+        if published:
+            metrics.APPLY_LATENCY.observe(max(0.0, now_ms - record.timestamp) / 1000)
+            log.info("delete published", extra={"msg_id": tombstone.target, "tombstone_id": tombstone.id,
+                                                "room": tombstone.room})
 
     def rebuild(self, partition, resume_offset):
         """Redis holds nothing for this partition: re-read its recent past into history

@@ -21,6 +21,15 @@ ERRORS = with_labels(
     ),
     "kafka", "redis", "commit", "other", "index",
 )
+DELETES_APPLIED = with_labels(
+    Counter(
+        "chat_bridge_deletes_applied_total",
+        "Tombstones applied to Redis, by outcome: written (out of history + live delete event), rebuilt, replayed, "
+        "duplicate (the message was deleted before).",
+        ["outcome"],
+    ),
+    "written", "rebuilt", "replayed", "duplicate",
+)
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
     "Time from a record's Kafka timestamp to its publication in Redis.",

@@ -2,7 +2,8 @@
 and the live publish happen together or not at all, and a replay changes nothing."""
 
 from chat_common.messages import (
-    STATE_KEY, channel, client_id_key, history_key, live_payload, meta_key, offsets_key, pack_offsets,
+    ACTIVE_ROOMS_KEY, STATE_KEY, Tombstone, channel, client_id_key, deleted_key, deletes_key, history_key, live_payload,
+    meta_key, offsets_key, pack_offsets,
 )
 
 # KEYS: history, meta, state, client_id key, offset index
@@ -38,6 +39,35 @@ if ARGV[7] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
 return 1
 """
 
+# -- tombstones (a message taken back) ---------------------------------------------------
+# KEYS: history, meta, state, deleted set, deletes (tombstone id -> deleted id)
+# ARGV: tombstone offset, deleted id, live payload, channel, partition, publish?
+# The same outcomes as APPLY_SCRIPT, the same per-room `last` and partition `last:<p>`, so
+# that a tombstone is applied once and in its place in the room's order, and readers'
+# positions count it. The message leaves the history window; the deleted id joins the
+# room's deleted set (read by Kafka scrollback) and, keyed by the tombstone's id, the
+# room's deletes (read by a resume from before it), which keep what lies above the room's
+# floor. A tombstone is never in the room's offset index: it is no message. Returns 2 for
+# a second tombstone of one message (nothing to tell readers).
+DELETE_SCRIPT = """
+if redis.call('HEXISTS', KEYS[3], 'ready:' .. ARGV[5]) == 0 then return -1 end
+local offset = tonumber(ARGV[1])
+if offset > tonumber(redis.call('HGET', KEYS[3], 'last:' .. ARGV[5]) or '-1') then
+  redis.call('HSET', KEYS[3], 'last:' .. ARGV[5], ARGV[1])
+end
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
+if offset <= last then return 0 end
+redis.call('HSET', KEYS[2], 'last', ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2])
+if redis.call('ZSCORE', KEYS[5], ARGV[2]) then return 2 end
+redis.call('ZADD', KEYS[5], offset, ARGV[2])
+local floor = redis.call('HGET', KEYS[2], 'floor')
+if floor then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', floor) end
+if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
+return 1
+"""
+
 NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
 
 
@@ -47,12 +77,18 @@ class Store:
         self.history_max = history_max
         self.client_id_ttl_s = client_id_ttl_s
         self._apply = redis.register_script(APPLY_SCRIPT)
+        self._delete = redis.register_script(DELETE_SCRIPT)
 
     def apply(self, items):
-        """Apply ``(partition, message, publish)`` items in order, in one round trip;
-        return one outcome per item."""
+        """Apply ``(partition, message or tombstone, publish)`` items in order, in one
+        round trip; return one outcome per item."""
         pipe = self.redis.pipeline(transaction=False)
+        newest = {}  # room -> newest message ts in this batch, for the room directory
         for partition, message, publish in items:
+            if isinstance(message, Tombstone):
+                self._apply_tombstone(pipe, partition, message, publish)
+                continue
+            newest[message.room] = max(message.ts, newest.get(message.room, 0))
             data = message.to_json()
             cid = message.client_id
             self._apply(
@@ -63,7 +99,20 @@ class Store:
                       pack_offsets([int(message.id)])],
                 client=pipe,
             )
-        return [int(result) for result in pipe.execute()]
+        # -- the room directory (stream/directory.py): only ever later, replays change nothing
+        if newest:
+            pipe.zadd(ACTIVE_ROOMS_KEY, newest, gt=True)
+        results = pipe.execute()
+        return [int(result) for result in results[: len(items)]]
+
+    def _apply_tombstone(self, pipe, partition, tombstone, publish):
+        room = tombstone.room
+        self._delete(
+            keys=[history_key(room), meta_key(room), STATE_KEY, deleted_key(room), deletes_key(room)],
+            args=[tombstone.id, tombstone.target, live_payload(tombstone.event_data(), "delete", tombstone.id),
+                  channel(room), partition, int(publish)],
+            client=pipe,
+        )
 
     def unready_partitions(self, partitions):
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""

@@ -1,12 +1,14 @@
 """The one definition of a chat message on every hop.
 
 - Kafka: key = the room (UTF-8), value = ``Message.kafka_value()``; the record's offset
-  becomes the message id, so the value never holds it.
+  becomes the message id, so the value never holds it. A message taken back is followed
+  in the same log by a ``Tombstone`` record naming its id (``parse_record`` tells them apart).
 - Redis: the room history holds ``Message.to_json()`` with score = id; live events go to
   the room's pub/sub channel in flask-sse's JSON format (``live_payload``).
 - SSE: ``sse_frame`` writes an event; no input can add a field to it.
 """
 
+import hashlib
 import json
 import re
 import struct
@@ -45,6 +47,12 @@ def _dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def session_tag(session_id):
+    """What a message record keeps of its sender's browser session, to know later who may
+    delete it: a digest, never the session id itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Message:
     room: str
@@ -53,11 +61,13 @@ class Message:
     ts: int
     client_id: str | None = None
     id: str | None = None
+    session: str | None = None  # session_tag of the sender's session; only in Kafka, never shown
 
     def kafka_value(self):
-        return _dumps(
-            {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts, "client_id": self.client_id}
-        ).encode()
+        fields = {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts, "client_id": self.client_id}
+        if self.session is not None:
+            fields["session"] = self.session
+        return _dumps(fields).encode()
 
     @classmethod
     def from_kafka(cls, value, offset):
@@ -69,6 +79,7 @@ class Message:
             ts=int(fields["ts"]),
             client_id=fields.get("client_id"),
             id=str(offset),
+            session=fields.get("session"),
         )
 
     @classmethod
@@ -90,6 +101,45 @@ class Message:
     def to_json(self):
         """Deterministic: the same record always gives the same bytes (idempotent writes)."""
         return _dumps(self.as_dict())
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A message taken back: a record in the room's log (key = room, so after the message),
+    whose own offset is its id. Readers get ``event: delete``, data {"id": <target>}."""
+
+    room: str
+    target: str  # the deleted message's id
+    ts: int
+    by: str | None = None  # who deleted it (the signed-in name, or the author's)
+    id: str | None = None
+
+    def kafka_value(self):
+        return _dumps({"room": self.room, "delete": self.target, "ts": self.ts, "by": self.by}).encode()
+
+    def event_data(self):
+        return _dumps({"id": self.target})
+
+
+def parse_record(value, offset):
+    """A record of the chat topic: a Message or a Tombstone. ValueError, KeyError or
+    TypeError for anything else."""
+    fields = json.loads(value)
+    if "delete" not in fields:
+        return Message.from_kafka(value, offset)
+    target = fields["delete"]
+    if not isinstance(target, str) or not target.isdigit():
+        raise ValueError("a tombstone names a message id")
+    return Tombstone(room=fields["room"], target=target, ts=int(fields["ts"]), by=fields.get("by"), id=str(offset))
+
+
+def message_or_none(value, offset):
+    """The chat message of a record, or None for a tombstone or anything else."""
+    try:
+        record = parse_record(value, offset)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, Message) else None
 
 
 def live_payload(data_json, event="message", id=None):
@@ -143,6 +193,8 @@ def sse_comment(text):
 # Redis layout, shared by the bridge (writer) and the stream service (reader).
 STATE_KEY = "chat:state"  # hash: partitions; per partition ready:<p> -> 1, floor:<p> and last:<p> -> offset,
 # indexed:<p> -> the offset from which every record of the partition is in its room's offset index
+ACTIVE_ROOMS_KEY = "chat:rooms:active"  # sorted set: member = room, score = its newest message's ts (bridge)
+PRESENT_ROOMS_KEY = "chat:rooms:present"  # sorted set: member = room, score = presence expiry (stream)
 
 
 def history_key(room):
@@ -157,10 +209,27 @@ def presence_key(room):
     return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
 
 
+def fold_name(user):
+    """Names that look alike fold to one: "Alice", "ALICE", "Ａｌｉｃｅ"."""
+    return unicodedata.normalize("NFKC", user).casefold()
+
+
 def name_hold_key(room, user):
     # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
-    # ingest checks); names that look alike share one key: "Alice", "ALICE", "Ａｌｉｃｅ"
-    return f"chat:room:{room}:name:{unicodedata.normalize('NFKC', user).casefold()}"
+    # ingest checks); names that look alike share one key
+    return f"chat:room:{room}:name:{fold_name(user)}"
+
+
+def typing_key(room, user):
+    return f"chat:room:{room}:typing:{fold_name(user)}"  # string with a short TTL: the last typing signal
+
+
+def deleted_key(room):
+    return f"chat:room:{room}:deleted"  # set: ids of the room's deleted messages (ingest at once, bridge from Kafka)
+
+
+def deletes_key(room):
+    return f"chat:room:{room}:deletes"  # sorted set: score = tombstone id, member = deleted id; above the floor
 
 
 def offsets_key(room):

@@ -1,4 +1,5 @@
-"""The ingest app factory: POST /api/rooms/<room>/messages, plus /healthz, /readyz, /metrics."""
+"""The ingest app factory: POST /api/rooms/<room>/messages and /typing, POST /api/session, plus /healthz,
+/readyz, /metrics."""
 
 import logging
 import time
@@ -10,14 +11,16 @@ from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat_common.errors import ApiError
-from chat_common.messages import Message, client_id_key
+from chat_common.messages import Message, Tombstone, client_id_key, session_tag
 from chat_common.ops import init_app
 from chat_common.sessions import init_sessions, session_id, start_session
 from ingest import metrics, validation
 from ingest.config import Config
+from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.names import NameHolds
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.ratelimit import RateLimiter
+from ingest.typing import Typing
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,11 @@ def create_app(config=None):
         redis, config.rate_limit_window_s, {"user": config.rate_limit_user, "ip": config.rate_limit_ip}
     )
     names = NameHolds(redis)
+    typing = Typing(redis, config.typing_interval_s)
+    message_log = MessageLog(config)
+    deleted = Deleted(redis)
     app.extensions["chat.producer"] = producer
+    app.extensions["chat.message_log"] = message_log
 
     def stored_for(room, client_id):
         """The message already stored for a retried client_id, if the bridge has seen it."""
@@ -43,6 +50,13 @@ def create_app(config=None):
             return redis.get(client_id_key(room, client_id))
         except RedisError:
             return None
+
+    def check_name(room, user):
+        """409 if a session present in the room holds ``user`` and this request is not from it."""
+        holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
+        if holders and session_id() not in holders:
+            raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
+                           "pick another name.")
 
     @app.post("/api/rooms/<room>/messages")
     def post_message(room):
@@ -56,10 +70,7 @@ def create_app(config=None):
             if client_id and (stored := stored_for(room, client_id)):
                 metrics.REPLAYED.inc()
                 return Response(stored, status=201, content_type="application/json")
-            holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
-            if holders and session_id() not in holders:
-                raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
-                               "pick another name.")
+            check_name(room, user)
             limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})
             if limited:
                 scope, wait_s = limited
@@ -71,7 +82,9 @@ def create_app(config=None):
             metrics.REJECTED.labels(error.code).inc()
             raise
 
-        message = Message(room=room, user=user, text=text, ts=int(time.time() * 1000), client_id=client_id)
+        sid = session_id()
+        message = Message(room=room, user=user, text=text, ts=int(time.time() * 1000), client_id=client_id,
+                          session=session_tag(sid) if sid else None)  # who may delete it later
         try:
             offset = producer.send(room, message.kafka_value())
         except KafkaUnavailable as error:
@@ -84,6 +97,74 @@ def create_app(config=None):
         metrics.MESSAGES_ACCEPTED.inc()
         log.info("message produced", extra={"msg_id": stored.id, "room": room, "client_id": client_id})
         return Response(stored.to_json(), status=201, content_type="application/json")
+
+    @app.delete("/api/rooms/<room>/messages/<id>")
+    def delete_message(room, id):
+        """Take a message back: 204 once Kafka holds a tombstone for it, after it in the
+        room's log. A repeat answers 204 and writes nothing."""
+        try:
+            validation.check_origin(request.headers, request.host, config.allowed_origins)
+            validation.check_room(room)
+            id = validation.clean_message_id(id)
+            try:
+                message = message_log.message(room, id)
+            except KafkaUnavailable as error:
+                log.warning("kafka unavailable", extra={"room": room, "error": str(error)})
+                raise ApiError(503, "kafka_unavailable", "Messages cannot be deleted right now; try again shortly.",
+                               retry_after=config.retry_after_s) from error
+            if message is None:
+                raise ApiError(404, "message_not_found", "This room has no message with that id.")
+            if not may_delete(message, g.get("user"), session_id(), config.moderators):
+                raise ApiError(403, "forbidden", "Only the person who sent a message can delete it.")
+            if deleted.contains(room, id):
+                metrics.DELETE_REPEATS.inc()
+                return Response(status=204)
+            limited = limiter.check({"user": message.user, "ip": request.remote_addr or "unknown"})
+            if limited:
+                scope, wait_s = limited
+                metrics.RATE_LIMITED.labels(scope).inc()
+                raise ApiError(429, "rate_limited", f"Too many requests; wait {wait_s} s.", retry_after=wait_s)
+        except ApiError as error:
+            metrics.REJECTED.labels(error.code).inc()
+            raise
+
+        tombstone = Tombstone(room=room, target=str(id), ts=int(time.time() * 1000), by=g.get("user") or message.user)
+        try:
+            offset = producer.send(room, tombstone.kafka_value())
+        except KafkaUnavailable as error:
+            log.warning("kafka unavailable", extra={"room": room, "error": str(error)})
+            raise ApiError(
+                503, "kafka_unavailable", "Messages cannot be deleted right now; try again shortly.",
+                retry_after=config.retry_after_s,
+            ) from error
+        deleted.add(room, id)
+        metrics.DELETES.inc()
+        log.info("delete produced", extra={"msg_id": str(id), "tombstone_id": str(offset), "room": room})
+        return Response(status=204)
+
+    @app.post("/api/rooms/<room>/typing")
+    def typing_signal(room):
+        """Tell the room's readers that this name is typing: never stored, no id."""
+        try:
+            validation.check_origin(request.headers, request.host, config.allowed_origins)
+            validation.check_room(room)
+            body = validation.parse_body(request)
+            user = g.get("user") or validation.clean_user(body.get("user"))
+            check_name(room, user)
+            try:
+                wait_s = typing.signal(room, user)
+            except RedisError as error:
+                log.warning("typing signal dropped: redis unavailable", extra={"room": room, "error": str(error)})
+                raise ApiError(503, "redis_unavailable", "Typing signals are unavailable right now.",
+                               retry_after=config.retry_after_s) from error
+            if wait_s:
+                raise ApiError(429, "rate_limited", f"One typing signal every {config.typing_interval_s:g} s; "
+                               f"wait {wait_s} s.", retry_after=wait_s)
+        except ApiError as error:
+            metrics.REJECTED.labels(error.code).inc()
+            raise
+        metrics.TYPING.inc()
+        return Response(status=204)
 
     @app.post("/api/session")
     def new_session():

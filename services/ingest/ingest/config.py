@@ -18,6 +18,8 @@ class Config(env.CommonConfig):
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
     session_secret: str  # signs the session cookie; shared with stream ("" = no sessions, names not held)
     session_cookie_secure: bool  # send the session cookie over HTTPS only
+    typing_interval_s: float  # a name may signal "typing" once per this interval per room
+    moderators: frozenset  # behind a sign-in proxy: names that may delete anyone's message
 
     @classmethod
     def from_env(cls):
@@ -34,4 +36,6 @@ class Config(env.CommonConfig):
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
             session_secret=env.env_str("SESSION_SECRET", ""),
             session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),
+            typing_interval_s=env.env_float("TYPING_INTERVAL_S", 2.0),
+            moderators=frozenset(n.strip() for n in env.env_str("MODERATORS", "").split(",") if n.strip()),
         )

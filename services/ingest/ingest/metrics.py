@@ -37,3 +37,6 @@ RATE_LIMIT_ERRORS = Counter(
 NAME_CHECK_ERRORS = Counter(
     "chat_ingest_name_check_errors_total", "Held-name checks skipped because Redis did not answer (requests let through)."
 )
+DELETES = Counter("chat_ingest_deletes_total", "Tombstones acknowledged by Kafka: messages taken back (answered 204).")
+DELETE_REPEATS = Counter("chat_ingest_delete_repeats_total", "Deletes of a message already deleted: answered 204, nothing written.")
+TYPING = Counter("chat_ingest_typing_total", "Typing signals published to a room's readers (never stored).")

@@ -77,6 +77,13 @@ def clean_text(value):
     return text
 
 
+def clean_message_id(value):
+    """A message id from a path: its Kafka offset in decimal."""
+    if not value.isdigit() or not value.isascii() or len(value) > 19:
+        raise ApiError(400, "invalid_message_id", "A message id is a decimal number.")
+    return int(value)
+
+
 def clean_client_id(value):
     if value is None:
         return None

@@ -1,4 +1,5 @@
-"""The stream app factory: SSE endpoints, history and presence, plus /healthz, /readyz, /metrics."""
+"""The stream app factory: SSE endpoints, history, presence and the room directory, plus /healthz,
+/readyz, /metrics."""
 
 import json
 import logging
@@ -17,6 +18,7 @@ from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse
 from chat_common.ops import init_app
 from chat_common.sessions import init_sessions, session_id
 from stream import metrics
+from stream.directory import Directory
 from stream.history import History, NotReady
 from stream.scrollback import Busy, ClientLimited
 from stream.hub import BEAT, CLOSE, Client, Hub
@@ -84,6 +86,7 @@ def create_app(config):
     ))
     history = History(redis, config)
     presence = Presence(redis, config.presence_ttl_s)
+    directory = Directory(redis)
     # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
     pubsub_redis = Redis.from_url(
         config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_keepalive=True,
@@ -105,7 +108,7 @@ def create_app(config):
 
     def stream_response(client, prelude, events, position, seat=None):
         """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
-        ``events`` ((frame, message id or None) pairs: what the connect asked for), then
+        ``events`` ((frame, event kind) pairs: what the connect asked for), then
         the client's live events and heartbeats until it leaves, falls behind or the
         worker drains. ``position``: every message of the room at or below it was in
         ``events`` or was not asked for."""
@@ -113,8 +116,8 @@ def create_app(config):
         def body():
             metrics.CONNECTIONS.inc()
             try:
-                for _, id in events:
-                    metrics.EVENTS_SENT.labels("message" if id is not None else "other").inc()
+                for _, kind in events:
+                    metrics.EVENTS_SENT.labels(metrics.event_kind(kind)).inc()
                 yield prelude + b"".join(frame for frame, _ in events)
                 on_beat = (lambda: presence.refresh(seat)) if seat else None  # presence stays alive, busy room or not
                 yield from live_frames(client, position, on_beat)
@@ -147,7 +150,7 @@ def create_app(config):
         client = open_stream(room, "resume" if last_id is not None else "fresh")
         seat = None
         try:
-            messages, head, reset = history.opening(room, last_id, count)
+            events, head, reset = history.opening(room, last_id, count)
             # A browser session holds the name while connected (a signed-in name needs no hold).
             session = None if g.get("user") else session_id()
             seat = presence.join(room, user, session) if user else None
@@ -165,7 +168,7 @@ def create_app(config):
             raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2) from None
         if last_id is not None:
             metrics.RESUMES.labels("reset" if reset else "exact").inc()
-        prelude, events, position = opening(messages, head, reset, last_id, config.retry_ms, _users_json(users))
+        prelude, events, position = opening(events, head, reset, last_id, config.retry_ms, _users_json(users))
         return stream_response(client, prelude, events, position, seat)
 
     @app.get("/stream")
@@ -205,6 +208,13 @@ def create_app(config):
             body += ',"older_removed":true'
         return Response(body + "}", content_type="application/json")
 
+    @app.get("/stream/rooms")
+    def room_directory():
+        try:
+            return jsonify({"rooms": directory.rooms()})
+        except RedisError:
+            raise ApiError(503, "redis_unavailable", "The room list is unavailable right now.", retry_after=2) from None
+
     @app.get("/stream/rooms/<room>/presence")
     def room_presence(room):
         try:
@@ -220,12 +230,13 @@ def create_app(config):
     return app
 
 
-def opening(messages, head, reset, last_id, retry_ms, users_json):
+def opening(events, head, reset, last_id, retry_ms, users_json):
     """How a room stream starts: (prelude, events, position). The prelude is a comment and
     the retry hint; the events, what the connect asked for; the position, where its live
     part starts from.
 
-    ``messages``, ``head`` and ``reset`` are what ``History.opening`` read. The reader gets
+    ``events`` ((event, data, id): messages, and on a resume the deletes since), ``head``
+    and ``reset`` are what ``History.opening`` read. The reader gets
     its position as an SSE ``id:`` before any event: where these frames start (the resume
     point; else just before the first message sent; else the room's head), so that a
     reconnect at any point, even before the first message, resumes exactly. After a reset
@@ -236,16 +247,16 @@ def opening(messages, head, reset, last_id, retry_ms, users_json):
     if last_id is not None and not reset:
         start = last_id
     else:
-        start = int(messages[0][1]) - 1 if messages else head
-    prelude, events = sse_comment("connected") + b"retry: %d\n" % retry_ms, []
+        start = int(events[0][2]) - 1 if events else head
+    prelude, frames = sse_comment("connected") + b"retry: %d\n" % retry_ms, []
     if reset:
         prelude += b"\n"
-        events.append((sse_frame("{}", event="reset", id=start), None))
+        frames.append((sse_frame("{}", event="reset", id=start), "other"))
     else:
         prelude += b"id: %d\n\n" % start  # a block without data: it sets the id and dispatches nothing
-    events += [(sse_frame(data, event="message", id=id), int(id)) for data, id in messages]
-    events.append((sse_frame(users_json, event="presence"), None))
-    return prelude, events, max(start, head)
+    frames += [(sse_frame(data, event=event, id=id), event) for event, data, id in events]
+    frames.append((sse_frame(users_json, event="presence"), "presence"))
+    return prelude, frames, max(start, head)
 
 
 def live_frames(client, position, on_beat=None):
@@ -285,11 +296,11 @@ def _observe_delivery(items):
     """Count the events just written, and record the latency of those this write was the
     last local delivery of: since Redis handed them over, and since ingest stamped them
     (the end-to-end figure). Once per message per worker keeps the cost off the hot path."""
-    messages = sum(1 for item in items if item.id is not None)
-    if messages:
-        metrics.EVENTS_SENT.labels("message").inc(messages)
-    if messages < len(items):
-        metrics.EVENTS_SENT.labels("other").inc(len(items) - messages)
+    kinds = {}
+    for item in items:
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    for kind, count in kinds.items():
+        metrics.EVENTS_SENT.labels(kind).inc(count)
     now = now_ms = None
     for item in items:
         if item.pending > 0:

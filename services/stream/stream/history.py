@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from chat_common.messages import STATE_KEY, history_key, meta_key, room_partition
+from chat_common.messages import STATE_KEY, deletes_key, history_key, meta_key, room_partition
 from stream.scrollback import Scrollback
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,17 @@ class History:
     def opening(self, room, last_id, count):
         """What a stream connect starts with, read at one instant, waiting (up to
         ``ready_wait_s``) while the bridge rebuilds the room's history:
-        (messages, head, reset). With ``last_id``: exactly the messages after it, or, if
-        some of those left the window, ``reset`` and the last ``count``; without: the last
-        ``count``. Messages are (json, id) oldest first; ``head`` as in ``_snapshot``."""
+        (events, head, reset). With ``last_id``: exactly the messages after it and the
+        deletes of the room since (its tombstones), or, if some of those left the window,
+        ``reset`` and the last ``count`` messages; without: the last ``count`` messages
+        (a deleted message has left the window). Events are (event, json, id) in id order;
+        ``head`` as in ``_snapshot``."""
         deadline = time.monotonic() + self.config.ready_wait_s
 
         def reads(pipe):
             if last_id is not None:
                 pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
+                pipe.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
             if count > 0:
                 pipe.zrevrange(history_key(room), 0, count - 1, withscores=True)
 
@@ -87,8 +90,11 @@ class History:
                 gevent.sleep(0.2)
         latest = list(reversed(rows.pop())) if count > 0 else []
         if last_id is not None and last_id >= floor:
-            return _decoded(rows[0]), head, False
-        return _decoded(latest), head, last_id is not None
+            messages, deletes = rows
+            events = [("message", data, id) for data, id in _decoded(messages)]
+            events += [("delete", data, id) for data, id in _deletes(deletes)]
+            return sorted(events, key=lambda event: int(event[2])), head, False
+        return [("message", data, id) for data, id in _decoded(latest)], head, last_id is not None
 
     def head(self, room):
         """The room's position now (see ``_snapshot``); -1 while Redis holds no history for it."""
@@ -100,6 +106,12 @@ class History:
     def window(self, room):
         """The whole Redis window of the room: (message json, id) oldest first."""
         return _decoded(self.redis.zrange(history_key(room), 0, -1, withscores=True))
+
+    def deletes_after(self, room, last_id):
+        """The room's tombstones above ``last_id`` (and above its floor: the bridge keeps
+        no older ones) as (event data, tombstone id), oldest first."""
+        rows = self.redis.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
+        return _deletes(rows)
 
     # -- paging back, into Kafka (scrollback.py) --------------------------------------------
 
@@ -129,3 +141,9 @@ class History:
 
 def _decoded(rows):
     return [(m.decode(), str(int(s))) for m, s in rows]
+
+
+def _deletes(rows):
+    """A room's deletes (member = the deleted id, score = the tombstone's id) as the data
+    and id of their ``delete`` events."""
+    return [('{"id":"%d"}' % int(target), str(int(score))) for target, score in rows]

@@ -39,10 +39,11 @@ class Item:
     ``pending`` counts the clients that have not written it yet; the last one to write it
     records the latency (once per message per worker, not once per client)."""
 
-    __slots__ = ("frame", "id", "ts", "received_at", "pending")
+    __slots__ = ("frame", "id", "ts", "received_at", "pending", "kind")
 
-    def __init__(self, frame, id, ts, received_at, pending=1):
+    def __init__(self, frame, id, ts, received_at, pending=1, kind="message"):
         self.frame, self.id, self.ts, self.received_at, self.pending = frame, id, ts, received_at, pending
+        self.kind = kind  # the metrics label of its event type (metrics.event_kind)
 
 
 class Client:
@@ -209,11 +210,12 @@ class Hub:
                 self._dispatch(item["channel"].decode(), item["data"], time.perf_counter())
 
     def _fill_gap(self, name, room):
-        """Re-offer the room's recent history after a reconnect; each client keeps only
-        the ids newer than what it already has."""
-        for message_json, message_id in self.history.window(name):
-            frame = sse_frame(message_json, event="message", id=message_id)
-            _offer(room, frame, int(message_id), None, time.perf_counter())
+        """Re-offer the room's recent history, and the deletes above its floor, after a
+        reconnect; each client keeps only the ids newer than what it already has."""
+        events = [("message", data, id) for data, id in self.history.window(name)]
+        events += [("delete", data, id) for data, id in self.history.deletes_after(name, -1)]
+        for event, data, id in sorted(events, key=lambda event: int(event[2])):
+            _offer(room, sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
 
     def _dispatch(self, name, payload, received_at):
         room = self.rooms.get(name)
@@ -226,18 +228,21 @@ class Hub:
             metrics.DROPPED.inc()
             log.warning("dropped a pub/sub payload that is not a safe flask-sse message", extra={"room": name})
             return
-        metrics.LIVE_RECEIVED.labels(event or "message").inc()
+        kind = metrics.event_kind(event)
+        metrics.LIVE_RECEIVED.labels(kind).inc()
+        # Events without an id (presence, typing) reach every client; they are never in
+        # history and never move a client's position.
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        _offer(room, frame, numeric_id, ts, received_at)
+        _offer(room, frame, numeric_id, ts, received_at, kind)
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
 
-def _offer(room, frame, id, ts, received_at):
+def _offer(room, frame, id, ts, received_at, kind="message"):
     """One Item for every client of the room, counting them for its latency record."""
     clients = list(room.clients)
-    item = Item(frame, id, ts, received_at, len(clients))
+    item = Item(frame, id, ts, received_at, len(clients), kind)
     for client in clients:
         client.offer(item)
 

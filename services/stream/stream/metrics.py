@@ -19,14 +19,22 @@ RESUMES = with_labels(
     Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),
     "exact", "reset",
 )
+EVENT_KINDS = ("message", "delete", "typing", "presence")  # label values; any other event is "other"
 EVENTS_SENT = with_labels(
     Counter("chat_stream_events_sent_total", "Events written to client sockets, by event type.", ["event"]),
-    "message", "other",
+    *EVENT_KINDS, "other",
 )
 LIVE_RECEIVED = with_labels(
     Counter("chat_stream_live_received_total", "Events received from Redis pub/sub, by event type.", ["event"]),
-    "message",
+    *EVENT_KINDS, "other",
 )
+
+
+def event_kind(event):
+    """The ``event`` label of an SSE event type (a flask-sse publisher may name any type)."""
+    event = event or "message"
+    return event if event in EVENT_KINDS else "other"
+
 DROPPED = Counter("chat_stream_live_dropped_total", "Pub/sub payloads refused (not flask-sse JSON, or unsafe fields).")
 REDIS_RECONNECTS = Counter("chat_stream_redis_reconnects_total", "Times the pub/sub connection was re-established.")
 HISTORY_READS = with_labels(

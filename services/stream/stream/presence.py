@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from chat_common.messages import channel, live_payload, name_hold_key, presence_key
+from chat_common.messages import PRESENT_ROOMS_KEY, channel, live_payload, name_hold_key, presence_key
 
 # KEYS[1]: the name's holds. ARGV: now, expiry, session, member, key TTL.
 # Drop expired holds; if another session holds the name, return 0; else hold it, return 1.
@@ -82,6 +82,7 @@ class Presence:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(presence_key(seat.room), {seat.member: now + self.ttl_s})
         pipe.expire(presence_key(seat.room), self.ttl_s * 2)
+        pipe.zadd(PRESENT_ROOMS_KEY, {seat.room: now + self.ttl_s}, gt=True)  # the room directory
         pipe.execute()
         if seat.session:
             self._hold(keys=[name_hold_key(seat.room, seat.user)],

@@ -22,7 +22,7 @@ from gevent.queue import Empty, Queue
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from chat_common.messages import STATE_KEY, Message, client_id_key, offsets_key, unpack_offsets
+from chat_common.messages import STATE_KEY, Message, client_id_key, deleted_key, offsets_key, unpack_offsets
 from stream import metrics
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class Scrollback:
                                                   budget - result.records)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
-            result.messages.extend(reversed(self._without_duplicates(room, messages)))
+            result.messages.extend(reversed(self._shown(room, messages)))
             if stopped is not None:
                 result.cursor = stopped  # the budget ran out: what is below it comes next page
                 return
@@ -207,7 +207,7 @@ class Scrollback:
                     if not records or records[-1].offset + 1 >= high:
                         break
                 chunk = [m for m in map(_message, chunk) if m is not None]
-                result.messages.extend(reversed(self._without_duplicates(room, chunk)))
+                result.messages.extend(reversed(self._shown(room, chunk)))
                 high = low
                 gevent.sleep(0)  # let the worker's live streams run between chunks
         finally:
@@ -229,8 +229,13 @@ class Scrollback:
             self._beginnings[tp.partition] = (offset, time.monotonic())
         return offset
 
-    def _without_duplicates(self, room, messages):
-        """Drop retried copies: a client_id whose first message has another id."""
+    def _shown(self, room, messages):
+        """Drop what a reader must not see: messages taken back (the log still holds them;
+        their tombstones follow), and retried copies (a client_id whose first message has
+        another id)."""
+        if messages:
+            gone = self.redis.smismember(deleted_key(room), [m.id for m in messages])
+            messages = [m for m, deleted in zip(messages, gone) if not deleted]
         with_cid = [m for m in messages if m.client_id]
         if with_cid:
             firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])

@@ -1,0 +1,69 @@
+"""The room directory: rooms with people present or a message in the last day, busiest first."""
+
+import concurrent.futures
+import time
+
+import httpx
+
+from support import SseClient, new_room, post, stream_url
+
+
+def directory(base):
+    response = httpx.get(f"{base}/stream/rooms", timeout=10)
+    assert response.status_code == 200
+    return response.json()["rooms"]
+
+
+def wait_listing(base, predicate, timeout=20):
+    """The directory once ``predicate(rooms)`` holds (each stream worker recomputes it every 2 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rooms = directory(base)
+        if predicate(rooms) or time.monotonic() > deadline:
+            return rooms
+        time.sleep(0.2)
+
+
+def entry(rooms, room):
+    return next((r for r in rooms if r["room"] == room), None)
+
+
+def test_rooms_with_people_come_first_and_rooms_with_a_recent_message_follow(stack):
+    base = stack.settings.gateway_url
+    quiet, busy = new_room("dir-quiet"), new_room("dir-busy")
+    message = post(base, quiet, user="ann", text="anyone?").json()
+    rooms = wait_listing(base, lambda rooms: entry(rooms, quiet))
+    assert entry(rooms, quiet) == {"room": quiet, "people": 0, "last_ts": message["ts"]}
+    assert entry(rooms, busy) is None
+
+    # Two names present (one of them on two connections), no message yet.
+    readers = [SseClient(stream_url(base, busy, user=user, history=0)) for user in ("bob", "cat", "bob")]
+    try:
+        rooms = wait_listing(base, lambda rooms: (entry(rooms, busy) or {}).get("people") == 2)
+        assert entry(rooms, busy) == {"room": busy, "people": 2, "last_ts": None}
+        names = [r["room"] for r in rooms]
+        assert names.index(busy) < names.index(quiet)  # busiest first
+        assert all(set(r) == {"room", "people", "last_ts"} for r in rooms)
+    finally:
+        for reader in readers:
+            reader.close()
+    # Everyone left and nothing was said: the room is no longer listed.
+    rooms = wait_listing(base, lambda rooms: entry(rooms, busy) is None)
+    assert entry(rooms, busy) is None and entry(rooms, quiet) is not None
+
+
+def test_at_most_100_rooms_are_listed_the_newest_first(stack):
+    base = stack.settings.gateway_url
+    rooms = [new_room("dir-many") for _ in range(101)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(lambda room: post(base, room, user="dan", text="hi").status_code, rooms)) == {201}
+    last = post(base, rooms[0], user="dan", text="the newest message of all").json()
+    quiet = lambda listed: [r for r in listed if r["people"] == 0]  # noqa: E731 (other tests' readers may linger)
+    listed = wait_listing(base, lambda listed: quiet(listed) and quiet(listed)[0]["room"] == rooms[0] and
+                          quiet(listed)[0]["last_ts"] == last["ts"])
+    assert len(listed) == 100
+    assert quiet(listed)[0] == {"room": rooms[0], "people": 0, "last_ts": last["ts"]}
+    people = [r["people"] for r in listed]
+    assert people == sorted(people, reverse=True)
+    times = [r["last_ts"] for r in quiet(listed)]
+    assert times == sorted(times, reverse=True)
