@@ -79,7 +79,7 @@ def published_again_s(clients, sender, since, timeout=60):
         if arrivals:
             return round(min(arrivals) - since, 2)
         time.sleep(0.02)
-    raise TimeoutError(f"nothing acknowledged after the fault was delivered within {timeout} s")
+    raise TimeoutError(f"nothing posted after the fault was delivered within {timeout} s")
 
 
 def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80, figures=None):
