@@ -106,6 +106,16 @@ def longest_pause(arrivals, since):
     return max((b - a for a, b in zip(arrivals[start:], arrivals[start + 1:])), default=0.0)
 
 
+def hub_refills(stack):
+    """How often the stream workers' hubs re-offered rooms' windows since the service
+    (re)started: after a restart, each one counts a room whose readers joined a worker
+    before its pub/sub connection was up, the order of events in which a connection's
+    writer must drop what the re-offered window repeats."""
+    text = httpx.get(stack.settings.service_url("stream") + "/metrics", timeout=10).text
+    return int(sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("chat_stream_redis_reconnects_total")))
+
+
 _rooms = itertools.count()
 
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 import pytest
 
 from steady_load import SteadyLoad
-from support import new_room, report
+from support import hub_refills, new_room, report
 
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "1"))
 READERS = int(os.environ.get("CHAOS_READERS", "200"))
@@ -86,6 +86,7 @@ async def fault_under_load(stack, fault):
         check = load.check()
         refusals = load.refusals(struck_at)
         refused_at = sorted(at for sender in load.senders for _, at in sender.refusals if at >= struck_at)
+        refills = await asyncio.to_thread(hub_refills, stack)
         return {
             "readers": READERS,
             "rooms": ROOMS,
@@ -107,6 +108,7 @@ async def fault_under_load(stack, fault):
             "readers_reconnected": sum(1 for reader in load.readers if reader.connects > 1),
             "reconnects_refused": sum(reader.refused for reader in load.readers),
             "readers_failed": load.failures(),
+            "hub_refills": refills,  # after a restart of stream: rooms joined before a worker's pub/sub was up
         }
 
 
