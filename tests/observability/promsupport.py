@@ -47,12 +47,7 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = local_prometheus.render_config(
-            self.run_dir / "prometheus.yml",
-            ingest_port=settings.ingest_port,
-            stream_port=settings.stream_port,
-            bridge_port=settings.bridge_port,
-            host=settings.host,
-            scrape_interval=f"{SCRAPE_INTERVAL_S}s",
+            self.run_dir / "prometheus.yml", settings, scrape_interval=f"{SCRAPE_INTERVAL_S}s",
         )
         self.log = open(self.run_dir / "prometheus.log", "wb")
         self.process = subprocess.Popen(
