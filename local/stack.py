@@ -366,6 +366,24 @@ class Stack:
         """Kill instance ``n`` (from 1) of a service (supervisord restarts it)."""
         self.kill(instance_program(name, n), sig)
 
+    def lose(self, program, timeout=30):
+        """Kill a program with SIGKILL and keep it down, as a lost node's pod: frozen first
+        (SIGSTOP) so that it does nothing more, told to stop so that supervisord does not
+        restart it, then killed. ``ctl("start", program)`` brings it back."""
+        pid = self.pid(program)
+        os.killpg(pid, signal.SIGSTOP)
+        stopping = subprocess.Popen(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(self.run_dir / "supervisord.conf"), "stop", program],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while "STOPPING" not in self.ctl("status", program):  # its SIGTERM waits: the process is frozen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"supervisord did not begin to stop {program}")
+            time.sleep(0.05)
+        os.killpg(pid, signal.SIGKILL)
+        stopping.wait(timeout)
+
     def restart_instance(self, name, n):
         """Stop instance ``n`` of a service as a pod is stopped (SIGTERM: it drains or leaves
         in order), then start it again: one step of a rolling restart."""
