@@ -229,6 +229,13 @@ def ingest():
                 target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "check skipped (Redis)"),
                 target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "name check skipped (Redis)"),
             ]),
+        timeseries(
+            "Messages accepted per pod",
+            "Messages acknowledged by Kafka and answered 201, per ingest pod: the Service spreads POSTs "
+            "over the pods, so the lines should stay close; one at 0 while others carry the load is a pod "
+            "that gets no traffic or cannot produce.",
+            "cps", [target(summed(rate("chat_ingest_messages_total", "ingest"), by="pod"), "{{pod}}")],
+            width=16),
     ]
 
 
@@ -266,8 +273,7 @@ def bridge():
             "Partitions each bridge consumes (0 everywhere: nobody consumes), and group rebalances and "
             "history rebuilds from Kafka in the interval.",
             "short", [
-                target(summed(series("chat_bridge_assigned_partitions", "bridge"), by="instance"),
-                       "assigned: {{instance}}"),
+                target(summed(series("chat_bridge_assigned_partitions", "bridge"), by="pod"), "assigned: {{pod}}"),
                 target(summed(increase("chat_bridge_rebalances_total", "bridge")), "rebalances"),
                 target(summed(increase("chat_bridge_history_rebuilds_total", "bridge")), "history rebuilds"),
             ]),
@@ -281,8 +287,8 @@ def stream():
             "Open connections and subscribed rooms per pod",
             "Open SSE connections per stream pod, and rooms it holds a Redis subscription for.",
             "short", [
-                target(summed(series("chat_stream_connections", "stream"), by="instance"), "connections: {{instance}}"),
-                target(summed(series("chat_stream_subscribed_rooms", "stream"), by="instance"), "rooms: {{instance}}"),
+                target(summed(series("chat_stream_connections", "stream"), by="pod"), "connections: {{pod}}"),
+                target(summed(series("chat_stream_subscribed_rooms", "stream"), by="pod"), "rooms: {{pod}}"),
             ]),
         timeseries(
             "Connects and disconnects",

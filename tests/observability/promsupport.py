@@ -24,6 +24,9 @@ JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
 # What each fault of the observed run must make Prometheus report (pending or firing).
 KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
 BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
+# One pod of a hop down: that pod's alert, not the hop's.
+ONE_BRIDGE_DOWN_ALERTS = ("ChatHopDown",)
+NOT_FOR_ONE_BRIDGE_DOWN = ("ChatHopUnavailable", "ChatBridgeNoConsumer", "ChatBridgeStalled")
 # After the bridge's backlog arrives seconds late, the delivery SLO burns fast.
 AFTER_BACKLOG_ALERTS = ("ChatDeliveryLatencyBudgetBurnFast",)
 REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
