@@ -238,10 +238,14 @@ class Stack:
     def _write_nginx_conf(self):
         s = self.settings
         cap = s.stream_connections_per_ip
+        # As a Service's endpoints: one server per instance, requests in turn. An ingest
+        # instance that refuses connections is passed over for a few seconds; a stream
+        # instance never is, since its connects move on by themselves (the template's
+        # proxy_next_upstream), and counting its refusals as failures would take every
+        # instance out at once while one drains.
+        failures = {"ingest": "max_fails=1 fail_timeout=3s", "stream": "max_fails=0"}
         servers = {
-            # As a Service's endpoints: one server per instance, requests in turn; an
-            # instance that refuses connections is passed over for a few seconds.
-            name: "\n        ".join(f"server {s.host}:{s.port(name, n)} max_fails=1 fail_timeout=3s;"
+            name: "\n        ".join(f"server {s.host}:{s.port(name, n)} {failures[name]};"
                                     for n in range(1, s.replicas[name] + 1))
             for name in ("ingest", "stream")
         }
@@ -398,13 +402,15 @@ class Stack:
         leave the gateway first, then stop with SIGTERM."""
         before = self.settings.replicas[name]
         self.settings.replicas[name] = count
-        if count < before:
+        behind_gateway = name in ("ingest", "stream")
+        if count < before and behind_gateway:
             self._reload_gateway()
         self._write_supervisor_conf()
         self.ctl("update")  # starts the programs added, stops and forgets the ones removed
         if count > before:
             self.wait_ready(timeout)
-            self._reload_gateway()
+            if behind_gateway:
+                self._reload_gateway()
 
     def _reload_gateway(self):
         """Render the gateway's configuration for the instances now wanted and have nginx load
