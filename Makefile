@@ -3,7 +3,7 @@
 # the per-user cache ~/.cache/chatroom (linked from .cache/); both folders are ignored by git.
 PYTHON := .venv/bin/python
 
-.PHONY: run test install install-test requirements unit integration e2e charts cluster-tests chaos prometheus logs clean
+.PHONY: run test install install-test requirements dashboards unit integration e2e charts cluster-tests chaos prometheus logs clean
 
 run: install
 	$(PYTHON) local/stack.py
@@ -20,6 +20,10 @@ install-test:
 # Recompile requirements/*.txt (pinned, hashed) from requirements/*.in after changing one.
 requirements:
 	@scripts/compile-requirements.sh
+
+# Write the Grafana dashboards the chart ships (helm/chatroom/files/dashboards/) from dashboards/.
+dashboards: install-test
+	$(PYTHON) -m dashboards
 
 unit: install-test
 	$(PYTHON) -m pytest tests/unit

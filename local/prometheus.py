@@ -1,11 +1,12 @@
-"""A Prometheus for the local stack: scrapes the three services under the job names a
-Kubernetes install uses, and evaluates the alert rules shipped in the Helm chart.
+"""A Prometheus for the local stack: scrapes every instance of the three services under
+the job names a Kubernetes install uses, and evaluates the alert rules shipped in the Helm
+chart.
 
     python local/prometheus.py        # after `make run`; http://127.0.0.1:9090
 
-Settings are environment variables: PROMETHEUS_PORT (9090), INGEST_PORT, STREAM_PORT,
-BRIDGE_PORT (as for the stack), RUN_DIR (.run/local; its prometheus/ folder holds the data).
-The tests render the same configuration with ``render_config`` on their own ports.
+Settings are environment variables: PROMETHEUS_PORT (9090), and the stack's own (INGEST_PORT,
+STREAM_PORT, BRIDGE_PORT, STACK_REPLICAS, RUN_DIR: its prometheus/ folder holds the data).
+The tests render the same configuration with ``render_config`` for their own stacks.
 """
 
 import os
@@ -13,20 +14,25 @@ import sys
 from pathlib import Path
 from string import Template
 
+from stack import SERVICES, Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "local" / "templates" / "prometheus.yml"
 RULES_FILE = ROOT / "helm" / "chatroom" / "files" / "alerts" / "rules.yaml"
 PROMETHEUS = "/usr/bin/prometheus"
 
 
-def render_config(target, *, ingest_port, stream_port, bridge_port, host="127.0.0.1",
-                  scrape_interval="5s", evaluation_interval=None, rules_file=RULES_FILE):
-    """Write prometheus.yml for a stack on these ports; return its path."""
+def render_config(target, settings, *, scrape_interval="5s", evaluation_interval=None, rules_file=RULES_FILE):
+    """Write prometheus.yml for the stack of ``settings`` (local/stack.py); return its path."""
+    targets = {
+        f"{name}_targets": "\n".join(
+            f'      - targets: ["{settings.host}:{settings.port(name, n)}"]\n'
+            f"        labels: {{pod: {program}}}"
+            for n, program in enumerate(settings.instances(name), start=1))
+        for name in SERVICES
+    }
     text = Template(TEMPLATE.read_text()).substitute(
-        host=host,
-        ingest_port=ingest_port,
-        stream_port=stream_port,
-        bridge_port=bridge_port,
+        **targets,
         scrape_interval=scrape_interval,
         scrape_timeout=scrape_interval,
         evaluation_interval=evaluation_interval or scrape_interval,
@@ -49,14 +55,10 @@ def command(config_file, data_dir, port, host="127.0.0.1"):
 
 
 def main():
-    run_dir = Path(os.environ.get("RUN_DIR") or ROOT / ".run" / "local").resolve() / "prometheus"
+    settings = Settings.from_env()
+    run_dir = settings.run_dir / "prometheus"
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = render_config(
-        run_dir / "prometheus.yml",
-        ingest_port=int(os.environ.get("INGEST_PORT") or 8001),
-        stream_port=int(os.environ.get("STREAM_PORT") or 8002),
-        bridge_port=int(os.environ.get("BRIDGE_PORT") or 8003),
-    )
+    config = render_config(run_dir / "prometheus.yml", settings)
     port = int(os.environ.get("PROMETHEUS_PORT") or 9090)
     print(f"Prometheus on http://127.0.0.1:{port} (config {config})", flush=True)
     argv = command(config, run_dir / "data", port)

@@ -31,10 +31,29 @@ TEMPLATES = ROOT / "local" / "templates"
 KAFKA_HOME = ROOT / ".cache" / "kafka"  # the broker's jars, put there by scripts/install.sh
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("ingest", "bridge", "stream")
+INSTANCE_PORT_STEP = 10  # instance n of a service listens on its port + 10 * (n - 1): 8001, 8011, ...
+
+
+def instance_program(name, n):
+    """The supervisord program (and log file) of instance ``n`` (from 1) of a service."""
+    return name if n == 1 else f"{name}-{n}"
 
 
 def _env(name, default):
     return os.environ.get(name) or default
+
+
+def parse_replicas(text):
+    """``STACK_REPLICAS``: how many instances of each service, e.g. ``ingest:2,bridge:3,stream:3``;
+    a service not named runs once."""
+    replicas = dict.fromkeys(SERVICES, 1)
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, _, count = part.partition(":")
+        if name not in SERVICES or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"STACK_REPLICAS: {part!r} is not <service>:<count> with a service of "
+                             f"{', '.join(SERVICES)} and a count of at least 1")
+        replicas[name] = int(count)
+    return replicas
 
 
 @dataclass
@@ -51,6 +70,8 @@ class Settings:
     kafka_home: Path = KAFKA_HOME
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
+    replicas: dict = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))  # instances per service
+    instance_ports: dict = field(default_factory=dict)  # service -> a port per instance (else port + 10 * (n - 1))
     external_kafka: str | None = None  # KAFKA_BOOTSTRAP_SERVERS: use that cluster, start none
     external_redis: str | None = None  # REDIS_URL: use that server, start none
     service_env: dict = field(default_factory=dict)  # extra environment for the services
@@ -68,6 +89,7 @@ class Settings:
             run_dir=Path(_env("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(_env("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(_env("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
+            replicas=parse_replicas(os.environ.get("STACK_REPLICAS")),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,
         )
@@ -84,8 +106,23 @@ class Settings:
     def gateway_url(self):
         return f"http://{self.host}:{self.gateway_port}"
 
-    def service_url(self, name):
-        return f"http://{self.host}:{getattr(self, name + '_port')}"
+    def port(self, name, n=1):
+        """The port of instance ``n`` (from 1) of a service."""
+        if name in self.instance_ports:
+            return self.instance_ports[name][n - 1]
+        return getattr(self, name + "_port") + INSTANCE_PORT_STEP * (n - 1)
+
+    def instances(self, name):
+        """The supervisord program of each instance of a service: ``stream``, then
+        ``stream-2``, ``stream-3``, ... (the names stay when the service is scaled)."""
+        return [instance_program(name, n) for n in range(1, self.replicas[name] + 1)]
+
+    def service_url(self, name, n=1):
+        """The base URL of instance ``n`` (from 1) of a service."""
+        return f"http://{self.host}:{self.port(name, n)}"
+
+    def service_urls(self, name):
+        return [self.service_url(name, n) for n in range(1, self.replicas[name] + 1)]
 
 
 @dataclass
@@ -123,16 +160,19 @@ class Stack:
         """The command line that runs one of the three services (here and in the images)."""
         return f"{VENV_BIN}/gunicorn -c {ROOT}/services/{name}/gunicorn.conf.py {name}.wsgi:app"
 
-    def service_environment(self, name):
+    def service_environment(self, name, n=1):
+        """The environment of instance ``n`` (from 1) of a service."""
         s = self.settings
+        program = instance_program(name, n)
         env = {
             "PYTHONPATH": f"{ROOT}/services/common:{ROOT}/services/{name}",
-            "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / name),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / program),
             "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
             "REDIS_URL": s.redis_url,
-            f"{name.upper()}_BIND": f"{s.host}:{getattr(s, name + '_port')}",
-            "BRIDGE_INSTANCE_ID": "local-bridge",
+            f"{name.upper()}_BIND": f"{s.host}:{s.port(name, n)}",
         }
+        if name == "bridge":
+            env["BRIDGE_INSTANCE_ID"] = f"local-{program}"  # its own static member id, as a StatefulSet's pod name
         if name in ("ingest", "stream"):
             env["SESSION_SECRET"] = self.session_secret()
         return {**env, **s.service_env}
@@ -167,12 +207,13 @@ class Stack:
                 exitcodes="0,143",  # the JVM's status after a clean shutdown on SIGTERM
             ))
         for name in SERVICES:
-            programs.append(Program(
-                name,
-                self.service_command(name),
-                environment=self.service_environment(name),
-                priority=20,
-            ))
+            for n in range(1, s.replicas[name] + 1):
+                programs.append(Program(
+                    instance_program(name, n),
+                    self.service_command(name),
+                    environment=self.service_environment(name, n),
+                    priority=20,
+                ))
         programs.append(Program("nginx", f"nginx -c {self.run_dir}/nginx/nginx.conf -e stderr", priority=30))
         return programs
 
@@ -191,10 +232,26 @@ class Stack:
                     kafka_format_command(s.kafka_home, self.run_dir / "kafka", cluster_id),
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
-        cap = s.stream_connections_per_ip
-        self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
-                     stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "")
+        self._write_nginx_conf()
         self._write_supervisor_conf()
+
+    def _write_nginx_conf(self):
+        s = self.settings
+        cap = s.stream_connections_per_ip
+        # As a Service's endpoints: one server per instance, requests in turn. An ingest
+        # instance that refuses connections is passed over for a few seconds; a stream
+        # instance never is, since its connects move on by themselves (the template's
+        # proxy_next_upstream), and counting its refusals as failures would take every
+        # instance out at once while one drains.
+        failures = {"ingest": "max_fails=1 fail_timeout=3s", "stream": "max_fails=0"}
+        servers = {
+            name: "\n        ".join(f"server {s.host}:{s.port(name, n)} {failures[name]};"
+                                    for n in range(1, s.replicas[name] + 1))
+            for name in ("ingest", "stream")
+        }
+        self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
+                     stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
+                     ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 
     def _write_supervisor_conf(self):
         log = self.supervisor_log or "/dev/stdout"
@@ -269,7 +326,7 @@ class Stack:
 
     def wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
-        urls = [self.settings.service_url(name) + "/readyz" for name in SERVICES]
+        urls = [url + "/readyz" for name in SERVICES for url in self.settings.service_urls(name)]
         urls.append(self.settings.gateway_url + "/")
         for url in urls:
             while True:
@@ -305,8 +362,74 @@ class Stack:
         return int(self.ctl("pid", name))
 
     def kill(self, name, sig=signal.SIGKILL):
-        """Kill a program's whole process group, as a crashed pod dies (supervisord restarts it)."""
+        """Kill a program's whole process group, as a crashed pod dies (supervisord restarts
+        it). ``name``: a program, e.g. ``bridge``, or ``bridge-2`` for the second instance."""
         os.killpg(self.pid(name), sig)
+
+    def kill_instance(self, name, n, sig=signal.SIGKILL):
+        """Kill instance ``n`` (from 1) of a service (supervisord restarts it)."""
+        self.kill(instance_program(name, n), sig)
+
+    def lose(self, program, timeout=30):
+        """Kill a program with SIGKILL and keep it down, as a lost node's pod: frozen first
+        (SIGSTOP) so that it does nothing more, told to stop so that supervisord does not
+        restart it, then killed. ``ctl("start", program)`` brings it back."""
+        pid = self.pid(program)
+        os.killpg(pid, signal.SIGSTOP)
+        stopping = subprocess.Popen(
+            [str(VENV_BIN / "supervisorctl"), "-c", str(self.run_dir / "supervisord.conf"), "stop", program],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while "STOPPING" not in self.ctl("status", program):  # its SIGTERM waits: the process is frozen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"supervisord did not begin to stop {program}")
+            time.sleep(0.05)
+        os.killpg(pid, signal.SIGKILL)
+        stopping.wait(timeout)
+
+    def restart_instance(self, name, n):
+        """Stop instance ``n`` of a service as a pod is stopped (SIGTERM: it drains or leaves
+        in order), then start it again: one step of a rolling restart."""
+        program = instance_program(name, n)
+        result = self.ctl("restart", program)
+        if f"{program}: started" not in result:
+            raise RuntimeError(f"restarting {program}: {result}")
+
+    def scale(self, name, count, timeout=120):
+        """Run ``count`` instances of a service from now on, as ``kubectl scale`` does: new
+        instances start and join the gateway once ready; removed ones (the highest numbers)
+        leave the gateway first, then stop with SIGTERM."""
+        before = self.settings.replicas[name]
+        self.settings.replicas[name] = count
+        behind_gateway = name in ("ingest", "stream")
+        if count < before and behind_gateway:
+            self._reload_gateway()
+        self._write_supervisor_conf()
+        self.ctl("update")  # starts the programs added, stops and forgets the ones removed
+        if count > before:
+            self.wait_ready(timeout)
+            if behind_gateway:
+                self._reload_gateway()
+
+    def _reload_gateway(self):
+        """Render the gateway's configuration for the instances now wanted and have nginx load
+        it; returns once a worker with the new upstreams runs (the old ones finish their
+        open streams)."""
+        self._write_nginx_conf()
+        master = self.pid("nginx")
+        before = _children(master)
+        self.ctl("signal", "HUP", "nginx")
+        deadline = time.monotonic() + 30
+        while not _children(master) - before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nginx did not reload; see {self.run_dir}/logs/nginx-error.log")
+            time.sleep(0.05)
+
+
+def _children(pid):
+    """The process ids of ``pid``'s children (Linux)."""
+    return set(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 def _answers_ok(url):

@@ -2,13 +2,19 @@
 
 ``stack`` starts the real local stack (Kafka, Redis, the three services, nginx) once per
 test session, on free loopback ports and in a temporary directory, with the same code as
-``make run`` (local/stack.py), and stops it at the end.
+``make run`` (local/stack.py), and stops it at the end. ``scaled_stack`` is the same stack
+with the chart's topology: several instances of each service behind the gateway.
 """
 
 import pytest
 
-from stack import Settings, Stack
+from stack import SERVICES, Settings, Stack, parse_replicas
 from support import TEST_SERVICE_ENV, free_port
+
+# As helm/chatroom deploys it: 2 ingest pods, bridges sharing the partitions in a consumer
+# group (3 here: two of the 6 partitions each), stream pods behind the Service.
+CHART_TOPOLOGY = "ingest:2,bridge:3,stream:3"
+MOST_INSTANCES = 4  # the scaling tests add one more instance than the topology has
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +31,28 @@ def stack(tmp_path_factory):
         run_dir=run_dir,
         partitions=3,
         stream_connections_per_ip=300,  # every test client is 127.0.0.1; the load tests hold 200 streams
+        service_env=TEST_SERVICE_ENV,
+    )
+    running = Stack(settings, supervisor_log=str(run_dir / "supervisord.log")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def scaled_stack(tmp_path_factory):
+    """The stack with the chart's topology (CHART_TOPOLOGY), once per session. Tests that
+    kill, stop or scale instances restore it before they end."""
+    run_dir = tmp_path_factory.mktemp("scaled-stack")
+    settings = Settings(
+        gateway_port=free_port(),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        run_dir=run_dir,
+        partitions=6,
+        replicas=parse_replicas(CHART_TOPOLOGY),
+        instance_ports={name: [free_port() for _ in range(MOST_INSTANCES)] for name in SERVICES},
+        stream_connections_per_ip=400,  # every test client is 127.0.0.1; the scaling tests hold 260 streams
         service_env=TEST_SERVICE_ENV,
     )
     running = Stack(settings, supervisor_log=str(run_dir / "supervisord.log")).start()

@@ -178,7 +178,9 @@ class SteadyLoad:
         self.rate = rate
         self.senders_per_room = senders_per_room
         self.readers = []
+        self.late_readers = []
         self.senders = []
+        self.posted_aside = {room: set() for room in rooms}  # client_ids acknowledged to posts besides the senders'
         self._stopping = None
         self._sending = None
         self.sending_s = 0.0
@@ -194,16 +196,24 @@ class SteadyLoad:
             self._stopping.set()
             self._sending.cancel()
             await asyncio.gather(self._sending, return_exceptions=True)
-        await asyncio.gather(*(reader.stop() for reader in self.readers))
+        await asyncio.gather(*(reader.stop() for reader in self.readers + self.late_readers))
         await self._read_client.aclose()
         await self._post_client.aclose()
 
-    async def open_readers(self, timeout=90):
-        self.readers = [Reader(self._read_client, self.base_url, self.rooms[i % len(self.rooms)])
-                        for i in range(self.reader_count)]
-        for reader in self.readers:
+    async def open_readers(self, timeout=90, late=0):
+        """Open the load's readers, spread round-robin over the rooms; return them once every
+        one is subscribed. ``late``: open that many more readers instead, after the first
+        ones (``late_readers``: they see the rooms from the moment they open)."""
+        count = late or self.reader_count
+        opened = [Reader(self._read_client, self.base_url, self.rooms[i % len(self.rooms)]) for i in range(count)]
+        if late:
+            self.late_readers += opened
+        else:
+            self.readers += opened
+        for reader in opened:
             reader.start()
-        await asyncio.wait_for(asyncio.gather(*(r.subscribed.wait() for r in self.readers)), timeout)
+        await asyncio.wait_for(asyncio.gather(*(r.subscribed.wait() for r in opened)), timeout)
+        return opened
 
     def start_senders(self):
         count = len(self.rooms) * self.senders_per_room
@@ -221,11 +231,11 @@ class SteadyLoad:
         self.sending_s = time.monotonic() - self._started_at
 
     def acked(self, room):
-        return {cid for sender in self.senders if sender.room == room for cid in sender.acked}
+        return {cid for sender in self.senders if sender.room == room for cid in sender.acked} | self.posted_aside[room]
 
     @property
     def acked_count(self):
-        return sum(len(sender.acked) for sender in self.senders)
+        return sum(len(sender.acked) for sender in self.senders) + sum(map(len, self.posted_aside.values()))
 
     async def wait_delivered(self, timeout=90, stalled_s=20):
         """Wait until every reader holds as many messages as its room had acknowledged,
@@ -236,8 +246,10 @@ class SteadyLoad:
         while time.monotonic() < deadline:
             behind = [r for r in self.readers if len(r.messages) < wanted[r.room]]
             if not behind:
+                behind = [r for r in self.late_readers if self._room_order(r.room)[-1:] != self._client_ids(r)[-1:]]
+            if not behind:
                 return
-            total = sum(len(r.messages) for r in self.readers)
+            total = sum(len(r.messages) for r in self.readers + self.late_readers)
             if total != last_total:
                 last_total, last_progress = total, time.monotonic()
             elif time.monotonic() - last_progress > stalled_s:
@@ -256,12 +268,34 @@ class SteadyLoad:
             total.unexpected += one.unexpected
         return total
 
+    def check_late(self):
+        """The late readers, each against a first reader of its room (which ``check`` holds
+        to every acknowledged message): every message from the first one it showed on,
+        once, in order."""
+        total = RoomCheck()
+        for reader in self.late_readers:
+            order, shown = self._room_order(reader.room), self._client_ids(reader)
+            expected = order[order.index(shown[0]):] if shown and shown[0] in order else order
+            one = check_reader(reader, set(expected))
+            total.lost += one.lost
+            total.duplicated += one.duplicated
+            total.out_of_order += one.out_of_order
+            total.unexpected += one.unexpected
+        return total
+
+    def _room_order(self, room):
+        return next(self._client_ids(r) for r in self.readers if r.room == room)
+
+    @staticmethod
+    def _client_ids(reader):
+        return [m["client_id"] for m in reader.messages]
+
     def refusals(self, since=0.0):
         """Post attempts refused or unanswered from ``since`` (time.monotonic()) on, by status."""
         return Counter(status for sender in self.senders for status, at in sender.refusals if at >= since)
 
     def failures(self):
-        return [repr(reader.failure) for reader in self.readers if reader.failure is not None]
+        return [repr(reader.failure) for reader in self.readers + self.late_readers if reader.failure is not None]
 
     def longest_pause(self, since):
         return max((longest_pause(reader.arrived, since) for reader in self.readers), default=0.0)

@@ -1,10 +1,13 @@
 """One observed run of the real stack, shared by the observability tests.
 
-A real Prometheus (the chart's alert rules loaded, the local job names) scrapes the stack
-every second while traffic flows through the gateway in four phases: healthy; Kafka
-stopped (POSTs answer 503) and started again; the bridge stopped (its backlog is delivered
-late once it is back); Redis stopped (it comes back empty and the bridge rebuilds
-history); recovered. The tests then read the dashboard's and the rules' expressions back through
+The stack has the chart's topology (``scaled_stack``: 2 ingest, 3 bridge and 3 stream
+instances, each scraped as a pod), so that every sum and per-pod breakdown of the
+dashboard and the rules is evaluated over several pods per hop, as in a cluster. A real
+Prometheus (the chart's alert rules loaded, the local job names) scrapes every instance
+every second while traffic flows through the gateway in five phases: healthy; one bridge
+of three stopped (one pod down, the hop still whole); Kafka stopped (POSTs answer 503) and
+started again; every bridge stopped (the backlog is delivered late once they are back);
+Redis stopped (it comes back empty and the bridges rebuild history); recovered. The tests then read the dashboard's and the rules' expressions back through
 Prometheus's HTTP API. The stack is left healthy for whatever runs after.
 """
 
@@ -26,6 +29,7 @@ from promsupport import (
     BRIDGE_DOWN_ALERTS,
     JOBS,
     KAFKA_DOWN_ALERTS,
+    ONE_BRIDGE_DOWN_ALERTS,
     REDIS_DOWN_ALERTS,
     Prometheus,
 )
@@ -33,7 +37,7 @@ from support import SseClient, delete_message, new_room, post, session_headers, 
 
 POST_INTERVAL_S = 0.08  # about 12 messages a second, spread over the rooms
 POSTS_IN_FLIGHT = 24  # while Kafka is away each POST waits for the produce timeout
-KAFKA_RECOVERY_S = 30  # Kafka back to POSTs accepted again
+KAFKA_RECOVERY_S = 30  # Kafka answering again to POSTs accepted again
 BRIDGE_DOWN_S = 10  # long enough for its backlog to be a fifth of the deliveries
 
 
@@ -163,6 +167,12 @@ PNG; the stack's logs of the run next to it."""
 
 
 @pytest.fixture(scope="session")
+def stack(scaled_stack):
+    """Here, the stack with several instances per service (tests/conftest.py)."""
+    return scaled_stack
+
+
+@pytest.fixture(scope="session")
 def prometheus(stack, tmp_path_factory):
     prom = Prometheus(stack.settings, tmp_path_factory.mktemp("prometheus"))
     try:
@@ -202,32 +212,44 @@ def observed(stack, prometheus):
         run.alerts["healthy"] = prometheus.active_alerts()
         phase("healthy", run.start)
 
-        # 2. Kafka stops: POSTs answer 503 after the produce timeout
+        # 2. one bridge of three stops: that pod is down, the hop is not; its partitions
+        #    move to the other two once the group's session times out
+        started = time.time()
+        one_bridge = stack.settings.instances("bridge")[-1]
+        stack.ctl("stop", one_bridge)
+        run.alerts["one bridge down"] = prometheus.wait_alerts(ONE_BRIDGE_DOWN_ALERTS, timeout=20)
+        stack.ctl("start", one_bridge)
+        stack.wait_ready(60)
+        phase("one bridge down", started)
+
+        # 3. Kafka stops: POSTs answer 503 after the produce timeout
         started = time.time()
         stack.ctl("stop", "kafka")
         run.alerts["kafka down"] = prometheus.wait_alerts(KAFKA_DOWN_ALERTS, timeout=45)
         stack.ctl("start", "kafka")
+        stack.create_topic(timeout=120)  # the broker answers again (its start-up takes long on a busy machine)
         # ingest should produce again by itself; if it does not, restart it as an operator
         # would, so that the rest of the run goes on (test_live reports it as a failure).
         run.ingest_recovered_alone = _wait_posts_succeed(base, run.rooms[0], timeout=KAFKA_RECOVERY_S)
         if not run.ingest_recovered_alone:
-            stack.ctl("restart", "ingest")
+            stack.ctl("restart", *stack.settings.instances("ingest"))
             stack.wait_ready(60)
             assert _wait_posts_succeed(base, run.rooms[0], timeout=30), "ingest does not produce after a restart"
         phase("kafka down", started)
 
-        # 3. the bridge stops; the backlog waits in Kafka, then arrives late
+        # 4. every bridge stops; the backlog waits in Kafka, then arrives late
         started = time.time()
-        stack.ctl("stop", "bridge")
+        bridges = stack.settings.instances("bridge")
+        stack.ctl("stop", *bridges)
         run.alerts["bridge down"] = prometheus.wait_alerts(BRIDGE_DOWN_ALERTS, timeout=20)
         time.sleep(max(0.0, started + BRIDGE_DOWN_S - time.time()))
-        stack.ctl("start", "bridge")
+        stack.ctl("start", *bridges)
         stack.wait_ready(60)
         assert _wait_delivered(run), "the backlog did not reach the clients after the bridge came back"
         phase("bridge down", started)
         run.alerts["after backlog"] = prometheus.wait_alerts(AFTER_BACKLOG_ALERTS, timeout=20)
 
-        # 4. Redis stops and comes back empty: the bridge retries, then rebuilds history
+        # 5. Redis stops and comes back empty: the bridge retries, then rebuilds history
         started = time.time()
         stack.ctl("stop", "redis")
         run.alerts["redis down"] = prometheus.wait_alerts(REDIS_DOWN_ALERTS, timeout=20)
@@ -236,14 +258,13 @@ def observed(stack, prometheus):
         assert _wait_delivered(run), "messages were lost across the Redis restart"
         phase("redis down", started)
 
-        # 5. recovered
+        # 6. recovered
         started = time.time()
         time.sleep(6)
         phase("recovered", started)
     finally:
         poster.stop()
-        for program in ("kafka", "redis", "bridge"):
-            stack.ctl("start", program)  # a no-op for what runs
+        stack.ctl("start", "all")  # a no-op for what runs
     stack.wait_ready(90)
     assert _wait_delivered(run), "messages acknowledged during the run did not all reach their rooms"
     time.sleep(2)  # a last scrape of the final counters

@@ -24,6 +24,9 @@ JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
 # What each fault of the observed run must make Prometheus report (pending or firing).
 KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
 BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
+# One pod of a hop down: that pod's alert, not the hop's.
+ONE_BRIDGE_DOWN_ALERTS = ("ChatHopDown",)
+NOT_FOR_ONE_BRIDGE_DOWN = ("ChatHopUnavailable", "ChatBridgeNoConsumer", "ChatBridgeStalled")
 # After the bridge's backlog arrives seconds late, the delivery SLO burns fast.
 AFTER_BACKLOG_ALERTS = ("ChatDeliveryLatencyBudgetBurnFast",)
 REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
@@ -47,12 +50,7 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = local_prometheus.render_config(
-            self.run_dir / "prometheus.yml",
-            ingest_port=settings.ingest_port,
-            stream_port=settings.stream_port,
-            bridge_port=settings.bridge_port,
-            host=settings.host,
-            scrape_interval=f"{SCRAPE_INTERVAL_S}s",
+            self.run_dir / "prometheus.yml", settings, scrape_interval=f"{SCRAPE_INTERVAL_S}s",
         )
         self.log = open(self.run_dir / "prometheus.log", "wb")
         self.process = subprocess.Popen(

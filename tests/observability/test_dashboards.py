@@ -1,21 +1,34 @@
-"""The Grafana dashboards shipped in the chart: structure an import and the sidecar rely
-on, a datasource variable used by every query, and what an operator needs on them.
+"""The Grafana dashboards shipped in the chart: the committed JSON is what the code in
+dashboards/ builds, and it has the structure an import and the sidecar rely on, a
+datasource variable used by every query, and what an operator needs on them.
 
 (Grafana's dashboard linter cannot be installed from the Go module proxy here; these
 checks cover its rules that apply: templated datasource, panel datasource, titles and
 descriptions, units, $__rate_interval, valid PromQL (test_live.py).)"""
 
 import re
+import sys
 
 import pytest
 
-from promsupport import DASHBOARDS, dashboard_panels, load_dashboards
+from promsupport import DASHBOARDS, ROOT, dashboard_panels, load_dashboards
+
+sys.path.insert(0, str(ROOT))
+from dashboards.__main__ import rendered  # noqa: E402
 
 GRAFANA_UNITS = {"s", "ms", "short", "percentunit", "reqps", "cps", "ops", "none", "bytes"}
 
 
 def test_the_chart_ships_the_pipeline_dashboard():
     assert [path.name for path in DASHBOARDS] == ["chatroom-pipeline.json"]
+
+
+def test_the_committed_dashboards_are_what_the_code_builds():
+    """Change a dashboard in dashboards/, then run `make dashboards` to write its JSON."""
+    built = rendered()
+    assert sorted(built) == DASHBOARDS
+    for path, text in built.items():
+        assert path.read_text() == text, f"{path.name} differs from what dashboards/ builds: run make dashboards"
 
 
 @pytest.fixture(params=sorted(load_dashboards()), scope="module")

@@ -1,8 +1,11 @@
 """The dashboard and the alert rules, evaluated by a real Prometheus scraping the real
-stack while traffic flows and faults happen (see conftest.py for the run)."""
+stack, several instances per hop, while traffic flows and faults happen (see conftest.py
+for the run)."""
 
 import json
+import re
 import subprocess
+from collections import Counter
 
 import httpx
 import pytest
@@ -12,6 +15,8 @@ from promsupport import (
     BRIDGE_DOWN_ALERTS,
     JOBS,
     KAFKA_DOWN_ALERTS,
+    NOT_FOR_ONE_BRIDGE_DOWN,
+    ONE_BRIDGE_DOWN_ALERTS,
     REDIS_DOWN_ALERTS,
     all_rules,
     dashboard_targets,
@@ -19,6 +24,10 @@ from promsupport import (
     recording_rules,
     selectors,
 )
+
+# The first test waits for the whole observed run: the stack with eight service instances
+# started, then about four minutes of phases (conftest.py).
+pytestmark = pytest.mark.timeout(900)
 
 # Panel targets that may stay empty in this run, and why. Everything else must draw a line.
 MAY_BE_EMPTY = {
@@ -32,16 +41,34 @@ def _may_be_empty(expr):
 
 @pytest.mark.parametrize("service", ["ingest", "bridge", "stream"])
 def test_every_metrics_endpoint_passes_promtool(observed, service):
-    body = httpx.get(observed.stack.settings.service_url(service) + "/metrics", timeout=10).text
-    assert "chat_http_requests_total" in body
-    result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    for url in observed.stack.settings.service_urls(service):
+        body = httpx.get(url + "/metrics", timeout=10).text
+        assert "chat_http_requests_total" in body
+        result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+        assert result.returncode == 0, url + ": " + result.stdout + result.stderr
 
 
-def test_prometheus_scrapes_every_hop_under_its_job_name(observed):
+def test_prometheus_scrapes_every_instance_under_its_job_name_as_a_pod(observed):
+    settings = observed.stack.settings
     targets = observed.prometheus.api("/api/v1/targets")["activeTargets"]
-    assert sorted(t["labels"]["job"] for t in targets) == sorted(JOBS)
+    assert Counter(t["labels"]["job"] for t in targets) == {
+        f"chatroom-{service}": settings.replicas[service] for service in ("ingest", "bridge", "stream")}
+    assert {t["labels"]["pod"] for t in targets} == {
+        program for service in ("ingest", "bridge", "stream") for program in settings.instances(service)}
     assert all(t["health"] == "up" for t in targets), targets
+
+
+def test_per_pod_panels_draw_a_line_for_every_pod(observed):
+    """A target broken down ``by (pod)`` shows each instance of its hop on its own."""
+    settings, checked = observed.stack.settings, 0
+    for dashboard, panel, legend, expr in dashboard_targets():
+        if "by (pod)" not in expr:
+            continue
+        service = re.search(r'job="chatroom-(\w+)"', expr).group(1)
+        result = observed.prometheus.query_range(expr, observed.start, observed.end, step=1)
+        assert {series["metric"]["pod"] for series in result} == set(settings.instances(service)), (panel, legend)
+        checked += 1
+    assert checked >= 3
 
 
 def test_every_dashboard_target_is_valid_and_draws_data(observed):
@@ -87,6 +114,7 @@ def test_no_alert_is_active_while_the_stack_is_healthy(observed):
 @pytest.mark.parametrize(
     "snapshot,names",
     [
+        ("one bridge down", ONE_BRIDGE_DOWN_ALERTS),
         ("kafka down", KAFKA_DOWN_ALERTS),
         ("bridge down", BRIDGE_DOWN_ALERTS),
         ("after backlog", AFTER_BACKLOG_ALERTS),
@@ -97,6 +125,13 @@ def test_faults_activate_their_alerts(observed, snapshot, names):
     active = observed.alerts[snapshot]
     for name in names:
         assert active.get(name, set()) & {"pending", "firing"}, (snapshot, name, active)
+
+
+def test_one_pod_down_is_not_the_hop_down(observed):
+    """One bridge of three stopped: its pod's alert, none of the alerts that say the hop or
+    the consumer group is gone."""
+    active = observed.alerts["one bridge down"]
+    assert not set(active) & set(NOT_FOR_ONE_BRIDGE_DOWN), active
 
 
 def test_ingest_produced_again_by_itself_once_kafka_was_back(observed):
@@ -126,11 +161,13 @@ def test_one_message_can_be_followed_through_the_json_logs(observed):
     """docs/metrics.md: ingest "message produced", bridge "message published", stream
     "message fanned out", each with msg_id and room."""
     room, msg_id = observed.acked[len(observed.acked) // 4]
-    logs = observed.stack.run_dir / "logs"
+    settings, logs = observed.stack.settings, observed.stack.run_dir / "logs"
     seen = {}
     for service, event in (("ingest", "message produced"), ("bridge", "message published"),
                            ("stream", "message fanned out")):
-        for line in (logs / f"{service}.log").read_text(errors="replace").splitlines():
+        lines = [line for program in settings.instances(service)  # whichever pod handled it
+                 for line in (logs / f"{program}.log").read_text(errors="replace").splitlines()]
+        for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:

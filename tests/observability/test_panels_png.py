@@ -7,6 +7,7 @@ of one such run."""
 import math
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,7 +22,9 @@ KEY_PANELS = [
     "POST answers by status",
     "Hops up",
 ]
-FAULTS = {"kafka down": "#e76f51", "bridge down": "#f4a261", "redis down": "#9b5de5"}
+FAULTS = {"one bridge down": "#e9c46a", "kafka down": "#e76f51", "bridge down": "#f4a261", "redis down": "#9b5de5"}
+
+pytestmark = pytest.mark.timeout(900)  # it may be the test that waits for the observed run (conftest.py)
 
 
 def _series(prom, expr, legend, start, end):

@@ -1,0 +1,416 @@
+"""The Grafana dashboard *Chatroom / Pipeline*, as code: Grafana's typed builders
+(grafana-foundation-sdk) check its structure against Grafana's own schema, and
+``python -m dashboards`` writes it to helm/chatroom/files/dashboards/chatroom-pipeline.json,
+the file the chart ships (a test fails when the two differ).
+
+Rows: end to end, then one per hop (ingest, bridge, stream). Every query reads one
+``chatroom-<hop>`` job (docs/metrics.md) in the ``$namespace`` chosen, over
+``$__rate_interval``; counters and histograms are summed over pods (several per hop in a
+cluster), and the panels that say "per pod" break a gauge down by the ``pod`` label.
+"""
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders.dashboard import (
+    Dashboard,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    ThresholdsConfig,
+)
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.builders.stat import Panel as Stat
+from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+
+UID = "chatroom-pipeline"
+FILE_NAME = "chatroom-pipeline.json"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+HEIGHT = 8
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def series(metric, hop, *matchers):
+    """``metric{job="chatroom-<hop>",namespace=~"$namespace",<matchers>}``."""
+    matchers = (f'job="chatroom-{hop}"', 'namespace=~"$namespace"') + matchers
+    return metric + "{" + ",".join(matchers) + "}"
+
+
+def rate(metric, hop, *matchers):
+    return f"rate({series(metric, hop, *matchers)}[$__rate_interval])"
+
+
+def increase(metric, hop, *matchers):
+    return f"increase({series(metric, hop, *matchers)}[$__rate_interval])"
+
+
+def summed(expr, by=None):
+    """``expr`` summed over every pod (and series), or kept apart ``by`` a label."""
+    return f"sum by ({by}) ({expr})" if by else f"sum({expr})"
+
+
+def max_by_partition(expr):
+    """One value per partition: the bridge that owns a partition reports its lag, any bridge
+    that lost it reports 0."""
+    return f"max by (partition) ({expr})"
+
+
+def quantile(q, histogram, hop, *matchers, by=()):
+    """The ``q`` quantile of a histogram over every pod (``by``: kept apart)."""
+    return f"histogram_quantile({q}, {summed(rate(histogram + '_bucket', hop, *matchers), by=', '.join(('le',) + by))})"
+
+
+def target(expr, legend):
+    return Dataquery().datasource(DATASOURCE).expr(expr).legend_format(legend).range()
+
+
+def lettered(targets):
+    """The targets with their reference ids A, B, C, ... in order."""
+    return [query.ref_id(chr(ord("A") + number)) for number, query in enumerate(targets)]
+
+
+def quantile_targets(histogram, hop, *matchers, quantiles=QUANTILES):
+    return [target(quantile(q, histogram, hop, *matchers), f"p{round(q * 100)}") for q in quantiles]
+
+
+# -- panels -----------------------------------------------------------------------------------
+
+
+def thresholds(*steps):
+    """Threshold steps (value, colour), the first from minus infinity (value None)."""
+    return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
+        [Threshold(color=color, value=value) for value, color in steps])
+
+
+def timeseries(title, description, unit, targets, *, limit=None, width=8):
+    """A line chart from 0; ``limit``: a red threshold line at that value."""
+    panel = (
+        Timeseries()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .height(HEIGHT)
+        .span(width)
+        .unit(unit)
+        .min(0)
+        .draw_style(common.GraphDrawStyle.LINE)
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(common.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .legend(common_builders.VizLegendOptions()
+                .display_mode(common.LegendDisplayMode.LIST)
+                .placement(common.LegendPlacement.BOTTOM)
+                .show_legend(True))
+        .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.NONE))
+        .targets(lettered(targets))
+    )
+    if limit is None:
+        return panel.thresholds(thresholds((None, "green")))
+    return (panel.thresholds(thresholds((None, "green"), (limit, "red")))
+            .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)))
+
+
+def hops_up():
+    return (
+        Stat()
+        .title("Hops up")
+        .description("Targets that answer their /metrics scrape, per hop. 0 means that hop is gone.")
+        .datasource(DATASOURCE)
+        .height(HEIGHT)
+        .span(8)
+        .unit("short")
+        .thresholds(thresholds((None, "red"), (1, "green")))
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .orientation(common.VizOrientation.AUTO)
+        .justify_mode(common.BigValueJustifyMode.AUTO)
+        .with_target(target('sum by (job) (up{job=~"chatroom-(ingest|bridge|stream)",namespace=~"$namespace"})',
+                            "{{job}}").ref_id("A"))
+    )
+
+
+def end_to_end():
+    return [
+        timeseries(
+            "Delivery latency p50 / p95 / p99",
+            "From a message's ts (stamped by ingest) to its write on a client's socket, over every live "
+            "delivery (one per client per message). The objective: p99 at most 250 ms (the red line).",
+            "s", quantile_targets("chat_delivery_latency_seconds", "stream"), limit=0.25),
+        timeseries(
+            "Throughput through each hop",
+            "Messages per second at each hop: acknowledged by Kafka (ingest), read from Kafka (bridge), "
+            "published live to Redis (bridge), written to clients (stream; one per client, so it exceeds "
+            "the others when rooms have several readers).",
+            "cps", [
+                target(summed(rate("chat_ingest_messages_total", "ingest")), "accepted (ingest)"),
+                target(summed(rate("chat_bridge_messages_consumed_total", "bridge")), "consumed (bridge)"),
+                target(summed(rate("chat_bridge_messages_applied_total", "bridge", 'outcome="written"')),
+                       "published live (bridge)"),
+                target(summed(rate("chat_delivery_latency_seconds_count", "stream")), "delivered to clients (stream)"),
+            ]),
+        timeseries(
+            "Deliveries slower than 250 ms (SLO: at most 1%)",
+            "Share of live deliveries over the 250 ms objective. Sustained above 1% eats the error budget; "
+            "the burn-rate alerts watch the same ratio over 5 m / 1 h and 30 m / 6 h.",
+            "percentunit", [target(
+                "1 - " + summed(rate("chat_delivery_latency_seconds_bucket", "stream", 'le="0.25"'))
+                + " / " + summed(rate("chat_delivery_latency_seconds_count", "stream")), "over 250 ms")],
+            limit=0.01),
+        timeseries(
+            "Open SSE connections",
+            "Browsers connected to stream right now, over every stream pod.",
+            "short", [target(summed(series("chat_stream_connections", "stream")), "open connections")]),
+        timeseries(
+            "Consumer lag (records behind)",
+            "Records written to the chat topic that the bridge has not applied yet, summed over partitions. "
+            "Near 0 when healthy; a rising line means messages reach rooms later and later.",
+            "short", [target(summed(max_by_partition(series("chat_bridge_consumer_lag", "bridge"))),
+                             "records behind")]),
+        hops_up(),
+    ]
+
+
+def ingest():
+    post = 'route="/api/rooms/<room>/messages"'
+    return [
+        timeseries(
+            "POST answers by status",
+            "Answers to POST /api/rooms/<room>/messages per second, by HTTP status: 201 stored, 4xx refused "
+            "input or rate limit, 503 Kafka unavailable.",
+            "reqps", [target(summed(rate("chat_http_requests_total", "ingest", 'method="POST"'), by="status"),
+                             "{{status}}")]),
+        timeseries(
+            "POST latency p50 / p95 / p99",
+            "Time to answer a POST, including the wait for Kafka's acknowledgement.",
+            "s", quantile_targets("chat_http_request_duration_seconds", "ingest", post)),
+        timeseries(
+            "Server errors among POSTs",
+            "Share of POSTs answered 5xx. The ChatIngestErrorRatioHigh alert fires above 5% for 5 minutes.",
+            "percentunit", [target(
+                summed(rate("chat_http_requests_total", "ingest", 'method="POST"', 'status=~"5.."'))
+                + " / " + summed(rate("chat_http_requests_total", "ingest", 'method="POST"')), "5xx share")],
+            limit=0.05),
+        timeseries(
+            "Kafka produce latency p50 / p95 / p99",
+            "From handing a record to the producer to Kafka's acknowledgement by all in-sync replicas.",
+            "s", quantile_targets("chat_ingest_produce_duration_seconds", "ingest")),
+        timeseries(
+            "Kafka produce failures by error",
+            "Records Kafka did not acknowledge in time, by exception; each one is a 503 for its sender.",
+            "cps", [target(summed(rate("chat_ingest_produce_errors_total", "ingest"), by="error"), "{{error}}")]),
+        timeseries(
+            "Refused before producing, by reason",
+            "Requests refused by validation or rate limits (by error code), and retries answered with the "
+            "stored message (client_id seen before).",
+            "reqps", [
+                target(summed(rate("chat_ingest_rejected_total", "ingest"), by="reason"), "{{reason}}"),
+                target(summed(rate("chat_ingest_replayed_total", "ingest")), "replayed retry"),
+            ]),
+        timeseries(
+            "Rate limits",
+            "Requests refused by a rate limit, by scope (user, ip), and rate-limit and held-name checks "
+            "skipped because Redis did not answer (those requests were let through).",
+            "reqps", [
+                target(summed(rate("chat_ingest_rate_limited_total", "ingest"), by="scope"), "limited: {{scope}}"),
+                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "check skipped (Redis)"),
+                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "name check skipped (Redis)"),
+            ]),
+        timeseries(
+            "Deletes and typing signals",
+            "Deletes acknowledged by Kafka (a tombstone each), deletes of an already deleted message (204, "
+            "nothing written), and typing signals published to readers (never stored). Their refusals are "
+            "under \"Refused before producing\".",
+            "ops", [
+                target(summed(rate("chat_ingest_deletes_total", "ingest")), "deletes"),
+                target(summed(rate("chat_ingest_delete_repeats_total", "ingest")), "repeated deletes"),
+                target(summed(rate("chat_ingest_typing_total", "ingest")), "typing signals"),
+            ]),
+        timeseries(
+            "Messages accepted per pod",
+            "Messages acknowledged by Kafka and answered 201, per ingest pod: the Service spreads POSTs "
+            "over the pods, so the lines should stay close; one at 0 while others carry the load is a pod "
+            "that gets no traffic or cannot produce.",
+            "cps", [target(summed(rate("chat_ingest_messages_total", "ingest"), by="pod"), "{{pod}}")]),
+    ]
+
+
+def bridge():
+    return [
+        timeseries(
+            "Records consumed and applied, by outcome",
+            "Records read from Kafka, and what applying them did: written (history + live), rebuilt "
+            "(history only), replayed or duplicate (skipped, already there), invalid.",
+            "cps", [
+                target(summed(rate("chat_bridge_messages_consumed_total", "bridge")), "consumed"),
+                target(summed(rate("chat_bridge_messages_applied_total", "bridge"), by="outcome"), "{{outcome}}"),
+            ]),
+        timeseries(
+            "Consumer lag by partition",
+            "Records behind each partition's end as of the bridge's last fetch (the highest report per "
+            "partition).",
+            "short", [target(max_by_partition(series("chat_bridge_consumer_lag", "bridge")),
+                             "partition {{partition}}")]),
+        timeseries(
+            "Kafka → Redis latency p50 / p95 / p99",
+            "From a record's Kafka timestamp to its publication in Redis: the bridge's share of the delivery "
+            "latency.",
+            "s", quantile_targets("chat_bridge_kafka_to_redis_seconds", "bridge")),
+        timeseries(
+            "Batch apply + commit p50 / p99",
+            "Time to apply one polled batch to Redis and commit its offsets.",
+            "s", quantile_targets("chat_bridge_batch_duration_seconds", "bridge", quantiles=(0.5, 0.99))),
+        timeseries(
+            "Consume-loop errors by kind",
+            "Failures of the consume loop (kafka, redis, other); each is retried from the last committed offset.",
+            "cps", [target(summed(rate("chat_bridge_errors_total", "bridge"), by="kind"), "{{kind}}")]),
+        timeseries(
+            "Assigned partitions, rebalances, rebuilds",
+            "Partitions each bridge consumes (0 everywhere: nobody consumes), and group rebalances and "
+            "history rebuilds from Kafka in the interval.",
+            "short", [
+                target(summed(series("chat_bridge_assigned_partitions", "bridge"), by="pod"), "assigned: {{pod}}"),
+                target(summed(increase("chat_bridge_rebalances_total", "bridge")), "rebalances"),
+                target(summed(increase("chat_bridge_history_rebuilds_total", "bridge")), "history rebuilds"),
+            ]),
+        timeseries(
+            "Tombstones applied, by outcome",
+            "Tombstones (deleted messages) applied to Redis: written = the message left the history window "
+            "and event: delete was published; rebuilt = re-applied from Kafka after Redis lost its data; "
+            "replayed = applied before; duplicate = the message was already deleted.",
+            "ops", [target(summed(rate("chat_bridge_deletes_applied_total", "bridge"), by="outcome"), "{{outcome}}")]),
+    ]
+
+
+def stream():
+    not_metrics = 'route!="/metrics"'
+    return [
+        timeseries(
+            "Open connections and subscribed rooms per pod",
+            "Open SSE connections per stream pod, and rooms it holds a Redis subscription for.",
+            "short", [
+                target(summed(series("chat_stream_connections", "stream"), by="pod"), "connections: {{pod}}"),
+                target(summed(series("chat_stream_subscribed_rooms", "stream"), by="pod"), "rooms: {{pod}}"),
+            ]),
+        timeseries(
+            "Connects and disconnects",
+            "SSE connections opened (fresh, resume, flask_sse) and ended (client, slow, drain, error) per second.",
+            "cps", [
+                target(summed(rate("chat_stream_connects_total", "stream"), by="kind"), "open: {{kind}}"),
+                target(summed(rate("chat_stream_disconnects_total", "stream"), by="reason"), "closed: {{reason}}"),
+            ]),
+        timeseries(
+            "Clients cut off (buffer full)",
+            "Clients disconnected because they could not keep up; they reconnect and resume by id. The "
+            "ChatStreamCutOffsRising alert fires above 10 in 10 minutes.",
+            "short", [target(summed(increase("chat_stream_clients_cut_off_total", "stream")), "cut off")]),
+        timeseries(
+            "Fan-out latency p50 / p95 / p99",
+            "From receiving an event from Redis to writing it on a client's socket: stream's share of the "
+            "delivery latency.",
+            "s", quantile_targets("chat_stream_fanout_seconds", "stream")),
+        timeseries(
+            "Live events: from Redis, to clients, dropped",
+            "Events received from Redis pub/sub (once per pod), written to client sockets (once per client), "
+            "and payloads refused as unsafe.",
+            "cps", [
+                target(summed(rate("chat_stream_live_received_total", "stream"), by="event"), "from Redis: {{event}}"),
+                target(summed(rate("chat_stream_events_sent_total", "stream"), by="event"), "to clients: {{event}}"),
+                target(summed(rate("chat_stream_live_dropped_total", "stream")), "dropped"),
+            ]),
+        timeseries(
+            "Resumes, history reads, Redis reconnects",
+            "Reconnects with a Last-Event-ID (exact: gap filled; reset: id left the window), history pages by "
+            "source (redis, kafka for deep scrollback), and pub/sub reconnects.",
+            "cps", [
+                target(summed(rate("chat_stream_resumes_total", "stream"), by="outcome"), "resume: {{outcome}}"),
+                target(summed(rate("chat_stream_history_reads_total", "stream"), by="source"), "history: {{source}}"),
+                target(summed(rate("chat_stream_redis_reconnects_total", "stream")), "pub/sub reconnects"),
+            ]),
+        timeseries(
+            "Deletes and typing fanned out",
+            "Delete and typing events received from Redis pub/sub (once per stream worker with readers in "
+            "the room) and written to client sockets (once per reader).",
+            "ops", [
+                target(summed(rate("chat_stream_live_received_total", "stream", 'event=~"delete|typing"'), by="event"),
+                       "from Redis: {{event}}"),
+                target(summed(rate("chat_stream_events_sent_total", "stream", 'event=~"delete|typing"'), by="event"),
+                       "to clients: {{event}}"),
+            ], width=12),
+        timeseries(
+            "Stream requests by route and status",
+            "stream's HTTP answers per second (SSE connects count once, when they start).",
+            "reqps", [target(summed(rate("chat_http_requests_total", "stream", not_metrics), by="route, status"),
+                             "{{route}} {{status}}")],
+            width=12),
+        timeseries(
+            "Time to first byte p99 by route",
+            "Time to answer a stream request; for an SSE connect, until the stream starts (room subscription "
+            "and history readiness; the history itself is written after).",
+            "s", [target(quantile(0.99, "chat_http_request_duration_seconds", "stream", not_metrics, by=("route",)),
+                         "{{route}}")],
+            width=12),
+    ]
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+ROWS = (
+    ("End to end: POST accepted → written to a client's SSE socket", end_to_end),
+    ("Ingest: POST → Kafka acknowledgement (acks=all)", ingest),
+    ("Bridge: Kafka → Redis history + pub/sub", bridge),
+    ("Stream: Redis pub/sub → SSE clients", stream),
+)
+
+
+def build():
+    """The dashboard model (grafana_foundation_sdk.models.dashboard.Dashboard)."""
+    dashboard = (
+        Dashboard("Chatroom / Pipeline")
+        .uid(UID)
+        .description("Every hop of Chatroom: ingest (POST → Kafka), bridge (Kafka → Redis), stream (Redis → SSE), "
+                     "and the end-to-end delivery latency. Metrics: docs/metrics.md; alerts: docs/ops.md.")
+        .tags(["chatroom"])
+        .editable()
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .refresh("30s")
+        .time("now-1h", "now")
+        .timezone("utc")
+        .with_variable(
+            DatasourceVariable("datasource")
+            .label("Data source")
+            .type("prometheus")
+            .current(VariableOption(selected=True, text="Prometheus", value="prometheus")))
+        .with_variable(
+            QueryVariable("namespace")
+            .label("Namespace")
+            .datasource(DATASOURCE)
+            .query({"query": 'label_values(up{job=~"chatroom-.*"}, namespace)', "refId": "namespace"})
+            .current(VariableOption(selected=True, text="All", value="$__all"))
+            .include_all(True)
+            .all_value(".*")
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC))
+    )
+    for title, panels in ROWS:
+        dashboard = dashboard.with_row(Row(title))
+        for panel in panels():
+            dashboard = dashboard.with_panel(panel)
+    model = dashboard.build()
+    for number, panel in enumerate(model.panels, start=1):  # rows and panels, in order
+        panel.id_val = number
+    return model
