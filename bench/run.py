@@ -170,7 +170,7 @@ async def delivery_scenarios(system, params, wanted, log):
             retried = False
             for index in range(cap["max_steps"] + 1):
                 hops0 = system.hops_before()
-                monitor = Monitor(system.groups).start()
+                monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
                 step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
                 step = _step_summary(step, monitor.stop(), stack_groups)
                 step["hops"] = system.hops_after(hops0)
@@ -222,7 +222,7 @@ async def delivery_scenarios(system, params, wanted, log):
             loadgen.reset_reader_counters(readers)
             log(f"[{system.name}] quiet after {waited:.1f} s")
             hops0 = system.hops_before()
-            monitor = Monitor(system.groups).start()
+            monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
             step = await loadgen.run_step(system.target, readers, fan["rate"], fan["duration"], base)
             out["fanout"] = {"params": {**fan}, "open_seconds": open_s, "warm_up_tries": warm,
                              **_step_summary(step, monitor.stop(), stack_groups),
@@ -247,7 +247,7 @@ async def idle_scenario(system, params, log):
     await asyncio.sleep(idle["settle_s"])
     base_stream = rss_bytes(system.stream_pids)
     base_groups = {name: rss_bytes([pid]) for name, pid in system.groups.items()}
-    base_loadgen = psutil.Process().memory_info().rss
+    base_loadgen = psutil.Process(loadgen.pid()).memory_info().rss
     points = [{"connections": 0, "stream_rss_bytes": base_stream}]
     readers_sets = []
     opened = 0
@@ -279,7 +279,7 @@ async def idle_scenario(system, params, log):
             "open_seconds": time.monotonic() - started,
             "connections": open_now,
             "failed": failed,
-            "errors": sorted({r.error for rs in readers_sets for r in rs.readers if r.error})[:5],
+            "errors": sorted({e for rs in readers_sets for e in rs.errors})[:5],
             "stream_rss_before_bytes": base_stream,
             "stream_rss_after_bytes": points[-1]["stream_rss_bytes"],
             "bytes_per_connection_before_after": delta / open_now if open_now else None,
@@ -289,7 +289,7 @@ async def idle_scenario(system, params, log):
             "bytes_per_connection": max(delta / open_now, _slope(points) or 0.0) if open_now else None,
             "points": points,
             "rss_delta_by_group_bytes": {n: groups_after[n] - base_groups[n] for n in base_groups},
-            "loadgen_rss_delta_bytes": psutil.Process().memory_info().rss - base_loadgen,
+            "loadgen_rss_delta_bytes": psutil.Process(loadgen.pid()).memory_info().rss - base_loadgen,
             "redis_clients": system.redis.info("clients").get("connected_clients"),
         }
     finally:
@@ -313,7 +313,7 @@ async def ingest_scenario(system, params, log):
     ing = params["ingest"]
     rooms = system.rooms(ing["rooms"], "p")
     await loadgen.ingest_closed_loop(system.target, rooms, 4, 1.0)  # warm the producers
-    monitor = Monitor(system.groups).start()
+    monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
     res = await loadgen.ingest_closed_loop(system.target, rooms, ing["concurrency"], ing["duration"])
     mon = monitor.stop()
     stack_cores = sum(mon["groups"][g]["cpu_cores_mean"] for g in system.groups)
@@ -444,6 +444,7 @@ async def run_all(profile_name, params, only, wanted, log):
                 result["results"][system.name]["ingest"] = await ingest_scenario(system, params, log)
         result["stack_logs"] = str(run_dir)
     finally:
+        loadgen.stop()
         if seed is not None:
             seed.stop()
         ours.stop()

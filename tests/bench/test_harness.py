@@ -6,7 +6,9 @@ import asyncio
 import copy
 import json
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,9 @@ from bench import loadgen, report, run  # noqa: E402
 from bench.stacks import SeedStack  # noqa: E402
 
 
-def _frame_ours(sender, seq, ts=1):
-    data = {"id": "1", "room": "r", "user": "u", "text": f"S:{sender}:{seq}:{int(time.time() * 1e6)}", "ts": ts}
+def _frame_ours(sender, seq):
+    data = {"id": "1", "room": "r", "user": "u", "text": f"S:{sender}:{seq}:{int(time.time() * 1e6)}",
+            "ts": int(time.time() * 1000), "client_id": None}
     return f"event: message\nid: 1\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
@@ -29,25 +32,102 @@ def _frame_seed(sender, seq):
     return f"event:message\ndata:{json.dumps(data)}\n\n".encode()
 
 
-@pytest.mark.parametrize("frame", [_frame_ours, _frame_seed])
-def test_reader_counts_lost_duplicated_and_reordered_events(frame):
-    async def check():
-        reader = loadgen.Reader("r", "http://127.0.0.1:1/", [loadgen.Collector()])
-        # sent 0..7, all acknowledged; received 0 1 3 2 2 5 (4, 6 and 7 never arrive)
-        reader._consume(b"".join(frame(7, seq) for seq in (0, 1, 3)))
-        reader._consume(b"".join(frame(7, seq) for seq in (2, 2, 5)))
-        sender = loadgen.Sender(7, "r", rate=1, count=8, sent=8, acked=set(range(8)))
-        return reader, sender
+def _frame_centrifugo(sender, seq):
+    data = {"room": "r", "user": "u", "text": f"S:{sender}:{seq}:{int(time.time() * 1e6)}",
+            "ts": int(time.time() * 1000)}
+    pub = {"channel": "r", "pub": {"data": data, "offset": seq + 1}}
+    return f"data: {json.dumps(pub, separators=(',', ':'))}\n\n".encode()
 
-    reader, sender = asyncio.run(check())
-    assert reader.received == 6
-    assert reader.reordered == 1
-    assert reader.duplicates == 1
-    assert reader.lost([sender]) == 3
-    sender.acked.discard(7)  # a refused POST is not counted as lost
-    assert reader.lost([sender]) == 2
-    assert len(reader._collector_ref[0].latency_send_ms) == 6
-    assert len(reader._collector_ref[0].latency_ts_ms) == (6 if frame is _frame_ours else 0)
+
+# kind -> (frame, greeting written when a stream opens, status of an accepted post, its body)
+FAKES = {
+    "ours": (_frame_ours, b": connected\n\n", 201, b'{"id":"1"}'),
+    "seed": (_frame_seed, b"", 200, b"OK"),
+    "centrifugo": (_frame_centrifugo, b'data: {"connect":{}}\n\n', 200, b'{"result":{}}'),
+}
+
+
+class FakePipeline(ThreadingHTTPServer):
+    """A system that misbehaves on cue: of one sender's messages 0..7 it refuses 7,
+    delivers 0 1 3 once 3 is posted, then 2 2 5 once 5 is posted (4 and 6 never)."""
+
+    daemon_threads = True
+    SCRIPT = {3: (0, 1, 3), 5: (2, 2, 5)}
+
+    def __init__(self, kind):
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.frame, self.greeting, self.ok_status, self.ok_body = FAKES[kind]
+        self.stream = None
+        self.stream_open = threading.Event()
+        self.lock = threading.Lock()
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # the stream's end is the connection's end
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(self.server.greeting)
+        self.wfile.flush()
+        self.server.stream = self.wfile
+        self.server.stream_open.set()
+        while True:  # until the reader closes its connection
+            if not self.rfile.read(1):
+                return
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = body.get("text") or body.get("message") or body["data"]["text"]
+        _, sender, seq, _ = text.split(":")
+        sender, seq = int(sender), int(seq)
+        assert self.server.stream_open.wait(10)
+        with self.server.lock:
+            for s in self.server.SCRIPT.get(seq, ()):
+                self.server.stream.write(self.server.frame(sender, s))
+            self.server.stream.flush()
+        status, answer = (self.server.ok_status, self.server.ok_body) if seq != 7 else (500, b"{}")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+@pytest.mark.parametrize("kind", sorted(FAKES))
+def test_load_generator_counts_lost_duplicated_and_reordered_events(kind):
+    server = FakePipeline(kind)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    target = loadgen.Target("fake", base, kind, publish_url=base, api_key="k")
+
+    async def check():
+        readers = loadgen.Readers(target, ["r"], 1)
+        await readers.open()
+        try:
+            # One sender, eight messages: 0..6 acknowledged, 7 refused.
+            return await loadgen.run_step(target, readers, rate=20, duration=0.4, sender_base=7,
+                                          per_sender_rate=20, drain_timeout=10, stall_s=1)
+        finally:
+            await readers.close()
+
+    try:
+        step = asyncio.run(check())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (step["sent"], step["acked"], step["post_errors"]) == (8, 7, 1)
+    assert step["expected_deliveries"] == 7
+    assert step["received"] == 6
+    assert step["reordered"] == 1
+    assert step["duplicates"] == 1
+    assert step["lost"] == 2  # 4 and 6; 7 was refused, so not lost
+    assert step["readers_dropped"] == 0
+    assert len(step["latency_send_ms"]) == 6
+    assert len(step["latency_ts_ms"]) == (0 if kind == "seed" else 6)
 
 
 @pytest.fixture(scope="module")
