@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +26,18 @@ type Reader struct {
 
 	opened     chan struct{}
 	openedOnce sync.Once
+	isOpen     atomic.Bool
+
+	// The socket, once the poller reads it, and the state of its reading (the poller's only).
+	file      *os.File
+	fd        int
+	closeOnce sync.Once
+	chunked   bool
+	cstate    int
+	remaining int
+	skip      int
+	line      []byte
+	body      []byte // decoded bytes not yet consumed: the start of an incomplete event
 
 	mu         sync.Mutex
 	err        string
@@ -62,7 +79,12 @@ func (s *ReaderSet) newStep() {
 	s.received.Store(0)
 }
 
-func (r *Reader) markOpened() { r.openedOnce.Do(func() { close(r.opened) }) }
+func (r *Reader) markOpened() {
+	if !r.isOpen.Load() {
+		r.openedOnce.Do(func() { close(r.opened) })
+		r.isOpen.Store(true)
+	}
+}
 
 func (r *Reader) fail(text string) {
 	r.mu.Lock()
@@ -78,56 +100,169 @@ func (r *Reader) failed() bool {
 	return r.err != ""
 }
 
-func (r *Reader) run(client *http.Client) {
+// run connects, sends the request and reads the response's head; from then on the poller
+// reads the socket. It returns once the stream is open (or has failed).
+func (r *Reader) run(p *poller) {
 	defer r.set.wg.Done()
-	defer r.markOpened()
-	req, err := http.NewRequestWithContext(r.set.ctx, "GET", r.url, nil)
-	if err != nil {
-		r.fail(err.Error())
-		return
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := client.Do(req)
-	if err != nil {
-		if r.set.ctx.Err() == nil {
-			r.fail(err.Error())
+	ctx := r.set.ctx
+	failed := func(text string) {
+		if ctx.Err() == nil {
+			r.fail(text)
 		}
+		r.markOpened()
+	}
+	u, err := url.Parse(r.url)
+	if err != nil {
+		failed(err.Error())
 		return
 	}
-	defer resp.Body.Close()
+	dialer := net.Dialer{Timeout: 30 * time.Second}
+	conn, err := dialer.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		failed(err.Error())
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	request := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\n\r\n"
+	if _, err := conn.Write([]byte(request)); err != nil {
+		stop()
+		conn.Close()
+		failed(err.Error())
+		return
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		stop()
+		conn.Close()
+		failed(err.Error())
+		return
+	}
 	if resp.StatusCode != 200 {
-		r.fail(fmt.Sprintf("status %d", resp.StatusCode))
+		stop()
+		conn.Close()
+		failed(fmt.Sprintf("status %d", resp.StatusCode))
 		return
 	}
-	buf := make([]byte, 4096)
-	n := 0
-	for {
-		m, err := resp.Body.Read(buf[n:])
-		if m > 0 {
-			r.markOpened()
-			now := time.Now()
-			n += m
-			if end := bytes.LastIndex(buf[:n], []byte("\n\n")); end >= 0 {
-				r.consume(buf[:end+2], now)
-				n = copy(buf, buf[end+2:n])
-			} else if n == len(buf) {
-				bigger := make([]byte, 2*len(buf))
-				copy(bigger, buf)
-				buf = bigger
-			}
+	r.chunked = len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
+	head, _ := br.Peek(br.Buffered()) // the first bytes of the body may have come with the head
+	pending := append([]byte(nil), head...)
+	if !stop() { // closed meanwhile
+		conn.Close()
+		r.markOpened()
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	file, err := conn.(*net.TCPConn).File() // a descriptor of our own, for the poller
+	conn.Close()
+	if err != nil {
+		failed(err.Error())
+		return
+	}
+	r.file = file
+	r.fd = int(file.Fd())
+	if err := syscall.SetNonblock(r.fd, true); err != nil {
+		r.closeSocket()
+		failed(err.Error())
+		return
+	}
+	if len(pending) > 0 && !r.feed(pending, time.Now()) {
+		r.closeSocket()
+		return
+	}
+	if err := p.add(r.fd, r); err != nil {
+		r.closeSocket()
+		failed(err.Error())
+	}
+}
+
+func (r *Reader) closeSocket() {
+	r.closeOnce.Do(func() {
+		if r.file != nil {
+			r.file.Close()
 		}
-		if err != nil {
-			if r.set.ctx.Err() != nil {
-				return // closed by the harness
+	})
+}
+
+const (
+	chunkSize = iota // reading a chunk's size line
+	chunkData        // reading its data
+	chunkEnd         // skipping the CRLF after it
+)
+
+// feed takes bytes read from the socket (the poller's goroutine, or run before the socket is
+// handed over); it returns false once the stream is over.
+func (r *Reader) feed(data []byte, now time.Time) bool {
+	r.markOpened()
+	if !r.chunked {
+		r.body = append(r.body, data...)
+		r.scan(now)
+		return true
+	}
+	for len(data) > 0 {
+		switch r.cstate {
+		case chunkSize:
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				r.line = append(r.line, data...)
+				return true
 			}
-			if err == io.EOF {
+			r.line = append(r.line, data[:i]...)
+			data = data[i+1:]
+			size, ok := chunkLength(r.line)
+			r.line = r.line[:0]
+			if !ok {
+				r.scan(now)
+				r.fail("a malformed chunk")
+				return false
+			}
+			if size == 0 {
+				r.scan(now)
 				r.fail("stream ended by the server")
-			} else {
-				r.fail(err.Error())
+				return false
 			}
-			return
+			r.remaining, r.cstate = size, chunkData
+		case chunkData:
+			n := min(len(data), r.remaining)
+			r.body = append(r.body, data[:n]...)
+			data = data[n:]
+			if r.remaining -= n; r.remaining == 0 {
+				r.cstate, r.skip = chunkEnd, 2
+			}
+		case chunkEnd:
+			for r.skip > 0 && len(data) > 0 {
+				data = data[1:]
+				r.skip--
+			}
+			if r.skip == 0 {
+				r.cstate = chunkSize
+			}
 		}
 	}
+	r.scan(now)
+	return true
+}
+
+func chunkLength(line []byte) (int, bool) {
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || len(line) > 8 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(line), 16, 32)
+	return int(n), err == nil
+}
+
+// scan hands every complete event received so far to consume.
+func (r *Reader) scan(now time.Time) {
+	end := bytes.LastIndex(r.body, []byte("\n\n"))
+	if end < 0 {
+		return
+	}
+	r.consume(r.body[:end+2], now)
+	r.body = append(r.body[:0], r.body[end+2:]...)
 }
 
 // consume checks every event in data (complete events only), received at now.
@@ -262,4 +397,16 @@ func number(data []byte, terminator byte) (int64, []byte, bool) {
 		i++
 	}
 	return v, data[i:], true
+}
+
+// close ends every reader of the set: those still connecting give up, open sockets are closed.
+func (s *ReaderSet) close(p *poller) {
+	s.cancel()
+	s.wg.Wait()
+	for _, r := range s.readers {
+		if r.file != nil {
+			p.remove(r)
+			r.closeSocket()
+		}
+	}
 }

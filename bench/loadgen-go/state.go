@@ -17,20 +17,20 @@ type state struct {
 	sets    map[int]*ReaderSet
 	nextSet int
 	offsets map[string]*roomOffsets // target name -> its rooms' Redis ids (kind ours-redis)
-	// Readers: one connection each, never reused. Senders: kept-alive connections.
-	streams *http.Client
-	posts   *http.Client
+	poller  *poller                 // reads every stream
+	posts   *http.Client            // senders: kept-alive connections
 }
 
 func newState() *state {
 	dialer := &net.Dialer{Timeout: 30 * time.Second}
+	p, err := newPoller()
+	if err != nil {
+		panic(err)
+	}
 	return &state{
 		sets:    map[int]*ReaderSet{},
 		offsets: map[string]*roomOffsets{},
-		streams: &http.Client{Transport: &http.Transport{
-			DialContext: dialer.DialContext, DisableKeepAlives: true, DisableCompression: true,
-			MaxIdleConnsPerHost: -1, ResponseHeaderTimeout: 0,
-		}},
+		poller:  p,
 		posts: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			DialContext: dialer.DialContext, DisableCompression: true,
 			MaxIdleConns: 10000, MaxIdleConnsPerHost: 10000, IdleConnTimeout: 90 * time.Second,
@@ -40,8 +40,7 @@ func newState() *state {
 
 func (s *state) closeAll() {
 	for id, set := range s.sets {
-		set.cancel()
-		set.wg.Wait()
+		set.close(s.poller)
 		delete(s.sets, id)
 	}
 	for _, o := range s.offsets {
@@ -126,8 +125,7 @@ func (s *state) handle(cmd string, raw json.RawMessage) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		set.cancel()
-		set.wg.Wait()
+		set.close(s.poller)
 		delete(s.sets, a.Set)
 		return nil, nil
 	case "ingest":
@@ -183,7 +181,7 @@ func (s *state) open(t *Target, rooms []string, clients, concurrency int) (any, 
 	for _, r := range set.readers {
 		gate <- struct{}{}
 		set.wg.Add(1)
-		go r.run(s.streams)
+		go r.run(s.poller)
 		waiting.Add(1)
 		go func(r *Reader) {
 			defer waiting.Done()
