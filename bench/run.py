@@ -1,8 +1,13 @@
-"""The benchmark: the project's pipeline and the seed design, same machine, same run.
+"""The benchmark: the project's pipeline, the seed design and a peer (Centrifugo), same
+machine, same run.
 
-    python -m bench                 # the full set (make bench), about 10 minutes
+    python -m bench                 # the full set (make bench)
     python -m bench --profile quick # a short set (make bench-quick)
     python -m bench --only ours --scenarios fanout,ingest --set fanout.clients=500
+
+Systems: ``ours`` and ``centrifugo`` (the whole pipeline: an acknowledged POST -> Kafka ->
+every SSE reader), ``seed``, and the fan-out stage alone: ``ours-fanout`` (published into
+Redis as the bridge does) and ``centrifugo-fanout`` (its publish API, its Redis engine).
 
 Writes bench/results/<timestamp>.json (every figure and the machine), <timestamp>.md and
 latest.md (the summary), and the plots (latest-*.png).
@@ -26,17 +31,20 @@ import redis
 
 from bench import hops, loadgen, report
 from bench.monitor import Monitor, rss_bytes
-from bench.stacks import ROOT, OursStack, SeedStack
+from bench.stacks import ROOT, CentrifugoStack, OursStack, SeedStack
 
 RESULTS = ROOT / "bench" / "results"
-SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server both systems use
+SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server every system uses
+SYSTEMS = ("ours", "seed", "centrifugo", "ours-fanout", "centrifugo-fanout")
+# The systems whose own processes the idle scenario measures (the fan-out stages share them).
+IDLE_SYSTEMS = ("ours", "seed", "centrifugo")
 
 PROFILES = {
     "full": {
         "warm_up_s": 8,
         "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 20},
         "capacity": {"clients": 2000, "rooms": 20, "step_duration": 8, "factor": 1.5, "max_steps": 10,
-                     "start_rate": {"ours": 25, "seed": 5}, "p99_limit_ms": 250},
+                     "start_rate": {"ours": 25, "seed": 5, "centrifugo": 25, "ours-fanout": 25, "centrifugo-fanout": 25}, "p99_limit_ms": 250},
         "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
     },
@@ -44,7 +52,7 @@ PROFILES = {
         "warm_up_s": 3,
         "fanout": {"clients": 200, "rooms": 4, "rate": 50, "duration": 4},
         "capacity": {"clients": 200, "rooms": 4, "step_duration": 3, "factor": 2.0, "max_steps": 3,
-                     "start_rate": {"ours": 25, "seed": 6.25}, "p99_limit_ms": 250},
+                     "start_rate": {"ours": 25, "seed": 6.25, "centrifugo": 25, "ours-fanout": 25, "centrifugo-fanout": 25}, "p99_limit_ms": 250},
         "idle": {"connections": 1000, "rooms": 10, "stages": 2, "settle_s": 1},
         "ingest": {"concurrency": 32, "rooms": 4, "duration": 3},
     },
@@ -52,7 +60,7 @@ PROFILES = {
         "warm_up_s": 1,
         "fanout": {"clients": 20, "rooms": 2, "rate": 20, "duration": 2},
         "capacity": {"clients": 20, "rooms": 2, "step_duration": 1.5, "factor": 2.0, "max_steps": 2,
-                     "start_rate": {"ours": 20, "seed": 20}, "p99_limit_ms": 250},
+                     "start_rate": {"ours": 20, "seed": 20, "centrifugo": 20, "ours-fanout": 20, "centrifugo-fanout": 20}, "p99_limit_ms": 250},
         "idle": {"connections": 50, "rooms": 2, "stages": 1, "settle_s": 0.5},
         "ingest": {"concurrency": 4, "rooms": 2, "duration": 1.5},
     },
@@ -166,7 +174,7 @@ async def delivery_scenarios(system, params, wanted, log):
     try:
         if "capacity" in wanted:
             steps = []
-            rate = cap["start_rate"][system.target.kind]
+            rate = cap["start_rate"][system.name]
             retried = False
             for index in range(cap["max_steps"] + 1):
                 hops0 = system.hops_before()
@@ -359,7 +367,7 @@ def machine_description():
         pass
     from importlib.metadata import version as pkg_version
     packages = {}
-    for name in ("aiohttp", "uvloop", "psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
+    for name in ("psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
                  "kafka-python", "redis"):
         try:
             packages[name] = pkg_version(name)
@@ -392,7 +400,7 @@ async def run_all(profile_name, params, only, wanted, log):
     ours = OursStack(run_dir / "stack", nginx_connections=nginx_connections)
     log("starting the stack (Kafka, Redis, ingest, bridge, stream, nginx)")
     ours.start(timeout=240)
-    seed = None
+    seed = centrifugo = None
     try:
         r = redis.Redis.from_url(ours.settings.redis_url)
         # flask-sse holds one Redis connection per open stream: let Redis take the idle
@@ -408,24 +416,49 @@ async def run_all(profile_name, params, only, wanted, log):
             _wait_history_ready(r, ours.settings.partitions, log, timeout=120)
         groups = ours.groups()
         shared = {name: groups[name] for name in SHARED_PROGRAMS}
+        tag = stamp[-7:-1].lower()
         systems = []
         if "ours" in only:
             systems.append(System("ours", loadgen.Target("ours", ours.settings.gateway_url, "ours"), groups,
-                                  ours.stream_pids(), r, f"b{stamp[-7:-1].lower()}",
-                                  ours.settings.service_url("stream"),
+                                  ours.stream_pids(), r, f"b{tag}", ours.settings.service_url("stream"),
                                   {name: ours.settings.service_url(name) for name in ("ingest", "bridge", "stream")}))
+        if "ours-fanout" in only:
+            # The fan-out stage: published into Redis as the bridge does; ingest, Kafka and the
+            # bridge have nothing to do, so only what carries the stage is counted.
+            target = loadgen.Target("ours-fanout", ours.settings.gateway_url, "ours-redis",
+                                    redis=_bridge_publish(ours.settings))
+            systems.append(System("ours-fanout", target, {n: groups[n] for n in ("nginx", "stream", "redis")},
+                                  ours.stream_pids(), r, f"r{tag}", ours.settings.service_url("stream"),
+                                  {"stream": ours.settings.service_url("stream")}))
+        if {"centrifugo", "centrifugo-fanout"} & set(only):
+            log("starting Centrifugo (built once into the per-user cache: a first build takes minutes)")
+            centrifugo = CentrifugoStack(run_dir / "centrifugo", ours.settings.kafka_bootstrap, ours.settings.redis_url,
+                                         ours.settings.partitions, nginx_connections=nginx_connections).start()
+            c_groups = centrifugo.groups()
+            if "centrifugo" in only:
+                systems.append(System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url,
+                                                                   "centrifugo-kafka"),
+                                      {**c_groups, **shared}, centrifugo.stream_pids(), r, f"c{tag}",
+                                      centrifugo.api_url))
+            if "centrifugo-fanout" in only:
+                target = loadgen.Target("centrifugo-fanout", centrifugo.gateway_url, "centrifugo",
+                                        publish_url=centrifugo.api_url, api_key=centrifugo.API_KEY)
+                systems.append(System("centrifugo-fanout", target,
+                                      {"centrifugo-nginx": c_groups["centrifugo-nginx"],
+                                       "centrifugo": c_groups["centrifugo"], "redis": groups["redis"]},
+                                      centrifugo.stream_pids(), r, f"d{tag}", centrifugo.api_url))
         if "seed" in only:
             seed = SeedStack(run_dir / "seed", ours.settings.kafka_bootstrap, ours.settings.redis_url,
                              nginx_connections=nginx_connections).start()
             systems.append(System("seed", loadgen.Target("seed", seed.gateway_url, "seed"),
-                                  {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{stamp[-7:-1].lower()}",
+                                  {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{tag}",
                                   f"http://127.0.0.1:{seed.stream_port}"))
         log(f"stacks up in {time.monotonic() - started:.0f} s")
-        # Warm the broker's JIT (and ours' pipeline) before anything is measured, so that
-        # ours, measured first, does not pay for a cold JVM. Not the seed's: its /sendmsg
+        # Warm the broker's JIT (and a pipeline) before anything is measured, so that the
+        # system measured first does not pay for a cold JVM. Not the seed's: its /sendmsg
         # answers before Kafka has the message, and its consumer would still be draining
         # the backlog while ours is measured; its delivery warm-up comes before its own steps.
-        for system in systems[:1]:
+        for system in [s for s in systems if s.name in ("ours", "centrifugo")][:1]:
             rooms = system.rooms(4, "w")
             warm = await loadgen.ingest_closed_loop(system.target, rooms, 8, params["warm_up_s"])
             log(f"[{system.name}] warm-up: {warm['acked']} messages posted in {warm['seconds']:.1f} s")
@@ -433,10 +466,10 @@ async def run_all(profile_name, params, only, wanted, log):
         # that an earlier scenario's connections left in the heap.
         for system in systems:
             res = result["results"].setdefault(system.name, {})
-            if "idle" in wanted:
+            if "idle" in wanted and system.name in IDLE_SYSTEMS:
                 res["idle"] = await idle_scenario(system, params, log)
-        # Ours, then the seed: a seed left with a backlog (its consumer keeps draining
-        # Kafka after the readers are gone) must not run next to a measurement of ours.
+        # The seed last: a seed left with a backlog (its consumer keeps draining Kafka
+        # after the readers are gone) must not run next to a measurement of another system.
         for system in systems:
             if {"fanout", "capacity"} & set(wanted):
                 result["results"][system.name].update(await delivery_scenarios(system, params, wanted, log))
@@ -445,11 +478,22 @@ async def run_all(profile_name, params, only, wanted, log):
         result["stack_logs"] = str(run_dir)
     finally:
         loadgen.stop()
-        if seed is not None:
-            seed.stop()
+        for peer in (seed, centrifugo):
+            if peer is not None:
+                peer.stop()
         ours.stop()
     result["elapsed_s"] = time.monotonic() - started
     return result
+
+
+def _bridge_publish(settings):
+    """What the load generator needs to publish into Redis as the bridge does: the bridge's
+    own script and its settings (the defaults of services/bridge/bridge/config.py)."""
+    from bridge.store import APPLY_SCRIPT
+
+    host_port = settings.redis_url.split("://", 1)[1].split("/", 1)[0]
+    return {"addr": host_port, "script": APPLY_SCRIPT, "history_max": 1000, "client_id_ttl_s": 86400,
+            "partitions": settings.partitions}
 
 
 def _wait_history_ready(r, partitions, log, timeout=240):
@@ -479,7 +523,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--only", default="ours,seed", help="systems: ours,seed")
+    parser.add_argument("--only", default=",".join(SYSTEMS), help="systems: " + ",".join(SYSTEMS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
                         help="override a parameter, e.g. fanout.clients=500")
@@ -495,12 +539,7 @@ def main(argv=None):
     def log(text):
         print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    result = runner(run_all(args.profile, params, only, wanted, log))
+    result = asyncio.run(run_all(args.profile, params, only, wanted, log))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = report.write(result, out, latest=not args.no_latest)

@@ -3,12 +3,17 @@
 # reused by every clone: prints the path of the binary it was asked for.
 #
 #   bench/tools.sh loadgen            bench/loadgen-go, keyed by a hash of its sources
+#   bench/tools.sh centrifugo         the peer system, pinned (CENTRIFUGO_VERSION below)
+#   bench/tools.sh centrifugo-ingest  bench/baselines/centrifugo/ingest-go (POST -> Kafka for it)
 #
-# Builds run under `nice -n 10`.
+# Builds run under `nice -n 10`; a first Centrifugo build takes a minute or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 source scripts/cache.sh
+
+CENTRIFUGO_MODULE=github.com/centrifugal/centrifugo/v6
+CENTRIFUGO_VERSION=v6.9.1
 
 export GOPATH=$CHATROOM_CACHE/go
 export GOMODCACHE=$GOPATH/pkg/mod
@@ -36,8 +41,17 @@ build_module() {
 
 case "${1:-}" in
   loadgen) build_module bench/loadgen-go loadgen ;;
+  centrifugo-ingest) build_module bench/baselines/centrifugo/ingest-go centrifugo-ingest ;;
+  centrifugo)
+    dir=$CHATROOM_CACHE/tools/centrifugo-$CENTRIFUGO_VERSION
+    if [ ! -x "$dir/centrifugo" ]; then
+      say "go install $CENTRIFUGO_MODULE@$CENTRIFUGO_VERSION (into $dir)"
+      GOBIN=$dir nice -n 10 go install "$CENTRIFUGO_MODULE@$CENTRIFUGO_VERSION" >&2
+    fi
+    echo "$dir/centrifugo"
+    ;;
   *)
-    echo "usage: bench/tools.sh loadgen" >&2
+    echo "usage: bench/tools.sh loadgen|centrifugo|centrifugo-ingest" >&2
     exit 2
     ;;
 esac

@@ -1,6 +1,7 @@
-"""The benchmark harness, run tiny: its checks count what they should, both systems'
-adapters deliver through it, and a run's summary and plots get written. Behaviour only:
-no figure here is a performance claim."""
+"""The benchmark harness, run tiny: the load generator's checks count what they should,
+every system's adapter delivers through it (the project, the seed, Centrifugo, and the
+fan-out stages alone), and a run's summary and plots get written. Behaviour only: no figure
+here is a performance claim."""
 
 import asyncio
 import copy
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, report, run  # noqa: E402
-from bench.stacks import SeedStack  # noqa: E402
+from bench.stacks import CentrifugoStack, SeedStack  # noqa: E402
 
 
 def _frame_ours(sender, seq):
@@ -139,36 +140,46 @@ def seed(stack, tmp_path_factory):
     s.stop()
 
 
-def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
-    r = redis.Redis.from_url(stack.settings.redis_url)
-    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
-    params = copy.deepcopy(run.PROFILES["smoke"])
-    systems = [
-        run.System("ours", loadgen.Target("ours", stack.settings.gateway_url, "ours"),
-                   {name: stack.pid(name) for name in ("nginx", "ingest", "bridge", "stream")},
-                   [stack.pid("stream")], r, "benchsmoke-o", stack.settings.service_url("stream")),
-        run.System("seed", loadgen.Target("seed", seed.gateway_url, "seed"), seed.groups(), seed.stream_pids(), r,
-                   "benchsmoke-s", f"http://127.0.0.1:{seed.stream_port}"),
-    ]
-
+def _run(systems, params, idle):
     async def scenarios():
         results = {}
         for system in systems:
             results[system.name] = await run.delivery_scenarios(system, params, ["fanout", "capacity"], print)
-            results[system.name]["idle"] = await run.idle_scenario(system, params, print)
+            if system.name in idle:
+                results[system.name]["idle"] = await run.idle_scenario(system, params, print)
         return results
 
-    results = asyncio.run(scenarios())
-    for name, res in results.items():
-        fan = res["fanout"]
-        assert fan["post_errors"] == 0, name
-        assert fan["acked"] > 0, name
-        assert fan["received"] == fan["expected_deliveries"] == fan["acked"] * params["fanout"]["clients"] // 2, name
-        assert (fan["lost"], fan["duplicates"], fan["reordered"]) == (0, 0, 0), name
-        assert fan["latency_send"]["count"] == fan["received"], name
-        assert fan["resources"]["groups"]["loadgen"]["cpu_seconds"] > 0, name
-        assert res["capacity"]["steps"], name
+    return asyncio.run(scenarios())
+
+
+def _check_delivery(name, res, params):
+    fan = res["fanout"]
+    assert fan["post_errors"] == 0, name
+    assert fan["acked"] > 0, name
+    assert fan["received"] == fan["expected_deliveries"] == fan["acked"] * params["fanout"]["clients"] // 2, name
+    assert (fan["lost"], fan["duplicates"], fan["reordered"]) == (0, 0, 0), name
+    assert fan["latency_send"]["count"] == fan["received"], name
+    assert fan["resources"]["groups"]["loadgen"]["cpu_seconds"] > 0, name
+    assert res["capacity"]["steps"], name
+    if "idle" in res:
         assert res["idle"]["connections"] == params["idle"]["connections"], name
+
+
+def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    params = copy.deepcopy(run.PROFILES["smoke"])
+    stream = stack.settings.service_url("stream")
+    systems = [
+        run.System("ours", loadgen.Target("ours", stack.settings.gateway_url, "ours"),
+                   {name: stack.pid(name) for name in ("nginx", "ingest", "bridge", "stream")},
+                   [stack.pid("stream")], r, "benchsmoke-o", stream),
+        run.System("seed", loadgen.Target("seed", seed.gateway_url, "seed"), seed.groups(), seed.stream_pids(), r,
+                   "benchsmoke-s", f"http://127.0.0.1:{seed.stream_port}"),
+    ]
+    results = _run(systems, params, idle=("ours", "seed"))
+    for name, res in results.items():
+        _check_delivery(name, res, params)
     assert results["ours"]["fanout"]["latency_ts"]["count"] == results["ours"]["fanout"]["received"]
     assert results["seed"]["fanout"]["latency_ts"] is None
 
@@ -180,3 +191,47 @@ def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
     summary = (tmp_path / "smoke.md").read_text()
     assert "| ours |" in summary and "| seed |" in summary
     assert json.loads((tmp_path / "smoke.json").read_text())["results"]["ours"]["fanout"]["lost"] == 0
+
+
+@pytest.fixture(scope="module")
+def centrifugo(stack, tmp_path_factory):
+    c = CentrifugoStack(tmp_path_factory.mktemp("centrifugo"), stack.settings.kafka_bootstrap,
+                        stack.settings.redis_url, stack.settings.partitions, nginx_connections=2048)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.mark.timeout(1800)  # a first run builds Centrifugo into the per-user cache: minutes on two cores
+def test_the_peer_and_the_fanout_stages_deliver_through_the_harness(stack, centrifugo, tmp_path):
+    """Centrifugo's whole pipeline (a POST through its gateway -> Kafka -> its consumer ->
+    every reader) and both fan-out stages (ours published into Redis as the bridge does;
+    Centrifugo's publish API) deliver everything, and the summary compares them."""
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    params = copy.deepcopy(run.PROFILES["smoke"])
+    stream = stack.settings.service_url("stream")
+    groups = centrifugo.groups()
+    systems = [
+        run.System("ours-fanout", loadgen.Target("ours-fanout", stack.settings.gateway_url, "ours-redis",
+                                                 redis=run._bridge_publish(stack.settings)),
+                   {name: stack.pid(name) for name in ("nginx", "stream")}, [stack.pid("stream")], r,
+                   "benchsmoke-r", stream),
+        run.System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url, "centrifugo-kafka"), groups,
+                   centrifugo.stream_pids(), r, "benchsmoke-c", centrifugo.api_url),
+        run.System("centrifugo-fanout", loadgen.Target("centrifugo-fanout", centrifugo.gateway_url, "centrifugo",
+                                                       publish_url=centrifugo.api_url, api_key=centrifugo.API_KEY),
+                   groups, centrifugo.stream_pids(), r, "benchsmoke-d", centrifugo.api_url),
+    ]
+    results = _run(systems, params, idle=("centrifugo",))
+    for name, res in results.items():
+        _check_delivery(name, res, params)
+        # Every event carries a ts: ingest's for Centrifugo's pipeline, the sender's otherwise.
+        assert res["fanout"]["latency_ts"]["count"] == res["fanout"]["received"], name
+
+    result = {"timestamp": "peer", "profile": "smoke", "params": params, "machine": run.machine_description(),
+              "results": results, "elapsed_s": 1.0}
+    report.write(result, tmp_path, latest=False)
+    summary = (tmp_path / "peer.md").read_text()
+    assert "## Against Centrifugo" in summary
+    assert "fan-out stage (publish -> every reader): capacity" in summary
