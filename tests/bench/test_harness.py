@@ -50,17 +50,31 @@ FAKES = {
 
 class FakePipeline(ThreadingHTTPServer):
     """A system that misbehaves on cue: of one sender's messages 0..7 it refuses 7,
-    delivers 0 1 3 once 3 is posted, then 2 2 5 once 5 is posted (4 and 6 never)."""
+    delivers 0 1 3 once 3 is posted, then 2 2 5 once 5 is posted (4 and 6 never).
+    ``chunked``: the stream in HTTP/1.1 chunks of 7 bytes, as a proxy may cut it (an event,
+    even a chunk's size line, then spans several reads); otherwise HTTP/1.0, as is."""
 
     daemon_threads = True
     SCRIPT = {3: (0, 1, 3), 5: (2, 2, 5)}
 
-    def __init__(self, kind):
+    def __init__(self, kind, chunked=False):
         super().__init__(("127.0.0.1", 0), FakeHandler)
         self.frame, self.greeting, self.ok_status, self.ok_body = FAKES[kind]
+        self.chunked = chunked
         self.stream = None
         self.stream_open = threading.Event()
         self.lock = threading.Lock()
+
+    def send(self, data):
+        if not self.chunked:
+            self.stream.write(data)
+        for start in range(0, len(data) if self.chunked else 0, 7):
+            piece = data[start:start + 7]
+            self.stream.write(b"%x\r" % len(piece))
+            self.stream.flush()
+            self.stream.write(b"\n" + piece + b"\r\n")
+            self.stream.flush()
+        self.stream.flush()
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -70,12 +84,15 @@ class FakeHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if self.server.chunked:
+            self.protocol_version = "HTTP/1.1"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        if self.server.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(self.server.greeting)
-        self.wfile.flush()
         self.server.stream = self.wfile
+        self.server.send(self.server.greeting)
         self.server.stream_open.set()
         while True:  # until the reader closes its connection
             if not self.rfile.read(1):
@@ -89,8 +106,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         assert self.server.stream_open.wait(10)
         with self.server.lock:
             for s in self.server.SCRIPT.get(seq, ()):
-                self.server.stream.write(self.server.frame(sender, s))
-            self.server.stream.flush()
+                self.server.send(self.server.frame(sender, s))
         status, answer = (self.server.ok_status, self.server.ok_body) if seq != 7 else (500, b"{}")
         self.send_response(status)
         self.send_header("Content-Length", str(len(answer)))
@@ -98,9 +114,10 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
 
-@pytest.mark.parametrize("kind", sorted(FAKES))
-def test_load_generator_counts_lost_duplicated_and_reordered_events(kind):
-    server = FakePipeline(kind)
+@pytest.mark.parametrize("kind, chunked", [(kind, False) for kind in sorted(FAKES)]
+                         + [("ours", True), ("centrifugo", True)])
+def test_load_generator_counts_lost_duplicated_and_reordered_events(kind, chunked):
+    server = FakePipeline(kind, chunked)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     target = loadgen.Target("fake", base, kind, publish_url=base, api_key="k")
