@@ -66,7 +66,7 @@ logs:
 clean:
 	rm -rf .run
 
-# The benchmark against the seed design (bench/README.md); not part of make test.
+# The benchmark against the seed design and Centrifugo (bench/README.md); not part of make test.
 .PHONY: bench bench-quick
 bench: install-test
 	$(PYTHON) -m bench

@@ -37,13 +37,14 @@ class Monitor:
 
     The result gives, per group: CPU seconds used during the window (summed over the
     processes of the group, including ones that started meanwhile), mean and peak CPU
-    (in cores), mean and peak RSS; the same for the harness itself; and the whole
+    (in cores), mean and peak RSS; the same for the load generator; and the whole
     machine's busy cores, so that load from anything else shows up.
     """
 
-    def __init__(self, groups, interval=0.5):
+    def __init__(self, groups, interval=0.5, loadgen_pid=None):
         self.groups = dict(groups)
-        self.groups["loadgen"] = os.getpid()
+        # The load generator: its own process (bench/loadgen.py starts it), or this one.
+        self.groups["loadgen"] = loadgen_pid or os.getpid()
         self.interval = interval
         self.rescan_s = 5.0
         self._scanned_at = 0.0

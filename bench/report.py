@@ -16,7 +16,13 @@ TARGETS = {
     "deliveries_per_core": 10_000.0,
     "idle_bytes_per_connection": 30 * 1024,
     "ingest_per_core": 2_000.0,
+    "vs_centrifugo": 1.0,
+    "loadgen_us_per_delivery": 5.0,
 }
+# Every system a run may hold, in the order of the tables: the whole pipelines (ours, the seed,
+# Centrifugo behind its Kafka consumer), then the fan-out stage alone (ours published into
+# Redis as the bridge does, Centrifugo through its publish API).
+SYSTEMS = ("ours", "seed", "centrifugo", "ours-fanout", "centrifugo-fanout")
 
 
 def quantiles(values):
@@ -101,13 +107,16 @@ def summary(result, plots):
         + (" — **other load was on the machine** (above 2 on 2 cores): figures are pessimistic and noisy."
            if load[0] > 2 else "."),
         "",
-        "Both systems ran in the same invocation on the same Kafka broker and Redis server, through an nginx "
-        "gateway each, with the same worker counts, driven by the same load generator (bench/loadgen.py). "
+        "Every system ran in the same invocation on the same Kafka broker and Redis server, through an nginx "
+        "gateway each with the same settings, driven by the same load generator (bench/loadgen-go). "
+        "`ours-fanout` and `centrifugo-fanout` are the fan-out stage alone: a message published into Redis as "
+        "the bridge does, or through Centrifugo's publish API (its Redis engine), to every SSE reader. "
         "Latency is receive time minus send time (the sender's clock, the same host), unless marked `ts`: "
-        "receive time minus the message's `ts` stamped by ingest.",
+        "receive time minus the message's `ts` stamped by ingest (Centrifugo's: by the producer in front of it).",
         "",
     ]
     lines += _targets_table(result)
+    lines += _peer_table(result)
     lines += _fanout_table(result)
     lines += _hops_table(result)
     lines += _capacity_table(result)
@@ -173,7 +182,84 @@ def _targets_table(result):
                      f"{_fmt(g['acked_per_stack_core'])} ({_fmt(g['acked_per_s'])}/s on "
                      f"{g['stack_cores']:.2f} cores; {_fmt(g['acked_per_ingest_core'])} per ingest core)",
                      "not compared", "", _met(g["acked_per_stack_core"] >= t["ingest_per_core"])))
+    lg = _loadgen_us_per_delivery(f_ours)
+    if lg is not None:
+        rows.append(("load generator CPU per delivery (fan-out)", f"<= {t['loadgen_us_per_delivery']:.0f} µs",
+                     _fmt(lg, " µs"), _fmt(_loadgen_us_per_delivery(f_seed), " µs"), "",
+                     _met(lg <= t["loadgen_us_per_delivery"])))
+    if not rows:
+        return []
     out = ["## Targets", "", "| measure | target | ours | seed | ours/seed | |", "|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out + [""]
+
+
+def _loadgen_us_per_delivery(fanout):
+    if not fanout or not fanout["received"]:
+        return None
+    return fanout["resources"]["groups"]["loadgen"]["cpu_seconds"] / fanout["received"] * 1e6
+
+
+def _stack_us_per_delivery(fanout):
+    if not fanout or not fanout["received"]:
+        return None
+    groups = fanout["resources"]["groups"]
+    return sum(g["cpu_seconds"] for n, g in groups.items() if n != "loadgen") / fanout["received"] * 1e6
+
+
+def _peer_table(result):
+    """Ours against Centrifugo, twice: the whole pipeline and the fan-out stage alone."""
+    rows = []
+    t = TARGETS["vs_centrifugo"]
+    for label, ours_name, peer_name in (("whole pipeline (POST -> Kafka -> every reader)", "ours", "centrifugo"),
+                                        ("fan-out stage (publish -> every reader)", "ours-fanout",
+                                         "centrifugo-fanout")):
+        co, cp = _get(result, ours_name, "capacity"), _get(result, peer_name, "capacity")
+        if co and cp:
+            a, b = co["capacity_deliveries_per_s"], cp["capacity_deliveries_per_s"]
+            ratio = _ratio(a, b)
+            # A search that ran out of steps without failing found a floor, not the capacity.
+            ended_o, ended_p = co.get("first_failure") is not None, cp.get("first_failure") is not None
+            verdict = None
+            if ratio is not None:
+                if ended_o and ended_p:
+                    verdict = ratio >= t
+                elif ended_p and ratio >= t:  # ours is at least this
+                    verdict = True
+                elif ended_o and ratio < t:  # Centrifugo's is at least this
+                    verdict = False
+            rows.append((f"{label}: capacity, deliveries/s at p99 <= {co['params']['p99_limit_ms']} ms",
+                         ("" if ended_o else ">= ") + _fmt(a), ("" if ended_p else ">= ") + _fmt(b),
+                         _fmt(ratio, "x", 2), f">= {t:.0f}x",
+                         _met(verdict)))
+            a, b = co["deliveries_per_core_at_capacity"], cp["deliveries_per_core_at_capacity"]
+            rows.append((f"{label}: deliveries/s per stack core at capacity", _fmt(a), _fmt(b),
+                         _fmt(_ratio(a, b), "x", 2), "", ""))
+        fo, fp = _get(result, ours_name, "fanout"), _get(result, peer_name, "fanout")
+        if fo and fp:
+            p = fo["params"]
+            lo, lp = fo["latency_send"], fp["latency_send"]
+            if lo and lp:
+                rows.append((f"{label}: {p['clients']:,} / {p['rooms']} / {p['rate']} msg/s, p50 / p99 (send)",
+                             f"{lo['p50']:.1f} / {lo['p99']:.1f} ms", f"{lp['p50']:.1f} / {lp['p99']:.1f} ms",
+                             _fmt(_ratio(lo["p99"], lp["p99"]), "", 2) + " (p99)", "", ""))
+            a, b = _stack_us_per_delivery(fo), _stack_us_per_delivery(fp)
+            rows.append((f"{label}: stack CPU per delivery at that load", _fmt(a, " µs"), _fmt(b, " µs"),
+                         _fmt(_ratio(a, b), "", 2), "", ""))
+            rows.append((f"{label}: lost / duplicate / reordered",
+                         f"{fo['lost']} / {fo['duplicates']} / {fo['reordered']}",
+                         f"{fp['lost']} / {fp['duplicates']} / {fp['reordered']}", "", "", ""))
+    io, ip = _get(result, "ours", "idle"), _get(result, "centrifugo", "idle")
+    if io and ip and io["bytes_per_connection"] and ip["bytes_per_connection"]:
+        rows.append((f"RSS per idle SSE connection ({io['connections']:,} open; {ip['connections']:,})",
+                     _kb(io["bytes_per_connection"]), _kb(ip["bytes_per_connection"]),
+                     _fmt(_ratio(io["bytes_per_connection"], ip["bytes_per_connection"]), "", 2), "", ""))
+    if not rows:
+        return []
+    out = ["## Against Centrifugo", "",
+           "Capacity and throughput ratios are ours / Centrifugo (above 1: ours does more); latency, CPU and "
+           "memory ratios likewise (below 1: ours takes less).", "",
+           "| measure | ours | Centrifugo | ours/Centrifugo | target | |", "|---|---|---|---|---|---|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out + [""]
 
@@ -184,7 +270,7 @@ def _fanout_table(result):
            "| p50 / p90 / p99 / max ms | p50 / p99 `ts` ms | POST p99 ms | stack cores | loadgen cores |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     found = False
-    for system in ("ours", "seed"):
+    for system in SYSTEMS:
         f = _get(result, system, "fanout")
         if not f:
             continue
@@ -239,7 +325,7 @@ def _capacity_table(result):
            "stack cores | deliveries/s per core | loadgen cores | |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     found = False
-    for system in ("ours", "seed"):
+    for system in SYSTEMS:
         c = _get(result, system, "capacity")
         if not c:
             continue
@@ -266,13 +352,13 @@ def _idle_table(result):
            "nginx Δ | Redis Δ | Redis clients |",
            "|---|---|---|---|---|---|---|---|---|"]
     found = False
-    for system in ("ours", "seed"):
+    for system in SYSTEMS:
         i = _get(result, system, "idle")
         if not i:
             continue
         found = True
         deltas = i["rss_delta_by_group_bytes"]
-        nginx = deltas.get("nginx", deltas.get("seed-nginx"))
+        nginx = deltas.get("nginx", deltas.get("seed-nginx", deltas.get("centrifugo-nginx")))
         out.append(
             f"| {system} | {i['connections']:,} ({i['failed']}) | {i['stream_rss_before_bytes'] / 2**20:.1f} → "
             f"{i['stream_rss_after_bytes'] / 2**20:.1f} MiB | "
@@ -300,7 +386,7 @@ def _resources_table(result):
            "| system | process | CPU cores mean / peak | CPU µs per delivery | RSS mean / peak MiB |",
            "|---|---|---|---|---|"]
     found = False
-    for system in ("ours", "seed"):
+    for system in SYSTEMS:
         f = _get(result, system, "fanout")
         if not f:
             continue
@@ -329,7 +415,8 @@ def plot(result, out_dir, prefix):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     paths = []
-    colors = {"ours": "tab:blue", "seed": "tab:red"}
+    colors = {"ours": "tab:blue", "seed": "tab:red", "centrifugo": "tab:green", "ours-fanout": "tab:cyan",
+              "centrifugo-fanout": "tab:olive"}
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
 
     def plain_log(ax, y=False):
@@ -339,7 +426,7 @@ def plot(result, out_dir, prefix):
 
     # Latency CDFs: fan-out, the capacity step, ingest POSTs.
     panels = []
-    for system in ("ours", "seed"):
+    for system in SYSTEMS:
         f = _get(result, system, "fanout")
         if f:
             panels.append(("fan-out", system, "send", f["latency_send"]))
@@ -387,7 +474,7 @@ def plot(result, out_dir, prefix):
         paths.append(path)
 
     # Throughput and p99 against offered load.
-    caps = {s: _get(result, s, "capacity") for s in ("ours", "seed")}
+    caps = {s: _get(result, s, "capacity") for s in SYSTEMS}
     if any(caps.values()):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
         for system, c in caps.items():
@@ -401,7 +488,7 @@ def plot(result, out_dir, prefix):
             for s, x in zip(c["steps"], xs):
                 if not s["passed"]:
                     a1.plot([x], [s["deliveries_per_s"]], "x", color="black", markersize=10)
-        lim = (caps.get("ours") or caps.get("seed"))["params"]["p99_limit_ms"]
+        lim = next(c for c in caps.values() if c)["params"]["p99_limit_ms"]
         a2.axhline(lim, color="grey", linestyle=":", label=f"{lim} ms limit")
         top = max((s["offered_rate"] * c["params"]["clients"] / c["params"]["rooms"]
                    for c in caps.values() if c for s in c["steps"]), default=1)
@@ -426,7 +513,7 @@ def plot(result, out_dir, prefix):
         paths.append(path)
 
     # Memory against connections.
-    idles = {s: _get(result, s, "idle") for s in ("ours", "seed")}
+    idles = {s: _get(result, s, "idle") for s in SYSTEMS}
     if any(idles.values()):
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for system, i in idles.items():

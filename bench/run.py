@@ -1,8 +1,13 @@
-"""The benchmark: the project's pipeline and the seed design, same machine, same run.
+"""The benchmark: the project's pipeline, the seed design and a peer (Centrifugo), same
+machine, same run.
 
-    python -m bench                 # the full set (make bench), about 10 minutes
+    python -m bench                 # the full set (make bench)
     python -m bench --profile quick # a short set (make bench-quick)
     python -m bench --only ours --scenarios fanout,ingest --set fanout.clients=500
+
+Systems: ``ours`` and ``centrifugo`` (the whole pipeline: an acknowledged POST -> Kafka ->
+every SSE reader), ``seed``, and the fan-out stage alone: ``ours-fanout`` (published into
+Redis as the bridge does) and ``centrifugo-fanout`` (its publish API, its Redis engine).
 
 Writes bench/results/<timestamp>.json (every figure and the machine), <timestamp>.md and
 latest.md (the summary), and the plots (latest-*.png).
@@ -26,17 +31,27 @@ import redis
 
 from bench import hops, loadgen, report, scrollback
 from bench.monitor import Monitor, rss_bytes
-from bench.stacks import ROOT, OursStack, SeedStack
+from bench.stacks import ROOT, CentrifugoStack, OursStack, SeedStack
 
 RESULTS = ROOT / "bench" / "results"
-SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server both systems use
+SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server every system uses
+SYSTEMS = ("ours", "seed", "centrifugo", "ours-fanout", "centrifugo-fanout")
+# The systems whose own processes the idle scenario measures (the fan-out stages share them).
+IDLE_SYSTEMS = ("ours", "seed", "centrifugo")
+
+
+def _start_rates(rate, seed):
+    """The capacity search's first rate (msg/s) per system: the seed saturates far lower."""
+    return {**{name: rate for name in SYSTEMS}, "seed": seed}
+
 
 PROFILES = {
     "full": {
         "warm_up_s": 8,
         "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 20},
         "capacity": {"clients": 2000, "rooms": 20, "step_duration": 8, "factor": 1.5, "max_steps": 10,
-                     "start_rate": {"ours": 25, "seed": 5}, "p99_limit_ms": 250},
+                     "start_rate": _start_rates(25, seed=5),
+                     "p99_limit_ms": 250},
         "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
         "scrollback": {"noise_records": 1_000_000, "quiet_messages": 2000, "noise_rooms": 10, "readers": 20,
@@ -46,7 +61,8 @@ PROFILES = {
         "warm_up_s": 3,
         "fanout": {"clients": 200, "rooms": 4, "rate": 50, "duration": 4},
         "capacity": {"clients": 200, "rooms": 4, "step_duration": 3, "factor": 2.0, "max_steps": 3,
-                     "start_rate": {"ours": 25, "seed": 6.25}, "p99_limit_ms": 250},
+                     "start_rate": _start_rates(25, seed=6.25),
+                     "p99_limit_ms": 250},
         "idle": {"connections": 1000, "rooms": 10, "stages": 2, "settle_s": 1},
         "ingest": {"concurrency": 32, "rooms": 4, "duration": 3},
         "scrollback": {"noise_records": 22_000, "quiet_messages": 1100, "noise_rooms": 4, "readers": 10,
@@ -56,7 +72,8 @@ PROFILES = {
         "warm_up_s": 1,
         "fanout": {"clients": 20, "rooms": 2, "rate": 20, "duration": 2},
         "capacity": {"clients": 20, "rooms": 2, "step_duration": 1.5, "factor": 2.0, "max_steps": 2,
-                     "start_rate": {"ours": 20, "seed": 20}, "p99_limit_ms": 250},
+                     "start_rate": _start_rates(20, seed=20),
+                     "p99_limit_ms": 250},
         "idle": {"connections": 50, "rooms": 2, "stages": 1, "settle_s": 0.5},
         "ingest": {"concurrency": 4, "rooms": 2, "duration": 1.5},
         "scrollback": {"noise_records": 5000, "quiet_messages": 60, "noise_rooms": 2, "readers": 2,
@@ -172,11 +189,11 @@ async def delivery_scenarios(system, params, wanted, log):
     try:
         if "capacity" in wanted:
             steps = []
-            rate = cap["start_rate"][system.target.kind]
+            rate = cap["start_rate"][system.name]
             retried = False
             for index in range(cap["max_steps"] + 1):
                 hops0 = system.hops_before()
-                monitor = Monitor(system.groups).start()
+                monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
                 step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
                 step = _step_summary(step, monitor.stop(), stack_groups)
                 step["hops"] = system.hops_after(hops0)
@@ -228,7 +245,7 @@ async def delivery_scenarios(system, params, wanted, log):
             loadgen.reset_reader_counters(readers)
             log(f"[{system.name}] quiet after {waited:.1f} s")
             hops0 = system.hops_before()
-            monitor = Monitor(system.groups).start()
+            monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
             step = await loadgen.run_step(system.target, readers, fan["rate"], fan["duration"], base)
             out["fanout"] = {"params": {**fan}, "open_seconds": open_s, "warm_up_tries": warm,
                              **_step_summary(step, monitor.stop(), stack_groups),
@@ -253,7 +270,7 @@ async def idle_scenario(system, params, log):
     await asyncio.sleep(idle["settle_s"])
     base_stream = rss_bytes(system.stream_pids)
     base_groups = {name: rss_bytes([pid]) for name, pid in system.groups.items()}
-    base_loadgen = psutil.Process().memory_info().rss
+    base_loadgen = psutil.Process(loadgen.pid()).memory_info().rss
     points = [{"connections": 0, "stream_rss_bytes": base_stream}]
     readers_sets = []
     opened = 0
@@ -285,7 +302,7 @@ async def idle_scenario(system, params, log):
             "open_seconds": time.monotonic() - started,
             "connections": open_now,
             "failed": failed,
-            "errors": sorted({r.error for rs in readers_sets for r in rs.readers if r.error})[:5],
+            "errors": sorted({e for rs in readers_sets for e in rs.errors})[:5],
             "stream_rss_before_bytes": base_stream,
             "stream_rss_after_bytes": points[-1]["stream_rss_bytes"],
             "bytes_per_connection_before_after": delta / open_now if open_now else None,
@@ -295,7 +312,7 @@ async def idle_scenario(system, params, log):
             "bytes_per_connection": max(delta / open_now, _slope(points) or 0.0) if open_now else None,
             "points": points,
             "rss_delta_by_group_bytes": {n: groups_after[n] - base_groups[n] for n in base_groups},
-            "loadgen_rss_delta_bytes": psutil.Process().memory_info().rss - base_loadgen,
+            "loadgen_rss_delta_bytes": psutil.Process(loadgen.pid()).memory_info().rss - base_loadgen,
             "redis_clients": system.redis.info("clients").get("connected_clients"),
         }
     finally:
@@ -319,7 +336,7 @@ async def ingest_scenario(system, params, log):
     ing = params["ingest"]
     rooms = system.rooms(ing["rooms"], "p")
     await loadgen.ingest_closed_loop(system.target, rooms, 4, 1.0)  # warm the producers
-    monitor = Monitor(system.groups).start()
+    monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
     res = await loadgen.ingest_closed_loop(system.target, rooms, ing["concurrency"], ing["duration"])
     mon = monitor.stop()
     stack_cores = sum(mon["groups"][g]["cpu_cores_mean"] for g in system.groups)
@@ -365,7 +382,7 @@ def machine_description():
         pass
     from importlib.metadata import version as pkg_version
     packages = {}
-    for name in ("aiohttp", "uvloop", "psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
+    for name in ("psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
                  "kafka-python", "redis"):
         try:
             packages[name] = pkg_version(name)
@@ -398,7 +415,7 @@ async def run_all(profile_name, params, only, wanted, log):
     ours = OursStack(run_dir / "stack", nginx_connections=nginx_connections)
     log("starting the stack (Kafka, Redis, ingest, bridge, stream, nginx)")
     ours.start(timeout=240)
-    seed = None
+    seed = centrifugo = None
     try:
         r = redis.Redis.from_url(ours.settings.redis_url)
         # flask-sse holds one Redis connection per open stream: let Redis take the idle
@@ -414,24 +431,49 @@ async def run_all(profile_name, params, only, wanted, log):
             _wait_history_ready(r, ours.settings.partitions, log, timeout=120)
         groups = ours.groups()
         shared = {name: groups[name] for name in SHARED_PROGRAMS}
+        tag = stamp[-7:-1].lower()
         systems = []
         if "ours" in only:
             systems.append(System("ours", loadgen.Target("ours", ours.settings.gateway_url, "ours"), groups,
-                                  ours.stream_pids(), r, f"b{stamp[-7:-1].lower()}",
-                                  ours.settings.service_url("stream"),
+                                  ours.stream_pids(), r, f"b{tag}", ours.settings.service_url("stream"),
                                   {name: ours.settings.service_url(name) for name in ("ingest", "bridge", "stream")}))
+        if "ours-fanout" in only:
+            # The fan-out stage: published into Redis as the bridge does; ingest, Kafka and the
+            # bridge have nothing to do, so only what carries the stage is counted.
+            target = loadgen.Target("ours-fanout", ours.settings.gateway_url, "ours-redis",
+                                    redis=_bridge_publish(ours.settings))
+            systems.append(System("ours-fanout", target, {n: groups[n] for n in ("nginx", "stream", "redis")},
+                                  ours.stream_pids(), r, f"r{tag}", ours.settings.service_url("stream"),
+                                  {"stream": ours.settings.service_url("stream")}))
+        if {"centrifugo", "centrifugo-fanout"} & set(only):
+            log("starting Centrifugo (built once into the per-user cache: a first build takes minutes)")
+            centrifugo = CentrifugoStack(run_dir / "centrifugo", ours.settings.kafka_bootstrap, ours.settings.redis_url,
+                                         ours.settings.partitions, nginx_connections=nginx_connections).start()
+            c_groups = centrifugo.groups()
+            if "centrifugo" in only:
+                systems.append(System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url,
+                                                                   "centrifugo-kafka"),
+                                      {**c_groups, **shared}, centrifugo.stream_pids(), r, f"c{tag}",
+                                      centrifugo.api_url))
+            if "centrifugo-fanout" in only:
+                target = loadgen.Target("centrifugo-fanout", centrifugo.gateway_url, "centrifugo",
+                                        publish_url=centrifugo.api_url, api_key=centrifugo.API_KEY)
+                systems.append(System("centrifugo-fanout", target,
+                                      {"centrifugo-nginx": c_groups["centrifugo-nginx"],
+                                       "centrifugo": c_groups["centrifugo"], "redis": groups["redis"]},
+                                      centrifugo.stream_pids(), r, f"d{tag}", centrifugo.api_url))
         if "seed" in only:
             seed = SeedStack(run_dir / "seed", ours.settings.kafka_bootstrap, ours.settings.redis_url,
                              nginx_connections=nginx_connections).start()
             systems.append(System("seed", loadgen.Target("seed", seed.gateway_url, "seed"),
-                                  {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{stamp[-7:-1].lower()}",
+                                  {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{tag}",
                                   f"http://127.0.0.1:{seed.stream_port}"))
         log(f"stacks up in {time.monotonic() - started:.0f} s")
-        # Warm the broker's JIT (and ours' pipeline) before anything is measured, so that
-        # ours, measured first, does not pay for a cold JVM. Not the seed's: its /sendmsg
+        # Warm the broker's JIT (and a pipeline) before anything is measured, so that the
+        # system measured first does not pay for a cold JVM. Not the seed's: its /sendmsg
         # answers before Kafka has the message, and its consumer would still be draining
         # the backlog while ours is measured; its delivery warm-up comes before its own steps.
-        for system in systems[:1]:
+        for system in [s for s in systems if s.name in ("ours", "centrifugo")][:1]:
             rooms = system.rooms(4, "w")
             warm = await loadgen.ingest_closed_loop(system.target, rooms, 8, params["warm_up_s"])
             log(f"[{system.name}] warm-up: {warm['acked']} messages posted in {warm['seconds']:.1f} s")
@@ -439,10 +481,10 @@ async def run_all(profile_name, params, only, wanted, log):
         # that an earlier scenario's connections left in the heap.
         for system in systems:
             res = result["results"].setdefault(system.name, {})
-            if "idle" in wanted:
+            if "idle" in wanted and system.name in IDLE_SYSTEMS:
                 res["idle"] = await idle_scenario(system, params, log)
-        # Ours, then the seed: a seed left with a backlog (its consumer keeps draining
-        # Kafka after the readers are gone) must not run next to a measurement of ours.
+        # The seed last: a seed left with a backlog (its consumer keeps draining Kafka
+        # after the readers are gone) must not run next to a measurement of another system.
         for system in systems:
             if {"fanout", "capacity"} & set(wanted):
                 result["results"][system.name].update(await delivery_scenarios(system, params, wanted, log))
@@ -453,11 +495,23 @@ async def run_all(profile_name, params, only, wanted, log):
                     system, params, log, ours.settings.kafka_bootstrap, "chat.messages", ours.settings.partitions)
         result["stack_logs"] = str(run_dir)
     finally:
-        if seed is not None:
-            seed.stop()
+        loadgen.stop()
+        for peer in (seed, centrifugo):
+            if peer is not None:
+                peer.stop()
         ours.stop()
     result["elapsed_s"] = time.monotonic() - started
     return result
+
+
+def _bridge_publish(settings):
+    """What the load generator needs to publish into Redis as the bridge does: the bridge's
+    own script and its settings (the defaults of services/bridge/bridge/config.py)."""
+    from bridge.store import APPLY_SCRIPT
+
+    host_port = settings.redis_url.split("://", 1)[1].split("/", 1)[0]
+    return {"addr": host_port, "script": APPLY_SCRIPT, "history_max": 1000, "client_id_ttl_s": 86400,
+            "partitions": settings.partitions}
 
 
 def _wait_history_ready(r, partitions, log, timeout=240):
@@ -487,7 +541,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--only", default="ours,seed", help="systems: ours,seed")
+    parser.add_argument("--only", default=",".join(SYSTEMS), help="systems: " + ",".join(SYSTEMS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
                         help="override a parameter, e.g. fanout.clients=500")
@@ -503,12 +557,7 @@ def main(argv=None):
     def log(text):
         print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
 
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    result = runner(run_all(args.profile, params, only, wanted, log))
+    result = asyncio.run(run_all(args.profile, params, only, wanted, log))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = report.write(result, out, latest=not args.no_latest)

@@ -24,9 +24,13 @@ logconfig_dict = gunicorn_logconfig("stream", log_level(), access_log=env_str("A
 
 
 def post_worker_init(worker):
-    """Start the worker's Redis subscription, and drain its streams once it is told to stop."""
+    """Writes in one system call where they fit (stream/sockets.py); start the worker's Redis
+    subscription, and drain its streams once it is told to stop."""
     import gevent
 
+    from stream import sockets
+
+    sockets.install()
     hub = worker.wsgi.extensions["chat.hub"]
     config = worker.wsgi.config["chat.config"]
     hub.start()

@@ -1,0 +1,3 @@
+module chatroom/bench/loadgen
+
+go 1.24

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The benchmark's compiled programs, built once into the per-user cache (scripts/cache.sh) and
+# reused by every clone: prints the path of the binary it was asked for.
+#
+#   bench/tools.sh loadgen            bench/loadgen-go, keyed by a hash of its sources
+#   bench/tools.sh centrifugo         the peer system, pinned (CENTRIFUGO_VERSION below)
+#   bench/tools.sh centrifugo-ingest  bench/baselines/centrifugo/ingest-go (POST -> Kafka for it)
+#
+# Builds run under `nice -n 10`; a first Centrifugo build takes a minute or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/cache.sh
+
+CENTRIFUGO_MODULE=github.com/centrifugal/centrifugo/v6
+CENTRIFUGO_VERSION=v6.9.1
+
+export GOPATH=$CHATROOM_CACHE/go
+export GOMODCACHE=$GOPATH/pkg/mod
+export GOCACHE=$CHATROOM_CACHE/go-build
+export GOFLAGS=-modcacherw
+export CGO_ENABLED=0
+PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
+command -v go >/dev/null 2>&1 || { echo "bench/tools.sh: Go 1.24 or newer is needed" >&2; exit 1; }
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# build_module DIR NAME: a module of ours, keyed by a hash of its go.mod, go.sum and sources.
+build_module() {
+  local hash dir
+  hash=$(cd "$1" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+  dir=$CHATROOM_CACHE/tools/$2-$hash
+  if [ ! -x "$dir/$2" ]; then
+    say "building $1 into $dir"
+    mkdir -p "$dir"
+    (cd "$1" && nice -n 10 go build -trimpath -o "$dir/$2.tmp" .) >&2
+    mv "$dir/$2.tmp" "$dir/$2"
+  fi
+  echo "$dir/$2"
+}
+
+case "${1:-}" in
+  loadgen) build_module bench/loadgen-go loadgen ;;
+  centrifugo-ingest) build_module bench/baselines/centrifugo/ingest-go centrifugo-ingest ;;
+  centrifugo)
+    dir=$CHATROOM_CACHE/tools/centrifugo-$CENTRIFUGO_VERSION
+    if [ ! -x "$dir/centrifugo" ]; then
+      say "go install $CENTRIFUGO_MODULE@$CENTRIFUGO_VERSION (into $dir)"
+      GOBIN=$dir nice -n 10 go install "$CENTRIFUGO_MODULE@$CENTRIFUGO_VERSION" >&2
+    fi
+    echo "$dir/centrifugo"
+    ;;
+  *)
+    echo "usage: bench/tools.sh loadgen|centrifugo|centrifugo-ingest" >&2
+    exit 2
+    ;;
+esac
