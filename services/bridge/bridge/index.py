@@ -20,12 +20,13 @@ import threading
 import time
 from collections import defaultdict
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from bridge import metrics
-from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+from chat_common.kafka_reader import log_reader
+from chat_common.messages import OFFSETS_LUA, STATE_KEY, Message, offsets_key, pack_offsets, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +61,8 @@ return 1
 # KEYS[1]: a room's offset index. ARGV[1]: the partition's first offset. Drops the entries
 # below it but the newest of them, which stays first: the mark that retention removed some of
 # the room's messages (readers skip it). Returns the entries dropped.
-TRIM_SCRIPT = """
-local n = math.floor(redis.call('STRLEN', KEYS[1]) / 8)
-local beginning = tonumber(ARGV[1])
-local lo, hi = 0, n
-while lo < hi do
-  local mid = math.floor((lo + hi) / 2)
-  if struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], mid * 8, mid * 8 + 7)) < beginning then
-    lo = mid + 1
-  else
-    hi = mid
-  end
-end
+TRIM_SCRIPT = OFFSETS_LUA + """
+local lo = entries_below(KEYS[1], tonumber(ARGV[1]))
 if lo < 2 then return 0 end
 redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, -1))
 return lo - 1
@@ -217,14 +208,9 @@ class Indexer:
 
     def _reader(self):
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
-                client_id="chat-bridge-indexer",
-                group_id=None,
-                enable_auto_commit=False,
+            self._consumer = log_reader(
+                self.config.kafka_bootstrap_servers, "chat-bridge-indexer",
                 auto_offset_reset="earliest",  # a chunk that retention removed meanwhile: read what is left
-                reconnect_backoff_max_ms=1000,
-                metrics_enabled=False,
             )
         return self._consumer
 

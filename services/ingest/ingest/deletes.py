@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from chat_common.kafka_reader import log_reader
 from chat_common.messages import deleted_key, message_or_none, room_partition, session_tag
 from ingest.producer import KafkaUnavailable
 
@@ -68,15 +69,8 @@ class MessageLog:
 
     def _get(self):
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
-                client_id="chat-ingest-deletes",
-                group_id=None,
-                enable_auto_commit=False,
-                request_timeout_ms=int(READ_TIMEOUT_S * 1000),
-                reconnect_backoff_max_ms=1000,
-                metrics_enabled=False,
-            )
+            self._consumer = log_reader(self.config.kafka_bootstrap_servers, "chat-ingest-deletes",
+                                        request_timeout_ms=int(READ_TIMEOUT_S * 1000))
         return self._consumer
 
     def _close(self):

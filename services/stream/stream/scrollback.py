@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 import gevent
 from gevent.queue import Empty, Queue
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from chat_common.messages import STATE_KEY, Message, client_id_key, deleted_key, offsets_key, unpack_offsets
+from chat_common.kafka_reader import log_reader
+from chat_common.messages import (
+    OFFSETS_LUA, STATE_KEY, Message, client_id_key, deleted_key, offsets_key, unpack_offsets,
+)
 from stream import metrics
 
 log = logging.getLogger(__name__)
@@ -34,22 +37,12 @@ BEGINNING_TTL_S = 10.0  # how long a partition's first offset (moved only by ret
 # KEYS[1]: the room's offset index, KEYS[2]: state. ARGV[1]: below, ARGV[2]: count, ARGV[3]: partition.
 # Returns the index entries of the (up to) count newest offsets below ARGV[1] (increasing),
 # indexed:<partition> ('' if none) and the room's first entry ('' if none).
-LOOKUP_SCRIPT = """
-local n = math.floor(redis.call('STRLEN', KEYS[1]) / 8)
-local below = tonumber(ARGV[1])
-local lo, hi = 0, n
-while lo < hi do
-  local mid = math.floor((lo + hi) / 2)
-  if struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], mid * 8, mid * 8 + 7)) < below then
-    lo = mid + 1
-  else
-    hi = mid
-  end
-end
+LOOKUP_SCRIPT = OFFSETS_LUA + """
+local lo = entries_below(KEYS[1], tonumber(ARGV[1]))
 local start = math.max(0, lo - tonumber(ARGV[2]))
 local entries, first = '', ''
 if lo > start then entries = redis.call('GETRANGE', KEYS[1], start * 8, lo * 8 - 1) end
-if n > 0 then first = redis.call('GETRANGE', KEYS[1], 0, 7) end
+if redis.call('STRLEN', KEYS[1]) > 0 then first = redis.call('GETRANGE', KEYS[1], 0, 7) end
 return {entries, redis.call('HGET', KEYS[2], 'indexed:' .. ARGV[3]) or '', first}
 """
 
@@ -288,16 +281,11 @@ class Scrollback:
             self._created -= 1
 
     def _new_consumer(self):
-        return KafkaConsumer(
-            bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
-            client_id="chat-stream-history",
-            group_id=None,
-            enable_auto_commit=False,
+        return log_reader(
+            self.config.kafka_bootstrap_servers, "chat-stream-history",
             auto_offset_reset="earliest",  # a record retention removed meanwhile: read on from the beginning
             fetch_max_wait_ms=0,  # what the log holds now; never wait for more
             max_partition_fetch_bytes=8192,  # a few records past the one sought (a whole batch at least)
-            reconnect_backoff_max_ms=1000,  # back soon after a broker restart
-            metrics_enabled=False,  # never read; recording costs CPU per fetch
         )
 
     def _client_key(self, client):
