@@ -235,7 +235,8 @@ async def delivery_scenarios(system, params, wanted, log):
                 "deliveries_per_core_at_capacity": best["deliveries_per_core"] if best else None,
                 "stack_cores_at_capacity": best["stack_cores"] if best else None,
                 "first_failure": next((
-                    {"offered_rate": s["offered_rate"], "lost": s["lost"], "p99_ms": s["latency_send"]["p99"],
+                    {"offered_rate": s["offered_rate"], "lost": s["lost"],
+                     "p99_ms": s["latency_send"]["p99"] if s["latency_send"] else None,  # None: nothing arrived
                      "acked_rate": s["acked_rate"], "post_errors": s["post_errors"]}
                     for s in steps if not s["passed"] and not s.get("retry_follows")), None),
                 "retried_steps": sum(1 for s in steps if s.get("retry_follows")),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,15 @@ type roomOffsets struct {
 	rooms map[string]*redisRoom
 }
 
+// The fan-out stage publishes with the bridge's own script, but into a state hash of its own
+// (its partitions marked ready there), so that the ids it makes up never move the positions
+// the pipeline's rooms hand their readers (chat:state's last:<partition>), and from an id far
+// above any real offset, so that its readers' positions (read from chat:state) never hide them.
+const (
+	fanoutState  = "bench:fanout:state"
+	fanoutBaseID = int64(1) << 40
+)
+
 type redisRoom struct {
 	mu   sync.Mutex
 	conn net.Conn
@@ -47,7 +57,7 @@ func (o *roomOffsets) get(room string) *redisRoom {
 	defer o.mu.Unlock()
 	r := o.rooms[room]
 	if r == nil {
-		r = &redisRoom{next: 1}
+		r = &redisRoom{next: fanoutBaseID}
 		o.rooms[room] = r
 	}
 	return r
@@ -85,14 +95,23 @@ func (p *redisPublisher) Publish(ctx context.Context, room, user, text string) b
 			return false
 		}
 		r.conn, r.r = conn, bufio.NewReader(conn)
+		partition := strconv.Itoa(roomPartition(room, p.cfg.Partitions))
+		if _, err := r.call("HSET", fanoutState, "ready:"+partition, "1"); err != nil {
+			r.conn.Close()
+			r.conn = nil
+			return false
+		}
 	}
 	id := strconv.FormatInt(r.next, 10)
 	data := messageJSON(id, room, user, text, time.Now().UnixMilli())
 	live := `{"data":` + data + `,"type":"message","id":"` + id + `"}`
 	prefix := "chat:room:" + room
-	args := []string{p.sha, "4", prefix + ":history", prefix + ":meta", "chat:state", prefix + ":cid:-",
+	entry := make([]byte, 8) // the offset as an entry of the room's offset index (big-endian, 8 bytes)
+	binary.BigEndian.PutUint64(entry, uint64(r.next))
+	args := []string{p.sha, "5", prefix + ":history", prefix + ":meta", fanoutState, prefix + ":cid:-",
+		prefix + ":offsets",
 		id, data, live, room, strconv.Itoa(p.cfg.HistoryMax), strconv.Itoa(roomPartition(room, p.cfg.Partitions)),
-		"1", "0", strconv.Itoa(p.cfg.ClientIDTTLS)}
+		"1", "0", strconv.Itoa(p.cfg.ClientIDTTLS), string(entry)}
 	_ = r.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	res, err := r.call("EVALSHA", args...)
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {

@@ -6,7 +6,7 @@ from chat_common.messages import (
     meta_key, offsets_key, pack_offsets,
 )
 
-# KEYS: history, meta, state, client_id key, offset index
+# KEYS: history, meta, state, client_id key, offset index (bench/loadgen-go/redis.go calls it as well)
 # ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl,
 #       the offset as an index entry
 # Returns -1 if Redis lost the partition's history (rebuild first), 0 if already applied,
