@@ -15,13 +15,7 @@ source scripts/cache.sh
 CENTRIFUGO_MODULE=github.com/centrifugal/centrifugo/v6
 CENTRIFUGO_VERSION=v6.9.1
 
-export GOPATH=$CHATROOM_CACHE/go
-export GOMODCACHE=$GOPATH/pkg/mod
-export GOCACHE=$CHATROOM_CACHE/go-build
-export GOFLAGS=-modcacherw
-export CGO_ENABLED=0
-PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
-command -v go >/dev/null 2>&1 || { echo "bench/tools.sh: Go 1.24 or newer is needed" >&2; exit 1; }
+use_go bench/tools.sh
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -17,13 +17,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 source scripts/cache.sh
 
-export GOPATH=$CHATROOM_CACHE/go
-export GOMODCACHE=$GOPATH/pkg/mod
-export GOCACHE=$CHATROOM_CACHE/go-build
-export GOFLAGS=-modcacherw
-export CGO_ENABLED=0
-PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
-command -v go >/dev/null 2>&1 || { echo "cluster/build.sh: Go 1.24 or newer is needed" >&2; exit 1; }
+use_go cluster/build.sh
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

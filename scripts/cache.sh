@@ -13,3 +13,15 @@ cache_link() {
   mkdir -p "$(dirname "$link")"
   [ "$(readlink "$link" 2>/dev/null)" = "$1" ] || { rm -rf "$link"; ln -s "$1" "$link"; }
 }
+
+# use_go WHO: Go builds share one module cache and build cache in the per-user cache; WHO
+# names the script in the message when Go is missing.
+use_go() {
+  export GOPATH=$CHATROOM_CACHE/go
+  export GOMODCACHE=$GOPATH/pkg/mod
+  export GOCACHE=$CHATROOM_CACHE/go-build
+  export GOFLAGS=-modcacherw
+  export CGO_ENABLED=0
+  PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
+  command -v go >/dev/null 2>&1 || { echo "$1: Go 1.24 or newer is needed" >&2; exit 1; }
+}

@@ -16,17 +16,7 @@ TOOLS=(
   github.com/zegl/kube-score/cmd/kube-score@v1.20.0
 )
 
-export GOPATH=$CHATROOM_CACHE/go
-export GOMODCACHE=$GOPATH/pkg/mod
-export GOCACHE=$CHATROOM_CACHE/go-build
-export GOFLAGS=-modcacherw
-export CGO_ENABLED=0
-PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "install-k8s-tools: Go 1.24 or newer is needed (https://go.dev/dl or your distribution)" >&2
-  exit 1
-fi
+use_go install-k8s-tools
 
 for spec in "${TOOLS[@]}"; do
   module=${spec%@*}; version=${spec##*@}; name=${module##*/}
