@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
 READY_CHECK_INTERVAL_S = 2.0
+COMMITTED_TIMEOUT_MS = 5000  # asking the group for its commits after a failed batch
 
 
 def _commit_failed(offsets, result):
@@ -159,15 +160,23 @@ class Bridge:
             self.consumer = None
 
     def _rewind_to_committed(self):
-        """After a failed batch, read it again from the last commit (nothing is skipped)."""
+        """After a failed batch, read it again from the last commit (nothing is skipped).
+        The committed offsets are asked for with a bound: during a rebalance the group
+        coordinator answers only once this member polls again, so an unbounded wait here
+        left a bridge outside its group for good. If they do not come, the consumer is
+        closed; the next one starts from the same commits (static membership: no rebalance)."""
         if self.consumer is None:
             return
-        for tp in self.consumer.assignment():
-            committed = self.consumer.committed(tp)
-            if committed is not None:
-                self.consumer.seek(tp, committed)
-            else:
-                self.consumer.seek_to_beginning(tp)
+        try:
+            for tp in self.consumer.assignment():
+                committed = self.consumer.committed(tp, timeout_ms=COMMITTED_TIMEOUT_MS)
+                if committed is not None:
+                    self.consumer.seek(tp, committed)
+                else:
+                    self.consumer.seek_to_beginning(tp)
+        except KafkaError as error:
+            log.warning("committed offsets not available; reconnecting", extra={"error": str(error)})
+            self._close_consumer()
 
     # -- one iteration -----------------------------------------------------------------
 
