@@ -51,8 +51,8 @@ def _fill(target, kafka_bootstrap, topic, quiet, others, p):
                     room = others[j % len(others)]
                     producer.send(topic, key=room.encode(), value=values[j % len(others)])
                 producer.flush(60)
-                url, body = target.post_request(quiet, "quiet", f"quiet {i}")
-                response = client.post(url, json=body)
+                response = client.post(f"{target.base_url}/api/rooms/{quiet}/messages",
+                                       json={"user": f"quiet{i % 50}", "text": f"quiet {i}"})
                 response.raise_for_status()
                 ids.append(int(response.json()["id"]))
     finally:

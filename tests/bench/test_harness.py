@@ -210,6 +210,34 @@ def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
     assert json.loads((tmp_path / "smoke.json").read_text())["results"]["ours"]["fanout"]["lost"] == 0
 
 
+def test_scrollback_pages_back_through_kafka_to_the_first_message(stack):
+    """The scrollback scenario, tiny (its quiet room stays inside the Redis window here; paging
+    into the log is tested in tests/integration): every page answers, a reader reaches the
+    room's first message, and live readers in other rooms get everything once, in order."""
+    from bench import scrollback
+
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    params = copy.deepcopy(run.PROFILES["smoke"])
+    system = run.System("ours", loadgen.Target("ours", stack.settings.gateway_url, "ours"),
+                        {name: stack.pid(name) for name in ("nginx", "ingest", "bridge", "stream")},
+                        [stack.pid("stream")], r, "benchsb", stack.settings.service_url("stream"),
+                        {name: stack.settings.service_url(name) for name in ("ingest", "bridge", "stream")})
+    try:
+        res = asyncio.run(scrollback.scrollback_scenario(system, params, print, stack.settings.kafka_bootstrap,
+                                                         "chat.messages", stack.settings.partitions))
+    finally:
+        loadgen.stop()
+    assert res["applied"]
+    assert res["page_errors"] == 0 and res["page_statuses"] == {}
+    assert res["full_walks"] >= 1  # a reader reached the room's first message
+    for live in (res["live_alone"], res["live_with_paging"]):
+        assert live["acked"] > 0
+        assert live["received"] == live["acked"] * params["scrollback"]["live_clients"]
+        assert (live["lost"], live["duplicates"], live["reordered"]) == (0, 0, 0)
+    assert "Scrollback" in "\n".join(scrollback.summary(res))
+
+
 @pytest.fixture(scope="module")
 def centrifugo(stack, tmp_path_factory):
     c = CentrifugoStack(tmp_path_factory.mktemp("centrifugo"), stack.settings.kafka_bootstrap,
