@@ -39,8 +39,10 @@ def _fill(target, kafka_bootstrap, topic, quiet, others, p):
     import httpx
 
     per_gap = max(1, p["noise_records"] // p["quiet_messages"])
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5, batch_size=64 * 1024,
-                             metrics_enabled=False)
+    # Ingest's producer settings bound the log's record batches (kafka-python's default
+    # batch_size, 16 KB): the noise is laid out in batches no larger than ingest writes, as
+    # a page decodes the whole batch around each record it wants.
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5, metrics_enabled=False)
     values = [Message(room=room, user="other", text="x" * 60, ts=int(time.time() * 1000)).kafka_value()
               for room in others]
     ids = []
@@ -99,18 +101,24 @@ async def _pager(session, base_url, room, limit, stop_at, floor, out):
             before = body.get("next_before") or messages[0]["id"]
 
 
-def _records_read(stream_url):
+def _counters(stream_url):
+    """The stream service's Kafka records read for history pages, and its cache's hits and misses."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"{stream_url}/metrics", timeout=5) as response:
         text = response.read().decode()
-    total = 0.0
+    counts = {"records": 0.0, "hit": 0.0, "miss": 0.0}
     for family in text_string_to_metric_families(text):
-        if family.name == "chat_stream_scrollback_records_read":
-            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return total
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            if family.name == "chat_stream_scrollback_records_read":
+                counts["records"] += sample.value
+            elif family.name == "chat_stream_scrollback_cache":
+                counts[sample.labels["result"]] += sample.value
+    return counts
 
 
 async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, partitions):
@@ -136,7 +144,7 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
         alone = await loadgen.run_step(system.target, readers, p["live_rate"], p["duration"], base)
         loadgen.reset_reader_counters(readers)
         out = {"redis_ms": [], "kafka_ms": [], "errors": 0, "statuses": {}, "messages": 0, "full_walks": 0}
-        records0 = _records_read(system.metrics_urls["stream"])
+        counts0 = _counters(system.metrics_urls["stream"])
         hops0 = system.hops_before()
         monitor = Monitor(system.groups).start()
         connector = aiohttp.TCPConnector(limit=0)
@@ -148,7 +156,8 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
             live_task = loadgen.run_step(system.target, readers, p["live_rate"], p["duration"], base + 100_000)
             together, *_ = await asyncio.gather(live_task, *pagers)
         resources = monitor.stop()
-        records = _records_read(system.metrics_urls["stream"]) - records0
+        counts = {k: v - counts0[k] for k, v in _counters(system.metrics_urls["stream"]).items()}
+        records = counts["records"]
     finally:
         await readers.close()
     kafka_pages = len(out["kafka_ms"])
@@ -168,6 +177,8 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
         "page_statuses": out["statuses"],
         "records_read": records,
         "records_per_kafka_page": records / kafka_pages if kafka_pages else None,
+        "cache_hits": counts["hit"],
+        "cache_misses": counts["miss"],
         "live_alone": {k: alone[k] for k in ("acked", "received", "lost", "duplicates", "reordered")}
         | {"latency_ts": report.quantiles(alone["latency_ts_ms"])},
         "live_with_paging": {k: together[k] for k in ("acked", "received", "lost", "duplicates", "reordered")}
@@ -211,6 +222,8 @@ def summary(s):
         f"| live delivery (`ts`), alone | | {q(la, 'p50')} | {q(la, 'p99')} | {la['count'] if la else 0:,} |",
         f"| live delivery (`ts`), while paging | | {q(lw, 'p50')} | {q(lw, 'p99')} | {lw['count'] if lw else 0:,} |",
         "",
-        f"Kafka records read per Kafka page: {s['records_per_kafka_page'] or 0:.0f}; walks to the first message: "
+        f"Kafka records read per Kafka page: {s['records_per_kafka_page'] or 0:.0f}; messages older than the window "
+        f"served from the stream workers' cache: {s.get('cache_hits', 0):,.0f}, read from Kafka: "
+        f"{s.get('cache_misses', 0):,.0f}; walks to the first message: "
         f"{s['full_walks']}; page errors {s['page_errors']}, refused {s['page_statuses'] or 'none'}.", "",
     ]

@@ -23,7 +23,11 @@ RECORDS_METRIC = "chat_stream_scrollback_records_read"
 
 def records_read(stack):
     """The stream service's count of Kafka records read for history pages (both ways)."""
-    text = httpx.get(f"{stack.settings.service_url('stream')}/metrics", timeout=10).text
+    return records_read_at(stack.settings.service_url("stream"))
+
+
+def records_read_at(base):
+    text = httpx.get(f"{base}/metrics", timeout=10).text
     for family in text_string_to_metric_families(text):
         if family.name == RECORDS_METRIC:
             return sum(s.value for s in family.samples if s.name == RECORDS_METRIC + "_total")
@@ -132,6 +136,21 @@ def test_a_small_room_answers_load_older_at_once_after_redis_restarted_empty(sta
     assert [m["id"] for m in messages] == ids
 
 
+def test_readers_paging_back_through_the_same_room_read_kafka_once_between_them(stack, busy_partition, tmp_path):
+    """What a room's members do when they scroll up together: the second walk through the
+    room's past is answered from the worker's cache of the messages it read, whole and in
+    order, without a Kafka read."""
+    _, quiet, ids = busy_partition
+    with services_beside(stack, ["stream"], tmp_path, STREAM_WORKERS="1") as urls:
+        messages, _ = page_back(urls["stream"], quiet, 50)
+        assert [m["id"] for m in messages] == ids
+        first_walk = records_read_at(urls["stream"])
+        assert first_walk > 0  # the first walk read the log (the quiet room's first message is far back)
+        messages, _ = page_back(urls["stream"], quiet, 50)
+        assert [m["id"] for m in messages] == ids
+        assert records_read_at(urls["stream"]) == first_walk  # the second read none
+
+
 def test_past_its_share_of_kafka_reads_a_client_gets_a_json_429(stack, busy_partition, tmp_path):
     _, quiet, ids = busy_partition
     r = redis.Redis.from_url(stack.settings.redis_url)
@@ -174,7 +193,8 @@ def test_where_the_index_does_not_reach_each_page_scans_within_its_budget_and_ha
     budget = 10_000
     config = SimpleNamespace(kafka_topic="chat.messages", kafka_bootstrap_servers=stack.settings.kafka_bootstrap,
                              scrollback_readers=1, scrollback_wait_s=5, scrollback_scan_records=budget,
-                             scrollback_client_records=10**9, scrollback_client_window_s=60)
+                             scrollback_client_records=10**9, scrollback_client_window_s=60,
+                             scrollback_cache_messages=0)
     scrollback = Scrollback(r, config)
     try:
         found, pages, below = [], 0, int(ids[1])

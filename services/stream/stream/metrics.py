@@ -50,6 +50,15 @@ SCROLLBACK_RECORDS = with_labels(
     ),
     "index", "scan",
 )
+SCROLLBACK_CACHE = with_labels(
+    Counter(
+        "chat_stream_scrollback_cache_total",
+        "Messages a history page older than the Redis window wanted, by where they came from: hit (the worker's "
+        "cache of messages it read from Kafka), miss (read from Kafka).",
+        ["result"],
+    ),
+    "hit", "miss",
+)
 SCROLLBACK_SECONDS = Histogram(
     "chat_stream_scrollback_seconds",
     "Time to read a history page's older messages from Kafka, waiting for a reader included.",

@@ -7,17 +7,26 @@ in the partition. Below ``indexed:<partition>`` (just after Redis came back empt
 bridge re-indexes in the background) the page scans the log backwards instead, within
 ``scan_records`` per request, and hands back a cursor where it stopped.
 
-Bounds: each worker has ``readers`` Kafka consumers, and a page waits at most ``wait_s`` for
-one (then 503); a client address may cause ``client_records`` records read per
-``client_window_s`` (then 429).
+What a record of the log holds never changes, so each worker keeps the messages it read
+last (``cache_messages``, by partition and offset): readers paging back through the same
+room, as a room's members do, read Kafka once between them: in a worker, one page of a
+room reads the log at a time, and the next finds what it read. Deletions and retried copies
+are filtered at every page (``_shown``), never cached; offsets retention removed are
+dropped before the cache is asked.
+
+Bounds: each worker has ``readers`` Kafka consumers, taken for one read at a time, and a
+read waits at most ``wait_s`` for one (then 503); a page answered from the cache takes none.
+A client address may cause ``client_records`` records read per ``client_window_s`` (then 429).
 """
 
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import gevent
+from gevent.lock import Semaphore
 from gevent.queue import Empty, Queue
 from kafka import TopicPartition
 from kafka.errors import KafkaError
@@ -55,6 +64,29 @@ def _message(record):
         return None
 
 
+class MessageCache:
+    """The chat messages a worker last read from the log, by (partition, offset), least
+    recently used out first."""
+
+    def __init__(self, size):
+        self.size = size
+        self._messages = OrderedDict()
+
+    def get(self, partition, offset):
+        message = self._messages.get((partition, offset))
+        if message is not None:
+            self._messages.move_to_end((partition, offset))
+        return message
+
+    def put(self, partition, offset, message):
+        if self.size <= 0 or message is None:
+            return
+        self._messages[(partition, offset)] = message
+        self._messages.move_to_end((partition, offset))
+        while len(self._messages) > self.size:
+            self._messages.popitem(last=False)
+
+
 class Busy(Exception):
     """Every Kafka reader of this worker stayed busy for ``wait_s``."""
 
@@ -83,26 +115,24 @@ class Scrollback:
         self._idle = Queue()  # Kafka consumers not in use
         self._created = 0
         self._beginnings = {}  # partition -> (its first offset, time.monotonic() read)
+        self._cache = MessageCache(config.scrollback_cache_messages)
+        self._rooms_reading = {}  # room -> [its lock, pages holding or waiting for it]
 
     def older(self, room, partition, below, count, client):
         """Up to ``count`` of the room's messages with an id below ``below``, newest first."""
         self._check_client(client)
         started = time.perf_counter()
         result = Older([])
+        tp = TopicPartition(self.config.kafka_topic, partition)
         try:
-            with self._reader() as consumer:
-                tp = TopicPartition(self.config.kafka_topic, partition)
-                if consumer.assignment() != {tp}:
-                    consumer.assign([tp])
-                    consumer.pause(tp)
-                self._read(consumer, tp, room, below, count, result)
+            self._read(tp, room, below, count, result)
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
             self._charge(client, result.records)
         return result
 
-    def _read(self, consumer, tp, room, below, count, result):
-        beginning = self._beginning(consumer, tp)
+    def _read(self, tp, room, below, count, result):
+        beginning = self._beginning(tp)
         budget = self.config.scrollback_scan_records  # records one page may read, whichever way
         high = below
         while True:  # through the index, as long as it has the room's older offsets
@@ -117,8 +147,9 @@ class Scrollback:
             if indexed is None:
                 break  # the partition's history predates the index (the bridge adopts it within seconds)
             entries = unpack_offsets(entries)
-            messages, read, stopped = self._fetch(consumer, tp, [o for o in entries if o >= beginning],
-                                                  budget - result.records)
+            with self._one_at_a_time(room):
+                messages, read, stopped = self._fetch(tp, [o for o in entries if o >= beginning],
+                                                      budget - result.records)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
             result.messages.extend(reversed(self._shown(room, messages)))
@@ -137,46 +168,61 @@ class Scrollback:
         # Below the index (or without one): scan, within the budget.
         top = high if indexed is None else min(high, indexed)
         if top > beginning:
-            self._scan(consumer, tp, room, top, beginning, count, budget, result)
+            self._scan(tp, room, top, beginning, count, budget, result)
         if result.cursor is None and beginning > 0 and indexed != 0:
             # The index starts past the log's beginning: it cannot tell whether retention
             # removed older messages of this room, so the page does not claim the room's start.
             result.older_removed = True
 
-    def _fetch(self, consumer, tp, offsets, budget):
-        """The records at ``offsets`` (increasing) as messages, how many records were read,
-        and, if ``budget`` ran out first, the offset below which none was read (else None).
-        Offsets within NEAR of one another are read in one run; the newest run first."""
+    def _fetch(self, tp, offsets, budget):
+        """The records at ``offsets`` (increasing) as messages, how many records were read
+        from Kafka, and, if ``budget`` ran out first, the offset below which none was read
+        (else None). Offsets the cache holds are not read; the others within NEAR of one
+        another are read in one run, the newest run first."""
+        found = {}
         runs = []
         for offset in offsets:
-            if runs and offset - runs[-1][1] <= NEAR:
+            cached = self._cache.get(tp.partition, offset)
+            if cached is not None:
+                found[offset] = cached
+            elif runs and offset - runs[-1][1] <= NEAR:
                 runs[-1][1] = offset
             else:
                 runs.append([offset, offset])
-        wanted, found, read = set(offsets), {}, 0
-        consumer.resume(tp)
-        try:
-            for first, last in reversed(runs):
-                if read >= budget:
-                    return [found[o] for o in offsets if found.get(o)], read, last + 1
-                consumer.seek(tp, first)
-                position = first
-                while position <= last:
-                    records = self._poll(consumer, tp, last - position + 1)
-                    if not records or records[0].offset < position:
-                        break  # the end of the log, or retention moved its beginning past us
-                    for record in records:
-                        read += 1
-                        if record.offset in wanted:
-                            found[record.offset] = _message(record)
-                    position = records[-1].offset + 1
-        finally:
-            consumer.pause(tp)  # no fetch ahead between pages
+        metrics.SCROLLBACK_CACHE.labels("hit").inc(len(found))
+        if not runs:
+            return [found[o] for o in offsets], 0, None
+        metrics.SCROLLBACK_CACHE.labels("miss").inc(len(offsets) - len(found))
+        wanted, read = set(offsets), 0
+        with self._consumer(tp) as kafka:
+            kafka.resume(tp)
+            try:
+                for first, last in reversed(runs):
+                    if read >= budget:
+                        return [found[o] for o in offsets if found.get(o)], read, last + 1
+                    kafka.seek(tp, first)
+                    position = first
+                    while position <= last:
+                        records = self._poll(kafka, tp, last - position + 1)
+                        if not records or records[0].offset < position:
+                            break  # the end of the log, or retention moved its beginning past us
+                        for record in records:
+                            read += 1
+                            if record.offset in wanted and record.offset not in found:
+                                found[record.offset] = message = _message(record)
+                                self._cache.put(tp.partition, record.offset, message)
+                        position = records[-1].offset + 1
+            finally:
+                kafka.pause(tp)  # no fetch ahead between pages
         return [found[o] for o in offsets if found.get(o)], read, None
 
-    def _scan(self, consumer, tp, room, high, beginning, count, budget, result):
+    def _scan(self, tp, room, high, beginning, count, budget, result):
         """Walk the partition backwards from ``high``, keeping the room's messages, until
         ``count`` are found, the log's beginning, or the page's budget of records."""
+        with self._consumer(tp) as consumer:
+            self._scan_with(consumer, tp, room, high, beginning, count, budget, result)
+
+    def _scan_with(self, consumer, tp, room, high, beginning, count, budget, result):
         key = room.encode()
         budget -= result.records
         read = 0
@@ -215,10 +261,11 @@ class Scrollback:
             records = consumer.poll(timeout_ms=1000, max_records=max_records).get(tp, [])
         return records
 
-    def _beginning(self, consumer, tp):
+    def _beginning(self, tp):
         offset, read_at = self._beginnings.get(tp.partition, (None, 0.0))
         if offset is None or time.monotonic() - read_at > BEGINNING_TTL_S:
-            offset = consumer.beginning_offsets([tp])[tp]
+            with self._consumer(tp) as consumer:
+                offset = consumer.beginning_offsets([tp])[tp]
             self._beginnings[tp.partition] = (offset, time.monotonic())
         return offset
 
@@ -242,8 +289,31 @@ class Scrollback:
     # -- bounds ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _one_at_a_time(self, room):
+        """Pages of one room read the log one at a time in a worker: members scrolling up
+        together wait for the first to read what they all want, then find it in the cache."""
+        entry = self._rooms_reading.setdefault(room, [Semaphore(), 0])
+        entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if not entry[1]:
+                del self._rooms_reading[room]
+
+    @contextlib.contextmanager
+    def _consumer(self, tp):
+        """One of this worker's Kafka consumers, assigned to ``tp``, for one read."""
+        with self._reader() as consumer:
+            if consumer.assignment() != {tp}:
+                consumer.assign([tp])
+                consumer.pause(tp)
+            yield consumer
+
+    @contextlib.contextmanager
     def _reader(self):
-        """One of this worker's Kafka consumers, for one page."""
+        """One of this worker's Kafka consumers, for one read."""
         try:
             consumer = self._idle.get_nowait()
         except Empty:
