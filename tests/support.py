@@ -31,6 +31,7 @@ TEST_SERVICE_ENV = {
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
     "STREAM_WORKERS": "2",
+    "STREAM_SCROLLBACK_PAGE_MS": "60000",  # whole pages however slow the machine; the time budget has its own test
     "INGEST_PRODUCE_TIMEOUT_S": "3",
     "LOG_LEVEL": "INFO",
 }

@@ -151,6 +151,21 @@ def test_readers_paging_back_through_the_same_room_read_kafka_once_between_them(
         assert records_read_at(urls["stream"]) == first_walk  # the second read none
 
 
+def test_a_page_that_runs_out_of_time_answers_what_it_has_and_the_next_goes_on_from_there(
+        stack, busy_partition, tmp_path):
+    """With no time to spare (0 ms: one run of records a page) and no cache, every page that
+    reads the log answers after its first run, with a cursor; following the cursors still
+    gives every message once, in order, down to the first."""
+    _, quiet, ids = busy_partition
+    with services_beside(stack, ["stream"], tmp_path, STREAM_SCROLLBACK_PAGE_MS="0",
+                         STREAM_SCROLLBACK_CACHE_MESSAGES="0") as urls:
+        messages, bodies = page_back(urls["stream"], quiet, 50)
+    assert [m["id"] for m in messages] == ids
+    cut = [b for b in bodies if "next_before" in b]
+    assert cut and all(len(b["messages"]) < 50 and b["more"] for b in cut)
+    assert bodies[-1]["more"] is False and "next_before" not in bodies[-1]
+
+
 def test_past_its_share_of_kafka_reads_a_client_gets_a_json_429(stack, busy_partition, tmp_path):
     _, quiet, ids = busy_partition
     r = redis.Redis.from_url(stack.settings.redis_url)
@@ -194,7 +209,7 @@ def test_where_the_index_does_not_reach_each_page_scans_within_its_budget_and_ha
     config = SimpleNamespace(kafka_topic="chat.messages", kafka_bootstrap_servers=stack.settings.kafka_bootstrap,
                              scrollback_readers=1, scrollback_wait_s=5, scrollback_scan_records=budget,
                              scrollback_client_records=10**9, scrollback_client_window_s=60,
-                             scrollback_cache_messages=0)
+                             scrollback_cache_messages=0, scrollback_page_ms=10**6)
     scrollback = Scrollback(r, config)
     try:
         found, pages, below = [], 0, int(ids[1])

@@ -21,6 +21,7 @@ class Config(env.CommonConfig):
     scrollback_scan_records: int  # records one page may scan where the rooms' offset index does not reach
     scrollback_client_records: int  # Kafka records one client address may cause to be read per window (then 429)
     scrollback_client_window_s: int
+    scrollback_page_ms: int  # the longest a page reads Kafka before answering what it has, with a cursor (0: one run)
     scrollback_cache_messages: int  # messages read from Kafka each worker keeps for the next pages (0: none)
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed (the client address)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
@@ -45,6 +46,7 @@ class Config(env.CommonConfig):
             scrollback_scan_records=env.env_int("STREAM_SCROLLBACK_SCAN_RECORDS", 10_000),
             scrollback_client_records=env.env_int("STREAM_SCROLLBACK_CLIENT_RECORDS", 200_000),
             scrollback_client_window_s=env.env_int("STREAM_SCROLLBACK_CLIENT_WINDOW_S", 60),
+            scrollback_page_ms=env.env_int("STREAM_SCROLLBACK_PAGE_MS", 50),
             scrollback_cache_messages=env.env_int("STREAM_SCROLLBACK_CACHE_MESSAGES", 20_000),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),

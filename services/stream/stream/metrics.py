@@ -54,7 +54,7 @@ SCROLLBACK_CACHE = with_labels(
     Counter(
         "chat_stream_scrollback_cache_total",
         "Messages a history page older than the Redis window wanted, by where they came from: hit (the worker's "
-        "cache of messages it read from Kafka), miss (read from Kafka).",
+        "cache of messages it read from Kafka), miss (read from Kafka for it).",
         ["result"],
     ),
     "hit", "miss",

@@ -3,7 +3,9 @@
 The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
 binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
 exactly those records, so its cost follows the page, not the traffic of the other rooms
-in the partition. Below ``indexed:<partition>`` (just after Redis came back empty, while the
+in the partition. A page reads the log for ``page_ms`` at most (at least one run of records):
+past that it answers what it has, with a cursor to continue from, so a reader sees a
+first part at once where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came back empty, while the
 bridge re-indexes in the background) the page scans the log backwards instead, within
 ``scan_records`` per request, and hands back a cursor where it stopped.
 
@@ -124,19 +126,20 @@ class Scrollback:
         started = time.perf_counter()
         result = Older([])
         tp = TopicPartition(self.config.kafka_topic, partition)
+        deadline = time.monotonic() + self.config.scrollback_page_ms / 1000
         try:
-            self._read(tp, room, below, count, result)
+            self._read(tp, room, below, count, result, deadline)
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
             self._charge(client, result.records)
         return result
 
-    def _read(self, tp, room, below, count, result):
+    def _read(self, tp, room, below, count, result, deadline):
         beginning = self._beginning(tp)
         budget = self.config.scrollback_scan_records  # records one page may read, whichever way
         high = below
         while True:  # through the index, as long as it has the room's older offsets
-            if result.records >= budget:
+            if result.records >= budget or (result.records and time.monotonic() >= deadline):
                 result.cursor = high
                 return
             need = count - len(result.messages)
@@ -149,12 +152,12 @@ class Scrollback:
             entries = unpack_offsets(entries)
             with self._one_at_a_time(room):
                 messages, read, stopped = self._fetch(tp, [o for o in entries if o >= beginning],
-                                                      budget - result.records)
+                                                      budget - result.records, deadline)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
             result.messages.extend(reversed(self._shown(room, messages)))
             if stopped is not None:
-                result.cursor = stopped  # the budget ran out: what is below it comes next page
+                result.cursor = stopped  # a budget ran out: what is below it comes next page
                 return
             if first and unpack_offsets(first)[0] < beginning:
                 result.older_removed = True  # some of the room's messages were retained no longer
@@ -168,16 +171,16 @@ class Scrollback:
         # Below the index (or without one): scan, within the budget.
         top = high if indexed is None else min(high, indexed)
         if top > beginning:
-            self._scan(tp, room, top, beginning, count, budget, result)
+            self._scan(tp, room, top, beginning, count, budget, result, deadline)
         if result.cursor is None and beginning > 0 and indexed != 0:
             # The index starts past the log's beginning: it cannot tell whether retention
             # removed older messages of this room, so the page does not claim the room's start.
             result.older_removed = True
 
-    def _fetch(self, tp, offsets, budget):
+    def _fetch(self, tp, offsets, budget, deadline):
         """The records at ``offsets`` (increasing) as messages, how many records were read
-        from Kafka, and, if ``budget`` ran out first, the offset below which none was read
-        (else None). Offsets the cache holds are not read; the others within NEAR of one
+        from Kafka, and, if ``budget`` records or the time up to ``deadline`` ran out first
+        (after one run at least), the offset below which none was read (else None). Offsets the cache holds are not read; the others within NEAR of one
         another are read in one run, the newest run first."""
         found = {}
         runs = []
@@ -192,13 +195,12 @@ class Scrollback:
         metrics.SCROLLBACK_CACHE.labels("hit").inc(len(found))
         if not runs:
             return [found[o] for o in offsets], 0, None
-        metrics.SCROLLBACK_CACHE.labels("miss").inc(len(offsets) - len(found))
         wanted, read = set(offsets), 0
         with self._consumer(tp) as kafka:
             kafka.resume(tp)
             try:
                 for first, last in reversed(runs):
-                    if read >= budget:
+                    if read >= budget or (read and time.monotonic() >= deadline):
                         return [found[o] for o in offsets if found.get(o)], read, last + 1
                     kafka.seek(tp, first)
                     position = first
@@ -211,25 +213,26 @@ class Scrollback:
                             if record.offset in wanted and record.offset not in found:
                                 found[record.offset] = message = _message(record)
                                 self._cache.put(tp.partition, record.offset, message)
+                                metrics.SCROLLBACK_CACHE.labels("miss").inc()
                         position = records[-1].offset + 1
             finally:
                 kafka.pause(tp)  # no fetch ahead between pages
         return [found[o] for o in offsets if found.get(o)], read, None
 
-    def _scan(self, tp, room, high, beginning, count, budget, result):
+    def _scan(self, tp, room, high, beginning, count, budget, result, deadline):
         """Walk the partition backwards from ``high``, keeping the room's messages, until
-        ``count`` are found, the log's beginning, or the page's budget of records."""
+        ``count`` are found, the log's beginning, or the page's budget of records or time."""
         with self._consumer(tp) as consumer:
-            self._scan_with(consumer, tp, room, high, beginning, count, budget, result)
+            self._scan_with(consumer, tp, room, high, beginning, count, budget, result, deadline)
 
-    def _scan_with(self, consumer, tp, room, high, beginning, count, budget, result):
+    def _scan_with(self, consumer, tp, room, high, beginning, count, budget, result, deadline):
         key = room.encode()
         budget -= result.records
         read = 0
         consumer.resume(tp)
         try:
             while high > beginning and len(result.messages) < count:
-                if read >= budget:
+                if read >= budget or (read and time.monotonic() >= deadline):
                     result.cursor = high
                     break
                 low = max(beginning, high - min(SCAN_CHUNK, budget - read))
