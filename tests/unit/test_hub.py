@@ -72,9 +72,9 @@ def test_a_client_that_cannot_keep_up_is_cut_off_after_its_backlog():
     client = Client("lobby", limit=3)
     cut_before = metrics.CUT_OFF._value.get()
     for i in range(3):
-        client.offer(_item(i))
+        client.offer([_item(i)])
     assert client.closed is None
-    client.offer(_item(3))  # the fourth does not fit
+    client.offer([_item(3)])  # the fourth does not fit
     assert client.closed == "slow"
     assert len(client.backlog) == 3  # memory stays bounded: nothing more was kept
     assert metrics.CUT_OFF._value.get() == cut_before + 1
@@ -97,7 +97,7 @@ def test_an_idle_reader_gets_an_event_from_the_hub_at_once_without_its_greenlet_
     room.clients.add(client)
     sent_before = metrics.EVENTS_SENT.labels("message")._value.get()
     item = _item(5)
-    _offer(room, item)  # no switch happens here: the writer greenlet stays parked
+    _offer(room, [item])  # no switch happens here: the writer greenlet stays parked
     assert _recv_all(b) == item.chunk
     assert client.backlog is None and item.pending == 0
     assert metrics.EVENTS_SENT.labels("message")._value.get() == sent_before + 1
@@ -112,14 +112,66 @@ def test_events_offered_before_the_opening_are_written_together_in_order_once(pa
     a, b = pair
     client = Client("lobby", limit=64, sock=a)
     for id in (3, 4, 5, 6, 4, 5, 7):  # a gap fill overlapping live events
-        client.offer(_item(id))
+        client.offer([_item(id)])
     writer = _running(client, position=4)
     body = _recv_all(b)
     assert _ids(_dechunk(body)) == [5, 6, 7]
     assert client.backlog is None  # caught up: direct writes again
-    client.offer(_item(8))
-    client.offer(_item(8))
+    client.offer([_item(8)])
+    client.offer([_item(8)])
     assert _ids(_dechunk(_recv_all(b))) == [8]
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+class RecordingSocket:
+    """A socket that records each write, and takes at most ``take`` bytes of the first."""
+
+    def __init__(self, take=None):
+        self._sock = self
+        self.writes, self.take = [], take
+
+    def send(self, data):
+        size = len(data) if self.take is None else min(len(data), self.take)
+        self.take = None
+        self.writes.append(bytes(data[:size]))
+        return size
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+
+    def shutdown(self, how):
+        pass
+
+
+def test_events_handed_over_together_go_to_an_idle_socket_in_one_write_in_order():
+    sock = RecordingSocket()
+    client = Client("lobby", limit=64, sock=sock)
+    writer = _running(client, position=4)
+    room = Room()
+    room.clients.add(client)
+    items = [_item(id) for id in (4, 5, 6, 7)]  # 4: it has it already
+    _offer(room, items)
+    assert sock.writes == [b"".join(item.chunk for item in items[1:])]
+    assert [item.sent for item in items] == [0, 1, 1, 1]
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+def test_a_write_the_kernel_takes_in_part_is_finished_by_the_clients_greenlet_byte_for_byte():
+    items = [_item(id) for id in (5, 6, 7, 8)]
+    sock = RecordingSocket(take=len(items[0].chunk) + 3)  # the first event and 3 bytes of the second
+    client = Client("lobby", limit=64, sock=sock)
+    writer = _running(client, position=4)
+    client.offer(items)
+    assert [item.sent for item in items] == [1, 0, 0, 0]
+    assert [item.pending for item in items] == [0, 1, 1, 1]
+    assert len(client.backlog) == 2  # the rest of the second is apart, as a view of its bytes
+    gevent.sleep(0)
+    gevent.sleep(0)  # the writer finishes it
+    assert b"".join(sock.writes) == b"".join(item.chunk for item in items)
+    assert len(sock.writes) == 2 and client.backlog is None
+    assert [item.pending for item in items] == [0, 0, 0, 0]
     client.close("drain")
     writer.get(timeout=1)
 
@@ -135,8 +187,9 @@ def test_a_full_socket_falls_back_to_the_clients_greenlet_and_loses_nothing(pair
     client = Client("lobby", limit=1000, sock=a, chunked=False)
     writer = _running(client)
     items = [_item(id, size=1000) for id in range(200)]  # far more than the sockets hold
-    direct = [client.offer(item) for item in items]
-    assert direct[0] and not direct[-1]  # the first went straight out, the last waited
+    for item in items:
+        client.offer([item])
+    assert items[0].sent == 1 and items[-1].sent == 0  # the first went straight out, the last waited
     assert client.backlog  # the rest waits for the client's greenlet
     received = b""
     while len(received) < sum(len(item.frame) for item in items):
@@ -158,12 +211,12 @@ def test_a_full_socket_is_cut_off_at_the_limit_and_frames_arrive_whole_until_the
     cut_before = metrics.CUT_OFF._value.get()
     id = 0
     while client.backlog is None:  # until the socket is full
-        client.offer(_item(id, size=1000))
+        client.offer([_item(id, size=1000)])
         id += 1
     gevent.sleep(0)
     gevent.sleep(0)  # the writer takes over and waits for the socket to drain
     while client.closed is None:
-        client.offer(_item(id, size=1000))
+        client.offer([_item(id, size=1000)])
         id += 1
         assert len(client.backlog) <= 10  # never more than the limit
     assert client.closed == "slow" and metrics.CUT_OFF._value.get() == cut_before + 1
@@ -187,11 +240,11 @@ def test_latency_is_recorded_once_per_message_when_its_last_local_reader_got_it(
     room.clients.update({busy, idle})
     filler = 0
     while busy.backlog is None:  # fill the busy reader's socket
-        busy.offer(_item(filler, size=1000, kind=None))  # no event of its own: not recorded
+        busy.offer([_item(filler, size=1000, kind=None)])  # no event of its own: not recorded
         filler += 1
     before = _count(metrics.FANOUT_SECONDS)
     item = _item(10_000)
-    _offer(room, item)
+    _offer(room, [item])
     assert _count(metrics.FANOUT_SECONDS) == before  # one of two readers has it: not yet
     assert item.pending == 1
     while b.recv(1 << 16) and item.pending:  # the busy reader reads; its greenlet writes

@@ -39,16 +39,17 @@ MAX_BATCH = 64  # events written to a socket at once when a client has several w
 
 class Item:
     """One event handed to a room's local clients: formatted once, shared by all of them.
-    ``pending`` counts the clients that hold it in their backlog, not written yet; the last
-    write of it records the latency (once per message per worker, not once per client).
-    An Item without a ``kind`` is no event (the keepalive comment): it is not counted."""
+    ``sent`` counts the clients that wrote it the moment the hub handed it over; ``pending``
+    those that hold it in their backlog, not written yet. The last write of it records the
+    latency (once per message per worker, not once per client). An Item without a ``kind``
+    is no event (the keepalive comment): it is not counted."""
 
-    __slots__ = ("frame", "chunk", "id", "ts", "received_at", "pending", "kind")
+    __slots__ = ("frame", "chunk", "id", "ts", "received_at", "sent", "pending", "kind")
 
     def __init__(self, frame, id, ts, received_at, kind="message"):
         self.frame, self.id, self.ts, self.received_at = frame, id, ts, received_at
         self.chunk = b"%X\r\n%s\r\n" % (len(frame), frame)  # the frame as an HTTP/1.1 chunk
-        self.pending = 0
+        self.sent = self.pending = 0
         self.kind = kind  # the metrics label of its event type (metrics.event_kind)
 
 
@@ -60,8 +61,8 @@ class Client:
 
     The opening (headers, history) goes out through gunicorn; after it, ``run`` takes the
     socket over, and the stream's bytes are framed here as gunicorn frames the response
-    (an HTTP/1.1 chunk per event, or the bare frame for HTTP/1.0). Whoever has an event in
-    hand (the hub, for every client of a room) writes it with a send that never blocks,
+    (an HTTP/1.1 chunk per event, or the bare frame for HTTP/1.0). Whoever has events in
+    hand (the hub, for every client of a room) writes them with one send that never blocks,
     while the socket is idle: no queue, no greenlet switch per delivery. What the kernel
     does not take whole, and everything after it, waits in ``backlog`` (at most ``limit``
     events; one more cuts the client off, so memory stays bounded) for the client's own
@@ -91,41 +92,67 @@ class Client:
 
     # -- called by the hub (never blocks, never switches) ------------------------------
 
-    def offer(self, item):
-        """Hand the client an event. True if it is on the socket now."""
+    def offer(self, items):
+        """Hand the client events, in order: those its socket takes now count in each
+        item's ``sent``, the rest wait in its backlog."""
         if self.closed is not None:
-            return False
+            return
         if self.position is not None:
-            if item.id is not None:
-                if item.id <= self.position:
-                    return False  # it has that one already
-                self.position = item.id
+            fresh = []
+            for item in items:
+                if item.id is not None:
+                    if item.id <= self.position:
+                        continue  # it has that one already
+                    self.position = item.id
+                fresh.append(item)
             if self.backlog is None:
-                return self._send_now(item)
-        if len(self.backlog) >= self.limit:
+                if fresh:
+                    self._send_now(fresh)
+                return
+            items = fresh
+        self._keep(items)
+
+    def _keep(self, items):
+        if len(self.backlog) + len(items) > self.limit:
             metrics.CUT_OFF.inc()
             self.close("slow")
-            return False
-        item.pending += 1
-        self.backlog.append(item)
-        return False
+            return
+        for item in items:
+            item.pending += 1
+        self.backlog.extend(items)
 
-    def _send_now(self, item):
-        data = item.chunk if self.chunked else item.frame
+    def _send_now(self, items):
+        if len(items) == 1:
+            data = self._bytes(items[0])
+        else:
+            data = b"".join(map(self._bytes, items))
         try:
             sent = self._sock._sock.send(data)  # the underlying non-blocking socket
         except BlockingIOError:
             sent = 0
         except OSError:
             self.close("client")  # the reader is gone
-            return False
+            return
         if sent == len(data):
-            return True
+            for item in items:
+                item.sent += 1
+            return
+        # The kernel took part: the rest of one event (a view of its shared bytes) and the
+        # events after it wait for the client's greenlet.
+        for i, item in enumerate(items):
+            size = len(self._bytes(item))
+            if sent < size:
+                break
+            sent -= size
+            item.sent += 1
         item.pending += 1
-        self._rest = (memoryview(data)[sent:], item)
+        self._rest = (memoryview(self._bytes(item))[sent:], item)
         self.backlog = deque()
+        self._keep(items[i + 1:])
         self._wake()
-        return False
+
+    def _bytes(self, item):
+        return item.chunk if self.chunked else item.frame
 
     def beat(self):
         """The worker's heartbeat clock ticked: the client's greenlet refreshes its presence
@@ -163,15 +190,7 @@ class Client:
         every message at or below it was in the opening or was not asked for."""
         if self._sock is None:
             return  # no socket of its own to write to: the opening was all
-        self.position = position
-        early, self.backlog = self.backlog, deque()
-        for item in early:  # offered before the opening was written: only what is newer passes
-            if item.id is not None:
-                if item.id <= self.position:
-                    _written([item], 0)  # it has that one already
-                    continue
-                self.position = item.id
-            self.backlog.append(item)
+        self._start(position)
         while True:
             self._flush()
             if self.closed is not None:
@@ -180,10 +199,23 @@ class Client:
                 self._beat = False
                 if on_beat:
                     on_beat()
-                self.offer(KEEPALIVE)
+                self.offer([KEEPALIVE])
                 continue
             self._waiter = Waiter()
             self._waiter.get()  # until a backlog forms, the clock ticks or the client is closed
+
+    def _start(self, position):
+        """Keep, of the events offered while the opening was written, only those newer
+        than it, in order."""
+        self.position = position
+        early, self.backlog = self.backlog, deque()
+        for item in early:
+            if item.id is not None:
+                if item.id <= self.position:
+                    _written([item], 0)  # it has that one already
+                    continue
+                self.position = item.id
+            self.backlog.append(item)
 
     def _flush(self):
         """Write the backlog, a batch per write, waiting while the socket is full; then
@@ -197,7 +229,7 @@ class Client:
                 items.append(item)
             while self.backlog and len(items) < MAX_BATCH:
                 item = self.backlog.popleft()
-                pieces.append(item.chunk if self.chunked else item.frame)
+                pieces.append(self._bytes(item))
                 items.append(item)
             try:
                 self._sock.sendall(b"".join(pieces))
@@ -345,31 +377,53 @@ class Hub:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
-            item = self.pubsub.get_message(timeout=IDLE_PING_S)
-            if item is None:
+            message = self.pubsub.get_message(timeout=IDLE_PING_S)
+            if message is None:
                 self.pubsub.ping()  # the answer (or the error) comes back through get_message
                 continue
-            kind = item["type"]
-            if kind == "subscribe":
-                name = item["channel"].decode()
-                room = self.rooms.get(name)
-                if room is not None:
-                    if name in resubscribed:
-                        resubscribed.discard(name)
-                        self._fill_gap(name, room)
-                    room.subscribed.set()
-            elif kind == "message":
-                self._dispatch(item["channel"].decode(), item["data"], time.perf_counter())
+            # What has arrived already is handled together: a room's events read back to
+            # back reach each of its sockets in one write.
+            batch, count = {}, 0
+            while message is not None:
+                if message["type"] == "message":
+                    self._collect(batch, message["channel"].decode(), message["data"], time.perf_counter())
+                    count += 1
+                else:
+                    self._deliver(batch)  # in order with what comes after it
+                    if message["type"] == "subscribe":
+                        self._subscribed(message["channel"].decode(), resubscribed)
+                if count >= MAX_BATCH:
+                    break
+                message = self.pubsub.get_message(timeout=0)  # only what is here already
+            self._deliver(batch)
+
+    def _subscribed(self, name, resubscribed):
+        room = self.rooms.get(name)
+        if room is not None:
+            if name in resubscribed:
+                resubscribed.discard(name)
+                self._fill_gap(name, room)
+            room.subscribed.set()
 
     def _fill_gap(self, name, room):
         """Re-offer the room's recent history, and the deletes above its floor, after a
         reconnect; each client keeps only the ids newer than what it already has."""
         events = [("message", data, id) for data, id in self.history.window(name)]
         events += [("delete", data, id) for data, id in self.history.deletes_after(name, -1)]
-        for event, data, id in sorted(events, key=lambda event: int(event[2])):
-            _offer(room, Item(sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event))
+        items = [Item(sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
+                 for event, data, id in sorted(events, key=lambda event: int(event[2]))]
+        for start in range(0, len(items), MAX_BATCH):
+            _offer(room, items[start:start + MAX_BATCH])
 
     def _dispatch(self, name, payload, received_at):
+        """One pub/sub message, handed to the room's clients at once."""
+        batch = {}
+        self._collect(batch, name, payload, received_at)
+        self._deliver(batch)
+
+    def _collect(self, batch, name, payload, received_at):
+        """Parse and format one pub/sub message (once per worker) into ``batch``: room ->
+        its Items in order."""
         room = self.rooms.get(name)
         if room is None:
             return
@@ -386,23 +440,32 @@ class Hub:
         # history and never move a client's position.
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        _offer(room, Item(frame, numeric_id, ts, received_at, kind))
+        batch.setdefault(name, []).append(Item(frame, numeric_id, ts, received_at, kind))
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
+    def _deliver(self, batch):
+        for name, items in batch.items():
+            room = self.rooms.get(name)
+            if room is not None:
+                _offer(room, items)
+        batch.clear()
 
-def _offer(room, item):
-    """Hand the event to every client of the room: most write it to their socket at once.
-    Counted once per message (events sent), and its latency recorded now if no client
-    kept it in a backlog."""
-    sent = 0
+
+def _offer(room, items):
+    """Hand events to every client of the room: most write them to their socket at once.
+    Counted once per event (events sent), and its latency recorded now if no client kept
+    it in a backlog."""
     for client in list(room.clients):
-        if client.offer(item):
-            sent += 1
-    if sent:
-        metrics.EVENTS_SENT.labels(item.kind).inc(sent)
-        if item.pending == 0:
-            observe_delivery([item])
+        client.offer(items)
+    done = []
+    for item in items:
+        if item.sent:
+            metrics.EVENTS_SENT.labels(item.kind).inc(item.sent)
+            if item.pending == 0:
+                done.append(item)
+    if done:
+        observe_delivery(done)
 
 
 def _message_ts(data):
