@@ -22,10 +22,9 @@ class RawReader:
     def __init__(self, stack, room, version):
         url = urlsplit(stack.settings.service_url("stream"))
         self.sock = socket.create_connection((url.hostname, url.port), timeout=30)
-        self.parser = h11.Connection(h11.CLIENT)
-        self.sock.sendall(self.parser.send(h11.Request(
-            method="GET", target=f"/stream/rooms/{room}?history=0", headers=[("Host", "chat")],
-            http_version=version)))
+        self.sock.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/{version}\r\nHost: chat\r\n\r\n".encode())
+        self.parser = h11.Connection(h11.CLIENT)  # h11 sends only HTTP/1.1: it is told of a request, not sending it
+        self.parser.send(h11.Request(method="GET", target="/", headers=[("Host", "chat")]))
         self.parser.send(h11.EndOfMessage())
         self.response, self.body, self.blocks = None, b"", []
 
