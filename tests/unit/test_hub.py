@@ -1,48 +1,260 @@
-"""The stream hub and a connection's writer: a bounded buffer per client, and each
-message written once and in order whatever the order of events around a connect."""
+"""The stream hub and a connection's writer: a bounded backlog per client, each message
+written once and in order whatever the order of events around a connect, and written
+straight to an idle socket by the hub, falling back to the client's own greenlet when the
+socket is full."""
 
 import itertools
 import json
+import socket as stdlib_socket
 
 import gevent
 import pytest
+from gevent import socket
 
-from chat_common.messages import live_payload
+from chat_common.messages import live_payload, sse_frame
 from stream import metrics
-from stream.app import _observe_delivery, live_frames, opening
-from stream.hub import CLOSE, Client, Hub, Item, Room
+from stream.app import opening
+from stream.hub import Client, Hub, Item, Room, _offer
 
 
-def test_a_client_that_cannot_keep_up_is_cut_off_after_its_buffer():
-    client = Client("lobby", queue_size=3)
+@pytest.fixture
+def pair():
+    """A connected pair of gevent sockets: the stream's end and the reader's."""
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _item(id, size=0, kind="message"):
+    data = json.dumps({"id": str(id), "room": "lobby", "text": "x" * size, "ts": 0})
+    return Item(sse_frame(data, event="message", id=id), id, None, 0.0, kind)
+
+
+def _running(client, position=-1):
+    """The client's greenlet, started and waiting with an empty backlog."""
+    writer = gevent.spawn(client.run, position)
+    gevent.sleep(0)
+    return writer
+
+
+def _recv_all(sock):
+    """Everything the reader's socket holds now."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock._sock.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _dechunk(body):
+    """The payload of HTTP/1.1 chunks; AssertionError if any chunk is malformed."""
+    out = []
+    while body:
+        size, sep, body = body.partition(b"\r\n")
+        assert sep, "a chunk without its size line"
+        size = int(size, 16)
+        assert body[size:size + 2] == b"\r\n", "a chunk not ended by CRLF"
+        out.append(body[:size])
+        body = body[size + 2:]
+    return b"".join(out)
+
+
+def _ids(body):
+    return [int(line[4:]) for line in body.split(b"\n") if line.startswith(b"id: ")]
+
+
+def test_a_client_that_cannot_keep_up_is_cut_off_after_its_backlog():
+    client = Client("lobby", limit=3)
     cut_before = metrics.CUT_OFF._value.get()
     for i in range(3):
-        client.offer(Item(b"frame", i, None, 0.0))
+        client.offer([_item(i)])
     assert client.closed is None
-    client.offer(Item(b"frame", 3, None, 0.0))  # the fourth does not fit
+    client.offer([_item(3)])  # the fourth does not fit
     assert client.closed == "slow"
-    assert client.queue.qsize() == 3  # memory stays bounded: nothing more was queued
+    assert len(client.backlog) == 3  # memory stays bounded: nothing more was kept
     assert metrics.CUT_OFF._value.get() == cut_before + 1
 
 
-def test_closing_wakes_the_writer_with_a_sentinel():
-    client = Client("lobby", queue_size=3)
+def test_closing_ends_the_writer(pair):
+    client = Client("lobby", limit=3, sock=pair[0])
+    writer = _running(client)
     client.close("drain")
-    assert client.queue.get_nowait() is CLOSE
+    writer.get(timeout=1)
     client.close("slow")  # a second close keeps the first reason
     assert client.closed == "drain"
 
 
-def test_latency_is_recorded_once_per_message_when_its_last_local_reader_got_it():
-    item = Item(b"frame", 7, ts=None, received_at=0.0, pending=3)
+def test_an_idle_reader_gets_an_event_from_the_hub_at_once_without_its_greenlet_running(pair):
+    a, b = pair
+    client = Client("lobby", limit=8, sock=a)
+    writer = _running(client)
+    room = Room()
+    room.clients.add(client)
+    sent_before = metrics.EVENTS_SENT.labels("message")._value.get()
+    item = _item(5)
+    _offer(room, [item])  # no switch happens here: the writer greenlet stays parked
+    assert _recv_all(b) == item.chunk
+    assert client.backlog is None and item.pending == 0
+    assert metrics.EVENTS_SENT.labels("message")._value.get() == sent_before + 1
+    assert not writer.dead
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+def test_events_offered_before_the_opening_are_written_together_in_order_once(pair):
+    """Coalesced: what waited while the opening was written goes out in one write, as
+    valid chunks, each id once, only what is newer than the opening's position."""
+    a, b = pair
+    client = Client("lobby", limit=64, sock=a)
+    for id in (3, 4, 5, 6, 4, 5, 7):  # a gap fill overlapping live events
+        client.offer([_item(id)])
+    writer = _running(client, position=4)
+    body = _recv_all(b)
+    assert _ids(_dechunk(body)) == [5, 6, 7]
+    assert client.backlog is None  # caught up: direct writes again
+    client.offer([_item(8)])
+    client.offer([_item(8)])
+    assert _ids(_dechunk(_recv_all(b))) == [8]
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+class RecordingSocket:
+    """A socket that records each write, and takes at most ``take`` bytes of the first."""
+
+    def __init__(self, take=None):
+        self._sock = self
+        self.writes, self.take = [], take
+
+    def send(self, data):
+        size = len(data) if self.take is None else min(len(data), self.take)
+        self.take = None
+        self.writes.append(bytes(data[:size]))
+        return size
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+
+    def shutdown(self, how):
+        pass
+
+
+def test_events_handed_over_together_go_to_an_idle_socket_in_one_write_in_order():
+    sock = RecordingSocket()
+    client = Client("lobby", limit=64, sock=sock)
+    writer = _running(client, position=4)
+    room = Room()
+    room.clients.add(client)
+    items = [_item(id) for id in (4, 5, 6, 7)]  # 4: it has it already
+    _offer(room, items)
+    assert sock.writes == [b"".join(item.chunk for item in items[1:])]
+    assert [item.sent for item in items] == [0, 1, 1, 1]
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+def test_a_write_the_kernel_takes_in_part_is_finished_by_the_clients_greenlet_byte_for_byte():
+    items = [_item(id) for id in (5, 6, 7, 8)]
+    sock = RecordingSocket(take=len(items[0].chunk) + 3)  # the first event and 3 bytes of the second
+    client = Client("lobby", limit=64, sock=sock)
+    writer = _running(client, position=4)
+    client.offer(items)
+    assert [item.sent for item in items] == [1, 0, 0, 0]
+    assert [item.pending for item in items] == [0, 1, 1, 1]
+    assert len(client.backlog) == 2  # the rest of the second is apart, as a view of its bytes
+    gevent.sleep(0)
+    gevent.sleep(0)  # the writer finishes it
+    assert b"".join(sock.writes) == b"".join(item.chunk for item in items)
+    assert len(sock.writes) == 2 and client.backlog is None
+    assert [item.pending for item in items] == [0, 0, 0, 0]
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+def _small_buffers(a, b):
+    a.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+    b.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
+
+
+def test_a_full_socket_falls_back_to_the_clients_greenlet_and_loses_nothing(pair):
+    a, b = pair
+    _small_buffers(a, b)
+    client = Client("lobby", limit=1000, sock=a, chunked=False)
+    writer = _running(client)
+    items = [_item(id, size=1000) for id in range(200)]  # far more than the sockets hold
+    for item in items:
+        client.offer([item])
+    assert items[0].sent == 1 and items[-1].sent == 0  # the first went straight out, the last waited
+    assert client.backlog  # the rest waits for the client's greenlet
+    received = b""
+    while len(received) < sum(len(item.frame) for item in items):
+        chunk = b.recv(1 << 16)  # yields: the writer writes as the reader reads
+        assert chunk, "the stream ended early"
+        received += chunk
+    assert received == b"".join(item.frame for item in items)  # whole frames, in order, once
+    gevent.sleep(0)
+    assert client.backlog is None and all(item.pending == 0 for item in items)
+    client.close("drain")
+    writer.get(timeout=1)
+
+
+def test_a_full_socket_is_cut_off_at_the_limit_and_frames_arrive_whole_until_then(pair):
+    a, b = pair
+    _small_buffers(a, b)
+    client = Client("lobby", limit=10, sock=a, chunked=False)
+    writer = _running(client)
+    cut_before = metrics.CUT_OFF._value.get()
+    id = 0
+    while client.backlog is None:  # until the socket is full
+        client.offer([_item(id, size=1000)])
+        id += 1
+    gevent.sleep(0)
+    gevent.sleep(0)  # the writer takes over and waits for the socket to drain
+    while client.closed is None:
+        client.offer([_item(id, size=1000)])
+        id += 1
+        assert len(client.backlog) <= 10  # never more than the limit
+    assert client.closed == "slow" and metrics.CUT_OFF._value.get() == cut_before + 1
+    writer.get(timeout=1)  # the cut-off ends the stream
+    received = b""
+    while chunk := b.recv(1 << 16):
+        received += chunk
+    whole = received[:received.rfind(b"\n\n") + 2]  # a frame cut in the middle is dropped by the reader
+    got = _ids(whole)
+    assert got == list(range(len(got))) and len(got) < id  # in order, once, and short of the rest
+
+
+def test_latency_is_recorded_once_per_message_when_its_last_local_reader_got_it(pair):
+    a, b = pair
+    _small_buffers(a, b)
+    busy = Client("lobby", limit=1000, sock=a, chunked=False)
+    idle_a, idle_b = socket.socketpair()
+    idle = Client("lobby", limit=1000, sock=idle_a, chunked=False)
+    writers = [_running(busy), _running(idle)]
+    room = Room()
+    room.clients.update({busy, idle})
+    filler = 0
+    while busy.backlog is None:  # fill the busy reader's socket
+        busy.offer([_item(filler, size=1000, kind=None)])  # no event of its own: not recorded
+        filler += 1
     before = _count(metrics.FANOUT_SECONDS)
-    for _ in range(2):
-        item.pending -= 1
-        _observe_delivery([item])
-    assert _count(metrics.FANOUT_SECONDS) == before  # two of three readers: not yet
-    item.pending -= 1
-    _observe_delivery([item])
+    item = _item(10_000)
+    _offer(room, [item])
+    assert _count(metrics.FANOUT_SECONDS) == before  # one of two readers has it: not yet
+    assert item.pending == 1
+    while b.recv(1 << 16) and item.pending:  # the busy reader reads; its greenlet writes
+        pass
     assert _count(metrics.FANOUT_SECONDS) == before + 1
+    for client in (busy, idle):
+        client.close("drain")
+    gevent.joinall(writers, timeout=1)
+    idle_a.close()
+    idle_b.close()
 
 
 def _count(histogram):
@@ -98,7 +310,8 @@ class Connection:
 
     def __init__(self, hub, log, last_id, count):
         self.hub, self.log, self.last_id, self.count = hub, log, last_id, count
-        self.client = Client(ROOM, queue_size=64)
+        self.sock, self.peer = socket.socketpair()
+        self.client = Client(ROOM, limit=64, sock=self.sock, chunked=False)
         self.joining = None
         self.prelude = self.events = self.position = None
 
@@ -113,12 +326,15 @@ class Connection:
 
     def written(self):
         """Everything the connection writes once its queue is drained: (event, id) per block."""
-        chunks = [self.prelude] + [frame for frame, _ in self.events]
-        writer = gevent.spawn(lambda: chunks.extend(live_frames(self.client, self.position)))
-        gevent.sleep(0)  # the writer empties the queue, then waits for more
+        opening = self.prelude + b"".join(frame for frame, _ in self.events)
+        writer = gevent.spawn(self.client.run, self.position)
+        gevent.sleep(0)  # the writer empties the backlog, then waits for more
+        live = _recv_all(self.peer)
         self.client.close("drain")
         writer.get(timeout=1)
-        return _blocks(b"".join(chunks))
+        self.sock.close()
+        self.peer.close()
+        return _blocks(opening + live)
 
 
 def _blocks(body):
@@ -181,7 +397,7 @@ def test_each_message_once_and_in_order_whatever_the_order_of_join_read_resubscr
     last_id, count = CONNECTS[connect]
     log = RoomLog(0 if connect == "resume-empty" else 5)
     hub = Hub(None, log)
-    neighbour = Client(ROOM, queue_size=64)  # someone already follows the room: it is subscribed
+    neighbour = Client(ROOM, limit=64)  # someone already follows the room: it is subscribed
     hub.rooms[ROOM] = Room()
     hub.rooms[ROOM].clients.add(neighbour)
     hub.rooms[ROOM].subscribed.set()

@@ -3,7 +3,6 @@
 
 import json
 import logging
-import time
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -21,7 +20,7 @@ from stream import metrics
 from stream.directory import Directory
 from stream.history import History, NotReady
 from stream.scrollback import Busy, ClientLimited
-from stream.hub import BEAT, CLOSE, Client, Hub
+from stream.hub import Client, Hub
 from stream.presence import Presence
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx (and ingress-nginx): pass events through unbuffered
 }
-MAX_BATCH = 64  # frames written to a socket at once when a client has several waiting
 
 
 def _room(room):
@@ -98,7 +96,7 @@ def create_app(config):
     def open_stream(room, kind):
         if hub.draining:
             raise ApiError(503, "draining", "This server is restarting; reconnect.", retry_after=1)
-        client = Client(room, config.client_queue, sock=request.environ.get("gunicorn.socket"))
+        client = Client(room, config.client_queue, **_socket_of(request))
         try:
             hub.join(client)
         except RedisError:
@@ -113,14 +111,16 @@ def create_app(config):
         worker drains. ``position``: every message of the room at or below it was in
         ``events`` or was not asked for."""
 
-        def body():
+        def body(opening, kinds):
             metrics.CONNECTIONS.inc()
             try:
-                for _, kind in events:
+                for kind in kinds:
                     metrics.EVENTS_SENT.labels(metrics.event_kind(kind)).inc()
-                yield prelude + b"".join(frame for frame, _ in events)
+                yield opening  # gunicorn writes the headers, then this
+                del opening, kinds  # a stream lives long: it keeps nothing of its opening
+                # From here on the client writes its own events to the socket (hub.py).
                 on_beat = (lambda: presence.refresh(seat)) if seat else None  # presence stays alive, busy room or not
-                yield from live_frames(client, position, on_beat)
+                client.run(position, on_beat)
             except (RedisError, OSError) as error:
                 client.closed = client.closed or "error"
                 log.warning("stream ended by an error", extra={"room": client.room, "error": str(error)})
@@ -136,7 +136,10 @@ def create_app(config):
                     except RedisError:
                         pass
 
-        return Response(body(), mimetype="text/event-stream", headers=SSE_HEADERS)
+        opening = prelude + b"".join(frame for frame, _ in events)
+        # direct_passthrough: gunicorn iterates body() itself, with no wrappers around it.
+        return Response(body(opening, [kind for _, kind in events]), mimetype="text/event-stream",
+                        headers=SSE_HEADERS, direct_passthrough=True)
 
     @app.get("/stream/rooms/<room>")
     def room_stream(room):
@@ -146,6 +149,8 @@ def create_app(config):
         if last_id is None:
             last_id = _position(request.args.get("last_event_id"), "last_event_id")
         user = _user()
+        if request.method == "HEAD":
+            return _head()
         # Subscribed first, then history read: live events and history overlap, no gap.
         client = open_stream(room, "resume" if last_id is not None else "fresh")
         seat = None
@@ -175,6 +180,8 @@ def create_app(config):
     def flask_sse_stream():
         """flask-sse's own endpoint: live events of ?channel= (default "sse"), nothing else."""
         room = _room(request.args.get("channel", "sse"))
+        if request.method == "HEAD":
+            return _head()
         client = open_stream(room, "flask_sse")
         try:
             position = history.head(room)  # nothing older than the connect, also from a gap fill
@@ -259,54 +266,20 @@ def opening(events, head, reset, last_id, retry_ms, users_json):
     return prelude, frames, max(start, head)
 
 
-def live_frames(client, position, on_beat=None):
-    """The client's queue as written to its socket: live events and gap fills, each
-    message once and in order. Only ids above ``position`` pass, and it rises with each
-    one written: a gap fill re-offers a window that overlaps what the client has."""
-    while client.closed is None:
-        items = [client.queue.get()]  # an event, CLOSE, or the worker's heartbeat
-        while len(items) < MAX_BATCH and not client.queue.empty():
-            items.append(client.queue.get_nowait())
-        fresh, beat = [], False
-        for item in items:
-            if item is CLOSE:
-                break
-            if item is BEAT:
-                beat = True
-                continue
-            item.pending -= 1
-            if item.id is None or item.id > position:
-                position = position if item.id is None else item.id
-                fresh.append(item)
-        if fresh:
-            yield b"".join(item.frame for item in fresh)
-            _observe_delivery(fresh)
-        if beat:
-            if on_beat:
-                on_beat()
-            if not fresh:
-                yield sse_comment("keepalive")  # a quiet stream still shows life to proxies
+def _head():
+    """A stream's headers alone: a HEAD opens no stream (its body would never be read)."""
+    return Response(mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+def _socket_of(request):
+    """Where a stream's events go after its opening: gunicorn's socket, framed as gunicorn
+    frames the response (HTTP/1.1: chunked, as no Content-Length is set; HTTP/1.0: the bare
+    bytes, then the connection closes). Any other protocol gets the opening only."""
+    protocol = request.environ.get("SERVER_PROTOCOL")
+    if protocol not in ("HTTP/1.0", "HTTP/1.1"):
+        return {"sock": None}
+    return {"sock": request.environ.get("gunicorn.socket"), "chunked": protocol == "HTTP/1.1"}
 
 
 def _users_json(users):
     return json.dumps({"users": users}, ensure_ascii=False, separators=(",", ":"))
-
-
-def _observe_delivery(items):
-    """Count the events just written, and record the latency of those this write was the
-    last local delivery of: since Redis handed them over, and since ingest stamped them
-    (the end-to-end figure). Once per message per worker keeps the cost off the hot path."""
-    kinds = {}
-    for item in items:
-        kinds[item.kind] = kinds.get(item.kind, 0) + 1
-    for kind, count in kinds.items():
-        metrics.EVENTS_SENT.labels(kind).inc(count)
-    now = now_ms = None
-    for item in items:
-        if item.pending > 0:
-            continue
-        if now is None:
-            now, now_ms = time.perf_counter(), time.time() * 1000
-        metrics.FANOUT_SECONDS.observe(now - item.received_at)
-        if item.ts is not None:
-            metrics.DELIVERY_SECONDS.observe(max(0.0, now_ms - item.ts) / 1000)

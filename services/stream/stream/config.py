@@ -11,7 +11,7 @@ class Config(env.CommonConfig):
     history_limit: int  # the most ?history= and ?limit= may ask for
     heartbeat_s: float  # a comment line at least this often keeps proxies from closing the stream
     retry_ms: int  # the reconnection delay suggested to EventSource
-    client_queue: int  # events buffered per client before it is cut off as too slow
+    client_queue: int  # events kept for a client whose socket is full before it is cut off as too slow
     presence_ttl_s: int  # a connection not refreshed for this long leaves the presence list
     drain_batch: int  # on SIGTERM, streams closed per step
     drain_interval_s: float  # pause between drain steps

@@ -1,10 +1,12 @@
 """One Redis subscription per worker process, fanned out in memory to its SSE clients.
 
 The hub subscribes to a room's channel when its first local client arrives and leaves it
-when the last one goes. Each event is parsed and formatted once per worker, then offered
-to every client's bounded queue; a client whose queue is full is cut off (it reconnects
-and resumes by id). After the pub/sub connection drops, the hub resubscribes and fills
-the gap from each room's Redis history, so nothing published meanwhile is missed.
+when the last one goes. Each event is parsed and formatted once per worker (the SSE frame,
+and the same frame as one HTTP/1.1 chunk), then handed to every client of the room, which
+writes it to its socket at once if the socket takes it (see ``Client``); a client that
+falls too far behind is cut off (it reconnects and resumes by id). After the pub/sub
+connection drops, the hub resubscribes and fills the gap from each room's Redis history,
+so nothing published meanwhile is missed.
 
 The pub/sub connection is the hub's alone and is never reconnected behind its back (no
 client-side retries): a reconnect the hub did not see would skip the gap fill. A standing
@@ -17,59 +19,152 @@ import json
 import logging
 import socket
 import time
+from collections import deque
 
 import gevent
+from gevent import get_hub
 from gevent.event import Event
-from gevent.queue import Full, Queue
+from gevent.hub import Waiter
 from redis.exceptions import RedisError
 
-from chat_common.messages import channel, parse_live, sse_frame
+from chat_common.messages import channel, parse_live, sse_comment, sse_frame
 from stream import metrics
 
 log = logging.getLogger(__name__)
 
-CLOSE = object()  # queue sentinel: end this stream now
-BEAT = object()  # queue sentinel: the worker's heartbeat clock ticked
 CONTROL_CHANNEL = "chat:hub"  # never published to; keeps the pub/sub connection subscribed
 IDLE_PING_S = 5.0
+MAX_BATCH = 64  # events written to a socket at once when a client has several waiting
 
 
 class Item:
-    """One event offered to a room's local clients: formatted once, shared by all of them.
-    ``pending`` counts the clients that have not written it yet; the last one to write it
-    records the latency (once per message per worker, not once per client)."""
+    """One event handed to a room's local clients: formatted once, shared by all of them.
+    ``sent`` counts the clients that wrote it the moment the hub handed it over; ``pending``
+    those that hold it in their backlog, not written yet. The last write of it records the
+    latency (once per message per worker, not once per client). An Item without a ``kind``
+    is no event (the keepalive comment): it is not counted."""
 
-    __slots__ = ("frame", "id", "ts", "received_at", "pending", "kind")
+    __slots__ = ("frame", "chunk", "id", "ts", "received_at", "sent", "pending", "kind")
 
-    def __init__(self, frame, id, ts, received_at, pending=1, kind="message"):
-        self.frame, self.id, self.ts, self.received_at, self.pending = frame, id, ts, received_at, pending
+    def __init__(self, frame, id, ts, received_at, kind="message"):
+        self.frame, self.id, self.ts, self.received_at = frame, id, ts, received_at
+        self.chunk = b"%X\r\n%s\r\n" % (len(frame), frame)  # the frame as an HTTP/1.1 chunk
+        self.sent = self.pending = 0
         self.kind = kind  # the metrics label of its event type (metrics.event_kind)
 
 
+KEEPALIVE = Item(sse_comment("keepalive"), None, None, None, kind=None)
+
+
 class Client:
-    """One open SSE connection: a bounded queue of Items (and CLOSE / BEAT sentinels)."""
+    """One open SSE connection and the way its events reach its socket.
 
-    def __init__(self, room, queue_size, sock=None):
+    The opening (headers, history) goes out through gunicorn; after it, ``run`` takes the
+    socket over, and the stream's bytes are framed here as gunicorn frames the response
+    (an HTTP/1.1 chunk per event, or the bare frame for HTTP/1.0). Whoever has events in
+    hand (the hub, for every client of a room) writes them with one send that never blocks,
+    while the socket is idle: no queue, no greenlet switch per delivery. What the kernel
+    does not take whole, and everything after it, waits in ``backlog`` (at most ``limit``
+    events; one more cuts the client off, so memory stays bounded) for the client's own
+    greenlet, which writes it all at once (up to ``MAX_BATCH`` events per write) and waits
+    cooperatively while the socket is full; once the backlog is empty, direct writes
+    resume. Events before ``run`` (while the opening is read and written) wait in the
+    backlog as well.
+
+    ``position`` is the newest message id handed to the socket, in write order: an id at
+    or below it is not written again (a gap fill re-offers a window the client has).
+    """
+
+    __slots__ = ("room", "limit", "closed", "position", "backlog", "chunked", "_sock", "_rest", "_waiter",
+                 "_beat")
+
+    def __init__(self, room, limit, sock=None, chunked=True):
         self.room = room
-        self.queue = Queue(queue_size)
+        self.limit = limit
         self.closed = None  # the reason, once closed
-        self._sock = sock
+        self.position = None  # set by run(); until then every event waits in the backlog
+        self.backlog = deque()  # None: the socket is idle and written directly
+        self.chunked = chunked
+        self._sock = sock  # gunicorn's (gevent) socket; None: the stream ends after its opening
+        self._rest = None  # (unsent bytes, item) of a write the kernel took in part
+        self._waiter = None
+        self._beat = False
 
-    def offer(self, item):
-        try:
-            self.queue.put_nowait(item)
-        except Full:
+    # -- called by the hub (never blocks, never switches) ------------------------------
+
+    def offer(self, items):
+        """Hand the client events, in order: those its socket takes now count in each
+        item's ``sent``, the rest wait in its backlog."""
+        if self.closed is not None:
+            return
+        if self.position is not None:
+            fresh = []
+            for item in items:
+                if item.id is not None:
+                    if item.id <= self.position:
+                        continue  # it has that one already
+                    self.position = item.id
+                fresh.append(item)
+            if self.backlog is None:
+                if fresh:
+                    self._send_now(fresh)
+                return
+            items = fresh
+        self._keep(items)
+
+    def _keep(self, items):
+        if len(self.backlog) + len(items) > self.limit:
             metrics.CUT_OFF.inc()
             self.close("slow")
+            return
+        for item in items:
+            item.pending += 1
+        self.backlog.extend(items)
+
+    def _send_now(self, items):
+        if len(items) == 1:
+            data = self._bytes(items[0])
+        else:
+            data = b"".join(map(self._bytes, items))
+        try:
+            sent = self._sock._sock.send(data)  # the underlying non-blocking socket
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close("client")  # the reader is gone
+            return
+        if sent == len(data):
+            for item in items:
+                item.sent += 1
+            return
+        # The kernel took part: the rest of one event (a view of its shared bytes) and the
+        # events after it wait for the client's greenlet.
+        for i, item in enumerate(items):
+            size = len(self._bytes(item))
+            if sent < size:
+                break
+            sent -= size
+            item.sent += 1
+        item.pending += 1
+        self._rest = (memoryview(self._bytes(item))[sent:], item)
+        self.backlog = deque()
+        self._keep(items[i + 1:])
+        self._wake()
+
+    def _bytes(self, item):
+        return item.chunk if self.chunked else item.frame
+
+    def beat(self):
+        """The worker's heartbeat clock ticked: the client's greenlet refreshes its presence
+        and writes a keepalive comment (a quiet stream still shows life to proxies)."""
+        self._beat = True
+        self._wake()
 
     def close(self, reason):
         if self.closed is not None:
             return
         self.closed = reason
-        try:
-            self.queue.put_nowait(CLOSE)
-        except Full:
-            pass
+        self._wake()
         if reason == "slow":
             self.disconnect()  # its writer may be blocked on a client that stopped reading
 
@@ -82,6 +177,98 @@ class Client:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _wake(self):
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            get_hub().loop.run_callback(waiter.switch, None)
+
+    # -- the client's own greenlet -------------------------------------------------------
+
+    def run(self, position, on_beat=None):
+        """After the opening: write the client's events until it is closed. ``position``:
+        every message at or below it was in the opening or was not asked for."""
+        if self._sock is None:
+            return  # no socket of its own to write to: the opening was all
+        self._start(position)
+        while True:
+            self._flush()
+            if self.closed is not None:
+                return
+            if self._beat:
+                self._beat = False
+                if on_beat:
+                    on_beat()
+                self.offer([KEEPALIVE])
+                continue
+            self._waiter = Waiter()
+            self._waiter.get()  # until a backlog forms, the clock ticks or the client is closed
+
+    def _start(self, position):
+        """Keep, of the events offered while the opening was written, only those newer
+        than it, in order."""
+        self.position = position
+        early, self.backlog = self.backlog, deque()
+        for item in early:
+            if item.id is not None:
+                if item.id <= self.position:
+                    _written([item], 0)  # it has that one already
+                    continue
+                self.position = item.id
+            self.backlog.append(item)
+
+    def _flush(self):
+        """Write the backlog, a batch per write, waiting while the socket is full; then
+        leave the idle socket to direct writes."""
+        while self.closed is None and (self._rest is not None or self.backlog):
+            pieces, items = [], []
+            if self._rest is not None:
+                rest, item = self._rest
+                self._rest = None
+                pieces.append(rest)
+                items.append(item)
+            while self.backlog and len(items) < MAX_BATCH:
+                item = self.backlog.popleft()
+                pieces.append(self._bytes(item))
+                items.append(item)
+            try:
+                self._sock.sendall(b"".join(pieces))
+            except OSError:
+                self.close("client")  # gone, or cut off meanwhile (then "slow" stays)
+                return
+            _written(items, len(items))
+        if self.closed is None:
+            self.backlog = None
+
+
+def _written(items, count):
+    """Account for ``items`` leaving a client's backlog (``count``: the first ones were
+    written, the rest skipped): events sent, and the latency of those this was the last
+    local write of."""
+    kinds = {}
+    for item in items[:count]:
+        if item.kind is not None:
+            kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    for kind, n in kinds.items():
+        metrics.EVENTS_SENT.labels(kind).inc(n)
+    done = []
+    for item in items:
+        item.pending -= 1
+        if item.pending == 0 and item.kind is not None:
+            done.append(item)
+    if done:
+        observe_delivery(done)
+
+
+def observe_delivery(items):
+    """Record the latency of messages every local client has now written: since Redis
+    handed them over, and since ingest stamped them (the end-to-end figure)."""
+    now, now_ms = time.perf_counter(), time.time() * 1000
+    for item in items:
+        if item.received_at is not None:
+            metrics.FANOUT_SECONDS.observe(now - item.received_at)
+        if item.ts is not None:
+            metrics.DELIVERY_SECONDS.observe(max(0.0, now_ms - item.ts) / 1000)
 
 
 class Room:
@@ -114,10 +301,7 @@ class Hub:
             gevent.sleep(self.heartbeat_s)
             for room in list(self.rooms.values()):
                 for client in list(room.clients):
-                    try:
-                        client.queue.put_nowait(BEAT)
-                    except Full:
-                        pass  # a full queue wakes its writer anyway
+                    client.beat()
 
     def ready(self):
         return self.connected.is_set() and not self.draining
@@ -193,31 +377,53 @@ class Hub:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
-            item = self.pubsub.get_message(timeout=IDLE_PING_S)
-            if item is None:
+            message = self.pubsub.get_message(timeout=IDLE_PING_S)
+            if message is None:
                 self.pubsub.ping()  # the answer (or the error) comes back through get_message
                 continue
-            kind = item["type"]
-            if kind == "subscribe":
-                name = item["channel"].decode()
-                room = self.rooms.get(name)
-                if room is not None:
-                    if name in resubscribed:
-                        resubscribed.discard(name)
-                        self._fill_gap(name, room)
-                    room.subscribed.set()
-            elif kind == "message":
-                self._dispatch(item["channel"].decode(), item["data"], time.perf_counter())
+            # What has arrived already is handled together: a room's events read back to
+            # back reach each of its sockets in one write.
+            batch, count = {}, 0
+            while message is not None:
+                if message["type"] == "message":
+                    self._collect(batch, message["channel"].decode(), message["data"], time.perf_counter())
+                    count += 1
+                else:
+                    self._deliver(batch)  # in order with what comes after it
+                    if message["type"] == "subscribe":
+                        self._subscribed(message["channel"].decode(), resubscribed)
+                if count >= MAX_BATCH:
+                    break
+                message = self.pubsub.get_message(timeout=0)  # only what is here already
+            self._deliver(batch)
+
+    def _subscribed(self, name, resubscribed):
+        room = self.rooms.get(name)
+        if room is not None:
+            if name in resubscribed:
+                resubscribed.discard(name)
+                self._fill_gap(name, room)
+            room.subscribed.set()
 
     def _fill_gap(self, name, room):
         """Re-offer the room's recent history, and the deletes above its floor, after a
         reconnect; each client keeps only the ids newer than what it already has."""
         events = [("message", data, id) for data, id in self.history.window(name)]
         events += [("delete", data, id) for data, id in self.history.deletes_after(name, -1)]
-        for event, data, id in sorted(events, key=lambda event: int(event[2])):
-            _offer(room, sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
+        items = [Item(sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
+                 for event, data, id in sorted(events, key=lambda event: int(event[2]))]
+        for start in range(0, len(items), MAX_BATCH):
+            _offer(room, items[start:start + MAX_BATCH])
 
     def _dispatch(self, name, payload, received_at):
+        """One pub/sub message, handed to the room's clients at once."""
+        batch = {}
+        self._collect(batch, name, payload, received_at)
+        self._deliver(batch)
+
+    def _collect(self, batch, name, payload, received_at):
+        """Parse and format one pub/sub message (once per worker) into ``batch``: room ->
+        its Items in order."""
         room = self.rooms.get(name)
         if room is None:
             return
@@ -234,17 +440,32 @@ class Hub:
         # history and never move a client's position.
         numeric_id = int(id) if id is not None and id.isdigit() else None
         ts = _message_ts(data) if event == "message" else None
-        _offer(room, frame, numeric_id, ts, received_at, kind)
+        batch.setdefault(name, []).append(Item(frame, numeric_id, ts, received_at, kind))
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
+    def _deliver(self, batch):
+        for name, items in batch.items():
+            room = self.rooms.get(name)
+            if room is not None:
+                _offer(room, items)
+        batch.clear()
 
-def _offer(room, frame, id, ts, received_at, kind="message"):
-    """One Item for every client of the room, counting them for its latency record."""
-    clients = list(room.clients)
-    item = Item(frame, id, ts, received_at, len(clients), kind)
-    for client in clients:
-        client.offer(item)
+
+def _offer(room, items):
+    """Hand events to every client of the room: most write them to their socket at once.
+    Counted once per event (events sent), and its latency recorded now if no client kept
+    it in a backlog."""
+    for client in list(room.clients):
+        client.offer(items)
+    done = []
+    for item in items:
+        if item.sent:
+            metrics.EVENTS_SENT.labels(item.kind).inc(item.sent)
+            if item.pending == 0:
+                done.append(item)
+    if done:
+        observe_delivery(done)
 
 
 def _message_ts(data):
