@@ -443,8 +443,10 @@ def _answers_ok(url):
 
 def kafka_node_command(kafka_home, node_dir, heap=("256m", "768m")):
     """Run one Kafka node from the jars in ``kafka_home``, configured by the
-    server.properties and log4j2.properties in ``node_dir``; ``heap``: (-Xms, -Xmx)."""
-    return ["java", f"-Xms{heap[0]}", f"-Xmx{heap[1]}", "-XX:+UseG1GC",
+    server.properties and log4j2.properties in ``node_dir``; ``heap``: (-Xms, -Xmx).
+    The serial collector: a small heap on a couple of cores, where G1's concurrent threads
+    cost more CPU than they save in pauses (bench/README.md, the per-message path)."""
+    return ["java", f"-Xms{heap[0]}", f"-Xmx{heap[1]}", "-XX:+UseSerialGC",
             f"-Dlog4j2.configurationFile={node_dir}/log4j2.properties",
             "-cp", f"{kafka_home}/libs/*", "kafka.Kafka", f"{node_dir}/server.properties"]
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from support import TEST_SERVICE_ENV, RawFrames, new_room, post, services_beside, typing
+from support import TEST_SERVICE_ENV, RawFrames, new_room, post, services_beside, typing, wait_applied
 
 JSON = {"Content-Type": "application/json"}
 
@@ -175,6 +175,22 @@ def test_a_sender_over_the_rate_limit_gets_429_with_retry_after_and_nothing_stor
         assert end_offsets() == before
         # another person in the same room is not affected
         assert post(base, room, user="bystander", text="hi").status_code == 201
+
+
+def test_retries_answered_with_the_stored_message_do_not_count_against_the_rate_limit(stack, tmp_path):
+    # A browser that lost a 201 retries with the same client_id; the answer comes from what
+    # the bridge stored, in the same Redis call that would count the post (ingest/admission.py).
+    limit, window_s = 2, 600
+    with services_beside(stack, ["ingest"], tmp_path, RATE_LIMIT_USER=str(limit),
+                         RATE_LIMIT_WINDOW_S=str(window_s)) as urls:
+        base, room = urls["ingest"], new_room("retried")
+        first = post(base, room, user="retrier", text="once", client_id="r-1").json()
+        wait_applied(stack.settings.gateway_url, room, first["id"])
+        for _ in range(3):
+            again = post(base, room, user="retrier", text="once", client_id="r-1")
+            assert again.status_code == 201 and again.json() == first
+        assert post(base, room, user="retrier", text="second").status_code == 201  # the limit's second post
+        assert post(base, room, user="retrier", text="third").status_code == 429
 
 
 @pytest.mark.parametrize("path", ["/api/rooms/lobby/messages", "/stream/rooms/lobby/presence", "/stream/rooms/lobby/history"])

@@ -15,6 +15,7 @@ class Config(env.CommonConfig):
     index_chunk: int  # records per step when the indexer fills in a partition's older offsets
     poll_timeout_ms: int
     max_poll_records: int
+    commit_interval_ms: int  # offsets are committed at most this often (a crash replays what came since)
 
     @classmethod
     def from_env(cls):
@@ -28,4 +29,5 @@ class Config(env.CommonConfig):
             index_chunk=env.env_int("BRIDGE_INDEX_CHUNK", 100_000),
             poll_timeout_ms=env.env_int("BRIDGE_POLL_TIMEOUT_MS", 500),
             max_poll_records=env.env_int("BRIDGE_MAX_POLL_RECORDS", 500),
+            commit_interval_ms=env.env_int("BRIDGE_COMMIT_INTERVAL_MS", 1000),
         )

@@ -1,9 +1,10 @@
 """The consume loop: Kafka -> Redis, at least once, with idempotent writes.
 
-For each polled batch: apply every record (store.Store), then commit the offsets. A crash
-anywhere replays from the last commit and the replay changes nothing. If Redis lost a
-partition's history (it is a cache), the partition is re-read from Kafka into Redis
-without publishing the old messages live again.
+For each polled batch: apply every record (store.Store: one Lua call per batch); the offsets
+are committed at most once per ``commit_interval_ms``. A crash anywhere replays from the
+last commit and the replay changes nothing. If Redis lost a partition's history (it is a
+cache), the partition is re-read from Kafka into Redis without publishing the old messages
+live again.
 """
 
 import logging
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
 READY_CHECK_INTERVAL_S = 2.0
+LAG_INTERVAL_S = 1.0  # how often the lag gauges are updated
 COMMITTED_TIMEOUT_MS = 5000  # asking the group for its commits after a failed batch
 
 
@@ -59,6 +61,9 @@ class Bridge:
         self.stopping = threading.Event()
         self.last_loop = 0.0  # monotonic time of the last completed poll, for readiness
         self.next_ready_check = 0.0
+        self.next_commit = 0.0
+        self.uncommitted = False  # records applied since the last commit was sent
+        self.next_lag_update = 0.0
         self.history_ready = False  # in the group, and Redis holds its partitions' history
         self.publish_from = {}  # partition -> first offset to publish live after a rebuild
         self.indexer = index.Indexer(config, self.redis, self.stopping)
@@ -199,17 +204,30 @@ class Bridge:
         if batches:
             started = time.perf_counter()
             self.apply(batches)
-            # Asynchronous: the next batch is applied while the commit travels. A commit
-            # that fails or is overtaken only means a replay, and replays change nothing.
-            self.consumer.commit_async(callback=_commit_failed)
+            self.uncommitted = True
+            self._maybe_commit()
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self._update_lag()
+        else:
+            self._maybe_commit()
+        if time.monotonic() >= self.next_lag_update:
+            self.next_lag_update = time.monotonic() + LAG_INTERVAL_S
+            self._update_lag()
+
+    def _maybe_commit(self):
+        """Commit what was applied, at most once per ``commit_interval_ms`` (each commit is a
+        request to the broker and a write to its offsets log). Asynchronous: the next batch
+        is applied while the commit travels. A commit that fails, is overtaken or is not sent
+        yet only means a replay, and replays change nothing."""
+        if self.uncommitted and time.monotonic() >= self.next_commit:
+            self.next_commit = time.monotonic() + self.config.commit_interval_ms / 1000
+            self.uncommitted = False
+            self.consumer.commit_async(callback=_commit_failed)
 
     def apply(self, batches):
         items, records = [], []
+        metrics.CONSUMED.inc(sum(len(batch) for batch in batches.values()))
         for tp, batch in batches.items():
             for record in batch:
-                metrics.CONSUMED.inc()
                 try:
                     message = parse_record(record.value, record.offset)  # a Message or a Tombstone
                 except (ValueError, KeyError, TypeError):

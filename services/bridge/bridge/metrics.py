@@ -39,7 +39,7 @@ BATCH_SECONDS = Histogram(
     "chat_bridge_batch_duration_seconds", "Time to apply one polled batch to Redis and commit it.", buckets=LATENCY_BUCKETS
 )
 LAG = Gauge(
-    "chat_bridge_consumer_lag", "Records behind the partition's end, as of the last fetch.", ["partition"],
+    "chat_bridge_consumer_lag", "Records behind the partition's end, as of the last fetch (updated once a second).", ["partition"],
     multiprocess_mode="livemax",
 )
 ASSIGNED = Gauge("chat_bridge_assigned_partitions", "Partitions this bridge consumes.", multiprocess_mode="livesum")

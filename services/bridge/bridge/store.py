@@ -1,71 +1,108 @@
-"""The bridge's writes to Redis: one Lua script per message, so that history, de-duplication
-and the live publish happen together or not at all, and a replay changes nothing."""
+"""The bridge's writes to Redis: one Lua call per polled batch, applying its records in order,
+so that each record's history, de-duplication and live publish happen together or not at
+all, and a replay changes nothing."""
 
 from chat_common.messages import (
     ACTIVE_ROOMS_KEY, STATE_KEY, Tombstone, channel, client_id_key, deleted_key, deletes_key, history_key, live_payload,
     meta_key, offsets_key, pack_offsets,
 )
 
-# KEYS: history, meta, state, client_id key, offset index (bench/loadgen-go/redis.go calls it as well)
-# ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl,
-#       the offset as an index entry
-# Returns -1 if Redis lost the partition's history (rebuild first), 0 if already applied,
-# 2 if the client_id was stored before, 1 once written.
+# The apply of one record, as Lua functions that the scripts below share. Each returns -1 if
+# Redis lost the partition's history (rebuild first), 0 if the record was applied already,
+# 2 if it repeats what was stored (a client_id stored before; a second tombstone of one
+# message), 1 once written.
 # The state's last:<partition>, the newest offset applied in the partition, is every room's
 # position there for readers: each later message of any of its rooms has a greater id.
-APPLY_SCRIPT = """
-if redis.call('HEXISTS', KEYS[3], 'ready:' .. ARGV[6]) == 0 then return -1 end
-local offset = tonumber(ARGV[1])
-if offset > tonumber(redis.call('HGET', KEYS[3], 'last:' .. ARGV[6]) or '-1') then
-  redis.call('HSET', KEYS[3], 'last:' .. ARGV[6], ARGV[1])
+APPLY_LUA = """
+local function apply_message(state, history, meta, cid_key, offsets, offset_s, partition, publish, channel,
+                             payload, data, has_cid, cid_ttl, history_max, index_entry)
+  if redis.call('HEXISTS', state, 'ready:' .. partition) == 0 then return -1 end
+  local offset = tonumber(offset_s)
+  if offset > tonumber(redis.call('HGET', state, 'last:' .. partition) or '-1') then
+    redis.call('HSET', state, 'last:' .. partition, offset_s)
+  end
+  local last = tonumber(redis.call('HGET', meta, 'last') or '-1')
+  if offset <= last then return 0 end
+  redis.call('HSET', meta, 'last', offset_s)
+  if has_cid == '1' then
+    if not redis.call('SET', cid_key, data, 'NX', 'EX', tonumber(cid_ttl)) then return 2 end
+  end
+  redis.call('ZADD', history, offset, data)
+  -- the room's offset index (index.py): from indexed:<partition> on, the live path appends; increasing, as last
+  local indexed = redis.call('HGET', state, 'indexed:' .. partition)
+  if indexed and offset >= tonumber(indexed) then redis.call('APPEND', offsets, index_entry) end
+  local excess = redis.call('ZCARD', history) - tonumber(history_max)
+  if excess > 0 then
+    local trimmed = redis.call('ZRANGE', history, excess - 1, excess - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', history, 0, excess - 1)
+    redis.call('HSET', meta, 'floor', trimmed[2])
+  end
+  if publish == '1' then redis.call('PUBLISH', channel, payload) end
+  return 1
 end
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
-if offset <= last then return 0 end
-redis.call('HSET', KEYS[2], 'last', ARGV[1])
-if ARGV[8] == '1' then
-  if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', tonumber(ARGV[9])) then return 2 end
+
+-- A tombstone (a message taken back): the same per-room `last` and partition `last:<p>` as
+-- messages, so that it is applied once and in its place in the room's order, and readers'
+-- positions count it. The message leaves the history window; the deleted id joins the
+-- room's deleted set (read by Kafka scrollback) and, keyed by the tombstone's id, the
+-- room's deletes (read by a resume from before it), which keep what lies above the room's
+-- floor. A tombstone is never in the room's offset index: it is no message.
+local function apply_tombstone(state, history, meta, deleted, deletes, offset_s, partition, publish, channel,
+                               payload, target)
+  if redis.call('HEXISTS', state, 'ready:' .. partition) == 0 then return -1 end
+  local offset = tonumber(offset_s)
+  if offset > tonumber(redis.call('HGET', state, 'last:' .. partition) or '-1') then
+    redis.call('HSET', state, 'last:' .. partition, offset_s)
+  end
+  local last = tonumber(redis.call('HGET', meta, 'last') or '-1')
+  if offset <= last then return 0 end
+  redis.call('HSET', meta, 'last', offset_s)
+  redis.call('SADD', deleted, target)
+  redis.call('ZREMRANGEBYSCORE', history, target, target)
+  if redis.call('ZSCORE', deletes, target) then return 2 end
+  redis.call('ZADD', deletes, offset, target)
+  local floor = redis.call('HGET', meta, 'floor')
+  if floor then redis.call('ZREMRANGEBYSCORE', deletes, '-inf', floor) end
+  if publish == '1' then redis.call('PUBLISH', channel, payload) end
+  return 1
 end
-redis.call('ZADD', KEYS[1], offset, ARGV[2])
--- the room's offset index (index.py): from indexed:<partition> on, the live path appends; increasing, as last
-local indexed = redis.call('HGET', KEYS[3], 'indexed:' .. ARGV[6])
-if indexed and offset >= tonumber(indexed) then redis.call('APPEND', KEYS[5], ARGV[10]) end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
-if excess > 0 then
-  local trimmed = redis.call('ZRANGE', KEYS[1], excess - 1, excess - 1, 'WITHSCORES')
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
-  redis.call('HSET', KEYS[2], 'floor', trimmed[2])
-end
-if ARGV[7] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
-return 1
 """
 
-# -- tombstones (a message taken back) ---------------------------------------------------
-# KEYS: history, meta, state, deleted set, deletes (tombstone id -> deleted id)
-# ARGV: tombstone offset, deleted id, live payload, channel, partition, publish?
-# The same outcomes as APPLY_SCRIPT, the same per-room `last` and partition `last:<p>`, so
-# that a tombstone is applied once and in its place in the room's order, and readers'
-# positions count it. The message leaves the history window; the deleted id joins the
-# room's deleted set (read by Kafka scrollback) and, keyed by the tombstone's id, the
-# room's deletes (read by a resume from before it), which keep what lies above the room's
-# floor. A tombstone is never in the room's offset index: it is no message. Returns 2 for
-# a second tombstone of one message (nothing to tell readers).
-DELETE_SCRIPT = """
-if redis.call('HEXISTS', KEYS[3], 'ready:' .. ARGV[5]) == 0 then return -1 end
-local offset = tonumber(ARGV[1])
-if offset > tonumber(redis.call('HGET', KEYS[3], 'last:' .. ARGV[5]) or '-1') then
-  redis.call('HSET', KEYS[3], 'last:' .. ARGV[5], ARGV[1])
+# A polled batch in one call, in order: what the bridge runs.
+# KEYS: state, the room directory, then 4 per record: history, meta, and for a message its
+#       client_id key and offset index, for a tombstone the room's deleted set and deletes
+# ARGV: history max, client_id ttl, then 11 per record: 'm' or 'd', offset,
+#       partition, publish?, channel, live payload, room, ts, then for a message its json,
+#       has client_id?, the offset as an index entry; for a tombstone the deleted id, '', ''
+# Returns one outcome per record. The room directory gets each room's newest ts in the
+# batch (only ever later, so replays change nothing).
+BATCH_SCRIPT = APPLY_LUA + """
+local outcomes, newest = {}, {}
+local n = (#ARGV - 2) / 11
+for r = 0, n - 1 do
+  local k, a = 2 + 4 * r, 2 + 11 * r
+  if ARGV[a + 1] == 'm' then
+    outcomes[r + 1] = apply_message(KEYS[1], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a + 2],
+                                    ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 9], ARGV[a + 10],
+                                    ARGV[2], ARGV[1], ARGV[a + 11])
+    local room, ts = ARGV[a + 7], tonumber(ARGV[a + 8])
+    if not newest[room] or ts > newest[room] then newest[room] = ts end
+  else
+    outcomes[r + 1] = apply_tombstone(KEYS[1], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[a + 2],
+                                      ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 9])
+  end
 end
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
-if offset <= last then return 0 end
-redis.call('HSET', KEYS[2], 'last', ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2])
-if redis.call('ZSCORE', KEYS[5], ARGV[2]) then return 2 end
-redis.call('ZADD', KEYS[5], offset, ARGV[2])
-local floor = redis.call('HGET', KEYS[2], 'floor')
-if floor then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', floor) end
-if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
-return 1
+for room, ts in pairs(newest) do redis.call('ZADD', KEYS[2], 'GT', ts, room) end
+return outcomes
+"""
+
+# One message (the fan-out stage of the benchmark publishes with it, bench/loadgen-go/redis.go).
+# KEYS: history, meta, state, client_id key, offset index
+# ARGV: offset, message json, live payload, channel, history max, partition, publish?, has client_id?, ttl,
+#       the offset as an index entry
+APPLY_SCRIPT = APPLY_LUA + """
+return apply_message(KEYS[3], KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[1], ARGV[6], ARGV[7], ARGV[4], ARGV[3],
+                     ARGV[2], ARGV[8], ARGV[9], ARGV[5], ARGV[10])
 """
 
 NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
@@ -76,43 +113,28 @@ class Store:
         self.redis = redis
         self.history_max = history_max
         self.client_id_ttl_s = client_id_ttl_s
-        self._apply = redis.register_script(APPLY_SCRIPT)
-        self._delete = redis.register_script(DELETE_SCRIPT)
+        self._batch = redis.register_script(BATCH_SCRIPT)
 
     def apply(self, items):
-        """Apply ``(partition, message or tombstone, publish)`` items in order, in one
-        round trip; return one outcome per item."""
-        pipe = self.redis.pipeline(transaction=False)
-        newest = {}  # room -> newest message ts in this batch, for the room directory
+        """Apply ``(partition, message or tombstone, publish)`` items in order, in one Lua
+        call (one round trip, nothing of another client in between); return one outcome per
+        item."""
+        if not items:
+            return []
+        keys, args = [STATE_KEY, ACTIVE_ROOMS_KEY], [self.history_max, self.client_id_ttl_s]
         for partition, message, publish in items:
+            room = message.room
             if isinstance(message, Tombstone):
-                self._apply_tombstone(pipe, partition, message, publish)
+                keys += [history_key(room), meta_key(room), deleted_key(room), deletes_key(room)]
+                args += ["d", message.id, partition, int(publish), channel(room),
+                         live_payload(message.event_data(), "delete", message.id), room, message.ts,
+                         message.target, "", ""]
                 continue
-            newest[message.room] = max(message.ts, newest.get(message.room, 0))
-            data = message.to_json()
-            cid = message.client_id
-            self._apply(
-                keys=[history_key(message.room), meta_key(message.room), STATE_KEY,
-                      client_id_key(message.room, cid or "-"), offsets_key(message.room)],
-                args=[message.id, data, live_payload(data, "message", message.id), channel(message.room),
-                      self.history_max, partition, int(publish), int(cid is not None), self.client_id_ttl_s,
-                      pack_offsets([int(message.id)])],
-                client=pipe,
-            )
-        # -- the room directory (stream/directory.py): only ever later, replays change nothing
-        if newest:
-            pipe.zadd(ACTIVE_ROOMS_KEY, newest, gt=True)
-        results = pipe.execute()
-        return [int(result) for result in results[: len(items)]]
-
-    def _apply_tombstone(self, pipe, partition, tombstone, publish):
-        room = tombstone.room
-        self._delete(
-            keys=[history_key(room), meta_key(room), STATE_KEY, deleted_key(room), deletes_key(room)],
-            args=[tombstone.id, tombstone.target, live_payload(tombstone.event_data(), "delete", tombstone.id),
-                  channel(room), partition, int(publish)],
-            client=pipe,
-        )
+            data, cid = message.to_json(), message.client_id
+            keys += [history_key(room), meta_key(room), client_id_key(room, cid or "-"), offsets_key(room)]
+            args += ["m", message.id, partition, int(publish), channel(room), live_payload(data, "message", message.id),
+                     room, message.ts, data, int(cid is not None), pack_offsets([int(message.id)])]
+        return [int(outcome) for outcome in self._batch(keys, args)]
 
     def unready_partitions(self, partitions):
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""

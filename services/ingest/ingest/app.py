@@ -11,15 +11,14 @@ from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat_common.errors import ApiError
-from chat_common.messages import Message, Tombstone, client_id_key, session_tag
+from chat_common.messages import Message, Tombstone, session_tag
 from chat_common.ops import init_app
 from chat_common.sessions import init_sessions, session_id, start_session
 from ingest import metrics, validation
+from ingest.admission import Admission
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
-from ingest.names import NameHolds
 from ingest.producer import KafkaUnavailable, Producer
-from ingest.ratelimit import RateLimiter
 from ingest.typing import Typing
 
 log = logging.getLogger(__name__)
@@ -34,29 +33,32 @@ def create_app(config=None):
 
     producer = Producer(config)
     redis = Redis.from_url(config.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
-    limiter = RateLimiter(
+    admission = Admission(
         redis, config.rate_limit_window_s, {"user": config.rate_limit_user, "ip": config.rate_limit_ip}
     )
-    names = NameHolds(redis)
     typing = Typing(redis, config.typing_interval_s)
     message_log = MessageLog(config)
     deleted = Deleted(redis)
     app.extensions["chat.producer"] = producer
     app.extensions["chat.message_log"] = message_log
 
-    def stored_for(room, client_id):
-        """The message already stored for a retried client_id, if the bridge has seen it."""
-        try:
-            return redis.get(client_id_key(room, client_id))
-        except RedisError:
-            return None
-
-    def check_name(room, user):
-        """409 if a session present in the room holds ``user`` and this request is not from it."""
-        holders = set() if g.get("user") else names.holders(room, user)  # a signed-in name needs no hold
-        if holders and session_id() not in holders:
+    def admit(room, user=None, client_id=None, counted=None):
+        """One Redis round trip before producing (admission.py): the message already stored
+        for a retried ``client_id`` (returned), else 409 if a session present in the room
+        holds ``user`` and this request is not from it (a signed-in name needs no hold), else
+        429 if ``counted`` (scope -> who) is over a rate limit."""
+        verdict = admission.check(room, limits=counted, client_id=client_id, session=session_id(),
+                                  name=None if user is None or g.get("user") else user)
+        if verdict.name_taken:
             raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; '
                            "pick another name.")
+        if verdict.limited:
+            scope, wait_s = verdict.limited
+            metrics.RATE_LIMITED.labels(scope).inc()
+            text = f"Too many messages; wait {wait_s} s before sending again." if user else \
+                f"Too many requests; wait {wait_s} s."
+            raise ApiError(429, "rate_limited", text, retry_after=wait_s)
+        return verdict.stored
 
     @app.post("/api/rooms/<room>/messages")
     def post_message(room):
@@ -67,17 +69,10 @@ def create_app(config=None):
             user = g.get("user") or validation.clean_user(body.get("user"))  # the sign-in proxy's name wins
             text = validation.clean_text(body.get("text"))
             client_id = validation.clean_client_id(body.get("client_id"))
-            if client_id and (stored := stored_for(room, client_id)):
+            stored = admit(room, user, client_id, {"user": user, "ip": request.remote_addr or "unknown"})
+            if stored:
                 metrics.REPLAYED.inc()
                 return Response(stored, status=201, content_type="application/json")
-            check_name(room, user)
-            limited = limiter.check({"user": user, "ip": request.remote_addr or "unknown"})
-            if limited:
-                scope, wait_s = limited
-                metrics.RATE_LIMITED.labels(scope).inc()
-                raise ApiError(
-                    429, "rate_limited", f"Too many messages; wait {wait_s} s before sending again.", retry_after=wait_s
-                )
         except ApiError as error:
             metrics.REJECTED.labels(error.code).inc()
             raise
@@ -119,11 +114,7 @@ def create_app(config=None):
             if deleted.contains(room, id):
                 metrics.DELETE_REPEATS.inc()
                 return Response(status=204)
-            limited = limiter.check({"user": message.user, "ip": request.remote_addr or "unknown"})
-            if limited:
-                scope, wait_s = limited
-                metrics.RATE_LIMITED.labels(scope).inc()
-                raise ApiError(429, "rate_limited", f"Too many requests; wait {wait_s} s.", retry_after=wait_s)
+            admit(room, counted={"user": message.user, "ip": request.remote_addr or "unknown"})
         except ApiError as error:
             metrics.REJECTED.labels(error.code).inc()
             raise
@@ -150,7 +141,7 @@ def create_app(config=None):
             validation.check_room(room)
             body = validation.parse_body(request)
             user = g.get("user") or validation.clean_user(body.get("user"))
-            check_name(room, user)
+            admit(room, user)
             try:
                 wait_s = typing.signal(room, user)
             except RedisError as error:

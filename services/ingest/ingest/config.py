@@ -9,6 +9,7 @@ from chat_common import config as env
 class Config(env.CommonConfig):
     produce_timeout_s: float  # a POST waits at most this long for Kafka's acknowledgement
     kafka_linger_ms: int
+    kafka_max_in_flight: int  # produce requests in flight per broker connection (records arriving meanwhile are batched)
     retry_after_s: int  # Retry-After sent with 503 while Kafka is unreachable
     rate_limit_window_s: int
     rate_limit_user: int  # messages per window per user name
@@ -27,6 +28,7 @@ class Config(env.CommonConfig):
             **cls.common_from_env(),
             produce_timeout_s=env.env_float("INGEST_PRODUCE_TIMEOUT_S", 5.0),
             kafka_linger_ms=env.env_int("INGEST_KAFKA_LINGER_MS", 0),
+            kafka_max_in_flight=env.env_int("INGEST_KAFKA_MAX_IN_FLIGHT", 5),
             retry_after_s=env.env_int("INGEST_RETRY_AFTER_S", 2),
             rate_limit_window_s=env.env_int("RATE_LIMIT_WINDOW_S", 10),
             rate_limit_user=env.env_int("RATE_LIMIT_USER", 30),

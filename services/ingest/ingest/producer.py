@@ -36,6 +36,7 @@ class Producer:
             acks="all",
             enable_idempotence=True,
             linger_ms=self.config.kafka_linger_ms,
+            max_in_flight_requests_per_connection=self.config.kafka_max_in_flight,
             # Bounded waits: connecting, metadata, then the whole delivery (after which the
             # record is expired, never sent later), so that a POST answers within
             # produce_timeout_s even while Kafka is away.

@@ -1,0 +1,135 @@
+"""CPU per message of the per-message path: ingest, the bridge, Kafka and Redis.
+
+    .venv/bin/python bench/profiles/path_cpu.py [--rate 200] [--seconds 20] [--posters 64] [--env NAME=VALUE ...]
+
+Starts the local stack on free ports (in .run/path-cpu/), with the benchmark's settings
+(rate limits lifted), opens one SSE reader per room, then:
+
+1. waits ``--idle-seconds`` with nothing posted: each process's cores when idle;
+2. posts ``--rate`` messages/s for ``--seconds`` with the benchmark's load generator (paced
+   senders, one request in flight each) and reads each process's CPU time (user + system,
+   the process and its children, from /proc through psutil) before and after: CPU per
+   acknowledged message for ingest, the bridge, Kafka, Redis (and the stream and nginx);
+3. runs ``--posters`` closed-loop posters for ``--closed-seconds``: acknowledged POSTs/s,
+   ingest's CPU per POST and POSTs/s per ingest core.
+
+Prints one JSON object. ``--env`` sets a service's environment variable for the run (e.g.
+``INGEST_KAFKA_MAX_IN_FLIGHT=1``). The machine's other load inflates CPU counters less than
+wall times, but it does: compare runs taken close together, alternating.
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import redis  # noqa: E402
+
+from bench import loadgen, run  # noqa: E402
+from bench.stacks import OursStack  # noqa: E402
+
+PROGRAMS = ("ingest", "bridge", "kafka", "redis", "stream", "nginx")
+ROOMS = 20
+
+
+def cpu_seconds(pid):
+    """CPU time of a process and its children (gunicorn's master and workers), in seconds."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def snapshot(pids):
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def delta(before, after):
+    return {name: after[name] - before[name] for name in before}
+
+
+async def measure(stack, args):
+    pids = {name: stack.pid(name) for name in PROGRAMS}
+    target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
+    rooms = [f"path-{i}" for i in range(ROOMS)]
+    readers = loadgen.Readers(target, rooms, ROOMS)
+    await readers.open()
+    await loadgen.run_step(target, readers, 50, 3, 1)  # warm up: connections, JIT, subscriptions
+    await loadgen.quiesce(readers, quiet_s=1.0)
+
+    before, started = snapshot(pids), time.monotonic()
+    await asyncio.sleep(args.idle_seconds)  # what each process costs with nothing to do
+    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    idle = {name: round(used[name] / wall, 4) for name in PROGRAMS}
+
+    before, started = snapshot(pids), time.monotonic()
+    step = await loadgen.run_step(target, readers, args.rate, args.seconds, 100_000)
+    await loadgen.quiesce(readers, quiet_s=1.0)
+    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    acked = step["acked"]
+    lat = sorted(step["latency_ts_ms"] or [0])
+    paced = {
+        "rate": args.rate, "seconds": args.seconds, "acked": acked, "received": step["received"],
+        "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
+        "ts_p50_ms": round(lat[len(lat) // 2], 1), "ts_p99_ms": round(lat[int(len(lat) * 0.99)], 1),
+        "cpu_us_per_message": {name: round(used[name] / acked * 1e6) for name in PROGRAMS},
+        "path_us_per_message": round(sum(used[n] for n in ("ingest", "bridge", "kafka", "redis")) / acked * 1e6),
+        "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
+    }
+    await readers.close()
+
+    before, started = snapshot(pids), time.monotonic()
+    closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.closed_seconds)
+    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    posts = closed["acked"]
+    post_ms = sorted(closed["post_ms"] or [0])
+    closed_loop = {
+        "posters": args.posters, "acked": posts, "errors": closed["errors"],
+        "posts_per_s": round(posts / closed["seconds"]), "post_p50_ms": round(post_ms[len(post_ms) // 2], 1),
+        "ingest_us_per_post": round(used["ingest"] / posts * 1e6),
+        "posts_per_ingest_core": round(posts / used["ingest"]),
+        "cpu_us_per_message": {name: round(used[name] / posts * 1e6) for name in PROGRAMS},
+        "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
+    }
+    return {"idle_cores": idle, "paced": paced, "closed_loop": closed_loop}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--posters", type=int, default=64)
+    parser.add_argument("--closed-seconds", type=int, default=15)
+    parser.add_argument("--idle-seconds", type=int, default=10)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
+    args = parser.parse_args()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stack = OursStack(ROOT / ".run" / "path-cpu" / stamp, nginx_connections=4096)
+    stack.settings.service_env.update(dict(item.split("=", 1) for item in args.env))
+    stack.start(timeout=240)
+    try:
+        run._wait_history_ready(redis.Redis.from_url(stack.settings.redis_url), stack.settings.partitions, print,
+                                timeout=120)
+        result = asyncio.run(measure(stack, args))
+    finally:
+        loadgen.stop()
+        stack.stop()
+    result["env"] = args.env
+    result["machine_load"] = psutil.getloadavg()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
