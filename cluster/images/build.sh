@@ -97,7 +97,9 @@ debian() {
   local name=$1 tag=$2 packages=$3; shift 3
   local ref=$REGISTRY/$name:$tag
   step "$ref: mmdebstrap ($SUITE: $packages)"
+  # (man1 stays: Java's packages link their manual pages there as they install)
   nice -n 10 mmdebstrap --quiet --variant=minbase --include="$packages" --skip=output/dev \
+    --essential-hook='mkdir -p "$1/usr/share/man/man1"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
     "$SUITE" "$work/$name.tar" "${MIRRORS[@]}"
