@@ -51,8 +51,9 @@ chaos: install-test
 prometheus: install-test
 	$(PYTHON) local/prometheus.py
 
-# A Kubernetes control plane (no node yet) in a network namespace of its own (needs root); the first
-# run builds it from the Go module proxy into the per-user cache. `make cluster-down` removes it.
+# A one-node Kubernetes in a network namespace of its own (needs root): the control plane, and a node
+# running the project's images; the first run builds it (Go module proxy, Debian packages) into the
+# per-user cache. `make cluster-down` removes it.
 .PHONY: cluster cluster-down
 cluster: install-test
 	$(PYTHON) cluster/cluster.py start

@@ -3,15 +3,18 @@
 # (scripts/cache.sh) and links them from the clone's .cache/cluster/. Idempotent: a binary already
 # built for these go.mod/go.sum files is only linked.
 #
-#   cluster/build.sh                   the control plane: kube-apiserver, kube-controller-manager,
-#                                      kube-scheduler, kubectl, etcd, crds
+#   cluster/build.sh                   everything: the control plane (kube-apiserver,
+#                                      kube-controller-manager, kube-scheduler, kubectl, etcd,
+#                                      crds) and the node (kubelet, kube-proxy, coredns, images)
 #   cluster/build.sh kubelet ...       named binaries of cluster/kubernetes/go.mod's tools, etcd,
-#                                      or crds (the custom resource definitions listed below)
+#                                      coredns, crds (the custom resource definitions listed
+#                                      below) or images (cluster/images/build.sh)
 #
 # Kubernetes: cluster/kubernetes is a module of ours requiring k8s.io/kubernetes (the release in
 # its go.mod) with each k8s.io staging module replaced by its published release; the version is
 # stamped in with the ldflags upstream's hack/lib/version.sh passes, so that /version reports the
-# real release. etcd: cluster/etcd is upstream's etcdmain.Main. No cgo. Builds run at `nice 10`.
+# real release. etcd: cluster/etcd is upstream's etcdmain.Main. CoreDNS: cluster/coredns is
+# upstream's coremain with the plugins the cluster uses. No cgo. Builds run at `nice 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,14 +50,15 @@ build() {
 }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds)
+[ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds
+                                kubelet kube-proxy coredns images)
 
 # --- Kubernetes -----------------------------------------------------------------------------
 k8s_version=$(sed -n 's:^\tk8s.io/kubernetes \(v[^ ]*\).*:\1:p' cluster/kubernetes/go.mod)
 k8s_dir=$CHATROOM_CACHE/kubernetes-$k8s_version-$(cat cluster/kubernetes/go.{mod,sum} | sha256sum | cut -c1-12)
 k8s_missing=()
 for name in "${want[@]}"; do
-  case $name in etcd|crds) continue ;; esac
+  case $name in etcd|coredns|crds|images) continue ;; esac
   grep -qx "[[:space:]]*k8s.io/kubernetes/cmd/$name" cluster/kubernetes/go.mod \
     || { echo "cluster/build.sh: $name is not a tool of cluster/kubernetes/go.mod" >&2; exit 2; }
   [ -x "$k8s_dir/$name" ] || k8s_missing+=("$name")
@@ -81,7 +85,7 @@ if [ ${#k8s_missing[@]} -gt 0 ]; then
   rm -rf "$k8s_dir.tmp"
 fi
 for name in "${want[@]}"; do
-  case $name in etcd|crds) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
+  case $name in etcd|coredns|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
 done
 
 # --- etcd -----------------------------------------------------------------------------------
@@ -97,6 +101,21 @@ if printf '%s\n' "${want[@]}" | grep -qx etcd; then
     rm -rf "$etcd_dir.tmp"
   fi
   cache_link "$etcd_dir/etcd" cluster/etcd
+fi
+
+# --- CoreDNS --------------------------------------------------------------------------------
+if printf '%s\n' "${want[@]}" | grep -qx coredns; then
+  coredns_version=$(sed -n 's:^require github.com/coredns/coredns \(v[^ ]*\).*:\1:p' cluster/coredns/go.mod)
+  coredns_dir=$CHATROOM_CACHE/coredns-$coredns_version-$(cat cluster/coredns/go.{mod,sum} cluster/coredns/main.go | sha256sum | cut -c1-12)
+  if [ ! -x "$coredns_dir/coredns" ]; then
+    step "CoreDNS $coredns_version (go build into $coredns_dir)"
+    rm -rf "$coredns_dir.tmp"
+    build cluster/coredns "$coredns_dir" "" .
+    mkdir -p "$coredns_dir"
+    mv "$coredns_dir.tmp/coredns" "$coredns_dir/coredns"
+    rm -rf "$coredns_dir.tmp"
+  fi
+  cache_link "$coredns_dir/coredns" cluster/coredns
 fi
 
 # --- Custom resource definitions ------------------------------------------------------------
@@ -122,5 +141,10 @@ if printf '%s\n' "${want[@]}" | grep -qx crds; then
     touch "$crd_dir/.installed"
   fi
   cache_link "$crd_dir" cluster/crds
+fi
+
+# --- Images (containerd imports them; nothing is pulled) -------------------------------------
+if printf '%s\n' "${want[@]}" | grep -qx images; then
+  cluster/images/build.sh
 fi
 exit 0

@@ -24,6 +24,12 @@ def values(path, word):
     return [rest for w, rest in instructions(path) if w == word]
 
 
+def froms(path):
+    """The FROM lines, each ${ARG} replaced by its default (the bases of an ordinary build)."""
+    args = dict(rest.partition("=")[::2] for rest in values(path, "ARG"))
+    return [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], rest) for rest in values(path, "FROM")]
+
+
 def env_of(path):
     env = {}
     for rest in values(path, "ENV"):

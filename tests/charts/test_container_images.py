@@ -10,7 +10,7 @@ import shlex
 import pytest
 import yaml
 
-from dockerfiles import env_of, values
+from dockerfiles import env_of, froms, values
 from k8s_manifests import ROOT, named, pod_spec, render, run, tool
 
 SERVICES = ("ingest", "bridge", "stream")
@@ -65,8 +65,8 @@ def test_image_runs_the_local_stacks_command(service, tmp_path):
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_image_installs_the_pinned_requirements_in_a_builder_stage(service):
     path = f"services/{service}/Dockerfile"
-    froms = values(path, "FROM")
-    assert len(froms) == 2 and " AS " in froms[0]  # multi-stage: no pip, no build cache in the runtime image
+    bases = froms(path)
+    assert len(bases) == 2 and " AS " in bases[0]  # multi-stage: no pip, no build cache in the runtime image
     copies = values(path, "COPY")
     assert "requirements/services.txt /tmp/requirements.txt" in copies
     runs = " ".join(values(path, "RUN"))
@@ -78,7 +78,7 @@ def test_service_image_installs_the_pinned_requirements_in_a_builder_stage(servi
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_bases_are_pinned_slim_images(dockerfile):
-    for base in values(dockerfile, "FROM"):
+    for base in froms(dockerfile):
         image = base.split()[0]
         name, _, tag = image.partition(":")
         assert re.match(r"\d+\.\d+\.\d+", tag), f"{dockerfile}: {image} is not pinned to a version"

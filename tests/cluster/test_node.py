@@ -1,0 +1,119 @@
+"""The charts running on the one-node cluster built here (cluster/): the project's images, built
+from its Dockerfiles without a registry (cluster/images/build.sh) and imported into the node's
+containerd, run as pods. The releases are installed as docs/kubernetes.md tells users (the
+namespace labelled Pod Security `restricted`, enforced; redis, kafka, then chatroom, each with
+`--wait`), pointed at those images; every pod becomes Ready and `helm test` (a pod that posts a
+message to ingest and reads it back from the stream service) passes."""
+
+import json
+import time
+from datetime import datetime
+
+import pytest
+
+from cluster import ROOT
+from k8s_manifests import HELM_DIR, tool
+
+# The first test may wait for the cold builds (cluster/build.sh) and the pods' start.
+pytestmark = pytest.mark.timeout(3600)
+
+NAMESPACE = "chatroom"
+NAMESPACE_YAML = ROOT / "k8s" / "namespace.yaml"
+REGISTRY = "localhost/chatroom-cluster/"
+
+
+def helm(cluster, *args, **kwargs):
+    return cluster.run(tool("helm"), *args, **kwargs)
+
+
+def pods(cluster):
+    return json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+
+
+def condition(pod, kind):
+    return next((c for c in pod["status"].get("conditions", []) if c["type"] == kind), {})
+
+
+def what_the_pods_say(cluster):
+    """For a failure's message: the pods, the namespace's warnings and the log tails of the pods
+    that are not ready."""
+    out = [cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", check=False).stdout,
+           cluster.kubectl("get", "events", "-n", NAMESPACE, "--field-selector=type=Warning",
+                           "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message",
+                           check=False).stdout]
+    for pod in pods(cluster):
+        if condition(pod, "Ready").get("status") != "True" and pod["status"].get("phase") != "Succeeded":
+            name = pod["metadata"]["name"]
+            out.append(f"--- {name}\n" + cluster.kubectl("logs", "-n", NAMESPACE, name, "--all-containers",
+                                                         "--tail=20", check=False).stdout)
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def installed(node_cluster):
+    """redis, kafka and chatroom installed with `--wait` (helm waits for every pod Ready and for
+    Kafka's post-install Job that makes the topic); the seconds each release took."""
+    cluster = node_cluster
+    cluster.kubectl("apply", "--server-side", "-f", NAMESPACE_YAML)
+    deadline = time.monotonic() + 60
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", NAMESPACE, check=False).returncode:
+        assert time.monotonic() < deadline, "no ServiceAccount default in the namespace"
+        time.sleep(0.2)
+    values = cluster.helm_image_values()
+    seconds = {}
+    for release in ("redis", "kafka", "chatroom"):
+        started = time.monotonic()
+        result = helm(cluster, "upgrade", "--install", release, HELM_DIR / release, "-n", NAMESPACE,
+                      "--wait", "--timeout", "15m", *values[release], check=False, timeout=1000)
+        assert result.returncode == 0, f"{release}: {result.stderr}\n{what_the_pods_say(cluster)}"
+        seconds[release] = round(time.monotonic() - started)
+    print(f"\nhelm upgrade --install --wait, seconds per release: {seconds}")
+    return cluster
+
+
+# The charts' defaults: one broker, one Redis, two of each of the app's components (ingest's and
+# stream's second pod comes from their HorizontalPodAutoscaler's minReplicas, after the install).
+EXPECTED = {"redis-": 1, "kafka-": 1, "chatroom-ingest-": 2, "chatroom-stream-": 2, "chatroom-bridge-": 2,
+            "chatroom-web-": 2}
+
+
+def running(cluster):
+    """The pods of the releases' workloads (not those of Kafka's topic Job, which helm saw
+    complete, nor `helm test`'s)."""
+    return [p for p in pods(cluster)
+            if not any(o["kind"] == "Job" for o in p["metadata"].get("ownerReferences", []))
+            and "helm.sh/hook" not in p["metadata"].get("annotations", {})]
+
+
+def counts(pods):
+    return {prefix: len([p for p in pods if p["metadata"]["name"].startswith(prefix)]) for prefix in EXPECTED}
+
+
+def test_every_pod_of_the_three_releases_runs_the_images_built_here_and_is_ready(installed):
+    deadline = time.monotonic() + 300
+    while True:  # until the autoscalers have added their pods and these are ready too
+        now = running(installed)
+        not_ready = [p["metadata"]["name"] for p in now if condition(p, "Ready").get("status") != "True"]
+        if (counts(now) == EXPECTED and not not_ready) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert counts(now) == EXPECTED, sorted(p["metadata"]["name"] for p in now)
+    assert not not_ready, f"not ready: {not_ready}\n{what_the_pods_say(installed)}"
+    images = {s["image"] for p in now for s in p["status"]["containerStatuses"]}
+    assert all(image.startswith(REGISTRY) for image in images), images
+    ready_after = {}
+    for pod in now:
+        created = datetime.fromisoformat(pod["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        ready = datetime.fromisoformat(condition(pod, "Ready")["lastTransitionTime"].replace("Z", "+00:00"))
+        ready_after[pod["metadata"]["name"]] = round((ready - created).total_seconds())
+    print(f"\nseconds from a pod's creation to Ready: {ready_after}")
+
+
+def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
+    # Without --logs: Helm 3.22 asks for the logs of every test hook, the NetworkPolicies
+    # chatroom-test-roundtrip-to-ingest and -to-stream included, and fails on those (no such pods).
+    result = helm(installed, "test", "chatroom", "-n", NAMESPACE, "--timeout", "5m", check=False, timeout=400)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+    log = installed.kubectl("logs", "-n", NAMESPACE, "chatroom-test-roundtrip").stdout
+    assert "PASS: message 0 came back on the stream" in log, log
