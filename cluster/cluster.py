@@ -614,23 +614,31 @@ def _make_cgroup(name):
                 (path / setting).write_text((hierarchy / setting).read_text())
 
 
+def _cgroup_tree(name):
+    """Every cgroup of the run's tree in every hierarchy, deepest first. One that goes away
+    while the tree is read (a container's, as kubelet removes it) is left out: os.walk
+    skips a directory it can no longer list."""
+    dirs = [Path(path) for top in _cgroup_dirs(name) for path, _, _ in os.walk(top)]
+    return sorted(dirs, key=lambda p: len(p.parts), reverse=True)
+
+
 def _cgroup_pids(name):
     pids = set()
-    for top in _cgroup_dirs(name):
-        for procs in top.rglob("cgroup.procs"):
-            try:
-                pids.update(int(pid) for pid in procs.read_text().split())
-            except OSError:
-                pass
+    for path in _cgroup_tree(name):
+        try:
+            pids.update(int(pid) for pid in (path / "cgroup.procs").read_text().split())
+        except OSError:
+            pass
     return sorted(pids)
 
 
 def _remove_cgroup(name):
     """Removes the run's cgroup tree, deepest first (empty cgroups only: rmdir)."""
-    for top in _cgroup_dirs(name):
-        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    for path in _cgroup_tree(name):
+        try:
             path.rmdir()
-        top.rmdir()
+        except FileNotFoundError:
+            pass
 
 
 def _kill(pid, sig):
