@@ -88,34 +88,28 @@ for name in "${want[@]}"; do
   case $name in etcd|coredns|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
 done
 
-# --- etcd -----------------------------------------------------------------------------------
+# --- etcd and CoreDNS: each a small module of ours (go.mod, go.sum, main.go) -----------------
+# Built into the cache keyed by the version it requires of the module it wraps and a hash of
+# its files; then linked.
+small_module() {  # directory under cluster/ (= the program's name), what it is, the module it wraps
+  local name=$1 title=$2 module=$3 version dir
+  version=$(sed -n "s:^require $module \(v[^ ]*\).*:\1:p" "cluster/$name/go.mod")
+  dir=$CHATROOM_CACHE/$name-$version-$(cat "cluster/$name/go.mod" "cluster/$name/go.sum" "cluster/$name/main.go" | sha256sum | cut -c1-12)
+  if [ ! -x "$dir/$name" ]; then
+    step "$title $version (go build into $dir)"
+    rm -rf "$dir.tmp"
+    build "cluster/$name" "$dir" "" .
+    mkdir -p "$dir"
+    mv "$dir.tmp/$name" "$dir/$name"
+    rm -rf "$dir.tmp"
+  fi
+  cache_link "$dir/$name" "cluster/$name"
+}
 if printf '%s\n' "${want[@]}" | grep -qx etcd; then
-  etcd_version=$(sed -n 's:^require go.etcd.io/etcd/server/v3 \(v[^ ]*\).*:\1:p' cluster/etcd/go.mod)
-  etcd_dir=$CHATROOM_CACHE/etcd-$etcd_version-$(cat cluster/etcd/go.{mod,sum} cluster/etcd/main.go | sha256sum | cut -c1-12)
-  if [ ! -x "$etcd_dir/etcd" ]; then
-    step "etcd $etcd_version (go build into $etcd_dir)"
-    rm -rf "$etcd_dir.tmp"
-    build cluster/etcd "$etcd_dir" "" .
-    mkdir -p "$etcd_dir"
-    mv "$etcd_dir.tmp/etcd" "$etcd_dir/etcd"
-    rm -rf "$etcd_dir.tmp"
-  fi
-  cache_link "$etcd_dir/etcd" cluster/etcd
+  small_module etcd etcd go.etcd.io/etcd/server/v3
 fi
-
-# --- CoreDNS --------------------------------------------------------------------------------
 if printf '%s\n' "${want[@]}" | grep -qx coredns; then
-  coredns_version=$(sed -n 's:^require github.com/coredns/coredns \(v[^ ]*\).*:\1:p' cluster/coredns/go.mod)
-  coredns_dir=$CHATROOM_CACHE/coredns-$coredns_version-$(cat cluster/coredns/go.{mod,sum} cluster/coredns/main.go | sha256sum | cut -c1-12)
-  if [ ! -x "$coredns_dir/coredns" ]; then
-    step "CoreDNS $coredns_version (go build into $coredns_dir)"
-    rm -rf "$coredns_dir.tmp"
-    build cluster/coredns "$coredns_dir" "" .
-    mkdir -p "$coredns_dir"
-    mv "$coredns_dir.tmp/coredns" "$coredns_dir/coredns"
-    rm -rf "$coredns_dir.tmp"
-  fi
-  cache_link "$coredns_dir/coredns" cluster/coredns
+  small_module coredns CoreDNS github.com/coredns/coredns
 fi
 
 # --- Custom resource definitions ------------------------------------------------------------

@@ -14,16 +14,25 @@ from chat_common.messages import (
 # The state's last:<partition>, the newest offset applied in the partition, is every room's
 # position there for readers: each later message of any of its rooms has a greater id.
 APPLY_LUA = """
-local function apply_message(state, history, meta, cid_key, offsets, offset_s, partition, publish, channel,
-                             payload, data, has_cid, cid_ttl, history_max, index_entry)
+-- What every record does first: -1 if Redis lost the partition's history; last:<partition>
+-- moved up to the record; 0 if the room applied it already, else the room's last moved to
+-- it and nil (go on).
+local function advance(state, meta, offset_s, partition)
   if redis.call('HEXISTS', state, 'ready:' .. partition) == 0 then return -1 end
   local offset = tonumber(offset_s)
   if offset > tonumber(redis.call('HGET', state, 'last:' .. partition) or '-1') then
     redis.call('HSET', state, 'last:' .. partition, offset_s)
   end
-  local last = tonumber(redis.call('HGET', meta, 'last') or '-1')
-  if offset <= last then return 0 end
+  if offset <= tonumber(redis.call('HGET', meta, 'last') or '-1') then return 0 end
   redis.call('HSET', meta, 'last', offset_s)
+  return nil
+end
+
+local function apply_message(state, history, meta, cid_key, offsets, offset_s, partition, publish, channel,
+                             payload, data, has_cid, cid_ttl, history_max, index_entry)
+  local done = advance(state, meta, offset_s, partition)
+  if done then return done end
+  local offset = tonumber(offset_s)
   if has_cid == '1' then
     if not redis.call('SET', cid_key, data, 'NX', 'EX', tonumber(cid_ttl)) then return 2 end
   end
@@ -49,14 +58,9 @@ end
 -- floor. A tombstone is never in the room's offset index: it is no message.
 local function apply_tombstone(state, history, meta, deleted, deletes, offset_s, partition, publish, channel,
                                payload, target)
-  if redis.call('HEXISTS', state, 'ready:' .. partition) == 0 then return -1 end
+  local done = advance(state, meta, offset_s, partition)
+  if done then return done end
   local offset = tonumber(offset_s)
-  if offset > tonumber(redis.call('HGET', state, 'last:' .. partition) or '-1') then
-    redis.call('HSET', state, 'last:' .. partition, offset_s)
-  end
-  local last = tonumber(redis.call('HGET', meta, 'last') or '-1')
-  if offset <= last then return 0 end
-  redis.call('HSET', meta, 'last', offset_s)
   redis.call('SADD', deleted, target)
   redis.call('ZREMRANGEBYSCORE', history, target, target)
   if redis.call('ZSCORE', deletes, target) then return 2 end
