@@ -20,3 +20,69 @@ def test_a_cache_of_size_zero_keeps_nothing_and_records_that_are_not_messages_ar
     cache = MessageCache(5)
     cache.put(0, 1, None)
     assert cache.get(0, 1) is None
+
+
+class _Record:
+    def __init__(self, offset, value):
+        self.offset, self.value, self.key = offset, value, b"r"
+
+
+class _Log:
+    """A partition as a KafkaConsumer paused on it shows it: seek, then poll from there."""
+
+    def __init__(self, offsets):
+        from chat_common.messages import Message
+
+        self.records = {o: _Record(o, Message(room="r", user="u", text=f"m{o}", ts=1).kafka_value()) for o in offsets}
+        self.end = max(offsets) + 1
+        self.pos = 0
+
+    def seek(self, tp, offset):
+        self.pos = offset
+
+    def poll(self, timeout_ms, max_records):
+        taken = [self.records[o] for o in range(self.pos, self.end) if o in self.records][:max_records]
+        if taken:
+            self.pos = taken[-1].offset + 1
+        return {self.tp: taken}
+
+    def position(self, tp):
+        return self.pos
+
+    def end_offsets(self, tps):
+        return {tp: self.end for tp in tps}
+
+    def resume(self, tp):
+        pass
+
+    def pause(self, tp):
+        pass
+
+
+def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_the_cache():
+    """Offsets 10 (cached), 500 and 1000 wanted, and no time left after the first run: the
+    page answers 1000 only, with the cursor above 500; 10 comes in its place, pages later."""
+    import contextlib
+    import time
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    from stream.scrollback import Scrollback
+
+    class Paged(Scrollback):
+        @contextlib.contextmanager
+        def _consumer(self, tp):
+            yield log
+
+    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100)
+    scrollback = Paged(SimpleNamespace(register_script=lambda script: None), config)
+    tp = TopicPartition("t", 0)
+    log = _Log([10, 500, 1000])
+    log.tp = tp
+    from chat_common.messages import Message
+
+    scrollback._cache.put(0, 10, Message.from_kafka(log.records[10].value, 10))
+    messages, read, cursor = scrollback._fetch(tp, [10, 500, 1000], budget=10_000, deadline=time.monotonic() - 1)
+    assert [m.id for m in messages] == ["1000"]
+    assert cursor == 501 and read == 1

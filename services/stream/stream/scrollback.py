@@ -180,8 +180,9 @@ class Scrollback:
     def _fetch(self, tp, offsets, budget, deadline):
         """The records at ``offsets`` (increasing) as messages, how many records were read
         from Kafka, and, if ``budget`` records or the time up to ``deadline`` ran out first
-        (after one run at least), the offset below which none was read (else None). Offsets the cache holds are not read; the others within NEAR of one
-        another are read in one run, the newest run first."""
+        (after one run at least), the offset below which none was read (else None). Offsets
+        the cache holds are not read; the others within NEAR of one another are read in one
+        run, the newest run first."""
         found = {}
         runs = []
         for offset in offsets:
@@ -201,7 +202,9 @@ class Scrollback:
             try:
                 for first, last in reversed(runs):
                     if read >= budget or (read and time.monotonic() >= deadline):
-                        return [found[o] for o in offsets if found.get(o)], read, last + 1
+                        # Only what lies above the cursor: the next page reads on below it
+                        # (the cache may hold older offsets of this page too).
+                        return [found[o] for o in offsets if o > last and found.get(o)], read, last + 1
                     kafka.seek(tp, first)
                     position = first
                     while position <= last:
