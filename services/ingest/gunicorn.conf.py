@@ -4,6 +4,7 @@ from chat_common.config import env_int, env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
     control_socket_disable,
+    keepalive,
     limit_request_fields,
     limit_request_line,
     logger_class,
@@ -18,7 +19,6 @@ worker_class = "gthread"
 threads = env_int("INGEST_THREADS", 16)
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
 logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 

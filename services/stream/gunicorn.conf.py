@@ -4,6 +4,7 @@ from chat_common.config import env_int, env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
     control_socket_disable,
+    keepalive,
     limit_request_fields,
     limit_request_line,
     logger_class,
@@ -19,7 +20,6 @@ worker_connections = env_int("STREAM_WORKER_CONNECTIONS", 10000)
 timeout = 30
 # Longer than the drain (STREAM_DRAIN_BATCH per STREAM_DRAIN_INTERVAL_S) of a full worker.
 graceful_timeout = env_int("STREAM_GRACEFUL_TIMEOUT_S", 25)
-keepalive = 5
 logconfig_dict = gunicorn_logconfig("stream", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 
