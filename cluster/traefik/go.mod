@@ -1,7 +1,10 @@
-// The cluster's ingress controller: Traefik (the release below), built from the Go module proxy.
-// The replace and exclude directives are copied from Traefik's own go.mod; its extension module
-// github.com/traefik/traefik/dynamic/ext (a folder of Traefik's repository, not published on
-// its own) is ./ext, the two empty types the open-source release inlines.
+// The cluster's ingress controller: Traefik (the release below), built from the Go module proxy
+// by cluster/build.sh. The replace and exclude directives are copied from Traefik's own go.mod,
+// with two differences: its extension module github.com/traefik/traefik/dynamic/ext (a folder
+// of Traefik's repository, not published on its own) is ./ext, the two empty types the
+// open-source release inlines; and go-http-auth is the released v0.4.0, not Traefik's fork of
+// it (which the proxy does not serve), completed by patch/go-http-auth. patch/lego is the DNS
+// provider list the build puts in lego's place (cluster/build.sh says how); it requires lego.
 module chatroom.example/cluster/traefik
 
 go 1.26.0
