@@ -5,16 +5,18 @@
 #
 #   cluster/build.sh                   everything: the control plane (kube-apiserver,
 #                                      kube-controller-manager, kube-scheduler, kubectl, etcd,
-#                                      crds) and the node (kubelet, kube-proxy, coredns, images)
+#                                      crds) and the node (kubelet, kube-proxy, coredns, traefik,
+#                                      images)
 #   cluster/build.sh kubelet ...       named binaries of cluster/kubernetes/go.mod's tools, etcd,
-#                                      coredns, crds (the custom resource definitions listed
-#                                      below) or images (cluster/images/build.sh)
+#                                      coredns, traefik, crds (the custom resource definitions
+#                                      listed below) or images (cluster/images/build.sh)
 #
 # Kubernetes: cluster/kubernetes is a module of ours requiring k8s.io/kubernetes (the release in
 # its go.mod) with each k8s.io staging module replaced by its published release; the version is
 # stamped in with the ldflags upstream's hack/lib/version.sh passes, so that /version reports the
 # real release. etcd: cluster/etcd is upstream's etcdmain.Main. CoreDNS: cluster/coredns is
-# upstream's coremain with the plugins the cluster uses. No cgo. Builds run at `nice 10`.
+# upstream's coremain with the plugins the cluster uses. Traefik: cluster/traefik (below). No cgo.
+# Builds run at `nice 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,14 +53,14 @@ build() {
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds
-                                kubelet kube-proxy coredns images)
+                                kubelet kube-proxy coredns traefik images)
 
 # --- Kubernetes -----------------------------------------------------------------------------
 k8s_version=$(sed -n 's:^\tk8s.io/kubernetes \(v[^ ]*\).*:\1:p' cluster/kubernetes/go.mod)
 k8s_dir=$CHATROOM_CACHE/kubernetes-$k8s_version-$(cat cluster/kubernetes/go.{mod,sum} | sha256sum | cut -c1-12)
 k8s_missing=()
 for name in "${want[@]}"; do
-  case $name in etcd|coredns|crds|images) continue ;; esac
+  case $name in etcd|coredns|traefik|crds|images) continue ;; esac
   grep -qx "[[:space:]]*k8s.io/kubernetes/cmd/$name" cluster/kubernetes/go.mod \
     || { echo "cluster/build.sh: $name is not a tool of cluster/kubernetes/go.mod" >&2; exit 2; }
   [ -x "$k8s_dir/$name" ] || k8s_missing+=("$name")
@@ -85,7 +87,7 @@ if [ ${#k8s_missing[@]} -gt 0 ]; then
   rm -rf "$k8s_dir.tmp"
 fi
 for name in "${want[@]}"; do
-  case $name in etcd|coredns|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
+  case $name in etcd|coredns|traefik|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
 done
 
 # --- etcd and CoreDNS: each a small module of ours (go.mod, go.sum, main.go) -----------------
@@ -110,6 +112,40 @@ if printf '%s\n' "${want[@]}" | grep -qx etcd; then
 fi
 if printf '%s\n' "${want[@]}" | grep -qx coredns; then
   small_module coredns CoreDNS github.com/coredns/coredns
+fi
+
+# --- Traefik, the ingress controller: a module of ours requiring the release -------------------
+# cluster/traefik/go.mod carries Traefik's own replace and exclude directives. Two of the modules
+# it links are not served by the Go module proxy, so the build runs in a copy of the module (in
+# the cache) where two of its dependencies are folders copied from the module cache and patched
+# with cluster/traefik/patch/<name>/: lego's list of DNS-01 providers (a dozen SDKs the proxy does
+# not serve) becomes none, and the released go-http-auth gets the two functions Traefik's fork of
+# it adds. Keyed by the release and a hash of every file of cluster/traefik.
+if printf '%s\n' "${want[@]}" | grep -qx traefik; then
+  tr_version=$(sed -n 's:^[[:space:]]*github.com/traefik/traefik/v3 \(v[^ ]*\).*:\1:p' cluster/traefik/go.mod)
+  tr_dir=$CHATROOM_CACHE/traefik-$tr_version-$(cd cluster/traefik && find . -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-12)
+  if [ ! -x "$tr_dir/traefik" ]; then
+    step "Traefik $tr_version (go build into $tr_dir; a first build takes long)"
+    src=$tr_dir.src
+    rm -rf "$src"; mkdir -p "$src"
+    cp cluster/traefik/go.mod cluster/traefik/go.sum "$src/"
+    cp -r cluster/traefik/ext "$src/ext"
+    (cd "$src" && go mod download github.com/go-acme/lego/v5 github.com/abbot/go-http-auth)
+    for spec in lego:github.com/go-acme/lego/v5 go-http-auth:github.com/abbot/go-http-auth; do
+      name=${spec%%:*}; module=${spec#*:}
+      cp -r "$(cd "$src" && go list -m -f '{{.Dir}}' "$module")" "$src/$name"
+      chmod -R u+w "$src/$name"
+      cp -r "cluster/traefik/patch/$name/." "$src/$name/"
+      (cd "$src" && go mod edit -replace "$module=./$name")
+    done
+    rm -rf "$tr_dir.tmp"
+    build "$src" "$tr_dir" "-X github.com/traefik/traefik/v3/pkg/version.Version=$tr_version" \
+      github.com/traefik/traefik/v3/cmd/traefik
+    mkdir -p "$tr_dir"
+    mv "$tr_dir.tmp/traefik" "$tr_dir/traefik"
+    rm -rf "$tr_dir.tmp" "$src"
+  fi
+  cache_link "$tr_dir/traefik" cluster/traefik
 fi
 
 # --- Custom resource definitions ------------------------------------------------------------

@@ -2,7 +2,8 @@
 that nothing of the cluster listens on the machine's network and everything it mounts goes away
 with it: etcd, kube-apiserver, kube-controller-manager and kube-scheduler; and, unless started
 without a node, containerd (Debian's, with runc and the CNI bridge plugin), kubelet, kube-proxy
-(iptables) and CoreDNS, with the images of cluster/images/build.sh imported into containerd.
+(iptables), CoreDNS and Traefik (the ingress controller: the IngressClass INGRESS_CLASS at
+NODE_IP:80), with the images of cluster/images/build.sh imported into containerd.
 
     python cluster/cluster.py start           # what `make cluster` does (builds first: cluster/build.sh)
     python cluster/cluster.py start --no-node # the control plane alone
@@ -14,7 +15,10 @@ The namespaces are held by one process (`sleep`, made by `unshare`); every progr
 is started inside them with `nsenter`. Inside, the API server is at https://127.0.0.1:6443 and the
 node's address is NODE_IP on a bridge of its own; pods get addresses of POD_CIDR on the bridge
 cni0 and their own network namespaces, Services addresses of SERVICE_CIDR (kube-proxy's
-iptables rules in the cluster's namespace), names from CoreDNS at NODE_IP:53. In the cluster's
+iptables rules in the cluster's namespace), names from CoreDNS at NODE_IP:53, and Ingresses of the
+class INGRESS_CLASS are served by Traefik at http://NODE_IP (it sends to the pods' addresses, which
+the node reaches through cni0). CoreDNS and Traefik are processes of the node, as kubelet is,
+reading the API server with the admin kubeconfig. In the cluster's
 mount namespace /run, /var/log and /var/lib/cni are its own (tmpfs: containerd's state, the pods'
 network namespaces and log links), and the kernel settings kubelet would change for the whole
 machine (KUBELET_SYSCTLS) are files of the run directory bind-mounted over /proc/sys. The pods'
@@ -57,6 +61,9 @@ KUBERNETES_SERVICE_IP = "10.96.0.1"
 API_PORT = 6443
 ETCD_CLIENT = "http://127.0.0.1:2379"
 ETCD_PEER = "http://127.0.0.1:2380"
+INGRESS_CLASS = "traefik"  # Traefik's own default name and controller (traefik.io/ingress-controller)
+INGRESS_URL = f"http://{NODE_IP}"  # Traefik's entry point for the Ingresses, inside the namespace
+TRAEFIK_PING = "http://127.0.0.1:8082/ping"  # its health (an entry point of its own, loopback only)
 
 
 def kubernetes_version():
@@ -95,7 +102,7 @@ def _openssl(*args, cwd):
 class Cluster:
     def __init__(self, run_dir=RUN_DIR, bin_dir=BIN, die_with_me=False, node=True):
         """die_with_me: every process of the cluster is killed when this process ends.
-        node: also run the node (containerd, kubelet, kube-proxy, CoreDNS); without it, pods are
+        node: also run the node (containerd, kubelet, kube-proxy, CoreDNS, Traefik); without it, pods are
         made but never scheduled."""
         self.run_dir = Path(run_dir)
         self.bin = Path(bin_dir)
@@ -292,8 +299,9 @@ class Cluster:
         return {path.name: (path / "ref").read_text().strip()
                 for path in sorted((self.bin / "images").iterdir()) if (path / "ref").exists()}
 
-    def helm_image_values(self):
-        """The --set arguments that point each chart at these images, per release."""
+    def helm_values(self):
+        """The --set arguments, per release, that point each chart at these images (and the
+        chatroom chart's Ingress at the cluster's ingress controller)."""
         images = self.images()
         def repository_and_tag(name):
             repository, _, tag = images[name].rpartition(":")
@@ -301,7 +309,8 @@ class Cluster:
         registry, _, tag = images["chatroom-ingest"].rpartition(":")
         return {"redis": ["--set-string", ",".join(repository_and_tag("redis"))],
                 "kafka": ["--set-string", ",".join(repository_and_tag("kafka"))],
-                "chatroom": ["--set-string", f"image.registry={registry.rpartition('/')[0]},image.tag={tag}"]}
+                "chatroom": ["--set-string", f"image.registry={registry.rpartition('/')[0]},image.tag={tag},"
+                                             f"ingress.className={INGRESS_CLASS}"]}
 
     def _node_mounts(self):
         """In the cluster's mount namespace: tmpfs on /run (containerd's state and socket, runc's,
@@ -320,7 +329,7 @@ class Cluster:
         subprocess.run(self.inside("sh", "-c", "\n".join(script)), check=True)
 
     def _node_files(self):
-        """containerd's, CNI's, kubelet's, kube-proxy's and CoreDNS's configuration."""
+        """containerd's, CNI's, kubelet's, kube-proxy's, CoreDNS's and Traefik's configuration."""
         run, pki = self.run_dir, self.pki
         images = self.images()
         for folder in ("cni", "pod-logs"):
@@ -402,6 +411,22 @@ state = "/run/containerd"
     loadbalance
 }}
 """)
+        # Traefik: the Ingresses of the class INGRESS_CLASS (KUBECONFIG is the admin's, env()).
+        # No timeout on reading a request or on the answer: an SSE response lasts as long as
+        # its reader (text/event-stream is passed on as written, unbuffered).
+        (run / "traefik.yaml").write_text(json.dumps({
+            "entryPoints": {
+                "web": {"address": f"{NODE_IP}:80",
+                        "transport": {"respondingTimeouts": {"readTimeout": "0s", "writeTimeout": "0s",
+                                                             "idleTimeout": "180s"}}},
+                "ping": {"address": TRAEFIK_PING.split("/")[2]}},
+            "ping": {"entryPoint": "ping"},
+            # ingressEndpoint: the address it writes in the status of the Ingresses it serves.
+            "providers": {"kubernetesIngress": {"ingressClass": INGRESS_CLASS,
+                                                "ingressEndpoint": {"ip": NODE_IP}}},
+            "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+            "log": {"level": "WARN"},
+        }, indent=2) + "\n")
 
     def _volumes(self):
         """VOLUMES hostPath PersistentVolumes without a storage class, each a folder of the run
@@ -434,6 +459,9 @@ state = "/run/containerd"
     def coredns_command(self):
         return [self.bin / "coredns", f"-conf={self.run_dir / 'Corefile'}"]
 
+    def traefik_command(self):
+        return [self.bin / "traefik", f"--configFile={self.run_dir / 'traefik.yaml'}"]
+
     def ctr(self, *args, **kwargs):
         return self.run("ctr", "--address=/run/containerd/containerd.sock", "--namespace=k8s.io", *args, **kwargs)
 
@@ -447,13 +475,22 @@ state = "/run/containerd"
             self.ctr("images", "import", self.bin / "images" / name / "image.tar", timeout=600)
 
     def node_ready(self):
-        """The node is Ready and CoreDNS answers (its `ready` plugin: synced with the API server)."""
+        """The node is Ready, CoreDNS answers (its `ready` plugin: synced with the API server)
+        and so does Traefik."""
         ready = self.kubectl("get", "node", NODE_NAME, "-o",
                              'jsonpath={.status.conditions[?(@.type=="Ready")].status}', check=False)
         if ready.stdout.strip() != "True":
             return False
-        probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8181/ready', timeout=5)"
+        probe = ("import urllib.request\n"
+                 f"for url in ('http://127.0.0.1:8181/ready', '{TRAEFIK_PING}'):\n"
+                 "    urllib.request.urlopen(url, timeout=5)")
         return self.run(sys.executable, "-c", probe, check=False, timeout=30).returncode == 0
+
+    def _ingress_class(self):
+        """The IngressClass INGRESS_CLASS, Traefik's (its provider serves the Ingresses naming it)."""
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": INGRESS_CLASS},
+            "spec": {"controller": "traefik.io/ingress-controller"}}))
 
     # --- start and stop --------------------------------------------------------------------
     def _answers(self, *kubectl_args):
@@ -490,7 +527,8 @@ state = "/run/containerd"
         if self.node:
             stages += [((("containerd", self.containerd_command),), self.containerd_ready),
                        ((("kubelet", self.kubelet_command), ("kube-proxy", self.kube_proxy_command),
-                         ("coredns", self.coredns_command)), self.node_ready)]
+                         ("coredns", self.coredns_command), ("traefik", self.traefik_command)),
+                        self.node_ready)]
         try:
             self._make_namespaces()
             if self.node:
@@ -509,6 +547,7 @@ state = "/run/containerd"
                     time.sleep(0.5)
             if self.node:
                 self._volumes()
+                self._ingress_class()
         except BaseException:
             self.stop()
             raise
@@ -577,14 +616,18 @@ state = "/run/containerd"
         lines = [f"Kubernetes {kubernetes_version()} is running in its own network namespace (held by pid "
                  f"{self.holder()}): etcd, kube-apiserver, kube-controller-manager, kube-scheduler"]
         if self.node:
-            values = self.helm_image_values()
-            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy, CoreDNS; the images of",
+            values = self.helm_values()
+            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy, CoreDNS, Traefik; the images of",
                       "cluster/images/build.sh imported). Install the charts as docs/kubernetes.md tells, with them:",
                       f"    {run} kubectl apply -f k8s/namespace.yaml"]
             for release in ("redis", "kafka", "chatroom"):
                 lines.append(f"    {run} helm upgrade --install {release} helm/{release} -n chatroom --wait "
                              f"--timeout 15m {' '.join(values[release])}")
             lines.append(f"    {run} helm test chatroom -n chatroom --logs")
+            lines += [f"The page is then at {INGRESS_URL}/ inside the namespace (Traefik, the IngressClass "
+                      f"{INGRESS_CLASS}), e.g.:",
+                      f"    {run} curl -s {INGRESS_URL}/",
+                      f"    {run} chromium --no-sandbox {INGRESS_URL}/   (with a display)"]
         else:
             lines.append("(no node).")
         lines += [f"Logs in {self.logs}. kubectl or helm inside it:",
@@ -654,7 +697,7 @@ def main(argv):
     if command == "start":
         build()
         print("==> starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler; containerd "
-              "(importing the images), kubelet, kube-proxy, CoreDNS", flush=True)
+              "(importing the images), kubelet, kube-proxy, CoreDNS, Traefik", flush=True)
         cluster.start()
         print(cluster.describe())
     elif command == "stop":

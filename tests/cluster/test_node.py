@@ -3,15 +3,20 @@ from its Dockerfiles without a registry (cluster/images/build.sh) and imported i
 containerd, run as pods. The releases are installed as docs/kubernetes.md tells users (the
 namespace labelled Pod Security `restricted`, enforced; redis, kafka, then chatroom, each with
 `--wait`), pointed at those images; every pod becomes Ready and `helm test` (a pod that posts a
-message to ingest and reads it back from the stream service) passes."""
+message to ingest and reads it back from the stream service) passes. Through the cluster's ingress
+controller (Traefik, serving the chart's Ingresses of its class), the page is served and messages
+posted reach SSE readers as they are published, each once, in order; two people chat in
+Chromium through it; and a pod of each service deleted under a steady flow through it loses,
+repeats or reorders nothing for the readers."""
 
 import json
+import sys
 import time
 from datetime import datetime
 
 import pytest
 
-from cluster import ROOT
+from cluster import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, ROOT
 from k8s_manifests import HELM_DIR, tool
 
 # The first test may wait for the cold builds (cluster/build.sh) and the pods' start.
@@ -20,6 +25,9 @@ pytestmark = pytest.mark.timeout(3600)
 NAMESPACE = "chatroom"
 NAMESPACE_YAML = ROOT / "k8s" / "namespace.yaml"
 REGISTRY = "localhost/chatroom-cluster/"
+THROUGH_INGRESS = ROOT / "tests" / "cluster" / "through_ingress.py"
+CHAT_IN_CHROMIUM = ROOT / "tests" / "cluster" / "chat_in_chromium.py"
+UNDER_FLOW = ROOT / "tests" / "cluster" / "under_flow.py"
 
 
 def helm(cluster, *args, **kwargs):
@@ -59,7 +67,7 @@ def installed(node_cluster):
     while cluster.kubectl("get", "serviceaccount", "default", "-n", NAMESPACE, check=False).returncode:
         assert time.monotonic() < deadline, "no ServiceAccount default in the namespace"
         time.sleep(0.2)
-    values = cluster.helm_image_values()
+    values = cluster.helm_values()
     seconds = {}
     for release in ("redis", "kafka", "chatroom"):
         started = time.monotonic()
@@ -117,3 +125,64 @@ def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
     assert "Phase:          Succeeded" in result.stdout, result.stdout
     assert "PASS: message 0 came back on the stream" in result.stdout, result.stdout
+
+
+def test_the_ingress_controller_serves_the_charts_ingresses_and_says_so_in_their_status(installed):
+    deadline = time.monotonic() + 120
+    while True:
+        ingresses = json.loads(installed.kubectl("get", "ingress", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+        addresses = {i["metadata"]["name"]: [a.get("ip") for a in
+                                             i.get("status", {}).get("loadBalancer", {}).get("ingress", [])]
+                     for i in ingresses}
+        if all(a == [NODE_IP] for a in addresses.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert addresses == {"chatroom": [NODE_IP], "chatroom-stream": [NODE_IP]}, addresses
+    assert {i["spec"]["ingressClassName"] for i in ingresses} == {INGRESS_CLASS}
+    # The annotations for users of ingress-nginx stay on the stream's Ingress.
+    stream = next(i for i in ingresses if i["metadata"]["name"] == "chatroom-stream")
+    assert stream["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+
+
+def test_messages_posted_through_the_ingress_reach_readers_through_it_as_published_once_in_order(installed):
+    # Inside the cluster's network namespace, where the ingress listens: 3 readers, 20 messages,
+    # each posted once every reader has the one before.
+    result = installed.run(sys.executable, THROUGH_INGRESS, INGRESS_URL, 3, 20, timeout=900)
+    seen = json.loads(result.stdout)
+    assert seen["page"]["status"] == 200 and seen["page"]["type"].startswith("text/html"), seen["page"]
+    assert seen["page"]["title"], "the page through the ingress is not the chat's"
+    assert seen["stream"]["status"] == [200] * 3, seen["stream"]
+    assert all(t.startswith("text/event-stream") for t in seen["stream"]["type"]), seen["stream"]
+    assert seen["held_back"] is None, f"not delivered before the next post: {seen['held_back']}"
+    assert len(seen["acked"]) == 20
+    assert seen["readers"] == [seen["acked"]] * 3
+
+
+def test_two_people_chat_in_chromium_through_the_ingress(installed):
+    # Chromium runs inside the cluster's network namespace, where the ingress listens.
+    result = installed.run(sys.executable, CHAT_IN_CHROMIUM, INGRESS_URL, timeout=600, check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    seen = json.loads(result.stdout)
+    expected = [{"user": "ann", "text": "hello through the cluster"}, {"user": "bob", "text": "hi ann, bob here"}]
+    assert seen["shown"] == {"ann": expected, "bob": expected}
+    assert seen["ann_people"].startswith("2 here:"), seen["ann_people"]  # presence, through the ingress
+    assert not seen["problems"], seen["problems"]
+
+
+def test_a_pod_of_each_service_deleted_under_a_steady_flow_loses_repeats_or_reorders_nothing(installed):
+    # Readers and poster through the ingress, in the cluster's network namespace; the script
+    # deletes an ingest, a stream and a bridge pod in turn while messages flow.
+    result = installed.run("env", f"KUBECTL={BIN / 'kubectl'}", sys.executable, UNDER_FLOW, INGRESS_URL,
+                           NAMESPACE, "chatroom", timeout=1500, check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
+    seen = json.loads(result.stdout)
+    print(f"\n{len(seen['acked'])} messages acknowledged, {seen['retries']} posts retried, pods deleted: "
+          f"{seen['deleted']}, connects per reader: {seen['connects']}")
+    assert len(seen["deleted"]) == 3
+    acked = seen["acked"]
+    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 6 * 20
+    for texts in seen["readers"]:  # every acknowledged message once, in the order posted
+        missing = [t for t in acked if t not in texts]
+        assert texts == acked, (f"{len(texts)} received, {len(acked)} acknowledged; missing {missing[:10]}; "
+                                f"{len(texts) - len(set(texts))} twice")
+    assert all(seen["ids_rise"]), seen["ids_rise"]
