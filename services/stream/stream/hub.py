@@ -12,7 +12,9 @@ The pub/sub connection is the hub's alone and is never reconnected behind its ba
 client-side retries): a reconnect the hub did not see would skip the gap fill. A standing
 subscription to a control channel keeps the listener reading the socket even when no
 room is open, so a dropped connection is noticed at once, and an idle connection is
-pinged so that a silently dead one is noticed too.
+pinged so that a silently dead one is noticed too. The listener blocks in the socket's
+read (its greenlet alone); the ping comes from a clock of its own, so that a message
+costs no poll of the socket and no timer.
 """
 
 import json
@@ -287,12 +289,14 @@ class Hub:
         self.connected = Event()
         self.draining = False
         self._listener = None
+        self._last_read = 0.0  # time.monotonic() of the listener's last read
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self):
         self._listener = gevent.spawn(self._listen_forever)
         gevent.spawn(self._beat_forever)
+        gevent.spawn(self._ping_forever)
 
     def _beat_forever(self):
         """One clock per worker wakes every stream for its heartbeat: cheaper than a timer
@@ -302,6 +306,19 @@ class Hub:
             for room in list(self.rooms.values()):
                 for client in list(room.clients):
                     client.beat()
+
+    def _ping_forever(self):
+        """Ping the pub/sub connection when nothing came over it for ``IDLE_PING_S``: the
+        answer (or the error) reaches the listener, blocked in its read."""
+        while True:
+            gevent.sleep(IDLE_PING_S)
+            pubsub = self.pubsub
+            if pubsub is None or not self.connected.is_set() or time.monotonic() - self._last_read < IDLE_PING_S:
+                continue
+            try:
+                pubsub.ping()
+            except (RedisError, OSError):
+                pass  # the connection is closed: the listener's read fails and reconnects
 
     def ready(self):
         return self.connected.is_set() and not self.draining
@@ -377,10 +394,8 @@ class Hub:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
-            message = self.pubsub.get_message(timeout=IDLE_PING_S)
-            if message is None:
-                self.pubsub.ping()  # the answer (or the error) comes back through get_message
-                continue
+            message = self.pubsub.get_message(timeout=None)  # blocks this greenlet until a reply
+            self._last_read = time.monotonic()
             # What has arrived already is handled together: a room's events read back to
             # back reach each of its sockets in one write.
             batch, count = {}, 0
@@ -394,8 +409,19 @@ class Hub:
                         self._subscribed(message["channel"].decode(), resubscribed)
                 if count >= MAX_BATCH:
                     break
-                message = self.pubsub.get_message(timeout=0)  # only what is here already
+                message = self._next_read()
             self._deliver(batch)
+
+    def _next_read(self):
+        """The next message of what was read from the socket already, else None.
+
+        redis-py's ``get_message(timeout=0)`` would first poll the socket, which under gevent
+        costs a watcher, system calls, and a poll that sees nothing a loop iteration has
+        not: the hiredis reader's buffer is asked directly (any other parser: redis-py)."""
+        reader = getattr(getattr(self.pubsub.connection, "_parser", None), "_reader", None)
+        if reader is not None and hasattr(reader, "has_data") and not reader.has_data():
+            return None
+        return self.pubsub.get_message(timeout=0)
 
     def _subscribed(self, name, resubscribed):
         room = self.rooms.get(name)
