@@ -13,8 +13,8 @@ client-side retries): a reconnect the hub did not see would skip the gap fill. A
 subscription to a control channel keeps the listener reading the socket even when no
 room is open, so a dropped connection is noticed at once, and an idle connection is
 pinged so that a silently dead one is noticed too. The listener blocks in the socket's
-read (its greenlet alone); the ping comes from a clock of its own, so that a message
-costs no poll of the socket and no timer.
+read (a message costs no poll of the socket), and only the listener touches the
+connection: whatever fails on it, the listener sees.
 """
 
 import json
@@ -289,14 +289,12 @@ class Hub:
         self.connected = Event()
         self.draining = False
         self._listener = None
-        self._last_read = 0.0  # time.monotonic() of the listener's last read
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self):
         self._listener = gevent.spawn(self._listen_forever)
         gevent.spawn(self._beat_forever)
-        gevent.spawn(self._ping_forever)
 
     def _beat_forever(self):
         """One clock per worker wakes every stream for its heartbeat: cheaper than a timer
@@ -306,19 +304,6 @@ class Hub:
             for room in list(self.rooms.values()):
                 for client in list(room.clients):
                     client.beat()
-
-    def _ping_forever(self):
-        """Ping the pub/sub connection when nothing came over it for ``IDLE_PING_S``: the
-        answer (or the error) reaches the listener, blocked in its read."""
-        while True:
-            gevent.sleep(IDLE_PING_S)
-            pubsub = self.pubsub
-            if pubsub is None or not self.connected.is_set() or time.monotonic() - self._last_read < IDLE_PING_S:
-                continue
-            try:
-                pubsub.ping()
-            except (RedisError, OSError):
-                pass  # the connection is closed: the listener's read fails and reconnects
 
     def ready(self):
         return self.connected.is_set() and not self.draining
@@ -394,8 +379,14 @@ class Hub:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
-            message = self.pubsub.get_message(timeout=None)  # blocks this greenlet until a reply
-            self._last_read = time.monotonic()
+            message = None
+            # Blocked in the socket's read until a reply; redis-py's own timeout would poll
+            # the socket first (twice). The timer ends only the wait (False: no exception).
+            with gevent.Timeout(IDLE_PING_S, False):
+                message = self.pubsub.get_message(timeout=None)
+            if message is None:
+                self.pubsub.ping()  # the answer (or the error) comes back through the read
+                continue
             # What has arrived already is handled together: a room's events read back to
             # back reach each of its sockets in one write.
             batch, count = {}, 0
