@@ -12,7 +12,9 @@ The pub/sub connection is the hub's alone and is never reconnected behind its ba
 client-side retries): a reconnect the hub did not see would skip the gap fill. A standing
 subscription to a control channel keeps the listener reading the socket even when no
 room is open, so a dropped connection is noticed at once, and an idle connection is
-pinged so that a silently dead one is noticed too.
+pinged so that a silently dead one is noticed too. The listener blocks in the socket's
+read (a message costs no poll of the socket), and only the listener touches the
+connection: whatever fails on it, the listener sees.
 """
 
 import json
@@ -377,9 +379,13 @@ class Hub:
             self.pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
-            message = self.pubsub.get_message(timeout=IDLE_PING_S)
+            message = None
+            # Blocked in the socket's read until a reply; redis-py's own timeout would poll
+            # the socket first (twice). The timer ends only the wait (False: no exception).
+            with gevent.Timeout(IDLE_PING_S, False):
+                message = self.pubsub.get_message(timeout=None)
             if message is None:
-                self.pubsub.ping()  # the answer (or the error) comes back through get_message
+                self.pubsub.ping()  # the answer (or the error) comes back through the read
                 continue
             # What has arrived already is handled together: a room's events read back to
             # back reach each of its sockets in one write.
@@ -394,8 +400,19 @@ class Hub:
                         self._subscribed(message["channel"].decode(), resubscribed)
                 if count >= MAX_BATCH:
                     break
-                message = self.pubsub.get_message(timeout=0)  # only what is here already
+                message = self._next_read()
             self._deliver(batch)
+
+    def _next_read(self):
+        """The next message of what was read from the socket already, else None.
+
+        redis-py's ``get_message(timeout=0)`` would first poll the socket, which under gevent
+        costs a watcher, system calls, and a poll that sees nothing a loop iteration has
+        not: the hiredis reader's buffer is asked directly (any other parser: redis-py)."""
+        reader = getattr(getattr(self.pubsub.connection, "_parser", None), "_reader", None)
+        if reader is not None and hasattr(reader, "has_data") and not reader.has_data():
+            return None
+        return self.pubsub.get_message(timeout=0)
 
     def _subscribed(self, name, resubscribed):
         room = self.rooms.get(name)
