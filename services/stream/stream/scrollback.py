@@ -3,7 +3,8 @@
 The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
 binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
 exactly those records, so its cost follows the page, not the traffic of the other rooms
-in the partition. A page reads the log for ``page_ms`` at most (at least one run of records):
+in the partition. A page reads the log for ``page_ms`` at most (at least one run of records,
+unless the cache gave it the newest part of the page and its time went waiting for the room):
 past that it answers what it has, with a cursor to continue from, so a reader sees a
 first part at once where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came back empty, while the
 bridge re-indexes in the background) the page scans the log backwards instead, within
@@ -193,7 +194,8 @@ class Scrollback:
     def _fetch(self, tp, offsets, budget, deadline, page=True):
         """The records at ``offsets`` (increasing) as messages, how many records were read
         from Kafka, and, if ``budget`` records or the time up to ``deadline`` ran out first
-        (after one run at least), the offset below which none was read (else None). Offsets
+        (after one run at least, or none if the cache gave messages above the first run to
+        read), the offset below which none was read (else None). Offsets
         the cache holds are not read; the others within NEAR of one another are read in one
         run, the newest run first. ``page``: for a page (counted in the cache's hits and
         misses), not a read ahead."""
@@ -211,6 +213,10 @@ class Scrollback:
             metrics.SCROLLBACK_CACHE.labels("hit").inc(len(found))
         if not runs:
             return [found[o] for o in offsets], 0, None
+        newest = runs[-1][1]
+        if page and time.monotonic() >= deadline and any(o > newest for o in found):
+            # Its time went waiting for the room: the page answers what the cache gave it.
+            return [found[o] for o in offsets if o > newest and found.get(o)], 0, newest + 1
         wanted, read = set(offsets), 0
         with self._consumer(tp) as kafka:
             kafka.resume(tp)
@@ -252,12 +258,14 @@ class Scrollback:
         read = 0
         outcome = "done"
         try:
-            self._check_client(client, counted=False)
             entries, indexed, _ = self._lookup(keys=[offsets_key(room), STATE_KEY], args=[below, count, tp.partition])
             if not indexed:
                 return
-            beginning = self._beginning(tp)
-            offsets = [o for o in unpack_offsets(entries) if o >= beginning]
+            beginning, _ = self._beginnings.get(tp.partition, (0, 0.0))  # as the page just read it
+            offsets = [o for o in unpack_offsets(entries)
+                       if o >= beginning and self._cache.get(tp.partition, o) is None]
+            if offsets:
+                self._check_client(client, counted=False)
             budget = self.config.scrollback_scan_records
             while offsets and read < budget:
                 with self._one_at_a_time(room):  # one run, then pages waiting for the room go first
