@@ -13,7 +13,8 @@ bridge re-indexes in the background) the page scans the log backwards instead, w
 What a record of the log holds never changes, so each worker keeps the messages it read
 last (``cache_messages``, by partition and offset): readers paging back through the same
 room, as a room's members do, read Kafka once between them: in a worker, one page of a
-room reads the log at a time, and the next finds what it read. Deletions and retried copies
+room reads the log at a time, and the next finds what it read; a page the cache holds
+whole does not wait for the room. Deletions and retried copies
 are filtered at every page (``_shown``), never cached; offsets retention removed are
 dropped before the cache is asked.
 
@@ -163,9 +164,11 @@ class Scrollback:
             if indexed is None:
                 break  # the partition's history predates the index (the bridge adopts it within seconds)
             entries = unpack_offsets(entries)
-            with self._one_at_a_time(room):
-                messages, read, stopped = self._fetch(tp, [o for o in entries if o >= beginning],
-                                                      budget - result.records, deadline)
+            wanted = [o for o in entries if o >= beginning]
+            # A page the cache holds whole waits for no other page of its room.
+            cached = all(self._cache.get(tp.partition, o) is not None for o in wanted)
+            with contextlib.nullcontext() if cached else self._one_at_a_time(room):
+                messages, read, stopped = self._fetch(tp, wanted, budget - result.records, deadline)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
             result.messages.extend(reversed(self._shown(room, messages)))
