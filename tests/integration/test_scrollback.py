@@ -151,6 +151,41 @@ def test_readers_paging_back_through_the_same_room_read_kafka_once_between_them(
         assert records_read_at(urls["stream"]) == first_walk  # the second read none
 
 
+def metric_at(base, family_name, label, value):
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == family_name:
+            return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels[label] == value)
+    raise AssertionError(f"the stream service reports no {family_name}")
+
+
+def test_after_a_page_the_next_older_one_is_read_ahead_and_served_without_reading_kafka(
+        stack, busy_partition, tmp_path):
+    """A reader paging back asks for the next older page next: the worker reads it into its
+    cache as soon as it answered one, so that page reads no Kafka record of its own."""
+    _, quiet, ids = busy_partition
+    oldest_in_window = len(ids) - WINDOW
+    with services_beside(stack, ["stream"], tmp_path, STREAM_WORKERS="1") as urls:
+        url = f"{urls['stream']}/stream/rooms/{quiet}/history"
+        first = httpx.get(url, params={"before": ids[oldest_in_window], "limit": 3}, timeout=30).json()
+        assert [m["id"] for m in first["messages"]] == ids[oldest_in_window - 3:oldest_in_window]
+        deadline = time.monotonic() + 30
+        while metric_at(urls["stream"], "chat_stream_scrollback_prefetch", "outcome", "done") < 1:
+            assert time.monotonic() < deadline, "the next older page was not read ahead"
+            time.sleep(0.1)
+        def page_reads():  # records read from Kafka by pages (not by reads ahead), cache hits
+            return (metric_at(urls["stream"], "chat_stream_scrollback_records_read", "way", "index"),
+                    metric_at(urls["stream"], "chat_stream_scrollback_cache", "result", "hit"))
+
+        read, hits = page_reads()
+        second = httpx.get(url, params={"before": first["messages"][0]["id"], "limit": 3}, timeout=30).json()
+        assert [m["id"] for m in second["messages"]] == ids[oldest_in_window - 6:oldest_in_window - 3]
+        assert second["more"] is True
+        read_after, hits_after = page_reads()
+        assert read_after == read  # the whole page came from the cache: no Kafka read of its own
+        assert hits_after - hits == 4  # its 3 messages and the one that tells `more`
+
+
 def test_a_page_that_runs_out_of_time_answers_what_it_has_and_the_next_goes_on_from_there(
         stack, busy_partition, tmp_path):
     """With no time to spare (0 ms: one run of records a page) and no cache, every page that
@@ -209,7 +244,7 @@ def test_where_the_index_does_not_reach_each_page_scans_within_its_budget_and_ha
     config = SimpleNamespace(kafka_topic="chat.messages", kafka_bootstrap_servers=stack.settings.kafka_bootstrap,
                              scrollback_readers=1, scrollback_wait_s=5, scrollback_scan_records=budget,
                              scrollback_client_records=10**9, scrollback_client_window_s=60,
-                             scrollback_cache_messages=0, scrollback_page_ms=10**6)
+                             scrollback_cache_messages=0, scrollback_page_ms=10**6, scrollback_prefetch=False)
     scrollback = Scrollback(r, config)
     try:
         found, pages, below = [], 0, int(ids[1])

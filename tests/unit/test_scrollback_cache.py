@@ -86,3 +86,68 @@ def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_t
     messages, read, cursor = scrollback._fetch(tp, [10, 500, 1000], budget=10_000, deadline=time.monotonic() - 1)
     assert [m.id for m in messages] == ["1000"]
     assert cursor == 501 and read == 1
+
+
+def test_a_page_whose_time_went_waiting_for_its_room_answers_what_the_cache_holds_without_reading():
+    """Offsets 500 and 1000 wanted, 1000 cached (the page before it, or the read ahead, put
+    it there), no time left: the page answers 1000 without reading, its cursor above 500;
+    with time left it reads 500 as well."""
+    import contextlib
+    import time
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    from chat_common.messages import Message
+    from stream.scrollback import Scrollback
+
+    class Paged(Scrollback):
+        @contextlib.contextmanager
+        def _consumer(self, tp):
+            yield log
+
+    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100)
+    scrollback = Paged(SimpleNamespace(register_script=lambda script: None), config)
+    tp = TopicPartition("t", 0)
+    log = _Log([500, 1000])
+    log.tp = tp
+    scrollback._cache.put(0, 1000, Message.from_kafka(log.records[1000].value, 1000))
+
+    messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() - 1)
+    assert ([m.id for m in messages], read, cursor) == (["1000"], 0, 501)
+    messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() + 60)
+    assert ([m.id for m in messages], read, cursor) == (["500", "1000"], 1, None)
+
+
+def test_a_page_the_cache_holds_whole_does_not_wait_while_another_page_of_its_room_reads_the_log():
+    """Readers past the cold part of a room's past are not held up by one still reading it:
+    with the room's page lock taken (another page reading Kafka), a page whose messages are
+    all cached is answered (waiting for the lock here would block forever: gevent raises)."""
+    import time
+    from types import SimpleNamespace
+
+    from kafka import TopicPartition
+
+    from chat_common.messages import Message, pack_offsets
+    from stream.scrollback import Older, Scrollback
+
+    class Cached(Scrollback):
+        def _beginning(self, tp):
+            return 0
+
+        def _shown(self, room, messages):
+            return [(m.to_json(), int(m.id)) for m in messages]
+
+        def _consumer(self, tp):
+            raise AssertionError("a page the cache holds whole reads no record")
+
+    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100, scrollback_scan_records=10_000)
+    scrollback = Cached(SimpleNamespace(register_script=lambda script: None), config)
+    scrollback._lookup = lambda keys, args: (pack_offsets([500, 1000]), b"0", pack_offsets([500]))
+    for offset in (500, 1000):
+        value = Message(room="r", user="u", text=f"m{offset}", ts=1).kafka_value()
+        scrollback._cache.put(0, offset, Message.from_kafka(value, offset))
+    result = Older([])
+    with scrollback._one_at_a_time("r"):  # another page of the room holds its lock
+        scrollback._read(TopicPartition("t", 0), "r", 2000, 2, result, time.monotonic() + 60)
+    assert [i for _, i in result.messages] == [1000, 500] and result.records == 0

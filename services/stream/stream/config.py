@@ -23,6 +23,7 @@ class Config(env.CommonConfig):
     scrollback_client_window_s: int
     scrollback_page_ms: int  # the longest a page reads Kafka before answering what it has, with a cursor (0: one run)
     scrollback_cache_messages: int  # messages read from Kafka each worker keeps for the next pages (0: none)
+    scrollback_prefetch: bool  # after a page older than the Redis window, read the next older one into the cache
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed (the client address)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
     session_secret: str  # signs the session cookie; shared with ingest ("" = no sessions, names not held)
@@ -48,6 +49,7 @@ class Config(env.CommonConfig):
             scrollback_client_window_s=env.env_int("STREAM_SCROLLBACK_CLIENT_WINDOW_S", 60),
             scrollback_page_ms=env.env_int("STREAM_SCROLLBACK_PAGE_MS", 50),
             scrollback_cache_messages=env.env_int("STREAM_SCROLLBACK_CACHE_MESSAGES", 20_000),
+            scrollback_prefetch=env.env_bool("STREAM_SCROLLBACK_PREFETCH", True),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),
             session_secret=env.env_str("SESSION_SECRET", ""),

@@ -128,7 +128,7 @@ class History:
         if len(found) <= limit and floor >= 0:
             # Older than the window: the log is the database.
             below = min([floor + 1] + [i for _, i in found] + ([before_id] if before_id is not None else []))
-            older = self.scrollback.older(room, partition, below, limit + 1 - len(found), client)
+            older = self.scrollback.older(room, partition, below, limit + 1 - len(found), client, ahead=limit + 1)
             found += older.messages
             page.source = "kafka"
             if len(found) <= limit:

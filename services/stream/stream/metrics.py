@@ -45,10 +45,21 @@ SCROLLBACK_RECORDS = with_labels(
     Counter(
         "chat_stream_scrollback_records_read_total",
         "Kafka records read for history pages older than the Redis window, by way: index (the records the room's "
-        "offset index names, and their close neighbours), scan (where the index does not reach yet).",
+        "offset index names, and their close neighbours), scan (where the index does not reach yet), prefetch "
+        "(the next older page read ahead after a page, into the worker's cache).",
         ["way"],
     ),
-    "index", "scan",
+    "index", "scan", "prefetch",
+)
+SCROLLBACK_PREFETCH = with_labels(
+    Counter(
+        "chat_stream_scrollback_prefetch_total",
+        "Reads ahead of a room's next older page after a history page, by how they ended: done (the page is in the "
+        "worker's cache), busy (stopped: a page waited for a Kafka consumer, or none was free), client_limit (the "
+        "client had read its share), failed.",
+        ["outcome"],
+    ),
+    "done", "busy", "client_limit", "failed",
 )
 SCROLLBACK_CACHE = with_labels(
     Counter(

@@ -3,7 +3,8 @@
 The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
 binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
 exactly those records, so its cost follows the page, not the traffic of the other rooms
-in the partition. A page reads the log for ``page_ms`` at most (at least one run of records):
+in the partition. A page reads the log for ``page_ms`` at most (at least one run of records,
+unless the cache gave it the newest part of the page and its time went waiting for the room):
 past that it answers what it has, with a cursor to continue from, so a reader sees a
 first part at once where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came back empty, while the
 bridge re-indexes in the background) the page scans the log backwards instead, within
@@ -12,9 +13,16 @@ bridge re-indexes in the background) the page scans the log backwards instead, w
 What a record of the log holds never changes, so each worker keeps the messages it read
 last (``cache_messages``, by partition and offset): readers paging back through the same
 room, as a room's members do, read Kafka once between them: in a worker, one page of a
-room reads the log at a time, and the next finds what it read. Deletions and retried copies
+room reads the log at a time, and the next finds what it read; a page the cache holds
+whole does not wait for the room. Deletions and retried copies
 are filtered at every page (``_shown``), never cached; offsets retention removed are
 dropped before the cache is asked.
+
+A reader paging back asks for the next older page as soon as it has shown one. So once a
+page is answered, the worker reads the room's next older page into its cache in the
+background (``prefetch``): one run of records at a time, at most one such read per room,
+only while a Kafka consumer is free and no page waits for one, within the page's budget of
+records and charged to the client whose page asked for it. The next page finds it cached.
 
 Bounds: each worker has ``readers`` Kafka consumers, taken for one read at a time, and a
 read waits at most ``wait_s`` for one (then 503); a page answered from the cache takes none.
@@ -107,6 +115,7 @@ class Older:
     cursor: int | None = None  # the scan stopped here, short of the log's beginning: continue below it
     older_removed: bool = False  # the log's retention removed (or may have removed) older messages of the room
     records: int = 0  # Kafka records read
+    prefetch_below: int | None = None  # the room's next older page lies below this offset (in the index)
 
 
 class Scrollback:
@@ -119,9 +128,12 @@ class Scrollback:
         self._beginnings = {}  # partition -> (its first offset, time.monotonic() read)
         self._cache = MessageCache(config.scrollback_cache_messages)
         self._rooms_reading = {}  # room -> [its lock, pages holding or waiting for it]
+        self._prefetching = set()  # rooms whose next older page is being read ahead
+        self._waiting = 0  # reads waiting for a Kafka consumer
 
-    def older(self, room, partition, below, count, client):
-        """Up to ``count`` of the room's messages with an id below ``below``, newest first."""
+    def older(self, room, partition, below, count, client, ahead=None):
+        """Up to ``count`` of the room's messages with an id below ``below``, newest first;
+        then the ``ahead`` (default ``count``) next older ones are read ahead (``prefetch``)."""
         self._check_client(client)
         started = time.perf_counter()
         result = Older([])
@@ -132,6 +144,8 @@ class Scrollback:
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
             self._charge(client, result.records)
+        if result.prefetch_below is not None and self.config.scrollback_prefetch and self._cache.size > 0:
+            self._start_prefetch(tp, room, result.prefetch_below, ahead or count, client)
         return result
 
     def _read(self, tp, room, below, count, result, deadline):
@@ -140,7 +154,7 @@ class Scrollback:
         high = below
         while True:  # through the index, as long as it has the room's older offsets
             if result.records >= budget or (result.records and time.monotonic() >= deadline):
-                result.cursor = high
+                result.cursor = result.prefetch_below = high
                 return
             need = count - len(result.messages)
             entries, indexed, first = self._lookup(
@@ -150,20 +164,23 @@ class Scrollback:
             if indexed is None:
                 break  # the partition's history predates the index (the bridge adopts it within seconds)
             entries = unpack_offsets(entries)
-            with self._one_at_a_time(room):
-                messages, read, stopped = self._fetch(tp, [o for o in entries if o >= beginning],
-                                                      budget - result.records, deadline)
+            wanted = [o for o in entries if o >= beginning]
+            # A page the cache holds whole waits for no other page of its room.
+            cached = all(self._cache.get(tp.partition, o) is not None for o in wanted)
+            with contextlib.nullcontext() if cached else self._one_at_a_time(room):
+                messages, read, stopped = self._fetch(tp, wanted, budget - result.records, deadline)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
             result.messages.extend(reversed(self._shown(room, messages)))
             if stopped is not None:
-                result.cursor = stopped  # a budget ran out: what is below it comes next page
+                result.cursor = result.prefetch_below = stopped  # a budget ran out: what is below it comes next page
                 return
             if first and unpack_offsets(first)[0] < beginning:
                 result.older_removed = True  # some of the room's messages were retained no longer
             if len(entries) < need or (entries and entries[0] < beginning):
                 break  # the index has nothing older of the room (that the log still holds)
             if len(result.messages) >= count:
+                result.prefetch_below = entries[0]  # the page is full: the next one reads below it
                 return
             high = entries[0]  # a record was a repeat or had gone: look further back
         if len(result.messages) >= count:
@@ -177,12 +194,14 @@ class Scrollback:
             # removed older messages of this room, so the page does not claim the room's start.
             result.older_removed = True
 
-    def _fetch(self, tp, offsets, budget, deadline):
+    def _fetch(self, tp, offsets, budget, deadline, page=True):
         """The records at ``offsets`` (increasing) as messages, how many records were read
         from Kafka, and, if ``budget`` records or the time up to ``deadline`` ran out first
-        (after one run at least), the offset below which none was read (else None). Offsets
+        (after one run at least, or none if the cache gave messages above the first run to
+        read), the offset below which none was read (else None). Offsets
         the cache holds are not read; the others within NEAR of one another are read in one
-        run, the newest run first."""
+        run, the newest run first. ``page``: for a page (counted in the cache's hits and
+        misses), not a read ahead."""
         found = {}
         runs = []
         for offset in offsets:
@@ -193,9 +212,14 @@ class Scrollback:
                 runs[-1][1] = offset
             else:
                 runs.append([offset, offset])
-        metrics.SCROLLBACK_CACHE.labels("hit").inc(len(found))
+        if page:
+            metrics.SCROLLBACK_CACHE.labels("hit").inc(len(found))
         if not runs:
             return [found[o] for o in offsets], 0, None
+        newest = runs[-1][1]
+        if page and time.monotonic() >= deadline and any(o > newest for o in found):
+            # Its time went waiting for the room: the page answers what the cache gave it.
+            return [found[o] for o in offsets if o > newest and found.get(o)], 0, newest + 1
         wanted, read = set(offsets), 0
         with self._consumer(tp) as kafka:
             kafka.resume(tp)
@@ -216,11 +240,64 @@ class Scrollback:
                             if record.offset in wanted and record.offset not in found:
                                 found[record.offset] = message = _message(record)
                                 self._cache.put(tp.partition, record.offset, message)
-                                metrics.SCROLLBACK_CACHE.labels("miss").inc()
+                                if page:
+                                    metrics.SCROLLBACK_CACHE.labels("miss").inc()
                         position = records[-1].offset + 1
             finally:
                 kafka.pause(tp)  # no fetch ahead between pages
         return [found[o] for o in offsets if found.get(o)], read, None
+
+    # -- reading ahead ----------------------------------------------------------------------
+
+    def _start_prefetch(self, tp, room, below, count, client):
+        """Read the room's ``count`` indexed offsets below ``below`` into the cache, in the
+        background, unless the room's next page is being read ahead already."""
+        if room in self._prefetching:
+            return
+        self._prefetching.add(room)
+        gevent.spawn(self._prefetch, tp, room, below, count, client)
+
+    def _prefetch(self, tp, room, below, count, client):
+        read = 0
+        outcome = "done"
+        try:
+            entries, indexed, _ = self._lookup(keys=[offsets_key(room), STATE_KEY], args=[below, count, tp.partition])
+            if not indexed:
+                return
+            beginning, _ = self._beginnings.get(tp.partition, (0, 0.0))  # as the page just read it
+            offsets = [o for o in unpack_offsets(entries)
+                       if o >= beginning and self._cache.get(tp.partition, o) is None]
+            if offsets:
+                self._check_client(client, counted=False)
+            budget = self.config.scrollback_scan_records
+            while offsets and read < budget:
+                with self._one_at_a_time(room):  # one run, then pages waiting for the room go first
+                    if self._busy():
+                        outcome = "busy"  # pages come first: the next page reads what is left
+                        return
+                    _, run_read, stopped = self._fetch(tp, offsets, budget - read, deadline=0, page=False)
+                    metrics.SCROLLBACK_RECORDS.labels("prefetch").inc(run_read)
+                read += run_read
+                if stopped is None:
+                    return
+                offsets = [o for o in offsets if o < stopped]
+                gevent.sleep(0)
+        except ClientLimited:
+            outcome = "client_limit"
+        except Exception:  # a read ahead is a convenience: the page reads what it finds missing
+            outcome = "failed"
+            log.warning("reading a room's older page ahead failed", exc_info=True)
+        finally:
+            self._prefetching.discard(room)
+            metrics.SCROLLBACK_PREFETCH.labels(outcome).inc()
+            try:
+                self._charge(client, read)
+            except Exception:
+                log.warning("charging a read ahead to its client failed", exc_info=True)
+
+    def _busy(self):
+        """No Kafka consumer free now, or a read waits for one."""
+        return self._waiting > 0 or (self._idle.empty() and self._created >= self.config.scrollback_readers)
 
     def _scan(self, tp, room, high, beginning, count, budget, result, deadline):
         """Walk the partition backwards from ``high``, keeping the room's messages, until
@@ -331,11 +408,14 @@ class Scrollback:
                     self._created -= 1
                     raise
             else:
+                self._waiting += 1
                 try:
                     consumer = self._idle.get(timeout=self.config.scrollback_wait_s)
                 except Empty:
                     metrics.SCROLLBACK_REFUSED.labels("busy").inc()
                     raise Busy() from None
+                finally:
+                    self._waiting -= 1
         try:
             yield consumer
         except KafkaError:
@@ -367,11 +447,12 @@ class Scrollback:
     def _client_key(self, client):
         return f"chat:ratelimit:scrollback:{client or 'unknown'}"
 
-    def _check_client(self, client):
+    def _check_client(self, client, counted=True):
         count, ttl = self.redis.pipeline(transaction=False).get(self._client_key(client)).ttl(
             self._client_key(client)).execute()
         if count is not None and int(count) >= self.config.scrollback_client_records:
-            metrics.SCROLLBACK_REFUSED.labels("client_limit").inc()
+            if counted:
+                metrics.SCROLLBACK_REFUSED.labels("client_limit").inc()
             raise ClientLimited(ttl if ttl and ttl > 0 else self.config.scrollback_client_window_s)
 
     def _charge(self, client, records):
