@@ -59,16 +59,19 @@ class _Log:
         pass
 
 
-def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_the_cache():
-    """Offsets 10 (cached), 500 and 1000 wanted, and no time left after the first run: the
-    page answers 1000 only, with the cursor above 500; 10 comes in its place, pages later."""
+def _paged(offsets, cached):
+    """A Scrollback of one worker over ``_Log(offsets)`` (its only consumer), partition 0,
+    with the records at ``cached`` in its cache already: (the scrollback, its partition)."""
     import contextlib
-    import time
     from types import SimpleNamespace
 
     from kafka import TopicPartition
 
+    from chat_common.messages import Message
     from stream.scrollback import Scrollback
+
+    log = _Log(offsets)
+    log.tp = TopicPartition("t", 0)
 
     class Paged(Scrollback):
         @contextlib.contextmanager
@@ -77,12 +80,17 @@ def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_t
 
     config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100)
     scrollback = Paged(SimpleNamespace(register_script=lambda script: None), config)
-    tp = TopicPartition("t", 0)
-    log = _Log([10, 500, 1000])
-    log.tp = tp
-    from chat_common.messages import Message
+    for offset in cached:
+        scrollback._cache.put(0, offset, Message.from_kafka(log.records[offset].value, offset))
+    return scrollback, log.tp
 
-    scrollback._cache.put(0, 10, Message.from_kafka(log.records[10].value, 10))
+
+def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_the_cache():
+    """Offsets 10 (cached), 500 and 1000 wanted, and no time left after the first run: the
+    page answers 1000 only, with the cursor above 500; 10 comes in its place, pages later."""
+    import time
+
+    scrollback, tp = _paged([10, 500, 1000], cached=[10])
     messages, read, cursor = scrollback._fetch(tp, [10, 500, 1000], budget=10_000, deadline=time.monotonic() - 1)
     assert [m.id for m in messages] == ["1000"]
     assert cursor == 501 and read == 1
@@ -92,27 +100,9 @@ def test_a_page_whose_time_went_waiting_for_its_room_answers_what_the_cache_hold
     """Offsets 500 and 1000 wanted, 1000 cached (the page before it, or the read ahead, put
     it there), no time left: the page answers 1000 without reading, its cursor above 500;
     with time left it reads 500 as well."""
-    import contextlib
     import time
-    from types import SimpleNamespace
 
-    from kafka import TopicPartition
-
-    from chat_common.messages import Message
-    from stream.scrollback import Scrollback
-
-    class Paged(Scrollback):
-        @contextlib.contextmanager
-        def _consumer(self, tp):
-            yield log
-
-    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100)
-    scrollback = Paged(SimpleNamespace(register_script=lambda script: None), config)
-    tp = TopicPartition("t", 0)
-    log = _Log([500, 1000])
-    log.tp = tp
-    scrollback._cache.put(0, 1000, Message.from_kafka(log.records[1000].value, 1000))
-
+    scrollback, tp = _paged([500, 1000], cached=[1000])
     messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() - 1)
     assert ([m.id for m in messages], read, cursor) == (["1000"], 0, 501)
     messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() + 60)
