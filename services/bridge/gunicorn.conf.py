@@ -5,7 +5,6 @@ from chat_common.config import env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
     control_socket_disable,
-    keepalive,
     limit_request_fields,
     limit_request_line,
     logger_class,

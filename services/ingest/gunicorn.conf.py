@@ -4,7 +4,6 @@ from chat_common.config import env_int, env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
     control_socket_disable,
-    keepalive,
     limit_request_fields,
     limit_request_line,
     logger_class,
@@ -19,6 +18,12 @@ worker_class = "gthread"
 threads = env_int("INGEST_THREADS", 16)
 timeout = 30
 graceful_timeout = 20
+# Idle keep-alive connections from a proxy stay open longer than the proxy keeps them in its
+# pool (the gateway's nginx: 60 s; ingress-nginx's upstream-keepalive-timeout: 60 s), so the
+# proxy is the side that closes one: otherwise it can send a POST on a connection just as this
+# side closes it, and nginx does not retry a POST (the sender gets a 502/503). gthread workers
+# close idle connections at once when they stop, so this does not delay a shutdown.
+keepalive = 75
 logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 

@@ -4,7 +4,6 @@ from chat_common.config import env_int, env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
     control_socket_disable,
-    keepalive,
     limit_request_fields,
     limit_request_line,
     logger_class,
@@ -20,6 +19,10 @@ worker_connections = env_int("STREAM_WORKER_CONNECTIONS", 10000)
 timeout = 30
 # Longer than the drain (STREAM_DRAIN_BATCH per STREAM_DRAIN_INTERVAL_S) of a full worker.
 graceful_timeout = env_int("STREAM_GRACEFUL_TIMEOUT_S", 25)
+# Short: a stopping gevent worker waits (up to graceful_timeout) for every connection's
+# handler, an idle keep-alive one included. Only GETs come here, which nginx sends again on
+# a fresh connection when a pooled one was just closed.
+keepalive = 5
 logconfig_dict = gunicorn_logconfig("stream", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 

@@ -17,11 +17,6 @@ control_socket_disable = True
 # Request limits that stop oversized or slow headers early.
 limit_request_line = 4094
 limit_request_fields = 50
-# Idle keep-alive connections from a proxy stay open longer than the proxy keeps them in its
-# pool (the gateway's nginx: 60 s; ingress-nginx's upstream-keepalive-timeout: 60 s). The
-# proxy closes an idle connection first; the other way round, a request it sends on one just
-# as this side closes it fails, and nginx does not retry a POST: the client got a 502/503.
-keepalive = 75
 
 
 class AccessLogWhenEnabled(Logger):
