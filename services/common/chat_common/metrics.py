@@ -74,6 +74,7 @@ def worker_exited(pid):
 
 def instrument_requests(app):
     """Count and time every request by its route template (never by its raw path)."""
+    series = {}  # (route, method, status) -> its counter and histogram, looked up once
 
     @app.before_request
     def _start_timer():
@@ -81,9 +82,12 @@ def instrument_requests(app):
 
     @app.after_request
     def _record(response):
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        key = (request.url_rule.rule if request.url_rule else "unmatched", request.method, response.status_code)
+        children = series.get(key)
+        if children is None:
+            children = series[key] = (HTTP_REQUESTS.labels(key[0], key[1], str(key[2])), HTTP_DURATION.labels(key[0]))
+        children[0].inc()
         started = g.get("request_started")
         if started is not None:
-            HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+            children[1].observe(time.perf_counter() - started)
         return response

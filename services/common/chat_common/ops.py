@@ -27,8 +27,11 @@ def init_app(app, readiness, trusted_user_header=""):
 
     @app.after_request
     def _secure(response):
+        # headers.setdefault for each, without the KeyError it raises inside for each one absent
+        present = set(response.headers.keys(lower=True))
         for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+            if name.lower() not in present:
+                response.headers.add(name, value)
         return response
 
     app.register_blueprint(ops_blueprint(readiness))

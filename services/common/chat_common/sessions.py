@@ -9,14 +9,29 @@ without a secret there are no sessions and names are not held.
 import secrets
 
 from flask import current_app, session
+from flask.sessions import SecureCookieSessionInterface
 
 COOKIE_NAME = "chat_session"
+
+
+class SignedCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signer made once per process rather than
+    once per request (Flask builds a new one for every request; the key never changes)."""
+
+    def __init__(self):
+        self._serializer = None
+
+    def get_signing_serializer(self, app):
+        if self._serializer is None:
+            self._serializer = super().get_signing_serializer(app)
+        return self._serializer
 
 
 def init_sessions(app, secret, secure_cookie):
     if not secret:
         return
     app.secret_key = secret
+    app.session_interface = SignedCookieSessions()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
         SESSION_COOKIE_HTTPONLY=True,  # scripts on the page never see it

@@ -72,7 +72,8 @@ def clean_text(value):
         raise ApiError(422, "invalid_text", "The message is empty.")
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(422, "text_too_long", f"A message is at most {MAX_TEXT_CHARS} characters ({len(text)} sent).")
-    if not all(map(_is_allowed_in_text, text)):
+    # A printable text has no control or surrogate character: only others are looked at one by one.
+    if not text.isprintable() and not all(map(_is_allowed_in_text, text)):
         raise ApiError(422, "invalid_text", "The message contains control characters.")
     return text
 
