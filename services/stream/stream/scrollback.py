@@ -1,28 +1,33 @@
 """Paging back past the Redis window: a room's older messages read from Kafka itself.
 
 The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
-binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
-exactly those records, so its cost follows the page, not the traffic of the other rooms
-in the partition. A page reads the log for ``page_ms`` at most (at least one run of records,
-unless the cache gave it the newest part of the page and its time went waiting for the room):
-past that it answers what it has, with a cursor to continue from, so a reader sees a
-first part at once where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came back empty, while the
-bridge re-indexes in the background) the page scans the log backwards instead, within
-``scan_records`` per request, and hands back a cursor where it stopped.
+binary-searches it for the ``count`` offsets before ``below`` whose message was not deleted
+and fetches exactly those records, so its cost follows the page, not the traffic of the
+other rooms in the partition. That lookup is one Lua call (LOOKUP_SCRIPT), which also checks
+the client's share and names the next older page's offsets, for the read ahead: a page the
+cache holds costs this call and the window's MULTI/EXEC (history.py), two Redis round trips.
+A page reads the log for ``page_ms`` at most (at least one run of records, unless the cache
+gave it the newest part of the page and its time went waiting for the room): past that it
+answers what it has, with a cursor to continue from, so a reader sees a first part at once
+where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came
+back empty, while the bridge re-indexes in the background) the page scans the log
+backwards instead, within ``scan_records`` per request, and hands back a cursor where it
+stopped.
 
 What a record of the log holds never changes, so each worker keeps the messages it read
 last (``cache_messages``, by partition and offset): readers paging back through the same
 room, as a room's members do, read Kafka once between them: in a worker, one page of a
 room reads the log at a time, and the next finds what it read; a page the cache holds
-whole does not wait for the room. Deletions and retried copies
-are filtered at every page (``_shown``), never cached; offsets retention removed are
+whole does not wait for the room. Deletions (by the lookup) and retried copies
+(``_firsts``) are filtered at every page, never cached; offsets retention removed are
 dropped before the cache is asked.
 
 A reader paging back asks for the next older page as soon as it has shown one. So once a
 page is answered, the worker reads the room's next older page into its cache in the
-background (``prefetch``): one run of records at a time, at most one such read per room,
-only while a Kafka consumer is free and no page waits for one, within the page's budget of
-records and charged to the client whose page asked for it. The next page finds it cached.
+background (``prefetch``) at the offsets the page's lookup named: one run of records at a
+time, at most one such read per room, only while a Kafka consumer is free and no page waits
+for one, within the page's budget of records and charged to the client whose page asked
+for it. The next page finds it cached.
 
 Bounds: each worker has ``readers`` Kafka consumers, taken for one read at a time, and a
 read waits at most ``wait_s`` for one (then 503); a page answered from the cache takes none.
