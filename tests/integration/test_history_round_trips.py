@@ -6,6 +6,7 @@ The pages are read in this process with the stream service's own History, over t
 stack's Redis and Kafka, through a Redis client that counts what it sends."""
 
 import dataclasses
+import json
 
 import gevent
 import httpx
@@ -54,11 +55,11 @@ def walk_back(history, room):
         messages = page.messages + messages
         if not page.more:
             return messages, costs
-        before = page.next_before or int(page.messages[0].split('"id":"')[1].split('"')[0])
+        before = page.next_before or int(json.loads(page.messages[0])["id"])
 
 
 def ids_of(messages):
-    return [m.split('"id":"')[1].split('"')[0] for m in messages]
+    return [json.loads(m)["id"] for m in messages]
 
 
 def test_a_page_older_than_the_window_costs_two_redis_round_trips_once_read(stack):
