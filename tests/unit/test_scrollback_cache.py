@@ -125,19 +125,21 @@ def test_a_page_the_cache_holds_whole_does_not_wait_while_another_page_of_its_ro
         def _beginning(self, tp):
             return 0
 
-        def _shown(self, room, messages):
+        def _firsts(self, room, messages):
             return [(m.to_json(), int(m.id)) for m in messages]
 
         def _consumer(self, tp):
             raise AssertionError("a page the cache holds whole reads no record")
 
-    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100, scrollback_scan_records=10_000)
+    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100, scrollback_scan_records=10_000,
+                             scrollback_client_records=1000)
     scrollback = Cached(SimpleNamespace(register_script=lambda script: None), config)
-    scrollback._lookup = lambda keys, args: (pack_offsets([500, 1000]), b"0", pack_offsets([500]))
+    # The index: 500 and 1000 below 2000, indexed from 0, nothing older, nothing ahead.
+    scrollback._lookup = lambda keys, args: (pack_offsets([500, 1000]), b"0", pack_offsets([500]), 1, 0, b"", 0)
     for offset in (500, 1000):
         value = Message(room="r", user="u", text=f"m{offset}", ts=1).kafka_value()
         scrollback._cache.put(0, offset, Message.from_kafka(value, offset))
     result = Older([])
     with scrollback._one_at_a_time("r"):  # another page of the room holds its lock
-        scrollback._read(TopicPartition("t", 0), "r", 2000, 2, result, time.monotonic() + 60)
+        scrollback._read(TopicPartition("t", 0), "r", 2000, 2, result, time.monotonic() + 60, "client", 2)
     assert [i for _, i in result.messages] == [1000, 500] and result.records == 0

@@ -35,6 +35,7 @@ class History:
         self.redis = redis
         self.config = config
         self.scrollback = Scrollback(redis, config)
+        self._partitions = None  # the topic's partition count, as last read from the state
 
     # -- the Redis window -------------------------------------------------------------
 
@@ -47,18 +48,35 @@ class History:
         MULTI/EXEC with the partition's state. Returns (partition, floor, head, their
         results): ids at or below ``floor`` may have left the window; ``head`` is the
         room's position, the newest offset of its partition the bridge had applied (or
-        the floor), so that every message of the room applied later has a greater id."""
-        (partitions,) = self.redis.hmget(STATE_KEY, "partitions")
-        if partitions is None:
-            raise NotReady(room)
-        partition = room_partition(room, int(partitions))
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(STATE_KEY, f"ready:{partition}", f"floor:{partition}", f"last:{partition}")
-        pipe.hget(meta_key(room), "floor")
-        pipe_extra(pipe)
-        (ready, partition_floor, partition_last), room_floor, *rest = pipe.execute()
-        if ready is None:
-            raise NotReady(room)
+        the floor), so that every message of the room applied later has a greater id.
+
+        The room's partition follows from the topic's partition count, which the worker
+        keeps once read: the MULTI/EXEC reads the count again and, should it differ (a
+        rebuilt Redis), the snapshot is read once more with the new one. So a snapshot is
+        one round trip."""
+        for _ in range(2):
+            partitions = self._partitions
+            if partitions is None:
+                (count,) = self.redis.hmget(STATE_KEY, "partitions")
+                if count is None:
+                    raise NotReady(room)
+                partitions = int(count)
+            partition = room_partition(room, partitions)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(STATE_KEY, "partitions", f"ready:{partition}", f"floor:{partition}", f"last:{partition}")
+            pipe.hget(meta_key(room), "floor")
+            pipe_extra(pipe)
+            (count, ready, partition_floor, partition_last), room_floor, *rest = pipe.execute()
+            if count is None:
+                raise NotReady(room)
+            self._partitions = int(count)
+            if self._partitions != partitions:
+                continue  # the partition read was another's
+            if ready is None:
+                raise NotReady(room)
+            break
+        else:
+            raise NotReady(room)  # the count changed twice in a moment: the bridge is rebuilding
         floor = max(int(float(room_floor or -1)), int(partition_floor or -1))
         head = max(floor, int(partition_last or -1))
         return partition, floor, head, rest

@@ -1,28 +1,33 @@
 """Paging back past the Redis window: a room's older messages read from Kafka itself.
 
 The bridge keeps, per room, an index of the room's offsets (bridge/index.py). A page
-binary-searches it (one Lua call) for the ``count`` offsets before ``below`` and fetches
-exactly those records, so its cost follows the page, not the traffic of the other rooms
-in the partition. A page reads the log for ``page_ms`` at most (at least one run of records,
-unless the cache gave it the newest part of the page and its time went waiting for the room):
-past that it answers what it has, with a cursor to continue from, so a reader sees a
-first part at once where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came back empty, while the
-bridge re-indexes in the background) the page scans the log backwards instead, within
-``scan_records`` per request, and hands back a cursor where it stopped.
+binary-searches it for the ``count`` offsets before ``below`` whose message was not deleted
+and fetches exactly those records, so its cost follows the page, not the traffic of the
+other rooms in the partition. That lookup is one Lua call (LOOKUP_SCRIPT), which also checks
+the client's share and names the next older page's offsets, for the read ahead: a page the
+cache holds costs this call and the window's MULTI/EXEC (history.py), two Redis round trips.
+A page reads the log for ``page_ms`` at most (at least one run of records, unless the cache
+gave it the newest part of the page and its time went waiting for the room): past that it
+answers what it has, with a cursor to continue from, so a reader sees a first part at once
+where the records are slow to read. Below ``indexed:<partition>`` (just after Redis came
+back empty, while the bridge re-indexes in the background) the page scans the log
+backwards instead, within ``scan_records`` per request, and hands back a cursor where it
+stopped.
 
 What a record of the log holds never changes, so each worker keeps the messages it read
 last (``cache_messages``, by partition and offset): readers paging back through the same
 room, as a room's members do, read Kafka once between them: in a worker, one page of a
 room reads the log at a time, and the next finds what it read; a page the cache holds
-whole does not wait for the room. Deletions and retried copies
-are filtered at every page (``_shown``), never cached; offsets retention removed are
+whole does not wait for the room. Deletions (by the lookup) and retried copies
+(``_firsts``) are filtered at every page, never cached; offsets retention removed are
 dropped before the cache is asked.
 
 A reader paging back asks for the next older page as soon as it has shown one. So once a
 page is answered, the worker reads the room's next older page into its cache in the
-background (``prefetch``): one run of records at a time, at most one such read per room,
-only while a Kafka consumer is free and no page waits for one, within the page's budget of
-records and charged to the client whose page asked for it. The next page finds it cached.
+background (``prefetch``) at the offsets the page's lookup named: one run of records at a
+time, at most one such read per room, only while a Kafka consumer is free and no page waits
+for one, within the page's budget of records and charged to the client whose page asked
+for it. The next page finds it cached.
 
 Bounds: each worker has ``readers`` Kafka consumers, taken for one read at a time, and a
 read waits at most ``wait_s`` for one (then 503); a page answered from the cache takes none.
@@ -33,7 +38,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gevent
 from gevent.lock import Semaphore
@@ -53,17 +58,72 @@ SCAN_CHUNK = 500  # offsets read per step when scanning a partition backwards
 NEAR = 64  # wanted offsets this close to one another are read in one run, not each sought
 BEGINNING_TTL_S = 10.0  # how long a partition's first offset (moved only by retention) is reused
 
-# KEYS[1]: the room's offset index, KEYS[2]: state. ARGV[1]: below, ARGV[2]: count, ARGV[3]: partition.
-# Returns the index entries of the (up to) count newest offsets below ARGV[1] (increasing),
-# indexed:<partition> ('' if none) and the room's first entry ('' if none).
+LOOKUP_EXAMINED = 1_000  # index entries one lookup looks at, at most, past the deleted ones it skips
+
+# One call per page (a round trip): the client's share, then the room's index.
+# KEYS[1]: the room's offset index, KEYS[2]: state, KEYS[3]: the room's deleted ids,
+# KEYS[4]: the client's count of records read.
+# ARGV[1]: below, ARGV[2]: count, ARGV[3]: partition, ARGV[4]: the log's first offset,
+# ARGV[5]: ahead, ARGV[6]: the client's share, ARGV[7]: LOOKUP_EXAMINED.
+# Returns {'limited', the counter's TTL} once the client read its share; else {entries,
+# indexed, oldest, exhausted, removed, ahead}: entries, the (up to) count newest offsets below
+# ARGV[1] and at or above ARGV[4] whose message was not deleted (increasing, packed);
+# indexed:<partition> ('' if none); oldest, the oldest offset looked at ('' if none: the next
+# lookup goes on below it); exhausted, 1 if the index holds nothing below oldest (from the
+# log's first offset on); removed, 1 if the room's first entry is below the log's first
+# offset (retention removed messages of the room); ahead, the ARGV[5] entries below oldest
+# (increasing, packed: what the page after this one wants, deleted or not); used, the
+# client's count.
 LOOKUP_SCRIPT = OFFSETS_LUA + """
+local used = tonumber(redis.call('GET', KEYS[4]) or '0')
+if used >= tonumber(ARGV[6]) then return {'limited', redis.call('TTL', KEYS[4])} end
+local indexed = redis.call('HGET', KEYS[2], 'indexed:' .. ARGV[3]) or ''
+local beginning, count, most = tonumber(ARGV[4]), tonumber(ARGV[2]), tonumber(ARGV[7])
 local lo = entries_below(KEYS[1], tonumber(ARGV[1]))
-local start = math.max(0, lo - tonumber(ARGV[2]))
-local entries, first = '', ''
-if lo > start then entries = redis.call('GETRANGE', KEYS[1], start * 8, lo * 8 - 1) end
-if redis.call('STRLEN', KEYS[1]) > 0 then first = redis.call('GETRANGE', KEYS[1], 0, 7) end
-return {entries, redis.call('HGET', KEYS[2], 'indexed:' .. ARGV[3]) or '', first}
+local kept, n, examined, oldest, exhausted = {}, 0, 0, '', 0
+while n < count and examined < most do
+  if lo == 0 then exhausted = 1 break end
+  local take = math.min(lo, count - n)
+  local block = redis.call('GETRANGE', KEYS[1], (lo - take) * 8, lo * 8 - 1)
+  for i = take, 1, -1 do
+    local entry = string.sub(block, i * 8 - 7, i * 8)
+    local offset = struct.unpack('>I8', entry)
+    if offset < beginning then exhausted = 1 break end
+    lo, examined, oldest = lo - 1, examined + 1, entry
+    if redis.call('SISMEMBER', KEYS[3], string.format('%.0f', offset)) == 0 then
+      n = n + 1
+      kept[n] = entry
+    end
+  end
+  if exhausted == 1 then break end
+end
+if exhausted == 0 and (lo == 0 or struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, lo * 8 - 1)) < beginning) then
+  exhausted = 1
+end
+local entries = {}
+for i = n, 1, -1 do entries[#entries + 1] = kept[i] end
+local ahead = ''
+local start = math.max(0, lo - tonumber(ARGV[5]))
+if lo > start then ahead = redis.call('GETRANGE', KEYS[1], start * 8, lo * 8 - 1) end
+local removed = 0
+if redis.call('STRLEN', KEYS[1]) > 0 and struct.unpack('>I8', redis.call('GETRANGE', KEYS[1], 0, 7)) < beginning then
+  removed = 1
+end
+return {table.concat(entries), indexed, oldest, exhausted, removed, ahead, used}
 """
+
+
+@dataclass
+class Lookup:
+    """What the index gave a page: see LOOKUP_SCRIPT."""
+
+    entries: list  # offsets, increasing
+    indexed: int | None
+    oldest: int | None
+    exhausted: bool
+    removed: bool
+    ahead: list  # offsets, increasing
+    used: int  # the records the client had caused to be read
 
 
 def _message(record):
@@ -115,7 +175,8 @@ class Older:
     cursor: int | None = None  # the scan stopped here, short of the log's beginning: continue below it
     older_removed: bool = False  # the log's retention removed (or may have removed) older messages of the room
     records: int = 0  # Kafka records read
-    prefetch_below: int | None = None  # the room's next older page lies below this offset (in the index)
+    ahead: list = field(default_factory=list)  # the offsets the room's next older page wants (increasing)
+    used: int = 0  # the records the client had caused to be read before this page
 
 
 class Scrollback:
@@ -133,59 +194,59 @@ class Scrollback:
 
     def older(self, room, partition, below, count, client, ahead=None):
         """Up to ``count`` of the room's messages with an id below ``below``, newest first;
-        then the ``ahead`` (default ``count``) next older ones are read ahead (``prefetch``)."""
-        self._check_client(client)
+        then the ``ahead`` (default ``count``) next older ones are read ahead (``prefetch``).
+        Raises ClientLimited once ``client`` caused its share of records read."""
         started = time.perf_counter()
         result = Older([])
         tp = TopicPartition(self.config.kafka_topic, partition)
         deadline = time.monotonic() + self.config.scrollback_page_ms / 1000
         try:
-            self._read(tp, room, below, count, result, deadline)
+            self._read(tp, room, below, count, result, deadline, client, ahead or count)
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
             self._charge(client, result.records)
-        if result.prefetch_below is not None and self.config.scrollback_prefetch and self._cache.size > 0:
-            self._start_prefetch(tp, room, result.prefetch_below, ahead or count, client)
+        if result.ahead and self.config.scrollback_prefetch and self._cache.size > 0:
+            within_share = result.used + result.records < self.config.scrollback_client_records
+            self._start_prefetch(tp, room, result.ahead[-(ahead or count):], client, within_share)
         return result
 
-    def _read(self, tp, room, below, count, result, deadline):
+    def _read(self, tp, room, below, count, result, deadline, client, ahead):
         beginning = self._beginning(tp)
         budget = self.config.scrollback_scan_records  # records one page may read, whichever way
-        high = below
+        high, found = below, None
         while True:  # through the index, as long as it has the room's older offsets
-            if result.records >= budget or (result.records and time.monotonic() >= deadline):
-                result.cursor = result.prefetch_below = high
+            if result.records >= budget or (found and time.monotonic() >= deadline):
+                result.cursor = high
+                result.ahead = found.ahead if found else []
                 return
-            need = count - len(result.messages)
-            entries, indexed, first = self._lookup(
-                keys=[offsets_key(room), STATE_KEY], args=[high, need, tp.partition]
-            )
-            indexed = int(indexed) if indexed else None
-            if indexed is None:
+            found = self._look_up(room, tp.partition, high, count - len(result.messages), beginning, ahead, client)
+            result.used = found.used
+            if found.indexed is None:
                 break  # the partition's history predates the index (the bridge adopts it within seconds)
-            entries = unpack_offsets(entries)
-            wanted = [o for o in entries if o >= beginning]
             # A page the cache holds whole waits for no other page of its room.
-            cached = all(self._cache.get(tp.partition, o) is not None for o in wanted)
+            cached = all(self._cache.get(tp.partition, o) is not None for o in found.entries)
             with contextlib.nullcontext() if cached else self._one_at_a_time(room):
-                messages, read, stopped = self._fetch(tp, wanted, budget - result.records, deadline)
+                messages, read, stopped = self._fetch(tp, found.entries, budget - result.records, deadline)
             metrics.SCROLLBACK_RECORDS.labels("index").inc(read)
             result.records += read
-            result.messages.extend(reversed(self._shown(room, messages)))
+            result.messages.extend(reversed(self._firsts(room, messages)))
             if stopped is not None:
-                result.cursor = result.prefetch_below = stopped  # a budget ran out: what is below it comes next page
+                # A budget ran out: what is below it comes next page (and is read ahead).
+                result.cursor = stopped
+                result.ahead = [o for o in found.entries if o < stopped] + found.ahead
                 return
-            if first and unpack_offsets(first)[0] < beginning:
+            if found.removed:
                 result.older_removed = True  # some of the room's messages were retained no longer
-            if len(entries) < need or (entries and entries[0] < beginning):
+            if found.exhausted:
                 break  # the index has nothing older of the room (that the log still holds)
             if len(result.messages) >= count:
-                result.prefetch_below = entries[0]  # the page is full: the next one reads below it
+                result.ahead = found.ahead  # the page is full: the next one wants these
                 return
-            high = entries[0]  # a record was a repeat or had gone: look further back
+            high = found.oldest  # deleted ones filled the lookup's share, or a record was a repeat: look further back
         if len(result.messages) >= count:
             return
         # Below the index (or without one): scan, within the budget.
+        indexed = found.indexed
         top = high if indexed is None else min(high, indexed)
         if top > beginning:
             self._scan(tp, room, top, beginning, count, budget, result, deadline)
@@ -193,6 +254,30 @@ class Scrollback:
             # The index starts past the log's beginning: it cannot tell whether retention
             # removed older messages of this room, so the page does not claim the room's start.
             result.older_removed = True
+
+    def _look_up(self, room, partition, below, count, beginning, ahead, client):
+        """The index's ``count`` newest offsets of the room below ``below`` that are still
+        shown (LOOKUP_SCRIPT), in the same call as the client's share; raises ClientLimited
+        past that share."""
+        client_key = self._client_key(client)
+        reply = self._lookup(
+            keys=[offsets_key(room), STATE_KEY, deleted_key(room), client_key],
+            args=[below, count, partition, beginning, ahead, self.config.scrollback_client_records, LOOKUP_EXAMINED],
+        )
+        if reply[0] == b"limited":
+            metrics.SCROLLBACK_REFUSED.labels("client_limit").inc()
+            ttl = reply[1]
+            raise ClientLimited(ttl if ttl and ttl > 0 else self.config.scrollback_client_window_s)
+        entries, indexed, oldest, exhausted, removed, ahead_entries, used = reply
+        return Lookup(
+            entries=unpack_offsets(entries),
+            indexed=int(indexed) if indexed else None,
+            oldest=unpack_offsets(oldest)[0] if oldest else None,
+            exhausted=bool(exhausted),
+            removed=bool(removed),
+            ahead=unpack_offsets(ahead_entries),
+            used=int(used),
+        )
 
     def _fetch(self, tp, offsets, budget, deadline, page=True):
         """The records at ``offsets`` (increasing) as messages, how many records were read
@@ -249,26 +334,25 @@ class Scrollback:
 
     # -- reading ahead ----------------------------------------------------------------------
 
-    def _start_prefetch(self, tp, room, below, count, client):
-        """Read the room's ``count`` indexed offsets below ``below`` into the cache, in the
-        background, unless the room's next page is being read ahead already."""
-        if room in self._prefetching:
+    def _start_prefetch(self, tp, room, offsets, client, within_share):
+        """Read the records at ``offsets`` (the room's next older page, as the page's lookup
+        found it) into the cache, in the background, unless the cache holds them, the room's
+        next page is being read ahead already or the client read its share (``within_share``
+        false: it had, counting the page)."""
+        beginning, _ = self._beginnings.get(tp.partition, (0, 0.0))  # as the page just read it
+        offsets = [o for o in offsets if o >= beginning and self._cache.get(tp.partition, o) is None]
+        if not offsets or room in self._prefetching:
+            return
+        if not within_share:
+            metrics.SCROLLBACK_PREFETCH.labels("client_limit").inc()
             return
         self._prefetching.add(room)
-        gevent.spawn(self._prefetch, tp, room, below, count, client)
+        gevent.spawn(self._prefetch, tp, room, offsets, client)
 
-    def _prefetch(self, tp, room, below, count, client):
+    def _prefetch(self, tp, room, offsets, client):
         read = 0
         outcome = "done"
         try:
-            entries, indexed, _ = self._lookup(keys=[offsets_key(room), STATE_KEY], args=[below, count, tp.partition])
-            if not indexed:
-                return
-            beginning, _ = self._beginnings.get(tp.partition, (0, 0.0))  # as the page just read it
-            offsets = [o for o in unpack_offsets(entries)
-                       if o >= beginning and self._cache.get(tp.partition, o) is None]
-            if offsets:
-                self._check_client(client, counted=False)
             budget = self.config.scrollback_scan_records
             while offsets and read < budget:
                 with self._one_at_a_time(room):  # one run, then pages waiting for the room go first
@@ -282,8 +366,6 @@ class Scrollback:
                     return
                 offsets = [o for o in offsets if o < stopped]
                 gevent.sleep(0)
-        except ClientLimited:
-            outcome = "client_limit"
         except Exception:  # a read ahead is a convenience: the page reads what it finds missing
             outcome = "failed"
             log.warning("reading a room's older page ahead failed", exc_info=True)
@@ -354,11 +436,16 @@ class Scrollback:
 
     def _shown(self, room, messages):
         """Drop what a reader must not see: messages taken back (the log still holds them;
-        their tombstones follow), and retried copies (a client_id whose first message has
-        another id)."""
+        their tombstones follow; a page through the index had them dropped by its lookup),
+        and retried copies (``_firsts``)."""
         if messages:
             gone = self.redis.smismember(deleted_key(room), [m.id for m in messages])
             messages = [m for m, deleted in zip(messages, gone) if not deleted]
+        return self._firsts(room, messages)
+
+    def _firsts(self, room, messages):
+        """Drop retried copies (a client_id whose first message has another id): a round
+        trip only if some message has a client_id."""
         with_cid = [m for m in messages if m.client_id]
         if with_cid:
             firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])
@@ -446,14 +533,6 @@ class Scrollback:
 
     def _client_key(self, client):
         return f"chat:ratelimit:scrollback:{client or 'unknown'}"
-
-    def _check_client(self, client, counted=True):
-        count, ttl = self.redis.pipeline(transaction=False).get(self._client_key(client)).ttl(
-            self._client_key(client)).execute()
-        if count is not None and int(count) >= self.config.scrollback_client_records:
-            if counted:
-                metrics.SCROLLBACK_REFUSED.labels("client_limit").inc()
-            raise ClientLimited(ttl if ttl and ttl > 0 else self.config.scrollback_client_window_s)
 
     def _charge(self, client, records):
         if records:
