@@ -1,7 +1,6 @@
 package main
 
 import (
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -16,23 +15,21 @@ const batchInterval = time.Millisecond
 
 const epollET = 1 << 31 // syscall.EPOLLET, which the package declares negative
 
-// idleWait: how long one wait for data lasts when nothing is ready (then the poller looks
-// again): it bounds how long a collection's stop-the-world waits for the poller (loop).
-const idleWait = 10 * time.Millisecond
-
 // poller reads every open stream from one goroutine: epoll says which sockets have data, one
-// read each (a second only when the first filled the buffer), straight into the reader's decoder. A goroutine per stream would cost a wake-up,
-// a park and a second (empty) read per event per reader, about as much again as the rest of
-// the work; here a burst of events on many sockets is one epoll_wait and one read per socket.
+// read each (a second only when the first filled the buffer), straight into the reader's
+// decoder. A goroutine per stream would cost a wake-up, a park and a second (empty) read per
+// event per reader, about as much again as the rest of the work; here a burst of events on
+// many sockets is one epoll_wait and one read per socket.
 //
-// Its system calls (epoll_wait, recvmsg, the waits between batches) are raw: the goroutine
-// keeps its processor throughout, as if it were computing, and the runtime is never told.
-// Told (a blocking call, or a park in Go's own poller), the runtime wakes its monitor thread
-// (sysmon), which then polls every 20 µs for a while, and hands the processor over and back:
-// together more CPU than the reading itself. So the load generator runs two processors
-// (main.go): this goroutine holds one, everything else (the senders, the commands) the other.
-// The epoll descriptor is not in Go's poller either: nested in the runtime's epoll, every
-// packet that arrived during a wait would wake the runtime's epoll_wait.
+// It waits in blocking system calls (epoll_wait when nothing is ready, nanosleep between
+// batches), never by parking: a park leaves the processor idle, and the runtime's monitor
+// thread (sysmon), once every processor is idle, is woken by the next system call anywhere
+// in the process and then polls every 20 µs for a while (16% of the process in a profile).
+// With two processors (main.go) and this goroutine in a system call, one processor is never
+// idle and sysmon stays asleep. Its epoll descriptor is not in Go's poller either: nested in
+// the runtime's epoll, every packet arriving during a pause would wake the runtime's
+// epoll_wait. The calls that never block (epoll_wait with no wait, recvmsg on a non-blocking
+// socket) are raw: the runtime need not be told.
 type poller struct {
 	epfd    int
 	mu      sync.Mutex // held while a batch of events is handled: a socket is never read after remove
@@ -97,19 +94,18 @@ func (p *poller) loop() {
 	rx := newReceiver(256 << 10)
 	pause := syscall.NsecToTimespec(int64(batchInterval))
 	for {
-		// Raw calls are no point where the runtime can stop a goroutine (a collection's
-		// stop-the-world waits for every processor): this is one, once per wait.
-		runtime.Gosched()
-		n, err := epollWait(p.epfd, events, idleWait)
-		if err == syscall.EINTR || err == nil && n == 0 {
+		n, err := epollPoll(p.epfd, events)
+		if err == nil && n == 0 {
+			n, err = syscall.EpollWait(p.epfd, events, -1) // nothing ready: wait for something
+		}
+		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
 			panic("epoll_wait: " + err.Error())
 		}
 		p.handle(events[:n], rx)
-		// The pause; an interruption (a signal) only shortens it.
-		syscall.RawSyscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&pause)), 0, 0)
+		_ = syscall.Nanosleep(&pause, nil) // a signal only shortens it
 	}
 }
 
@@ -162,10 +158,10 @@ func (p *poller) drain(fd int, r *Reader, rx *receiver) {
 	}
 }
 
-// epollWait asks which sockets have data, waiting at most timeout for one (a raw call).
-func epollWait(epfd int, events []syscall.EpollEvent, timeout time.Duration) (int, error) {
+// epollPoll says which sockets have data, without waiting.
+func epollPoll(epfd int, events []syscall.EpollEvent) (int, error) {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeout.Milliseconds()), 0, 0)
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // A stream that loses, repeats and reorders events: every reader reports each of them, through
@@ -90,8 +92,23 @@ func TestReadersReportLossDuplicatesAndReordering(t *testing.T) {
 			t.Errorf("a receive time %d µs from its send time: not this host's clock", us)
 		}
 	}
-	if stats := st.poller.snapshot(); stats.stamped == 0 {
-		t.Errorf("no read carried the kernel's receive stamp: %+v", stats)
+}
+
+// A read's receive time is the kernel's stamp when the read carries one, else the time now.
+func TestReceiveTimeIsTheKernelsStamp(t *testing.T) {
+	rx := newReceiver(64)
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&rx.oob[0]))
+	h.Level, h.Type = syscall.SOL_SOCKET, syscall.SCM_TIMESTAMPNS
+	h.SetLen(syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))))
+	*(*syscall.Timespec)(unsafe.Pointer(&rx.oob[syscall.SizeofCmsghdr])) = syscall.Timespec{Sec: 1700000000, Nsec: 123456789}
+	rx.msg.SetControllen(syscall.CmsgSpace(int(unsafe.Sizeof(syscall.Timespec{}))))
+	if us, stamped := rx.stamp(); !stamped || us != 1700000000_123456 {
+		t.Errorf("stamp %d (stamped %v), want 1700000000123456", us, stamped)
+	}
+	rx.msg.SetControllen(0) // no control message: the time now
+	before := time.Now().UnixMicro()
+	if us, stamped := rx.stamp(); stamped || us < before || us > time.Now().UnixMicro() {
+		t.Errorf("without a stamp: %d (stamped %v), want the time now", us, stamped)
 	}
 }
 
