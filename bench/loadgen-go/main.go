@@ -39,8 +39,8 @@ type reply struct {
 func main() {
 	// Latency is measured here: a collection pause would be charged to the system under test.
 	debug.SetGCPercent(400)
-	// Two processors (at least): the readers' goroutine (poller.go) waits in system calls
-	// that hold one, the senders and the commands use the other.
+	// Two processors (at least): the readers' goroutine (poller.go) holds one, the senders
+	// and the commands use the other.
 	if os.Getenv("GOMAXPROCS") == "" || runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}

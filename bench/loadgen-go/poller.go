@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -15,21 +16,25 @@ const batchInterval = time.Millisecond
 
 const epollET = 1 << 31 // syscall.EPOLLET, which the package declares negative
 
+// idleWait: how long one wait for data lasts when nothing is ready (then the poller looks
+// again): it bounds how long a collection's stop-the-world waits for an idle poller.
+const idleWait = 10 * time.Millisecond
+
 // poller reads every open stream from one goroutine: epoll says which sockets have data, one
 // read each (a second only when the first filled the buffer), straight into the reader's
 // decoder. A goroutine per stream would cost a wake-up, a park and a second (empty) read per
 // event per reader, about as much again as the rest of the work; here a burst of events on
 // many sockets is one epoll_wait and one read per socket.
 //
-// It waits in blocking system calls (epoll_wait when nothing is ready, nanosleep between
-// batches), never by parking: a park leaves the processor idle, and the runtime's monitor
-// thread (sysmon), once every processor is idle, is woken by the next system call anywhere
-// in the process and then polls every 20 µs for a while (16% of the process in a profile).
-// With two processors (main.go) and this goroutine in a system call, one processor is never
-// idle and sysmon stays asleep. Its epoll descriptor is not in Go's poller either: nested in
-// the runtime's epoll, every packet arriving during a pause would wake the runtime's
-// epoll_wait. The calls that never block (epoll_wait with no wait, recvmsg on a non-blocking
-// socket) are raw: the runtime need not be told.
+// Its system calls (epoll_wait, recvmsg, the pause between batches) are raw: the goroutine
+// keeps its processor throughout, as if it were computing, and the runtime is never told.
+// Told (a blocking call, or a park), the runtime's monitor thread (sysmon) wakes and polls
+// every 20 µs: a third of the process's CPU in a profile. So the load generator runs two
+// processors (main.go): this goroutine holds one, everything else (the senders, the
+// commands) the other. The runtime can still stop it (a collection's stop-the-world): at
+// the call to handle after each batch, and at the yield after each idle wait. Its epoll
+// descriptor is not in Go's poller either: nested in the runtime's epoll, every packet
+// arriving during a pause would wake the runtime's epoll_wait.
 type poller struct {
 	epfd    int
 	mu      sync.Mutex // held while a batch of events is handled: a socket is never read after remove
@@ -94,18 +99,17 @@ func (p *poller) loop() {
 	rx := newReceiver(256 << 10)
 	pause := syscall.NsecToTimespec(int64(batchInterval))
 	for {
-		n, err := epollPoll(p.epfd, events)
-		if err == nil && n == 0 {
-			n, err = syscall.EpollWait(p.epfd, events, -1) // nothing ready: wait for something
-		}
-		if err == syscall.EINTR {
+		n, err := epollWait(p.epfd, events, idleWait)
+		if err == syscall.EINTR || err == nil && n == 0 {
+			runtime.Gosched()
 			continue
 		}
 		if err != nil {
 			panic("epoll_wait: " + err.Error())
 		}
 		p.handle(events[:n], rx)
-		_ = syscall.Nanosleep(&pause, nil) // a signal only shortens it
+		// The pause; a signal only shortens it.
+		syscall.RawSyscall(syscall.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&pause)), 0, 0)
 	}
 }
 
@@ -158,10 +162,10 @@ func (p *poller) drain(fd int, r *Reader, rx *receiver) {
 	}
 }
 
-// epollPoll says which sockets have data, without waiting.
-func epollPoll(epfd int, events []syscall.EpollEvent) (int, error) {
+// epollWait says which sockets have data, waiting at most timeout for one.
+func epollWait(epfd int, events []syscall.EpollEvent, timeout time.Duration) (int, error) {
 	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(timeout.Milliseconds()), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
