@@ -39,10 +39,10 @@ type reply struct {
 func main() {
 	// Latency is measured here: a collection pause would be charged to the system under test.
 	debug.SetGCPercent(400)
-	// One processor: the readers are one goroutine (poller.go) and the senders mostly wait, so
-	// a second buys nothing but wake-ups across threads (about 10% more CPU per delivery).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
+	// Two processors (at least): the readers' goroutine (poller.go) holds one, the senders
+	// and the commands use the other.
+	if os.Getenv("GOMAXPROCS") == "" || runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
 	}
 	// LOADGEN_CPUPROFILE=<file>: a Go CPU profile of the whole run (go tool pprof).
 	if path := os.Getenv("LOADGEN_CPUPROFILE"); path != "" {

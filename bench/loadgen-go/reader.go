@@ -122,6 +122,13 @@ func (r *Reader) run(p *poller) {
 		failed(err.Error())
 		return
 	}
+	// The kernel stamps each packet received from now on with its arrival time
+	// (CLOCK_REALTIME); the poller's recvmsg hands the stamp of the last one it read.
+	if raw, err := conn.(*net.TCPConn).SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+		})
+	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	request := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\n\r\n"
 	if _, err := conn.Write([]byte(request)); err != nil {
@@ -166,7 +173,7 @@ func (r *Reader) run(p *poller) {
 		failed(err.Error())
 		return
 	}
-	if len(pending) > 0 && !r.feed(pending, time.Now()) {
+	if len(pending) > 0 && !r.feed(pending, time.Now().UnixMicro()) {
 		r.closeSocket()
 		return
 	}
@@ -191,12 +198,12 @@ const (
 )
 
 // feed takes bytes read from the socket (the poller's goroutine, or run before the socket is
-// handed over); it returns false once the stream is over.
-func (r *Reader) feed(data []byte, now time.Time) bool {
+// handed over) and their receive time (epoch µs); it returns false once the stream is over.
+func (r *Reader) feed(data []byte, nowUs int64) bool {
 	r.markOpened()
 	if !r.chunked {
 		r.body = append(r.body, data...)
-		r.scan(now)
+		r.scan(nowUs)
 		return true
 	}
 	for len(data) > 0 {
@@ -212,12 +219,12 @@ func (r *Reader) feed(data []byte, now time.Time) bool {
 			size, ok := chunkLength(r.line)
 			r.line = r.line[:0]
 			if !ok {
-				r.scan(now)
+				r.scan(nowUs)
 				r.fail("a malformed chunk")
 				return false
 			}
 			if size == 0 {
-				r.scan(now)
+				r.scan(nowUs)
 				r.fail("stream ended by the server")
 				return false
 			}
@@ -239,7 +246,7 @@ func (r *Reader) feed(data []byte, now time.Time) bool {
 			}
 		}
 	}
-	r.scan(now)
+	r.scan(nowUs)
 	return true
 }
 
@@ -256,18 +263,17 @@ func chunkLength(line []byte) (int, bool) {
 }
 
 // scan hands every complete event received so far to consume.
-func (r *Reader) scan(now time.Time) {
+func (r *Reader) scan(nowUs int64) {
 	end := bytes.LastIndex(r.body, []byte("\n\n"))
 	if end < 0 {
 		return
 	}
-	r.consume(r.body[:end+2], now)
+	r.consume(r.body[:end+2], nowUs)
 	r.body = append(r.body[:0], r.body[end+2:]...)
 }
 
-// consume checks every event in data (complete events only), received at now.
-func (r *Reader) consume(data []byte, now time.Time) {
-	nowUs := now.UnixMicro()
+// consume checks every event in data (complete events only), received at nowUs.
+func (r *Reader) consume(data []byte, nowUs int64) {
 	epoch := r.set.epoch.Load()
 	count := 0
 	r.mu.Lock()

@@ -309,6 +309,7 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 			live = append(live, r)
 		}
 	}
+	polled := s.poller.snapshot()
 	wallStart := time.Now()
 	startAt := wallStart.Add(200 * time.Millisecond)
 	var wg sync.WaitGroup
@@ -342,6 +343,7 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 		}
 	}
 	deliverSeconds := time.Since(wallStart).Seconds() - 0.2
+	polledAfter := s.poller.snapshot()
 	epoch := set.epoch.Load()
 	lost, dups, reord, dropped := 0, 0, 0, 0
 	latSend, latTs := []float64{}, []float64{}
@@ -392,6 +394,11 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 		"drain_seconds":       deliverSeconds - sendSeconds,
 		"latency_send_ms":     latSend,
 		"latency_ts_ms":       latTs,
+		// How the readers read (every reader of the process): wake-ups that found data,
+		// socket reads, and reads stamped with the kernel's receive time.
+		"poll_batches":  polledAfter.batches - polled.batches,
+		"socket_reads":  polledAfter.reads - polled.reads,
+		"stamped_reads": polledAfter.stamped - polled.stamped,
 	}, nil
 }
 
