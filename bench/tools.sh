@@ -5,6 +5,7 @@
 #   bench/tools.sh loadgen            bench/loadgen-go, keyed by a hash of its sources
 #   bench/tools.sh centrifugo         the peer system, pinned (CENTRIFUGO_VERSION below)
 #   bench/tools.sh centrifugo-ingest  bench/baselines/centrifugo/ingest-go (POST -> Kafka for it)
+#   bench/tools.sh test-loadgen       runs bench/loadgen-go's own tests (go test)
 #
 # Builds run under `nice -n 10`; a first Centrifugo build takes a minute or two.
 set -euo pipefail
@@ -35,6 +36,7 @@ build_module() {
 
 case "${1:-}" in
   loadgen) build_module bench/loadgen-go loadgen ;;
+  test-loadgen) cd bench/loadgen-go && nice -n 10 go test -count=1 ./... ;;
   centrifugo-ingest) build_module bench/baselines/centrifugo/ingest-go centrifugo-ingest ;;
   centrifugo)
     dir=$CHATROOM_CACHE/tools/centrifugo-$CENTRIFUGO_VERSION
@@ -45,7 +47,7 @@ case "${1:-}" in
     echo "$dir/centrifugo"
     ;;
   *)
-    echo "usage: bench/tools.sh loadgen|centrifugo|centrifugo-ingest" >&2
+    echo "usage: bench/tools.sh loadgen|centrifugo|centrifugo-ingest|test-loadgen" >&2
     exit 2
     ;;
 esac
