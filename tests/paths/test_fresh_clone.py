@@ -45,11 +45,13 @@ def fresh_clone(target):
 
 
 def processes_of(clone):
-    """Processes whose command line names the clone: every part of its stack does."""
+    """Processes whose command line names the clone or that run in it: every part of its
+    stack does one or the other (redis-server and nginx's workers retitle themselves)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "cwd"]):
         try:
-            if any(str(clone) in part for part in process.info["cmdline"] or ()):
+            if (any(str(clone) in part for part in process.info["cmdline"] or ())
+                    or (process.info["cwd"] or "").startswith(str(clone))):
                 found.append(process)
         except psutil.Error:
             pass
