@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from bench import loadgen  # noqa: E402
+from bench import loadgen, monitor  # noqa: E402
 from bench.stacks import OursStack  # noqa: E402
 
 PROGRAMS = ("ingest", "kafka", "redis", "nginx")
@@ -41,9 +41,8 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 def counters(pid):
     """CPU time (user, system, in seconds) and context switches of a process and its
     children (gunicorn's master and workers)."""
-    root = psutil.Process(pid)
     user = system = switches = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in monitor.tree(pid):
         try:
             with proc.oneshot():
                 times, ctx = proc.cpu_times(), proc.num_ctx_switches()

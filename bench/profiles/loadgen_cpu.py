@@ -36,7 +36,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen  # noqa: E402
+from bench import loadgen, report  # noqa: E402
 from bench.run import _bridge_publish, _wait_history_ready, raise_fd_limit  # noqa: E402
 from bench.stacks import OursStack  # noqa: E402
 
@@ -70,13 +70,6 @@ class Generator:
             self.call("stop")
         finally:
             self.proc.wait(timeout=60)
-
-
-def quantile(values, q):
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main():
@@ -134,6 +127,7 @@ def main():
                 cpu = g.cpu() - cpu0
                 wall = time.monotonic() - t0
                 base += 100_000
+                latency = report.quantiles(step["latency_send_ms"])
                 row = {
                     "round": round_, "binary": g.binary, "cpu_s": round(cpu, 3), "wall_s": round(wall, 2),
                     "received": step["received"], "expected": step["expected_deliveries"],
@@ -144,7 +138,7 @@ def main():
                     # (binaries from before these counters have none)
                     "batches": step.get("poll_batches"), "reads": step.get("socket_reads"),
                     "stamped": step.get("stamped_reads"),
-                    "p50_ms": quantile(step["latency_send_ms"], 0.5), "p99_ms": quantile(step["latency_send_ms"], 0.99),
+                    "p50_ms": latency and latency["p50"], "p99_ms": latency and latency["p99"],
                     "loadavg": os.getloadavg(),
                 }
                 steps.append(row)

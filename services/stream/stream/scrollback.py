@@ -197,17 +197,18 @@ class Scrollback:
         then the ``ahead`` (default ``count``) next older ones are read ahead (``prefetch``).
         Raises ClientLimited once ``client`` caused its share of records read."""
         started = time.perf_counter()
+        ahead = ahead or count
         result = Older([])
         tp = TopicPartition(self.config.kafka_topic, partition)
         deadline = time.monotonic() + self.config.scrollback_page_ms / 1000
         try:
-            self._read(tp, room, below, count, result, deadline, client, ahead or count)
+            self._read(tp, room, below, count, result, deadline, client, ahead)
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
             self._charge(client, result.records)
         if result.ahead and self.config.scrollback_prefetch and self._cache.size > 0:
             within_share = result.used + result.records < self.config.scrollback_client_records
-            self._start_prefetch(tp, room, result.ahead[-(ahead or count):], client, within_share)
+            self._start_prefetch(tp, room, result.ahead[-ahead:], client, within_share)
         return result
 
     def _read(self, tp, room, below, count, result, deadline, client, ahead):
