@@ -11,6 +11,7 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
     on_starting,
     worker_tmp_dir,
 )
+from chat_common.gunicorn_common import settle_heap
 from chat_common.logs import gunicorn_logconfig
 
 bind = env_str("BRIDGE_BIND", "127.0.0.1:8003")
@@ -24,6 +25,7 @@ logconfig_dict = gunicorn_logconfig("bridge", log_level(), access_log=env_str("A
 
 def post_worker_init(worker):
     worker.wsgi.extensions["chat.bridge"].start()
+    settle_heap()
 
 
 def worker_exit(server, worker):

@@ -10,6 +10,7 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
     on_starting,
     worker_tmp_dir,
 )
+from chat_common.gunicorn_common import settle_heap
 from chat_common.logs import gunicorn_logconfig
 
 bind = env_str("INGEST_BIND", "127.0.0.1:8001")
@@ -25,6 +26,10 @@ graceful_timeout = 20
 # close idle connections at once when they stop, so this does not delay a shutdown.
 keepalive = 75
 logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
+
+
+def post_worker_init(worker):
+    settle_heap()
 
 
 def worker_exit(server, worker):

@@ -10,6 +10,7 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
     on_starting,
     worker_tmp_dir,
 )
+from chat_common.gunicorn_common import settle_heap
 from chat_common.logs import gunicorn_logconfig
 
 bind = env_str("STREAM_BIND", "127.0.0.1:8002")
@@ -47,3 +48,4 @@ def post_worker_init(worker):
         hub.drain(config.drain_batch, config.drain_interval_s)
 
     gevent.spawn(drain_on_exit)
+    settle_heap()

@@ -3,11 +3,13 @@
 Each gunicorn.conf.py imports these names explicitly, so gunicorn sees them as settings.
 """
 
+import gc
 import logging
 import os
 
 from gunicorn.glogging import Logger
 
+from chat_common.config import env_bool
 from chat_common.metrics import reset_multiproc_dir, worker_exited
 
 # Heartbeat files in memory: the root filesystem is read-only in Kubernetes.
@@ -40,3 +42,17 @@ def on_starting(server):
 def child_exit(server, worker):
     """A dead worker's live gauges stop counting."""
     worker_exited(worker.pid)
+
+
+def settle_heap():
+    """Called in each worker once its app is loaded: the objects that live as long as the
+    worker (modules, the app, its clients) leave the garbage collector's view, so a full
+    collection no longer walks them all while every thread of the worker waits.
+
+    Measured under load before this: each worker ran a full collection two or three times a
+    minute, 40 to 220 ms each, over the 45,000 to 65,000 objects of its startup.
+    GC_FREEZE=false leaves the collector as Python sets it.
+    """
+    if env_bool("GC_FREEZE", True):
+        gc.collect()
+        gc.freeze()
