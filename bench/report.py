@@ -295,8 +295,10 @@ def _hops_table(result):
     if c and c["capacity_step"] is not None and c["steps"][c["capacity_step"]].get("hops"):
         rows.append((f"capacity step ({c['steps'][c['capacity_step']]['offered_rate']:.0f} msg/s)",
                      c["steps"][c["capacity_step"]]["hops"]))
-    if c and c.get("first_failure") and c["steps"][-1].get("hops") and not c["steps"][-1]["passed"]:
-        rows.append((f"first failed step ({c['steps'][-1]['offered_rate']:.0f} msg/s)", c["steps"][-1]["hops"]))
+    failed = next((s for s in (c["steps"] if c else []) if not s["passed"] and not s.get("retry_follows")
+                   and not s.get("refinement")), None)
+    if failed and failed.get("hops"):
+        rows.append((f"first failed step ({failed['offered_rate']:.0f} msg/s)", failed["hops"]))
     if not rows:
         return []
     out = ["## Where the time goes (ours, from the services' own histograms)", "",
@@ -314,13 +316,21 @@ def _p50_p99(q):
     return f"{q['p50']:.1f} / {q['p99']:.1f}" if q else "—"
 
 
+def _step_verdict(step):
+    if step.get("refinement"):
+        return "refinement: " + ("pass" if step["passed"] else "fail")
+    return "pass" if step["passed"] else ("fail, retried" if step.get("retry_follows") else "stop")
+
+
 def _capacity_table(result):
     out = ["## Capacity search", "",
            "Each step posts at the offered rate for a few seconds over the same connections as the fan-out "
            "(which runs after the search, once nothing arrives any more); the search "
            "stops at the first step whose p99 passes the limit, that loses, duplicates or reorders anything, "
            "or drops a stream, or whose acknowledged rate falls below 90% of the offered rate; a failed "
-           "step is tried once more (after a quiet period) before the search stops.", "",
+           "step is tried once more (after a quiet period) before the search stops. Then a few refinement "
+           "steps between the last rate that passed and the one that stopped the search each halve the gap "
+           "(on a log scale); the capacity is the most a passing step delivered.", "",
            "| system | offered msg/s | acked msg/s | deliveries/s | lost | dup | reord. | p50 ms | p99 ms | "
            "stack cores | deliveries/s per core | loadgen cores | |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -336,7 +346,7 @@ def _capacity_table(result):
                 f"| {system} | {s['offered_rate']:.0f} | {s['acked_rate']:.0f} | {s['deliveries_per_s']:,.0f} | "
                 f"{s['lost']} | {s['duplicates']} | {s['reordered']} | {ls['p50']:.1f} | {ls['p99']:.1f} | "
                 f"{s['stack_cores']:.2f} | {_fmt(s['deliveries_per_core'])} | {s['loadgen_cores']:.2f} | "
-                f"{'pass' if s['passed'] else ('fail, retried' if s.get('retry_follows') else 'stop')} |")
+                f"{_step_verdict(s)} |")
     return out + [""] if found else []
 
 

@@ -50,7 +50,7 @@ PROFILES = {
         "warm_up_s": 8,
         "fanout": {"clients": 2000, "rooms": 20, "rate": 200, "duration": 20},
         "capacity": {"clients": 2000, "rooms": 20, "step_duration": 8, "factor": 1.5, "max_steps": 10,
-                     "start_rate": _start_rates(25, seed=5),
+                     "refine_steps": 2, "start_rate": _start_rates(25, seed=5),
                      "p99_limit_ms": 250},
         "idle": {"connections": 10000, "rooms": 100, "stages": 4, "settle_s": 3},
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
@@ -189,9 +189,9 @@ async def delivery_scenarios(system, params, wanted, log):
     try:
         if "capacity" in wanted:
             steps = []
-            rate = cap["start_rate"][system.name]
-            retried = False
-            for index in range(cap["max_steps"] + 1):
+
+            async def run_step(rate, index, label):
+                nonlocal base
                 hops0 = system.hops_before()
                 monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
                 step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
@@ -205,11 +205,17 @@ async def delivery_scenarios(system, params, wanted, log):
                                   and p99 <= cap["p99_limit_ms"] and step["post_errors"] == 0
                                   and step["acked_rate"] >= 0.9 * rate)
                 steps.append(step)
-                log(f"[{system.name}] capacity step {index + 1}: offered {rate:.0f} msg/s, acked "
+                log(f"[{system.name}] capacity {label} {index + 1}: offered {rate:.0f} msg/s, acked "
                     f"{step['acked_rate']:.0f}/s, {step['deliveries_per_s']:.0f} deliveries/s, lost {step['lost']}, "
                     f"dup {step['duplicates']}, reord {step['reordered']}, dropped {step['readers_dropped']}, "
                     f"p99 {p99:.1f} ms, stack {step['stack_cores']:.2f} cores, loadgen "
                     f"{step['loadgen_cores']:.2f} -> {'pass' if step['passed'] else 'FAIL'}")
+                return step
+
+            rate = cap["start_rate"][system.name]
+            retried = False
+            for index in range(cap["max_steps"] + 1):
+                step = await run_step(rate, index, "step")
                 if not step["passed"]:
                     # One failure may be a pause elsewhere on the machine: the same rate
                     # once more, after a quiet period, before the search stops.
@@ -224,6 +230,21 @@ async def delivery_scenarios(system, params, wanted, log):
                     break
                 rate *= cap["factor"]
                 await asyncio.sleep(0.5)
+            # The ladder's factor is the resolution of what it finds: between the last rate that
+            # passed and the one that stopped it, a few more steps, each halving the gap (on a
+            # log scale), so two systems a step apart are not taken for a factor apart.
+            passed = [s["offered_rate"] for s in steps if s["passed"]]
+            if passed and not steps[-1]["passed"]:
+                low, high = max(passed), steps[-1]["offered_rate"]
+                for index in range(cap.get("refine_steps", 0)):
+                    await loadgen.quiesce(readers)
+                    loadgen.reset_reader_counters(readers)
+                    step = await run_step((low * high) ** 0.5, index, "refinement")
+                    step["refinement"] = True
+                    if step["passed"]:
+                        low = step["offered_rate"]
+                    else:
+                        high = step["offered_rate"]
             passing = [s for s in steps if s["passed"]]
             best = max(passing, key=lambda s: s["deliveries_per_s"]) if passing else None
             out["capacity"] = {
@@ -238,7 +259,8 @@ async def delivery_scenarios(system, params, wanted, log):
                     {"offered_rate": s["offered_rate"], "lost": s["lost"],
                      "p99_ms": s["latency_send"]["p99"] if s["latency_send"] else None,  # None: nothing arrived
                      "acked_rate": s["acked_rate"], "post_errors": s["post_errors"]}
-                    for s in steps if not s["passed"] and not s.get("retry_follows")), None),
+                    for s in steps if not s["passed"] and not s.get("retry_follows")
+                    and not s.get("refinement")), None),
                 "retried_steps": sum(1 for s in steps if s.get("retry_follows")),
             }
         if "fanout" in wanted:
