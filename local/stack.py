@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,15 @@ KAFKA_HOME = ROOT / ".cache" / "kafka"  # the broker's jars, put there by script
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("ingest", "bridge", "stream")
 INSTANCE_PORT_STEP = 10  # instance n of a service listens on its port + 10 * (n - 1): 8001, 8011, ...
+
+
+def stopped_with_parent(argv):
+    """``argv`` run so that it gets SIGTERM when the thread that started it ends, however its
+    process ends (util-linux's setpriv; left as it is where setpriv is missing): neither
+    supervisord nor a program it runs outlives its parent and holds the stack's ports. So a
+    ``Stack`` is started from a thread that lives as long as it (the main thread does)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
 def instance_program(name, n):
@@ -135,10 +145,12 @@ class Program:
 
 
 class Stack:
-    def __init__(self, settings, supervisor_log=None):
+    def __init__(self, settings, supervisor_log=None, echo=False):
         self.settings = settings
         self.run_dir = settings.run_dir
-        self.supervisor_log = supervisor_log  # None: supervisord logs to this terminal
+        self.supervisor_log = supervisor_log  # None: logs/supervisord.log in the run directory
+        self.echo = echo  # supervisord's log lines also on this process's stdout
+        self._echo = None
         self.process = None
 
     # -- configuration -----------------------------------------------------------------
@@ -253,8 +265,11 @@ class Stack:
                      stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
                      ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 
+    def _supervisor_log_path(self):
+        return self.supervisor_log or f"{self.run_dir}/logs/supervisord.log"
+
     def _write_supervisor_conf(self):
-        log = self.supervisor_log or "/dev/stdout"
+        log = self._supervisor_log_path()
         lines = [
             "[supervisord]",
             "nodaemon=true",
@@ -277,7 +292,7 @@ class Stack:
             lines += [
                 "",
                 f"[program:{program.name}]",
-                f"command={program.command}",
+                f"command={shlex.join(stopped_with_parent(shlex.split(program.command)))}",
                 f"directory={ROOT}",
                 f"priority={program.priority}",
                 "autorestart=true",
@@ -298,11 +313,21 @@ class Stack:
 
     def start(self, timeout=180):
         self.prepare()
+        # supervisord logs to its file only, and (make run) the runner prints what it appends:
+        # supervisord never writes to a terminal or pipe that may be gone (`make run | tee
+        # run.log`, then Ctrl-C; the runner killed), which it does not survive.
+        log = Path(self._supervisor_log_path())
+        log.touch()
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "supervisord"), "-c", str(self.run_dir / "supervisord.conf")],
+            stopped_with_parent([str(VENV_BIN / "supervisord"), "-c", str(self.run_dir / "supervisord.conf")]),
             cwd=ROOT,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops supervisord in order
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        if self.echo:
+            self._echo = threading.Thread(target=_follow, args=(log, log.stat().st_size, self.process), daemon=True)
+            self._echo.start()
         try:
             self.create_topic(timeout)
             self.wait_ready(timeout)
@@ -349,6 +374,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self._echo is not None:
+            self._echo.join(5)  # supervisord's last lines: what it stopped
 
     def ctl(self, *args):
         """Run a supervisorctl command (stop kafka, start redis, pid bridge, ...)."""
@@ -465,22 +492,46 @@ def _kafka_cluster_id():
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def say(text):
+    """Print, unless stdout is gone (a pipe whose reader has exited): stopping matters more."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        sys.stdout = open(os.devnull, "w")  # nor fail again when Python flushes it at exit
+
+
+def _follow(path, offset, process):
+    """Print the lines appended to ``path`` from ``offset`` on, until ``process`` has exited
+    and all it wrote is printed."""
+    with open(path, "rb") as log:
+        log.seek(offset)
+        while True:
+            line = log.readline()
+            if line.endswith(b"\n"):
+                say(line.decode(errors="replace").rstrip("\n"))
+                continue
+            log.seek(-len(line), os.SEEK_CUR)  # a line still being written: read it whole later
+            if process.poll() is not None:
+                return
+            time.sleep(0.1)
+
+
 def main():
     settings = Settings.from_env()
-    stack = Stack(settings)
+    stack = Stack(settings, echo=True)
 
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt  # stop as on Ctrl-C
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        print(f"Starting the stack (logs in {stack.run_dir}/logs/)...", flush=True)
+        say(f"Starting the stack (logs in {stack.run_dir}/logs/)...")
         stack.start()
-        print(f"\nChatroom is running: {settings.gateway_url}\n(Ctrl-C stops it)\n", flush=True)
+        say(f"\nChatroom is running: {settings.gateway_url}\n(Ctrl-C stops it)\n")
         stack.process.wait()
     except KeyboardInterrupt:
         # The interrupted wait has let go of the process; stop() may wait on it again.
-        print("\nStopping the stack...", flush=True)
+        say("\nStopping the stack...")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
