@@ -50,7 +50,7 @@ def settle_heap():
     collection no longer walks them all while every thread of the worker waits.
 
     Measured under load before this: each worker ran a full collection two or three times a
-    minute, 40 to 220 ms each, over the 45,000 to 65,000 objects of its startup.
+    minute, 40 to 270 ms each, over the 45,000 to 65,000 objects of its startup.
     GC_FREEZE=false leaves the collector as Python sets it.
     """
     if env_bool("GC_FREEZE", True):
