@@ -7,6 +7,7 @@ Tests use the same code (``Stack``) with their own ports and run directory.
 Every setting is an environment variable; see ``Settings`` and the README.
 """
 
+import argparse
 import os
 import secrets
 import shlex
@@ -517,6 +518,8 @@ def _follow(path, offset, process):
 
 
 def main():
+    # No options: every setting is an environment variable (README). --help says so.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     settings = Settings.from_env()
     stack = Stack(settings, echo=True)
 

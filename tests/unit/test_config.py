@@ -76,3 +76,17 @@ def test_a_worker_keeps_its_startup_objects_out_of_full_collections(monkeypatch)
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_the_runner_answers_help_without_starting_anything():
+    """`python local/stack.py --help` says that settings are environment variables; it does
+    not start a stack (it once did: the runner read no arguments)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runner = Path(__file__).parents[2] / "local" / "stack.py"
+    result = subprocess.run([sys.executable, str(runner), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "environment variable" in result.stdout
+    assert "Starting the stack" not in result.stdout
