@@ -295,8 +295,7 @@ def _hops_table(result):
     if c and c["capacity_step"] is not None and c["steps"][c["capacity_step"]].get("hops"):
         rows.append((f"capacity step ({c['steps'][c['capacity_step']]['offered_rate']:.0f} msg/s)",
                      c["steps"][c["capacity_step"]]["hops"]))
-    failed = next((s for s in (c["steps"] if c else []) if not s["passed"] and not s.get("retry_follows")
-                   and not s.get("refinement")), None)
+    failed = stopping_step(c["steps"]) if c else None
     if failed and failed.get("hops"):
         rows.append((f"first failed step ({failed['offered_rate']:.0f} msg/s)", failed["hops"]))
     if not rows:
@@ -314,6 +313,13 @@ def _hops_table(result):
 
 def _p50_p99(q):
     return f"{q['p50']:.1f} / {q['p99']:.1f}" if q else "—"
+
+
+def stopping_step(steps):
+    """The capacity step that stopped the search: the first that failed and was not tried
+    again, and not a refinement step; None if the search ran out of steps."""
+    return next((s for s in steps if not s["passed"] and not s.get("retry_follows")
+                 and not s.get("refinement")), None)
 
 
 def _step_verdict(step):

@@ -247,6 +247,7 @@ async def delivery_scenarios(system, params, wanted, log):
                         high = step["offered_rate"]
             passing = [s for s in steps if s["passed"]]
             best = max(passing, key=lambda s: s["deliveries_per_s"]) if passing else None
+            failed = report.stopping_step(steps)
             out["capacity"] = {
                 "params": {**cap, "clients": clients, "rooms": rooms_n},
                 "steps": steps,
@@ -255,12 +256,12 @@ async def delivery_scenarios(system, params, wanted, log):
                 "capacity_step": steps.index(best) if best else None,
                 "deliveries_per_core_at_capacity": best["deliveries_per_core"] if best else None,
                 "stack_cores_at_capacity": best["stack_cores"] if best else None,
-                "first_failure": next((
-                    {"offered_rate": s["offered_rate"], "lost": s["lost"],
-                     "p99_ms": s["latency_send"]["p99"] if s["latency_send"] else None,  # None: nothing arrived
-                     "acked_rate": s["acked_rate"], "post_errors": s["post_errors"]}
-                    for s in steps if not s["passed"] and not s.get("retry_follows")
-                    and not s.get("refinement")), None),
+                "first_failure": {
+                    "offered_rate": failed["offered_rate"], "lost": failed["lost"],
+                    # None: nothing arrived
+                    "p99_ms": failed["latency_send"]["p99"] if failed["latency_send"] else None,
+                    "acked_rate": failed["acked_rate"], "post_errors": failed["post_errors"],
+                } if failed else None,
                 "retried_steps": sum(1 for s in steps if s.get("retry_follows")),
             }
         if "fanout" in wanted:
