@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
-from bench import loadgen, run  # noqa: E402
+from bench import loadgen, monitor, run  # noqa: E402
 from bench.stacks import OursStack  # noqa: E402
 
 PROGRAMS = ("ingest", "bridge", "kafka", "redis", "stream", "nginx")
@@ -41,9 +41,8 @@ ROOMS = 20
 
 def cpu_seconds(pid):
     """CPU time of a process and its children (gunicorn's master and workers), in seconds."""
-    root = psutil.Process(pid)
     total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in monitor.tree(pid):
         try:
             times = proc.cpu_times()
             total += times.user + times.system
