@@ -151,7 +151,7 @@ class Stack:
         self.run_dir = settings.run_dir
         self.supervisor_log = supervisor_log  # None: logs/supervisord.log in the run directory
         self.echo = echo  # supervisord's log lines also on this process's stdout
-        self._echo = None
+        self._log_printer = None  # the thread that prints supervisord's log (echo)
         self.process = None
 
     # -- configuration -----------------------------------------------------------------
@@ -327,8 +327,8 @@ class Stack:
             stderr=subprocess.DEVNULL,
         )
         if self.echo:
-            self._echo = threading.Thread(target=_follow, args=(log, log.stat().st_size, self.process), daemon=True)
-            self._echo.start()
+            self._log_printer = threading.Thread(target=_follow, args=(log, log.stat().st_size, self.process), daemon=True)
+            self._log_printer.start()
         try:
             self.create_topic(timeout)
             self.wait_ready(timeout)
@@ -375,8 +375,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self._echo is not None:
-            self._echo.join(5)  # supervisord's last lines: what it stopped
+        if self._log_printer is not None:
+            self._log_printer.join(5)  # supervisord's last lines: what it stopped
 
     def ctl(self, *args):
         """Run a supervisorctl command (stop kafka, start redis, pid bridge, ...)."""

@@ -60,7 +60,7 @@ def test_the_gateway_drops_an_idle_connection_to_ingest_before_ingest_does():
 
 def test_a_worker_keeps_its_startup_objects_out_of_full_collections(monkeypatch):
     """Each service's post_worker_init calls settle_heap: a full collection then no longer walks
-    the worker's modules and app (40 to 220 ms each under load, every thread of the worker
+    the worker's modules and app (40 to 270 ms each under load, every thread of the worker
     waiting), unless GC_FREEZE=false."""
     import gc
 
