@@ -6,7 +6,7 @@ PYTHON := .venv/bin/python
 .PHONY: run test install install-test requirements dashboards unit integration e2e charts cluster-tests chaos prometheus logs clean
 
 run: install
-	$(PYTHON) local/stack.py
+	$(PYTHON) -m local.stack
 
 test: install-test
 	$(PYTHON) -m pytest
@@ -49,17 +49,17 @@ chaos: install-test
 
 # Prometheus for a running `make run` stack, with the chart's alert rules, on :9090.
 prometheus: install-test
-	$(PYTHON) local/prometheus.py
+	$(PYTHON) -m local.prometheus
 
 # A one-node Kubernetes in a network namespace of its own (needs root): the control plane, and a node
 # running the project's images; the first run builds it (Go module proxy, Debian packages) into the
 # per-user cache. `make cluster-down` removes it.
 .PHONY: cluster cluster-down
 cluster: install-test
-	$(PYTHON) cluster/cluster.py start
+	$(PYTHON) -m cluster.cluster start
 
 cluster-down:
-	$(PYTHON) cluster/cluster.py stop
+	$(PYTHON) -m cluster.cluster stop
 
 logs:
 	tail -F .run/local/logs/*.log

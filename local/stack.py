@@ -240,7 +240,7 @@ class Stack:
             self._render("kafka.properties", self.run_dir / "kafka" / "server.properties")
             shutil.copy(TEMPLATES / "log4j2.properties", self.run_dir / "kafka" / "log4j2.properties")
             if not (self.run_dir / "kafka" / "data" / "meta.properties").exists():
-                cluster_id = _kafka_cluster_id()
+                cluster_id = kafka_cluster_id()
                 subprocess.run(
                     kafka_format_command(s.kafka_home, self.run_dir / "kafka", cluster_id),
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -486,7 +486,7 @@ def kafka_format_command(kafka_home, node_dir, cluster_id):
             "--config", f"{node_dir}/server.properties"]
 
 
-def _kafka_cluster_id():
+def kafka_cluster_id():
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
     import base64
 

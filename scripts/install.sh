@@ -45,11 +45,17 @@ fi
 # includes `local`, which includes what the images install.
 reqs=requirements/local.txt
 [ "$want" = test ] && reqs=requirements/test.txt
-hash=$(cat requirements/*.txt | sha256sum | cut -c1-16)
+# The project's own packages (the three services, their shared package, and the tooling at the
+# root: local runner, cluster, bench, dashboards) are installed editable, so the code runs from
+# the clone; setuptools comes with the venv (Python 3.11's ensurepip), so nothing else is fetched.
+packages=(services/common services/ingest services/bridge services/stream .)
+hash=$(cat requirements/*.txt pyproject.toml services/*/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$VENV/.installed-$hash-$want" ] && [ ! -f "$VENV/.installed-$hash-test" ]; then
   step "Python packages into .venv ($reqs; wheels cached in $PIP_CACHE_DIR)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install --disable-pip-version-check --require-hashes -r "$reqs"
+  "$VENV/bin/pip" install --disable-pip-version-check --quiet --no-deps --no-build-isolation \
+    $(printf -- '-e %s ' "${packages[@]}")
   rm -f "$VENV"/.installed-*; touch "$VENV/.installed-$hash-$want"
 fi
 

@@ -7,9 +7,9 @@ with the chart's topology: several instances of each service behind the gateway.
 """
 
 import pytest
-
-from stack import SERVICES, Settings, Stack, parse_replicas
 from support import TEST_SERVICE_ENV, free_port
+
+from local.stack import SERVICES, Settings, Stack, parse_replicas
 
 # As helm/chatroom deploys it: 2 ingest pods, bridges sharing the partitions in a consumer
 # group (3 here: two of the 6 partitions each), stream pods behind the Service.

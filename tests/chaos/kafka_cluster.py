@@ -22,9 +22,9 @@ import time
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-from stack import KAFKA_HOME, TEMPLATES, _kafka_cluster_id, kafka_format_command, kafka_node_command
 from support import free_port
+
+from local.stack import KAFKA_HOME, TEMPLATES, kafka_cluster_id, kafka_format_command, kafka_node_command
 
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"
@@ -81,7 +81,7 @@ class KafkaCluster:
     def start(self, timeout=120):
         """Format every node's storage with one cluster id, start the three nodes and wait
         until all three brokers are registered."""
-        cluster_id = _kafka_cluster_id()
+        cluster_id = kafka_cluster_id()
         voters = ",".join(f"{node}@{HOST}:{self.controller_ports[node]}" for node in NODE_IDS)
         try:
             for node in NODE_IDS:

@@ -11,17 +11,11 @@ presence summaries, and the JavaScript errors the pages logged."""
 
 import json
 import sys
-from pathlib import Path
 
+from conftest import CHROMIUM, CHROMIUM_ARGS, is_problem
 from playwright.sync_api import sync_playwright
-
-TESTS = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(TESTS / "e2e"), str(TESTS)]  # room_page.py, the e2e conftest; support.py
-
-from conftest import CHROMIUM, CHROMIUM_ARGS, _is_problem  # noqa: E402
-from room_page import DESKTOP, join, send, shown, wait_shown, wait_until  # noqa: E402
-
-from support import new_room  # noqa: E402
+from room_page import DESKTOP, join, send, wait_shown, wait_until
+from support import new_room
 
 
 def main(base):
@@ -35,7 +29,7 @@ def main(base):
             context.set_default_timeout(30000)
             page = context.new_page()
             page.on("pageerror", lambda error: problems.append(f"error: {error}"))
-            page.on("console", lambda msg: _is_problem(msg) and problems.append(f"console: {msg.text}"))
+            page.on("console", lambda msg: is_problem(msg) and problems.append(f"console: {msg.text}"))
             return page
 
         ann = join(person(), room, "ann")

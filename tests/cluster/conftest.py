@@ -7,7 +7,7 @@ cached per user afterwards), hence the long timeouts of the tests."""
 
 import pytest
 
-from cluster import Cluster, build
+from cluster.cluster import Cluster, build
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import time
 
 import pytest
 import yaml
-
-from cluster import BIN, ROOT, kubernetes_version
 from k8s_manifests import CHARTS, HELM_DIR, RELEASES, SCENARIOS, helm_template, parse, tool
+
+from cluster.cluster import BIN, ROOT, kubernetes_version
 
 # The first test may wait for the cold build of Kubernetes (cluster/build.sh).
 pytestmark = pytest.mark.timeout(3600)

@@ -15,9 +15,9 @@ import time
 from datetime import datetime
 
 import pytest
-
-from cluster import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, ROOT
 from k8s_manifests import HELM_DIR, tool
+
+from cluster.cluster import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, ROOT
 
 # The first test may wait for the cold builds (cluster/build.sh) and the pods' start.
 pytestmark = pytest.mark.timeout(3600)
@@ -28,6 +28,8 @@ REGISTRY = "localhost/chatroom-cluster/"
 THROUGH_INGRESS = ROOT / "tests" / "cluster" / "through_ingress.py"
 CHAT_IN_CHROMIUM = ROOT / "tests" / "cluster" / "chat_in_chromium.py"
 UNDER_FLOW = ROOT / "tests" / "cluster" / "under_flow.py"
+# The scripts above import the tests' helpers (support.py, the e2e room page) from these folders.
+SCRIPT_ENV = f"PYTHONPATH={ROOT / 'tests' / 'e2e'}:{ROOT / 'tests'}"
 
 
 def helm(cluster, *args, **kwargs):
@@ -147,7 +149,7 @@ def test_the_ingress_controller_serves_the_charts_ingresses_and_says_so_in_their
 def test_messages_posted_through_the_ingress_reach_readers_through_it_as_published_once_in_order(installed):
     # Inside the cluster's network namespace, where the ingress listens: 3 readers, 20 messages,
     # each posted once every reader has the one before.
-    result = installed.run(sys.executable, THROUGH_INGRESS, INGRESS_URL, 3, 20, timeout=900)
+    result = installed.run("env", SCRIPT_ENV, sys.executable, THROUGH_INGRESS, INGRESS_URL, 3, 20, timeout=900)
     seen = json.loads(result.stdout)
     assert seen["page"]["status"] == 200 and seen["page"]["type"].startswith("text/html"), seen["page"]
     assert seen["page"]["title"], "the page through the ingress is not the chat's"
@@ -160,7 +162,7 @@ def test_messages_posted_through_the_ingress_reach_readers_through_it_as_publish
 
 def test_two_people_chat_in_chromium_through_the_ingress(installed):
     # Chromium runs inside the cluster's network namespace, where the ingress listens.
-    result = installed.run(sys.executable, CHAT_IN_CHROMIUM, INGRESS_URL, timeout=600, check=False)
+    result = installed.run("env", SCRIPT_ENV, sys.executable, CHAT_IN_CHROMIUM, INGRESS_URL, timeout=600, check=False)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     seen = json.loads(result.stdout)
     expected = [{"user": "ann", "text": "hello through the cluster"}, {"user": "bob", "text": "hi ann, bob here"}]
@@ -172,7 +174,7 @@ def test_two_people_chat_in_chromium_through_the_ingress(installed):
 def test_a_pod_of_each_service_deleted_under_a_steady_flow_loses_repeats_or_reorders_nothing(installed):
     # Readers and poster through the ingress, in the cluster's network namespace; the script
     # deletes an ingest, a stream and a bridge pod in turn while messages flow.
-    result = installed.run("env", f"KUBECTL={BIN / 'kubectl'}", sys.executable, UNDER_FLOW, INGRESS_URL,
+    result = installed.run("env", SCRIPT_ENV, f"KUBECTL={BIN / 'kubectl'}", sys.executable, UNDER_FLOW, INGRESS_URL,
                            NAMESPACE, "chatroom", timeout=1500, check=False)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
     seen = json.loads(result.stdout)

@@ -13,13 +13,9 @@ did not get before the next post, if any."""
 import json
 import sys
 import time
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: support.py
-
-from support import SseClient, new_room, post, stream_url  # noqa: E402
+from support import SseClient, new_room, post, stream_url
 
 WAIT = 30  # seconds a reader may take to get a message before the run counts it as held back
 
@@ -42,7 +38,7 @@ def main(base, readers, messages):
             message_id = response.json()["id"]
             acked.append(message_id)
             for n, client in enumerate(clients):
-                if not client.wait_for(lambda c: message_id in [m["id"] for m in c.messages()], WAIT):
+                if not client.wait_for(lambda c, message_id=message_id: message_id in [m["id"] for m in c.messages()], WAIT):
                     held_back = {"reader": n, "id": message_id}
                     break
             if held_back:

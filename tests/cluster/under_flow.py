@@ -19,13 +19,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: support.py
-
-from support import SseClient, new_room, post, stream_url  # noqa: E402
+from support import SseClient, new_room, post, stream_url
 
 PACE = 0.1  # seconds between two messages
 USERS = 5  # posters' names in turn: each stays under ingest's per-user rate limit (30 per 10 s)
@@ -116,7 +112,7 @@ def main(base, namespace, release):
         reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
         reader.close()
     return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers],
-            "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in zip(r.messages(), r.messages()[1:]))
+            "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in zip(r.messages(), r.messages()[1:], strict=True))
                          for r in readers],
             "connects": [r.connects for r in readers], "retries": poster.retries, "deleted": deleted}
 

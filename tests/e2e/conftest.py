@@ -7,7 +7,6 @@ test-artifacts/ when its test fails.
 
 import pytest
 from playwright.sync_api import sync_playwright
-
 from room_page import ARTIFACTS, DESKTOP
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,7 +20,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _is_problem(message):
+def is_problem(message):
     """Console errors, except the network failures that fault tests cause on purpose
     (CSP refusals and script errors stay problems)."""
     return message.type == "error" and not message.text.startswith("Failed to load resource")
@@ -63,7 +62,7 @@ def open_page(request, browser, stack):
         page = context.new_page()
         page.problems = []
         page.on("pageerror", lambda error: page.problems.append(f"error: {error}"))
-        page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console: {msg.text}"))
+        page.on("console", lambda msg: is_problem(msg) and page.problems.append(f"console: {msg.text}"))
         return page
 
     yield make

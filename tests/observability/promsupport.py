@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-import prometheus as local_prometheus  # local/prometheus.py: the same configuration as `make run`'s
+from local import prometheus as local_prometheus  # local/prometheus.py: the same configuration as `make run`'s
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "helm" / "chatroom" / "files" / "dashboards").glob("*.json"))

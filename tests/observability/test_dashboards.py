@@ -7,14 +7,11 @@ checks cover its rules that apply: templated datasource, panel datasource, title
 descriptions, units, $__rate_interval, valid PromQL (test_live.py).)"""
 
 import re
-import sys
 
 import pytest
+from promsupport import DASHBOARDS, dashboard_panels, load_dashboards
 
-from promsupport import DASHBOARDS, ROOT, dashboard_panels, load_dashboards
-
-sys.path.insert(0, str(ROOT))
-from dashboards.__main__ import rendered  # noqa: E402
+from dashboards.__main__ import rendered
 
 GRAFANA_UNITS = {"s", "ms", "short", "percentunit", "reqps", "cps", "ops", "none", "bytes"}
 

@@ -1,14 +1,10 @@
 """The scale model in bench/scale.py recovers per-process costs from a run's steps and sizes
 a deployment from them."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench import scale  # noqa: E402
+from bench import scale
 
 FIXED = {"stream": 0.05, "nginx": 0.02, "ingest": 0.06, "bridge": 0.07, "kafka": 0.2, "redis": 0.02}
 PER_UNIT = {"stream": 20e-6, "nginx": 8e-6, "ingest": 2e-3, "bridge": 1e-3, "kafka": 1e-3, "redis": 1e-4}

@@ -19,7 +19,7 @@ from ingest.admission import Admission
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
-from ingest.typing import Typing
+from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
 
