@@ -34,7 +34,7 @@ def quantiles(values):
         "count": int(data.size), "mean": float(data.mean()), "min": float(data.min()),
         "p50": float(np.percentile(data, 50)), "p90": float(np.percentile(data, 90)),
         "p99": float(np.percentile(data, 99)), "p999": float(np.percentile(data, 99.9)), "max": float(data.max()),
-        "cdf": [[p, float(v)] for p, v in zip(CDF_PERCENTS, points)],
+        "cdf": [[p, float(v)] for p, v in zip(CDF_PERCENTS, points, strict=True)],
     }
 
 
@@ -427,7 +427,6 @@ def plot(result, out_dir, prefix):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     paths = []
@@ -458,7 +457,7 @@ def plot(result, out_dir, prefix):
     if panels or ingest:
         ncols = 3 if ingest else 2
         fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2))
-        for ax, title in zip(axes, ("fan-out", "capacity step")):
+        for ax, title in zip(axes, ("fan-out", "capacity step"), strict=False):
             for scen, system, label, q in panels:
                 if scen != title or not q:
                     continue
@@ -501,7 +500,7 @@ def plot(result, out_dir, prefix):
             a1.plot(xs, [s["deliveries_per_s"] for s in c["steps"]], "o-", color=colors[system], label=system)
             a2.plot(xs, [s["latency_send"]["p99"] if s["latency_send"] else float("nan") for s in c["steps"]],
                     "o-", color=colors[system], label=system)
-            for s, x in zip(c["steps"], xs):
+            for s, x in zip(c["steps"], xs, strict=True):
                 if not s["passed"]:
                     a1.plot([x], [s["deliveries_per_s"]], "x", color="black", markersize=10)
         lim = next(c for c in caps.values() if c)["params"]["p99_limit_ms"]

@@ -353,7 +353,7 @@ def _slope(points):
     ys = [p["stream_rss_bytes"] for p in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else None
 
 
 async def ingest_scenario(system, params, log):
@@ -427,7 +427,7 @@ def machine_description():
 
 
 async def run_all(profile_name, params, only, wanted, log):
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = ROOT / ".run" / "bench" / stamp
     fd_limit = raise_fd_limit()
     result = {"timestamp": stamp, "profile": profile_name, "params": params, "scenarios": list(wanted),

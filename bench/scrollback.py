@@ -84,7 +84,7 @@ async def _pager(session, base_url, room, limit, stop_at, floor, out):
                 async with session.get(f"{base_url}/stream/rooms/{room}/history", params=params) as response:
                     body = await response.json()
                     status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 out["errors"] += 1
                 break
             elapsed_ms = (time.perf_counter() - started) * 1000

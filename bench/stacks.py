@@ -24,7 +24,6 @@ sys.path[1:1] = [str(ROOT / "services" / "common"), str(ROOT / "services" / "bri
 
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 from kafka.errors import TopicAlreadyExistsError  # noqa: E402
-
 from stack import Settings, Stack  # noqa: E402
 
 SEED_DIR = ROOT / "bench" / "baselines" / "seed"

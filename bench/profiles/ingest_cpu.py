@@ -100,7 +100,7 @@ def main():
     parser.add_argument("--record", help="also record one ingest worker into this flame graph (svg)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     stack = OursStack(ROOT / ".run" / "ingest-cpu" / stamp, nginx_connections=4096)
     stack.settings.service_env.update(dict(item.split("=", 1) for item in args.env))
     load_before = [round(x, 2) for x in psutil.getloadavg()]

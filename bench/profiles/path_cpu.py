@@ -114,7 +114,7 @@ def main():
     parser.add_argument("--idle-seconds", type=int, default=10)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     stack = OursStack(ROOT / ".run" / "path-cpu" / stamp, nginx_connections=4096)
     stack.settings.service_env.update(dict(item.split("=", 1) for item in args.env))
     stack.start(timeout=240)

@@ -30,7 +30,7 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "profiles"
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     stack = OursStack(ROOT / ".run" / "profile" / stamp, nginx_connections=8192)
     stack.start(timeout=240)
     try:

@@ -187,7 +187,7 @@ def measure(args, r, master, port, tmp):
         next_id += 1
         data = json.dumps({"id": str(next_id), "room": room, "user": "bench", "text": text,
                            "ts": int(time.time() * 1000)}, separators=(",", ":"))
-        r.publish(room, '{"data":%s,"type":"message","id":"%d"}' % (data, next_id))
+        r.publish(room, f'{{"data":{data},"type":"message","id":"{next_id:d}"}}')
         sent += 1
         delay = started + sent * interval - time.monotonic()
         if delay > 0 and sent % args.burst == 0:

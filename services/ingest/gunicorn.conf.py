@@ -8,9 +8,9 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
     limit_request_line,
     logger_class,
     on_starting,
+    settle_heap,
     worker_tmp_dir,
 )
-from chat_common.gunicorn_common import settle_heap
 from chat_common.logs import gunicorn_logconfig
 
 bind = env_str("INGEST_BIND", "127.0.0.1:8001")

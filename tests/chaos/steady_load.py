@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import httpx
 from httpx_sse import aconnect_sse
-
 from support import longest_pause, stream_url
 
 BACKOFF_S = (1, 2, 4, 8, 15)  # the page's backoff after a refused reconnect (web/live.js)
@@ -162,7 +161,7 @@ def check_reader(reader, acked):
     return RoomCheck(
         lost=len(acked - unique),
         duplicated=len(shown) - len(unique),
-        out_of_order=sum(1 for a, b in zip(ids, ids[1:]) if b < a),
+        out_of_order=sum(1 for a, b in zip(ids, ids[1:], strict=True) if b < a),
         unexpected=len(unique - acked),
     )
 

@@ -20,7 +20,6 @@ import httpx
 import pytest
 import redis
 from kafka.partitioner.default import murmur2
-
 from kafka_cluster import NODE_IDS, KafkaCluster
 from support import SseClient, longest_pause, new_room, post, report, services_beside, stream_url
 

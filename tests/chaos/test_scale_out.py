@@ -19,7 +19,6 @@ import time
 import httpx
 import pytest
 from kafka.partitioner.default import murmur2
-
 from steady_load import SteadyLoad
 from support import new_room, post, report
 
@@ -109,7 +108,7 @@ def pause_between(readers, since, until):
         window = [at for at in arrivals[start:] if at <= until]
         following = [at for at in arrivals if at > until][:1]  # the wait that spans ``until``
         window += following
-        longest = max([longest] + [b - a for a, b in zip(window, window[1:])])
+        longest = max([longest] + [b - a for a, b in zip(window, window[1:], strict=True)])
     return longest
 
 
@@ -263,7 +262,7 @@ def test_a_rolling_restart_of_every_stream_instance_resumes_every_reader_by_id(s
     async def rolling_restart(load):
         connections = await asyncio.to_thread(per_instance, stack, "stream", "chat_stream_connections")
         steps = []
-        for n, program in enumerate(stack.settings.instances("stream"), start=1):
+        for n, _program in enumerate(stack.settings.instances("stream"), start=1):
             started = time.monotonic()
             await asyncio.to_thread(stack.restart_instance, "stream", n)  # SIGTERM: drain, exit; then start
             await asyncio.to_thread(stack.wait_ready, 120)

@@ -16,7 +16,6 @@ import time
 from collections import defaultdict
 
 import pytest
-
 from steady_load import SteadyLoad
 from support import hub_refills, new_room, report
 

@@ -67,7 +67,7 @@ def parse(text):
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def render_text(scenario, kube_version=KUBE_VERSIONS[-1]):
     """All three charts of a scenario as one multi-document YAML text (one namespace)."""
     parts = []

@@ -2,7 +2,6 @@
 deploy something broken."""
 
 import pytest
-
 from k8s_manifests import CHARTS, HELM_DIR, KUBE_VERSIONS, ROOT, helm_template, run, tool
 
 

@@ -13,7 +13,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from k8s_manifests import HELM_DIR
 
 SCRIPT = HELM_DIR / "chatroom" / "files" / "helm-test" / "roundtrip.py"
@@ -70,7 +69,7 @@ class FakeChat:
                 sent = 0
                 while True:
                     with chat.cond:
-                        chat.cond.wait_for(lambda: len(chat.messages.get(room, [])) > sent, timeout=0.5)
+                        chat.cond.wait_for(lambda sent=sent: len(chat.messages.get(room, [])) > sent, timeout=0.5)
                         pending = chat.messages.get(room, [])[sent:]
                     for message in pending:
                         event_id = str(int(message["id"]) + 1) if chat.mode == "wrong-id" else message["id"]

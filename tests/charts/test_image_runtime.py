@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from dockerfiles import env_of, values
 from k8s_manifests import ROOT, named, pod_spec, render
 from support import free_port, wait_until_ready
@@ -126,8 +125,11 @@ def test_the_web_images_nginx_serves_the_page(tmp_path):
     for folder in (etc / "chatroom", html, tmp):
         folder.mkdir(parents=True)
     port = free_port()
-    moved = lambda text: (text.replace("/tmp/", f"{tmp}/").replace("/etc/nginx/", f"{etc}/")
-                          .replace("/usr/share/nginx/html", str(html)).replace("listen 8080;", f"listen 127.0.0.1:{port};"))
+
+    def moved(text):
+        return (text.replace("/tmp/", f"{tmp}/").replace("/etc/nginx/", f"{etc}/")
+                .replace("/usr/share/nginx/html", str(html)).replace("listen 8080;", f"listen 127.0.0.1:{port};"))
+
     (etc / "nginx.conf").write_text(moved((ROOT / "web" / "nginx" / "nginx.conf").read_text()))
     (etc / "chatroom" / "static.conf").write_text(moved((ROOT / "web" / "nginx" / "static.conf").read_text()))
     (etc / "mime.types").write_text(Path("/etc/nginx/mime.types").read_text())

@@ -9,7 +9,6 @@ Ignored, and why:
 """
 
 import pytest
-
 from k8s_manifests import render_text, run, tool
 
 IGNORED = ["container-image-pull-policy"]

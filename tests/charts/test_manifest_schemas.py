@@ -13,7 +13,6 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-
 from k8s_manifests import CUSTOM_KINDS, KUBE_VERSIONS, SCENARIOS, render, render_text, run, tool
 
 SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"

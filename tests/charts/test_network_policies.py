@@ -11,7 +11,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import pytest
-
 from k8s_manifests import NAMESPACE, containers, is_test_hook, of_kind, pod_labels, render, workloads
 
 

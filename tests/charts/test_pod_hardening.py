@@ -5,10 +5,18 @@ seccomp profile; i.e. what Pod Security Admission's "restricted" profile enforce
 import re
 
 import pytest
-
 from k8s_manifests import (
-    HELM_DIR, ROOT, SCENARIOS, containers, helm_template, is_hook, named, parse,
-    pod_spec, render, workloads,
+    HELM_DIR,
+    ROOT,
+    SCENARIOS,
+    containers,
+    helm_template,
+    is_hook,
+    named,
+    parse,
+    pod_spec,
+    render,
+    workloads,
 )
 
 # Volume types the restricted profile allows.
@@ -24,6 +32,11 @@ def all_containers(scenario):
 
 def cid(doc, container):
     return f"{doc['kind']}/{doc['metadata']['name']}/{container['name']}"
+
+
+def probe_handler(probe):
+    """What a probe checks, without its timings."""
+    return {k: v for k, v in probe.items() if k in ("httpGet", "tcpSocket", "exec", "grpc")}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -45,8 +58,7 @@ def test_long_running_containers_have_distinct_liveness_and_readiness_probes(sce
         for container in pod_spec(doc)["containers"]:
             liveness, readiness = container.get("livenessProbe"), container.get("readinessProbe")
             assert liveness and readiness, f"{cid(doc, container)}: missing a probe"
-            handler = lambda p: {k: v for k, v in p.items() if k in ("httpGet", "tcpSocket", "exec", "grpc")}
-            assert handler(liveness) != handler(readiness), f"{cid(doc, container)}: identical probes"
+            assert probe_handler(liveness) != probe_handler(readiness), f"{cid(doc, container)}: identical probes"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

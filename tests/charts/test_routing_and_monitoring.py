@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import yaml
-
 from k8s_manifests import HELM_DIR, helm_template, named, of_kind, parse, pod_spec, render, workloads
 
 DIGEST = "sha256:" + "ab" * 32

@@ -2,14 +2,12 @@
 releases in order into the restricted namespace, and its profiles patch what they mean to.
 Plus the kind cluster config that makes the ingress reachable from the host."""
 
-import fnmatch
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
 from k8s_manifests import HELM_DIR, ROOT, run
 
 SCHEMA = Path(__file__).parent / "schemas" / "skaffold-v4beta14.json"

@@ -69,7 +69,7 @@ def room_history(base_url, room):
     """Every message the room holds, oldest first, read from the history endpoint."""
     messages, before = [], None
     while True:
-        query = f"?limit=500" + (f"&before={before}" if before else "")
+        query = "?limit=500" + (f"&before={before}" if before else "")
         page = httpx.get(f"{base_url}/stream/rooms/{room}/history{query}", timeout=20).json()
         messages = page["messages"] + messages
         if not page["more"] or not page["messages"]:

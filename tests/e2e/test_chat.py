@@ -4,8 +4,7 @@ import datetime
 import zoneinfo
 
 from playwright.sync_api import expect
-from room_page import join, room_history, send, shown, texts, wait_shown, wait_until
-
+from room_page import join, room_history, send, shown, texts, wait_shown
 from support import new_room, post
 
 

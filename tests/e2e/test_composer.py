@@ -6,7 +6,6 @@ import uuid
 import redis
 from playwright.sync_api import expect
 from room_page import join, room_history, send, shown, texts, wait_shown, wait_until
-
 from support import new_room
 
 

@@ -3,7 +3,6 @@
 import httpx
 from playwright.sync_api import expect
 from room_page import join, send, shown, wait_until
-
 from support import new_room, wait_applied
 
 HISTORY_MAX = 100  # the Redis window of the test stack (tests/conftest.py)

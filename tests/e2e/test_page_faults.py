@@ -8,9 +8,9 @@ import httpx
 import redis
 from playwright.sync_api import expect
 from room_page import join, room_history, send, shown, texts, wait_until
+from support import new_room
 
 from chat_common.messages import meta_key
-from support import new_room
 
 
 class Sender(threading.Thread):
@@ -50,7 +50,7 @@ def test_the_stream_service_dies_mid_chat_and_each_page_shows_every_missed_messa
         expected = sorted(sender.acked + [own], key=int)
         for page in (ann, bob):
             expect(page.locator("#connection")).to_have_attribute("data-state", "connected", timeout=30000)
-            assert wait_until(lambda: len(shown(page)) >= len(expected), timeout=30)
+            assert wait_until(lambda page=page: len(shown(page)) >= len(expected), timeout=30)
             page.wait_for_timeout(500)
             assert [m["id"] for m in shown(page)] == expected  # each once, in Kafka order
             assert texts(page).count("sent while the stream was down") == 1

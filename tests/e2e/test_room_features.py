@@ -4,9 +4,8 @@ import re
 
 from playwright.sync_api import expect
 from room_page import join, send, shown, texts, wait_shown, wait_until
-from test_history import HISTORY_MAX, post_many, scroll_to_the_start
-
 from support import new_room
+from test_history import HISTORY_MAX, post_many, scroll_to_the_start
 
 
 def test_the_other_person_sees_who_is_typing_until_the_message_arrives(open_page):
@@ -139,7 +138,7 @@ def test_a_message_deleted_on_one_screen_is_gone_on_the_other_after_a_reload_and
     mistake.hover()
     mistake.get_by_role("button", name=delete_label).click()
     for page in (ann, bob):
-        assert wait_until(lambda: texts(page) == ["hello bob"]), texts(page)
+        assert wait_until(lambda page=page: texts(page) == ["hello bob"]), texts(page)
     bob.reload()
     assert [m["text"] for m in wait_shown(bob, 1)] == ["hello bob"]
     bob.wait_for_timeout(300)

@@ -1,8 +1,7 @@
 """Text is text: nothing a person sends becomes markup or runs."""
 
-from room_page import join, send, shown, wait_shown
 from playwright.sync_api import expect
-
+from room_page import join, send, wait_shown
 from support import new_room, post
 
 PAYLOADS = [

@@ -5,8 +5,7 @@ Pictures go to test-artifacts/screenshots/ (docs/screenshots/ holds a copy for t
 
 import pytest
 from playwright.sync_api import expect
-from room_page import ARTIFACTS, DESKTOP, MOBILE, join, send, wait_shown
-
+from room_page import ARTIFACTS, DESKTOP, MOBILE, join, wait_shown
 from support import new_room, post
 
 CONVERSATION = [

@@ -6,7 +6,6 @@ chosen instance, as the Service may send any two browsers of a room to two pods.
 import json
 
 import httpx
-
 from support import SseClient, new_room, post, stream_url
 
 

@@ -21,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 from support import new_room
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

@@ -16,7 +16,15 @@ import redis
 
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Store
 from chat_common.messages import (
-    ACTIVE_ROOMS_KEY, STATE_KEY, Message, Tombstone, deleted_key, deletes_key, history_key, meta_key, offsets_key,
+    ACTIVE_ROOMS_KEY,
+    STATE_KEY,
+    Message,
+    Tombstone,
+    deleted_key,
+    deletes_key,
+    history_key,
+    meta_key,
+    offsets_key,
     unpack_offsets,
 )
 

@@ -12,9 +12,9 @@ import httpx
 import redis
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from support import start_service_beside
 
 from chat_common.messages import Message, history_key
-from support import start_service_beside
 
 
 def test_a_bridge_started_before_its_topic_exists_consumes_it_once_created(stack, tmp_path):

@@ -6,8 +6,7 @@ import time
 import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-
-from support import TEST_SERVICE_ENV, RawFrames, new_room, post, services_beside, typing, wait_applied
+from support import RawFrames, new_room, post, services_beside, typing, wait_applied
 
 JSON = {"Content-Type": "application/json"}
 

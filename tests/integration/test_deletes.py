@@ -6,12 +6,20 @@ import time
 import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-
-from chat_common.messages import room_partition
 from support import (
-    SseClient, delete_message, delete_events, history, new_room, post, session_headers, stream_url, wait_applied,
+    SseClient,
+    delete_events,
+    delete_message,
+    history,
+    new_room,
+    post,
+    session_headers,
+    stream_url,
+    wait_applied,
     whole_history,
 )
+
+from chat_common.messages import room_partition
 
 HISTORY_MAX = 100  # the Redis window of the test stack (tests/support.py)
 

@@ -37,7 +37,7 @@ def test_concurrent_floods_arrive_exactly_once_in_kafka_order(stack):
         with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
             responses = list(pool.map(lambda job: post(base, job[0], user=f"sender{hash(job) % 5}", text=job[1]), jobs))
         assert all(r.status_code == 201 for r in responses), {r.status_code for r in responses}
-        acked = {room: sorted((int(r.json()["id"]) for r in responses if r.json()["room"] == room)) for room in rooms}
+        acked = {room: sorted(int(r.json()["id"]) for r in responses if r.json()["room"] == room) for room in rooms}
         for room, readers in clients.items():
             for reader in readers:
                 assert reader.wait_messages(len(acked[room]), timeout=60)

@@ -4,7 +4,6 @@ import concurrent.futures
 import time
 
 import httpx
-
 from support import SseClient, new_room, post, stream_url
 
 

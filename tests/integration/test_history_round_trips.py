@@ -11,12 +11,12 @@ import json
 import gevent
 import httpx
 import redis
+from support import delete_message, new_room, post, session_headers, wait_applied
 
 from chat_common.messages import STATE_KEY, deleted_key, offsets_key, pack_offsets
 from stream.config import Config
 from stream.history import History
 from stream.scrollback import LOOKUP_EXAMINED, ClientLimited, Scrollback
-from support import delete_message, new_room, post, session_headers, wait_applied
 
 WINDOW = 100  # HISTORY_MAX in the test stack
 LIMIT = 20

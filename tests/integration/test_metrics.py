@@ -3,7 +3,6 @@
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from support import SseClient, new_room, post, stream_url
 
 

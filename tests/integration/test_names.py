@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-
 from support import SseClient, new_room, post, stream_url
 
 

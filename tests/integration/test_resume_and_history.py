@@ -4,7 +4,6 @@ import time
 
 import httpx
 import redis
-
 from support import SseClient, new_room, post, stream_url, wait_applied
 
 WINDOW = 100  # HISTORY_MAX in the test stack

@@ -12,9 +12,9 @@ import pytest
 import redis
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+from support import new_room, post, services_beside, wait_applied
 
 from chat_common.messages import Message, room_partition
-from support import new_room, post, services_beside, wait_applied
 
 WINDOW = 100  # HISTORY_MAX in the test stack
 NOISE = 110_000  # the other room's records between the quiet room's first two messages (> BRIDGE_REBUILD_DEPTH)

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-
 from support import SseClient, new_room, services_beside, wait_applied
 
 HEADER = "X-Forwarded-User"

@@ -13,7 +13,6 @@ import time
 
 import h11
 import psutil
-
 from support import SseClient, new_room, post, report, stream_url
 
 MESSAGES = 2500

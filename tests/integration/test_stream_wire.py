@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import h11
 import httpx
 import pytest
-
 from support import new_room, post
 
 MESSAGES = 40

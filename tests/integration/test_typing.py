@@ -5,7 +5,6 @@ import json
 import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-
 from support import RawFrames, SseClient, new_room, post, stream_url, typing, wait_applied
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-
 from promsupport import (
     AFTER_BACKLOG_ALERTS,
     ARTIFACTS,

@@ -3,7 +3,6 @@
 import importlib
 
 from prometheus_client import REGISTRY
-
 from promsupport import ROOT, recording_rules
 
 DOC = ROOT / "docs" / "metrics.md"

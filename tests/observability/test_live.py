@@ -9,11 +9,9 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from promsupport import (
     AFTER_BACKLOG_ALERTS,
     BRIDGE_DOWN_ALERTS,
-    JOBS,
     KAFKA_DOWN_ALERTS,
     NOT_FOR_ONE_BRIDGE_DOWN,
     ONE_BRIDGE_DOWN_ALERTS,
@@ -61,7 +59,7 @@ def test_prometheus_scrapes_every_instance_under_its_job_name_as_a_pod(observed)
 def test_per_pod_panels_draw_a_line_for_every_pod(observed):
     """A target broken down ``by (pod)`` shows each instance of its hop on its own."""
     settings, checked = observed.stack.settings, 0
-    for dashboard, panel, legend, expr in dashboard_targets():
+    for _dashboard, panel, legend, expr in dashboard_targets():
         if "by (pod)" not in expr:
             continue
         service = re.search(r'job="chatroom-(\w+)"', expr).group(1)

@@ -11,8 +11,7 @@ import pytest
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from promsupport import ARTIFACTS, grafana_to_promql, dashboard_panels, load_dashboards  # noqa: E402
+from promsupport import ARTIFACTS, dashboard_panels, grafana_to_promql, load_dashboards  # noqa: E402
 
 KEY_PANELS = [
     "Delivery latency p50 / p95 / p99",
@@ -49,7 +48,7 @@ def test_key_panels_render_to_png(observed):
     prom, start, end = observed.prometheus, observed.start, observed.end
     fig, axes = plt.subplots(3, 2, figsize=(14, 11), constrained_layout=True)
     drawn = 0
-    for ax, title in zip(axes.flat, KEY_PANELS):
+    for ax, title in zip(axes.flat, KEY_PANELS, strict=True):
         panel = panels[title]
         unit = panel["fieldConfig"]["defaults"]["unit"]
         for target in panel["targets"]:

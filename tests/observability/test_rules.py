@@ -5,8 +5,7 @@ import re
 import subprocess
 
 import yaml
-
-from promsupport import RULES_FILE, RULES_TEST_FILE, ROOT, alert_rules, load_rules, selectors
+from promsupport import ROOT, RULES_FILE, RULES_TEST_FILE, alert_rules, load_rules, selectors
 
 OPS = ROOT / "docs" / "ops.md"
 

@@ -15,9 +15,7 @@ import time
 import httpx
 import psutil
 import pytest
-
 from httpx_sse import connect_sse
-
 from support import free_port, new_room, post
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

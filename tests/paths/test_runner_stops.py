@@ -14,7 +14,6 @@ import time
 
 import psutil
 import pytest
-
 from support import free_port
 from test_fresh_clone import PORTS, ROOT
 

@@ -45,9 +45,9 @@ def test_booleans(monkeypatch):
 def test_the_gateway_drops_an_idle_connection_to_ingest_before_ingest_does():
     """Otherwise the gateway can send a POST on a connection just as ingest closes it, and
     the sender gets a 502/503 for a message never stored (nginx does not retry a POST)."""
-    from pathlib import Path
     import re
     import runpy
+    from pathlib import Path
 
     root = Path(__file__).parents[2]
     template = (root / "local" / "templates" / "nginx.conf").read_text()

@@ -6,7 +6,15 @@ import pytest
 from flask_sse import Message as FlaskSseMessage
 from kafka.partitioner.default import DefaultPartitioner
 
-from chat_common.messages import Message, is_valid_room, live_payload, normalize_user, parse_live, room_partition, sse_frame
+from chat_common.messages import (
+    Message,
+    is_valid_room,
+    live_payload,
+    normalize_user,
+    parse_live,
+    room_partition,
+    sse_frame,
+)
 
 
 def test_the_kafka_value_leaves_out_the_id_and_the_offset_becomes_it():

@@ -243,7 +243,7 @@ class Bridge:
         outcomes = self.store.apply(items)
         now_ms = time.time() * 1000
         lost = {}
-        for (partition, message, publish), record, outcome in zip(items, records, outcomes):
+        for (partition, message, publish), record, outcome in zip(items, records, outcomes, strict=True):
             if outcome == NOT_READY:
                 lost.setdefault(partition, record.offset)
                 continue

@@ -75,7 +75,7 @@ def not_indexed(redis, partitions):
     if not partitions:
         return []
     flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in partitions])
-    return [p for p, flag in zip(partitions, flags) if flag is None]
+    return [p for p, flag in zip(partitions, flags, strict=True) if flag is None]
 
 
 def adopt(redis, ends):

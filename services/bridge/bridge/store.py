@@ -3,8 +3,18 @@ so that each record's history, de-duplication and live publish happen together o
 all, and a replay changes nothing."""
 
 from chat_common.messages import (
-    ACTIVE_ROOMS_KEY, STATE_KEY, Tombstone, channel, client_id_key, deleted_key, deletes_key, history_key, live_payload,
-    meta_key, offsets_key, pack_offsets,
+    ACTIVE_ROOMS_KEY,
+    STATE_KEY,
+    Tombstone,
+    channel,
+    client_id_key,
+    deleted_key,
+    deletes_key,
+    history_key,
+    live_payload,
+    meta_key,
+    offsets_key,
+    pack_offsets,
 )
 
 # The apply of one record, as Lua functions that the scripts below share. Each returns -1 if
@@ -146,7 +156,7 @@ class Store:
         if not partitions:
             return []
         flags = self.redis.hmget(STATE_KEY, [f"ready:{p}" for p in partitions])
-        return [p for p, flag in zip(partitions, flags) if flag is None]
+        return [p for p, flag in zip(partitions, flags, strict=True) if flag is None]
 
     def mark_rebuilding(self, partition, floor, partitions):
         """From now on the partition is written again; ids at or below ``floor`` are gone,

@@ -181,7 +181,7 @@ def sse_frame(data, event=None, id=None, retry=None):
     if id is not None:
         lines.append("id: " + _field("id", id))
     if retry is not None:
-        lines.append("retry: %d" % int(retry))
+        lines.append(f"retry: {int(retry):d}")
     lines.extend("data: " + line for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     return ("\n".join(lines) + "\n\n").encode()
 

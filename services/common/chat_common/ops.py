@@ -6,7 +6,6 @@ from chat_common.errors import register_error_handlers
 from chat_common.identity import require_signed_in
 from chat_common.metrics import exposition, instrument_requests
 
-
 # Every API answer is data, never a page: nothing in it may run, be framed or be sniffed.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -5,12 +5,12 @@ import json
 import logging
 
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.middleware.proxy_fix import ProxyFix
 from kafka.errors import KafkaError
 from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat_common.errors import ApiError
 from chat_common.messages import is_valid_room, normalize_user, sse_comment, sse_frame
@@ -19,9 +19,9 @@ from chat_common.sessions import init_sessions, session_id
 from stream import metrics
 from stream.directory import Directory
 from stream.history import History, NotReady
-from stream.scrollback import Busy, ClientLimited
 from stream.hub import Client, Hub
 from stream.presence import Presence
+from stream.scrollback import Busy, ClientLimited
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def create_app(config):
         try:
             page = history.before(room, before, limit, client=request.remote_addr)
         except NotReady:
-            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
+            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2) from None
         except ClientLimited as limited:
             raise ApiError(429, "history_rate_limited", "Too much history read from this address; wait a little.",
                            retry_after=limited.retry_after) from None
@@ -206,11 +206,11 @@ def create_app(config):
             raise ApiError(503, "history_busy", "Older history is busy being read; try again.", retry_after=1) from None
         except (RedisError, KafkaError) as error:
             log.warning("history read failed", extra={"room": room, "error": str(error)})
-            raise ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2)
+            raise ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2) from error
         metrics.HISTORY_READS.labels(page.source).inc()
         body = '{"messages":[' + ",".join(page.messages) + '],"more":' + ("true" if page.more else "false")
         if page.next_before is not None:
-            body += ',"next_before":"%d"' % page.next_before
+            body += f',"next_before":"{page.next_before:d}"'
         if page.older_removed:
             body += ',"older_removed":true'
         return Response(body + "}", content_type="application/json")

@@ -50,9 +50,9 @@ class Directory:
             pipe.zmscore(ACTIVE_ROOMS_KEY, present)
         answers = pipe.execute()
         people = {room: len({m.decode().split("\n", 1)[0] for m in members})
-                  for room, members in zip(present, answers)}
+                  for room, members in zip(present, answers, strict=True)}
         if present:
-            last_ts.update({room: int(ts) for room, ts in zip(present, answers[-1]) if ts is not None and ts >= since_ms})
+            last_ts.update({room: int(ts) for room, ts in zip(present, answers[-1], strict=True) if ts is not None and ts >= since_ms})
 
         listed = [{"room": room, "people": people.get(room, 0), "last_ts": last_ts.get(room)}
                   for room in set(last_ts) | {room for room, count in people.items() if count}]

@@ -164,4 +164,4 @@ def _decoded(rows):
 def _deletes(rows):
     """A room's deletes (member = the deleted id, score = the tombstone's id) as the data
     and id of their ``delete`` events."""
-    return [('{"id":"%d"}' % int(target), str(int(score))) for target, score in rows]
+    return [(f'{{"id":"{int(target):d}"}}', str(int(score))) for target, score in rows]

@@ -141,7 +141,7 @@ class Client:
             return
         # The kernel took part: the rest of one event (a view of its shared bytes) and the
         # events after it wait for the client's greenlet.
-        for i, item in enumerate(items):
+        for i, item in enumerate(items):  # noqa: B007 (i is read after the loop)
             size = len(self._bytes(item))
             if sent < size:
                 break

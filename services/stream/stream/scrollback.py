@@ -48,7 +48,13 @@ from kafka.errors import KafkaError
 
 from chat_common.kafka_reader import log_reader
 from chat_common.messages import (
-    OFFSETS_LUA, STATE_KEY, Message, client_id_key, deleted_key, offsets_key, unpack_offsets,
+    OFFSETS_LUA,
+    STATE_KEY,
+    Message,
+    client_id_key,
+    deleted_key,
+    offsets_key,
+    unpack_offsets,
 )
 from stream import metrics
 
@@ -441,7 +447,7 @@ class Scrollback:
         and retried copies (``_firsts``)."""
         if messages:
             gone = self.redis.smismember(deleted_key(room), [m.id for m in messages])
-            messages = [m for m, deleted in zip(messages, gone) if not deleted]
+            messages = [m for m, deleted in zip(messages, gone, strict=True) if not deleted]
         return self._firsts(room, messages)
 
     def _firsts(self, room, messages):
@@ -451,7 +457,7 @@ class Scrollback:
         if with_cid:
             firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])
             duplicate = {
-                message.id for message, first in zip(with_cid, firsts)
+                message.id for message, first in zip(with_cid, firsts, strict=True)
                 if first is not None and Message.from_stored(first).id != message.id
             }
             messages = [m for m in messages if m.id not in duplicate]
