@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
 
+from chat_common.lua import lua_source
+
 ROOM_PATTERN = re.compile(r"[a-z0-9_-]{1,64}\Z")
 
 
@@ -249,22 +251,9 @@ def unpack_offsets(data):
     return list(struct.unpack(f">{len(data) // OFFSET_BYTES}Q", data))
 
 
-# Lua, prepended to the scripts that read an offset index: entries_below(key, value) is how
-# many of the index's entries are below ``value`` (a binary search; the entries increase).
-OFFSETS_LUA = """
-local function entries_below(key, value)
-  local lo, hi = 0, math.floor(redis.call('STRLEN', key) / 8)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if struct.unpack('>I8', redis.call('GETRANGE', key, mid * 8, mid * 8 + 7)) < value then
-      lo = mid + 1
-    else
-      hi = mid
-    end
-  end
-  return lo
-end
-"""
+# Lua, put before the scripts that read an offset index: entries_below(key, value) is how many
+# of the index's entries are below ``value`` (lua/offsets.lua).
+OFFSETS_LUA = lua_source("chat_common/offsets.lua")
 
 
 def client_id_key(room, client_id):
