@@ -1,5 +1,7 @@
 # gunicorn settings for stream: the same file runs locally and in the image.
 # gevent workers: every SSE client is a long-lived connection served by a greenlet.
+from typing import Any
+
 from chat_common.config import env_int, env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
@@ -27,14 +29,16 @@ keepalive = 5
 logconfig_dict = gunicorn_logconfig("stream", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 
-def post_worker_init(worker):
-    """Writes in one system call where they fit (stream/sockets.py); start the worker's Redis
-    subscription, and drain its streams once it is told to stop."""
+def post_worker_init(worker: Any) -> None:
+    """Check that gevent has what the stream's writes use, and make every write one system
+    call where it fits (stream/transport.py); start the worker's Redis subscription, and
+    drain its streams once it is told to stop."""
     import gevent
 
-    from stream import sockets
+    from stream import transport
 
-    sockets.install()
+    transport.check()  # else the worker stops here, naming the versions (gunicorn halts on it)
+    transport.install_sendall()
     # A connection's greenlet need not record who spawned it (a copy of the accepting
     # greenlet's stack, per connection): less memory and work per connect.
     gevent.config.track_greenlet_tree = False
@@ -42,7 +46,7 @@ def post_worker_init(worker):
     config = worker.wsgi.config["chat.config"]
     hub.start()
 
-    def drain_on_exit():
+    def drain_on_exit() -> None:
         while worker.alive:
             gevent.sleep(0.2)
         hub.drain(config.drain_batch, config.drain_interval_s)

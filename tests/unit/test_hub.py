@@ -1,11 +1,12 @@
 """The stream hub and a connection's writer: a bounded backlog per client, each message
 written once and in order whatever the order of events around a connect, and written
 straight to an idle socket by the hub, falling back to the client's own greenlet when the
-socket is full."""
+socket is full. Where a test needs no real socket, the client writes to a MemoryTransport."""
 
 import itertools
 import json
 import socket as stdlib_socket
+import sys
 
 import gevent
 import pytest
@@ -14,7 +15,8 @@ from gevent import socket
 from chat_common.messages import live_payload, sse_frame
 from stream import metrics
 from stream.app import opening
-from stream.hub import Client, Hub, Item, Room, _offer
+from stream.hub import Client, Hub, Item, Room
+from stream.transport import MemoryTransport, SocketTransport
 
 
 @pytest.fixture
@@ -39,16 +41,17 @@ def _running(client, position=-1):
 
 
 def _recv_all(sock):
-    """Everything the reader's socket holds now."""
-    chunks = []
-    while True:
-        try:
-            chunk = sock._sock.recv(1 << 20)
-        except BlockingIOError:
-            return b"".join(chunks)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    """Everything the reader's socket holds now (read without waiting)."""
+    chunks, timeout = [], sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(timeout)
+    return b"".join(chunks)
 
 
 def _dechunk(body):
@@ -81,7 +84,7 @@ def test_a_client_that_cannot_keep_up_is_cut_off_after_its_backlog():
 
 
 def test_closing_ends_the_writer(pair):
-    client = Client("lobby", limit=3, sock=pair[0])
+    client = Client("lobby", limit=3, transport=SocketTransport(pair[0]))
     writer = _running(client)
     client.close("drain")
     writer.get(timeout=1)
@@ -91,13 +94,13 @@ def test_closing_ends_the_writer(pair):
 
 def test_an_idle_reader_gets_an_event_from_the_hub_at_once_without_its_greenlet_running(pair):
     a, b = pair
-    client = Client("lobby", limit=8, sock=a)
+    client = Client("lobby", limit=8, sock=a)  # as the app makes it: gunicorn's socket, HTTP/1.1
     writer = _running(client)
     room = Room()
     room.clients.add(client)
     sent_before = metrics.EVENTS_SENT.labels("message")._value.get()
     item = _item(5)
-    _offer(room, [item])  # no switch happens here: the writer greenlet stays parked
+    room.offer([item])  # no switch happens here: the writer greenlet stays parked
     assert _recv_all(b) == item.chunk
     assert client.backlog is None and item.pending == 0
     assert metrics.EVENTS_SENT.labels("message")._value.get() == sent_before + 1
@@ -110,7 +113,7 @@ def test_events_offered_before_the_opening_are_written_together_in_order_once(pa
     """Coalesced: what waited while the opening was written goes out in one write, as
     valid chunks, each id once, only what is newer than the opening's position."""
     a, b = pair
-    client = Client("lobby", limit=64, sock=a)
+    client = Client("lobby", limit=64, transport=SocketTransport(a))
     for id in (3, 4, 5, 6, 4, 5, 7):  # a gap fill overlapping live events
         client.offer([_item(id)])
     writer = _running(client, position=4)
@@ -124,35 +127,15 @@ def test_events_offered_before_the_opening_are_written_together_in_order_once(pa
     writer.get(timeout=1)
 
 
-class RecordingSocket:
-    """A socket that records each write, and takes at most ``take`` bytes of the first."""
-
-    def __init__(self, take=None):
-        self._sock = self
-        self.writes, self.take = [], take
-
-    def send(self, data):
-        size = len(data) if self.take is None else min(len(data), self.take)
-        self.take = None
-        self.writes.append(bytes(data[:size]))
-        return size
-
-    def sendall(self, data):
-        self.writes.append(bytes(data))
-
-    def shutdown(self, how):
-        pass
-
-
 def test_events_handed_over_together_go_to_an_idle_socket_in_one_write_in_order():
-    sock = RecordingSocket()
-    client = Client("lobby", limit=64, sock=sock)
+    transport = MemoryTransport()
+    client = Client("lobby", limit=64, transport=transport)
     writer = _running(client, position=4)
     room = Room()
     room.clients.add(client)
     items = [_item(id) for id in (4, 5, 6, 7)]  # 4: it has it already
-    _offer(room, items)
-    assert sock.writes == [b"".join(item.chunk for item in items[1:])]
+    room.offer(items)
+    assert transport.writes == [b"".join(item.chunk for item in items[1:])]
     assert [item.sent for item in items] == [0, 1, 1, 1]
     client.close("drain")
     writer.get(timeout=1)
@@ -160,8 +143,8 @@ def test_events_handed_over_together_go_to_an_idle_socket_in_one_write_in_order(
 
 def test_a_write_the_kernel_takes_in_part_is_finished_by_the_clients_greenlet_byte_for_byte():
     items = [_item(id) for id in (5, 6, 7, 8)]
-    sock = RecordingSocket(take=len(items[0].chunk) + 3)  # the first event and 3 bytes of the second
-    client = Client("lobby", limit=64, sock=sock)
+    transport = MemoryTransport(take=len(items[0].chunk) + 3)  # the first event and 3 bytes of the second
+    client = Client("lobby", limit=64, transport=transport)
     writer = _running(client, position=4)
     client.offer(items)
     assert [item.sent for item in items] == [1, 0, 0, 0]
@@ -169,10 +152,77 @@ def test_a_write_the_kernel_takes_in_part_is_finished_by_the_clients_greenlet_by
     assert len(client.backlog) == 2  # the rest of the second is apart, as a view of its bytes
     gevent.sleep(0)
     gevent.sleep(0)  # the writer finishes it
-    assert b"".join(sock.writes) == b"".join(item.chunk for item in items)
-    assert len(sock.writes) == 2 and client.backlog is None
+    assert transport.written() == b"".join(item.chunk for item in items)
+    assert len(transport.writes) == 2 and client.backlog is None
     assert [item.pending for item in items] == [0, 0, 0, 0]
     client.close("drain")
+    writer.get(timeout=1)
+
+
+def test_a_reader_that_left_closes_its_client_and_a_cut_off_shuts_its_connection():
+    gone = MemoryTransport()
+    client = Client("lobby", limit=64, transport=gone)
+    writer = _running(client)
+    gone.gone = True
+    client.offer([_item(5)])
+    assert client.closed == "client" and not gone.shut
+    writer.get(timeout=1)
+
+    slow = MemoryTransport(take=0)  # the socket is full: everything waits in the backlog
+    client = Client("lobby", limit=2, transport=slow)
+    writer = _running(client)
+    client.offer([_item(1)])
+    client.offer([_item(2), _item(3), _item(4)])  # one more than the limit
+    assert client.closed == "slow" and slow.shut  # its writer may be blocked on the socket: it is shut
+    writer.get(timeout=1)
+
+
+class SystemCalls:
+    """The socket system calls this thread makes meanwhile, by name (each C-level call of a
+    socket's method is one): what gevent, the transport or the hub add shows up here."""
+
+    NAMES = ("send", "sendall", "sendto", "sendmsg", "getsockopt")
+
+    def __init__(self):
+        self.calls = []
+
+    def _profile(self, frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", None) in self.NAMES and \
+                isinstance(getattr(arg, "__self__", None), stdlib_socket.SocketType):
+            self.calls.append(arg.__name__)
+
+    def __enter__(self):
+        sys.setprofile(self._profile)
+        return self.calls
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+
+
+def test_a_delivery_costs_one_system_call_from_the_hub_and_from_the_clients_greenlet(pair):
+    """The hub's write of a room's events to an idle socket is one send; the client's
+    greenlet's write of what waited is one send too where the kernel takes it whole (gevent's
+    own sendall asks for the socket's buffer size first: two)."""
+    a, b = pair
+    client = Client("lobby", limit=64, transport=SocketTransport(a))
+    writer = _running(client, position=0)
+    room = Room()
+    room.clients.add(client)
+    with SystemCalls() as calls:
+        room.offer([_item(1), _item(2), _item(3)])
+    assert calls == ["send"]
+    assert _ids(_dechunk(_recv_all(b))) == [1, 2, 3]
+    client.close("drain")
+    writer.get(timeout=1)
+
+    early = Client("lobby", limit=64, transport=SocketTransport(a))
+    for id in (4, 5, 6):
+        early.offer([_item(id)])  # before run(): they wait in the backlog, for its greenlet
+    with SystemCalls() as calls:
+        writer = _running(early, position=3)
+    assert calls == ["send"]
+    assert _ids(_dechunk(_recv_all(b))) == [4, 5, 6]
+    early.close("drain")
     writer.get(timeout=1)
 
 
@@ -184,7 +234,7 @@ def _small_buffers(a, b):
 def test_a_full_socket_falls_back_to_the_clients_greenlet_and_loses_nothing(pair):
     a, b = pair
     _small_buffers(a, b)
-    client = Client("lobby", limit=1000, sock=a, chunked=False)
+    client = Client("lobby", limit=1000, transport=SocketTransport(a, chunked=False))
     writer = _running(client)
     items = [_item(id, size=1000) for id in range(200)]  # far more than the sockets hold
     for item in items:
@@ -206,7 +256,7 @@ def test_a_full_socket_falls_back_to_the_clients_greenlet_and_loses_nothing(pair
 def test_a_full_socket_is_cut_off_at_the_limit_and_frames_arrive_whole_until_then(pair):
     a, b = pair
     _small_buffers(a, b)
-    client = Client("lobby", limit=10, sock=a, chunked=False)
+    client = Client("lobby", limit=10, transport=SocketTransport(a, chunked=False))
     writer = _running(client)
     cut_before = metrics.CUT_OFF._value.get()
     id = 0
@@ -232,9 +282,9 @@ def test_a_full_socket_is_cut_off_at_the_limit_and_frames_arrive_whole_until_the
 def test_latency_is_recorded_once_per_message_when_its_last_local_reader_got_it(pair):
     a, b = pair
     _small_buffers(a, b)
-    busy = Client("lobby", limit=1000, sock=a, chunked=False)
+    busy = Client("lobby", limit=1000, transport=SocketTransport(a, chunked=False))
     idle_a, idle_b = socket.socketpair()
-    idle = Client("lobby", limit=1000, sock=idle_a, chunked=False)
+    idle = Client("lobby", limit=1000, transport=SocketTransport(idle_a, chunked=False))
     writers = [_running(busy), _running(idle)]
     room = Room()
     room.clients.update({busy, idle})
@@ -244,7 +294,7 @@ def test_latency_is_recorded_once_per_message_when_its_last_local_reader_got_it(
         filler += 1
     before = _count(metrics.FANOUT_SECONDS)
     item = _item(10_000)
-    _offer(room, [item])
+    room.offer([item])
     assert _count(metrics.FANOUT_SECONDS) == before  # one of two readers has it: not yet
     assert item.pending == 1
     while b.recv(1 << 16) and item.pending:  # the busy reader reads; its greenlet writes
@@ -311,7 +361,7 @@ class Connection:
     def __init__(self, hub, log, last_id, count):
         self.hub, self.log, self.last_id, self.count = hub, log, last_id, count
         self.sock, self.peer = socket.socketpair()
-        self.client = Client(ROOM, limit=64, sock=self.sock, chunked=False)
+        self.client = Client(ROOM, limit=64, transport=SocketTransport(self.sock, chunked=False))
         self.joining = None
         self.prelude = self.events = self.position = None
 

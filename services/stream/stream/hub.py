@@ -19,18 +19,22 @@ connection: whatever fails on it, the listener sees.
 
 import json
 import logging
-import socket
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import gevent
 from gevent import get_hub
 from gevent.event import Event
 from gevent.hub import Waiter
+from redis import Redis
+from redis.client import PubSub
 from redis.exceptions import RedisError
 
 from chat_common.messages import channel, parse_live, sse_comment, sse_frame
 from stream import metrics
+from stream.transport import SocketTransport, Transport, http_chunk
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,10 @@ class Item:
 
     __slots__ = ("frame", "chunk", "id", "ts", "received_at", "sent", "pending", "kind")
 
-    def __init__(self, frame, id, ts, received_at, kind="message"):
+    def __init__(self, frame: bytes, id: int | None, ts: int | None, received_at: float | None,
+                 kind: str | None = "message") -> None:
         self.frame, self.id, self.ts, self.received_at = frame, id, ts, received_at
-        self.chunk = b"%X\r\n%s\r\n" % (len(frame), frame)  # the frame as an HTTP/1.1 chunk
+        self.chunk = http_chunk(frame)  # the frame as an HTTP/1.1 chunk
         self.sent = self.pending = 0
         self.kind = kind  # the metrics label of its event type (metrics.event_kind)
 
@@ -62,8 +67,9 @@ class Client:
     """One open SSE connection and the way its events reach its socket.
 
     The opening (headers, history) goes out through gunicorn; after it, ``run`` takes the
-    socket over, and the stream's bytes are framed here as gunicorn frames the response
-    (an HTTP/1.1 chunk per event, or the bare frame for HTTP/1.0). Whoever has events in
+    socket over through its transport (stream/transport.py), which frames the stream's
+    bytes as gunicorn frames the response (an HTTP/1.1 chunk per event, or the bare frame
+    for HTTP/1.0). Whoever has events in
     hand (the hub, for every client of a room) writes them with one send that never blocks,
     while the socket is idle: no queue, no greenlet switch per delivery. What the kernel
     does not take whole, and everything after it, waits in ``backlog`` (at most ``limit``
@@ -77,30 +83,36 @@ class Client:
     or below it is not written again (a gap fill re-offers a window the client has).
     """
 
-    __slots__ = ("room", "limit", "closed", "position", "backlog", "chunked", "_sock", "_rest", "_waiter",
+    __slots__ = ("room", "limit", "closed", "position", "backlog", "transport", "chunked", "_rest", "_waiter",
                  "_beat")
 
-    def __init__(self, room, limit, sock=None, chunked=True):
+    def __init__(self, room: str, limit: int, sock: Any = None, chunked: bool = True, *,
+                 transport: Transport | None = None) -> None:
+        """``transport``: where the stream's bytes go after its opening; None: the stream
+        ends after its opening. ``sock`` (gunicorn's gevent socket) and ``chunked`` make
+        one (``SocketTransport``) when no transport is given."""
         self.room = room
         self.limit = limit
-        self.closed = None  # the reason, once closed
-        self.position = None  # set by run(); until then every event waits in the backlog
-        self.backlog = deque()  # None: the socket is idle and written directly
-        self.chunked = chunked
-        self._sock = sock  # gunicorn's (gevent) socket; None: the stream ends after its opening
-        self._rest = None  # (unsent bytes, item) of a write the kernel took in part
-        self._waiter = None
+        self.closed: str | None = None  # the reason, once closed
+        self.position: int | None = None  # set by run(); until then every event waits in the backlog
+        self.backlog: deque[Item] | None = deque()  # None: the socket is idle and written directly
+        if transport is None and sock is not None:
+            transport = SocketTransport(sock, chunked)
+        self.transport = transport
+        self.chunked = transport.chunked if transport is not None else chunked
+        self._rest: tuple[memoryview, Item] | None = None  # (unsent bytes, item) of a write the kernel took in part
+        self._waiter: Any = None  # a gevent Waiter while the client's greenlet waits
         self._beat = False
 
     # -- called by the hub (never blocks, never switches) ------------------------------
 
-    def offer(self, items):
+    def offer(self, items: Sequence[Item]) -> None:
         """Hand the client events, in order: those its socket takes now count in each
         item's ``sent``, the rest wait in its backlog."""
         if self.closed is not None:
             return
         if self.position is not None:
-            fresh = []
+            fresh: list[Item] = []
             for item in items:
                 if item.id is not None:
                     if item.id <= self.position:
@@ -114,7 +126,8 @@ class Client:
             items = fresh
         self._keep(items)
 
-    def _keep(self, items):
+    def _keep(self, items: Sequence[Item]) -> None:
+        assert self.backlog is not None  # kept only while a backlog exists
         if len(self.backlog) + len(items) > self.limit:
             metrics.CUT_OFF.inc()
             self.close("slow")
@@ -123,15 +136,14 @@ class Client:
             item.pending += 1
         self.backlog.extend(items)
 
-    def _send_now(self, items):
+    def _send_now(self, items: Sequence[Item]) -> None:
+        assert self.transport is not None  # direct writes begin with run(), which has one
         if len(items) == 1:
             data = self._bytes(items[0])
         else:
             data = b"".join(map(self._bytes, items))
         try:
-            sent = self._sock._sock.send(data)  # the underlying non-blocking socket
-        except BlockingIOError:
-            sent = 0
+            sent = self.transport.send(data)  # never blocks: what the kernel takes now
         except OSError:
             self.close("client")  # the reader is gone
             return
@@ -153,16 +165,16 @@ class Client:
         self._keep(items[i + 1:])
         self._wake()
 
-    def _bytes(self, item):
+    def _bytes(self, item: Item) -> bytes:
         return item.chunk if self.chunked else item.frame
 
-    def beat(self):
+    def beat(self) -> None:
         """The worker's heartbeat clock ticked: the client's greenlet refreshes its presence
         and writes a keepalive comment (a quiet stream still shows life to proxies)."""
         self._beat = True
         self._wake()
 
-    def close(self, reason):
+    def close(self, reason: str) -> None:
         if self.closed is not None:
             return
         self.closed = reason
@@ -170,27 +182,24 @@ class Client:
         if reason == "slow":
             self.disconnect()  # its writer may be blocked on a client that stopped reading
 
-    def disconnect(self):
+    def disconnect(self) -> None:
         """End the TCP connection itself, so that neither the client nor a proxy's pool of
         upstream connections sends its next request to this connection (a draining
         worker must not take new streams on a kept-alive connection)."""
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if self.transport is not None:
+            self.transport.shutdown()
 
-    def _wake(self):
+    def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             get_hub().loop.run_callback(waiter.switch, None)
 
     # -- the client's own greenlet -------------------------------------------------------
 
-    def run(self, position, on_beat=None):
+    def run(self, position: int, on_beat: Callable[[], object] | None = None) -> None:
         """After the opening: write the client's events until it is closed. ``position``:
         every message at or below it was in the opening or was not asked for."""
-        if self._sock is None:
+        if self.transport is None:
             return  # no socket of its own to write to: the opening was all
         self._start(position)
         while True:
@@ -206,11 +215,11 @@ class Client:
             self._waiter = Waiter()
             self._waiter.get()  # until a backlog forms, the clock ticks or the client is closed
 
-    def _start(self, position):
+    def _start(self, position: int) -> None:
         """Keep, of the events offered while the opening was written, only those newer
         than it, in order."""
         self.position = position
-        early, self.backlog = self.backlog, deque()
+        early, self.backlog = self.backlog or deque(), deque()
         for item in early:
             if item.id is not None:
                 if item.id <= self.position:
@@ -219,11 +228,13 @@ class Client:
                 self.position = item.id
             self.backlog.append(item)
 
-    def _flush(self):
+    def _flush(self) -> None:
         """Write the backlog, a batch per write, waiting while the socket is full; then
         leave the idle socket to direct writes."""
+        assert self.transport is not None
         while self.closed is None and (self._rest is not None or self.backlog):
-            pieces, items = [], []
+            pieces: list[bytes | memoryview] = []
+            items: list[Item] = []
             if self._rest is not None:
                 rest, item = self._rest
                 self._rest = None
@@ -234,7 +245,7 @@ class Client:
                 pieces.append(self._bytes(item))
                 items.append(item)
             try:
-                self._sock.sendall(b"".join(pieces))
+                self.transport.send_all(b"".join(pieces))
             except OSError:
                 self.close("client")  # gone, or cut off meanwhile (then "slow" stays)
                 return
@@ -243,11 +254,11 @@ class Client:
             self.backlog = None
 
 
-def _written(items, count):
+def _written(items: Sequence[Item], count: int) -> None:
     """Account for ``items`` leaving a client's backlog (``count``: the first ones were
     written, the rest skipped): events sent, and the latency of those this was the last
     local write of."""
-    kinds = {}
+    kinds: dict[str, int] = {}
     for item in items[:count]:
         if item.kind is not None:
             kinds[item.kind] = kinds.get(item.kind, 0) + 1
@@ -262,7 +273,7 @@ def _written(items, count):
         observe_delivery(done)
 
 
-def observe_delivery(items):
+def observe_delivery(items: Iterable[Item]) -> None:
     """Record the latency of messages every local client has now written: since Redis
     handed them over, and since ingest stamped them (the end-to-end figure)."""
     now, now_ms = time.perf_counter(), time.time() * 1000
@@ -274,29 +285,57 @@ def observe_delivery(items):
 
 
 class Room:
-    def __init__(self):
-        self.clients = set()
+    """A room's local clients, and whether the hub's subscription to it is confirmed."""
+
+    def __init__(self) -> None:
+        self.clients: set[Client] = set()
         self.subscribed = Event()
+
+    def offer(self, items: Sequence[Item]) -> None:
+        """Hand events to every client of the room: most write them to their socket at once.
+        Counted once per event (events sent), and its latency recorded now if no client kept
+        it in a backlog."""
+        for client in list(self.clients):
+            client.offer(items)
+        done = []
+        for item in items:
+            if item.sent:
+                metrics.EVENTS_SENT.labels(item.kind).inc(item.sent)
+                if item.pending == 0:
+                    done.append(item)
+        if done:
+            observe_delivery(done)
+
+
+class RoomHistory(Protocol):
+    """What the hub reads of a room after a reconnect (stream/history.py's History)."""
+
+    def window(self, room: str) -> list[tuple[str, str]]: ...
+
+    def deletes_after(self, room: str, last_id: int) -> list[tuple[str, str]]: ...
+
+
+Batch = dict[str, list[Item]]  # room -> its events, in order
 
 
 class Hub:
-    def __init__(self, redis, history, heartbeat_s=15.0):
-        self.redis = redis
+    def __init__(self, redis: Redis | None, history: RoomHistory, heartbeat_s: float = 15.0) -> None:
+        self.redis = redis  # the hub's own connection (no client-side retries); None in unit tests
         self.history = history
         self.heartbeat_s = heartbeat_s
-        self.rooms = {}
-        self.pubsub = None
+        self.rooms: dict[str, Room] = {}
+        self.pubsub: PubSub | None = None
         self.connected = Event()
         self.draining = False
-        self._listener = None
+        self._listener: Any = None  # the listener's greenlet
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         self._listener = gevent.spawn(self._listen_forever)
         gevent.spawn(self._beat_forever)
 
-    def _beat_forever(self):
+    def _beat_forever(self) -> None:
         """One clock per worker wakes every stream for its heartbeat: cheaper than a timer
         per connection on every wait."""
         while True:
@@ -305,10 +344,10 @@ class Hub:
                 for client in list(room.clients):
                     client.beat()
 
-    def ready(self):
+    def ready(self) -> bool:
         return self.connected.is_set() and not self.draining
 
-    def drain(self, batch, interval_s):
+    def drain(self, batch: int, interval_s: float) -> None:
         """Close every stream, a batch at a time, so that clients reconnect elsewhere."""
         self.draining = True
         clients = [client for room in self.rooms.values() for client in room.clients]
@@ -320,7 +359,7 @@ class Hub:
 
     # -- clients -----------------------------------------------------------------------
 
-    def join(self, client, timeout=5.0):
+    def join(self, client: Client, timeout: float = 5.0) -> None:
         """Register a client; return once its room's subscription is confirmed, so that
         history read afterwards and live events overlap rather than leave a gap."""
         room = self.rooms.get(client.room)
@@ -337,7 +376,7 @@ class Hub:
             self.leave(client)
             raise RedisError("no Redis subscription for the room")
 
-    def leave(self, client):
+    def leave(self, client: Client) -> None:
         room = self.rooms.get(client.room)
         if room is None:
             return
@@ -353,7 +392,7 @@ class Hub:
 
     # -- the listener ------------------------------------------------------------------
 
-    def _listen_forever(self):
+    def _listen_forever(self) -> None:
         backoff = 0.1
         while True:
             try:
@@ -366,30 +405,32 @@ class Hub:
             gevent.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _listen(self):
+    def _listen(self) -> None:
         if self.pubsub is not None:
             self.pubsub.close()
-        self.pubsub = self.redis.pubsub()
-        self.pubsub.subscribe(CONTROL_CHANNEL)  # connect now: an error here retries with backoff
+        assert self.redis is not None, "a hub without Redis is never started"
+        pubsub = self.pubsub = self.redis.pubsub()
+        pubsub.subscribe(CONTROL_CHANNEL)  # connect now: an error here retries with backoff
         # No yield between listing the rooms and marking the hub connected: a room that
         # joins from here on subscribes itself, every earlier one is resubscribed below.
         resubscribed = set(self.rooms)
         self.connected.set()
         if resubscribed:
-            self.pubsub.subscribe(*map(channel, resubscribed))
+            pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
         while True:
             message = None
             # Blocked in the socket's read until a reply; redis-py's own timeout would poll
             # the socket first (twice). The timer ends only the wait (False: no exception).
             with gevent.Timeout(IDLE_PING_S, False):
-                message = self.pubsub.get_message(timeout=None)
+                message = pubsub.get_message(timeout=None)
             if message is None:
-                self.pubsub.ping()  # the answer (or the error) comes back through the read
+                pubsub.ping()  # the answer (or the error) comes back through the read
                 continue
             # What has arrived already is handled together: a room's events read back to
             # back reach each of its sockets in one write.
-            batch, count = {}, 0
+            batch: Batch = {}
+            count = 0
             while message is not None:
                 if message["type"] == "message":
                     self._collect(batch, message["channel"].decode(), message["data"], time.perf_counter())
@@ -400,21 +441,22 @@ class Hub:
                         self._subscribed(message["channel"].decode(), resubscribed)
                 if count >= MAX_BATCH:
                     break
-                message = self._next_read()
+                message = self._next_read(pubsub)
             self._deliver(batch)
 
-    def _next_read(self):
+    def _next_read(self, pubsub: PubSub) -> dict[str, Any] | None:
         """The next message of what was read from the socket already, else None.
 
         redis-py's ``get_message(timeout=0)`` would first poll the socket, which under gevent
         costs a watcher, system calls, and a poll that sees nothing a loop iteration has
         not: the hiredis reader's buffer is asked directly (any other parser: redis-py)."""
-        reader = getattr(getattr(self.pubsub.connection, "_parser", None), "_reader", None)
+        reader = getattr(getattr(pubsub.connection, "_parser", None), "_reader", None)
         if reader is not None and hasattr(reader, "has_data") and not reader.has_data():
             return None
-        return self.pubsub.get_message(timeout=0)
+        message: dict[str, Any] | None = pubsub.get_message(timeout=0)
+        return message
 
-    def _subscribed(self, name, resubscribed):
+    def _subscribed(self, name: str, resubscribed: set[str]) -> None:
         room = self.rooms.get(name)
         if room is not None:
             if name in resubscribed:
@@ -422,7 +464,7 @@ class Hub:
                 self._fill_gap(name, room)
             room.subscribed.set()
 
-    def _fill_gap(self, name, room):
+    def _fill_gap(self, name: str, room: Room) -> None:
         """Re-offer the room's recent history, and the deletes above its floor, after a
         reconnect; each client keeps only the ids newer than what it already has."""
         events = [("message", data, id) for data, id in self.history.window(name)]
@@ -430,15 +472,15 @@ class Hub:
         items = [Item(sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
                  for event, data, id in sorted(events, key=lambda event: int(event[2]))]
         for start in range(0, len(items), MAX_BATCH):
-            _offer(room, items[start:start + MAX_BATCH])
+            room.offer(items[start:start + MAX_BATCH])
 
-    def _dispatch(self, name, payload, received_at):
+    def _dispatch(self, name: str, payload: bytes, received_at: float) -> None:
         """One pub/sub message, handed to the room's clients at once."""
-        batch = {}
+        batch: Batch = {}
         self._collect(batch, name, payload, received_at)
         self._deliver(batch)
 
-    def _collect(self, batch, name, payload, received_at):
+    def _collect(self, batch: Batch, name: str, payload: bytes, received_at: float) -> None:
         """Parse and format one pub/sub message (once per worker) into ``batch``: room ->
         its Items in order."""
         room = self.rooms.get(name)
@@ -461,31 +503,15 @@ class Hub:
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
-    def _deliver(self, batch):
+    def _deliver(self, batch: Batch) -> None:
         for name, items in batch.items():
             room = self.rooms.get(name)
             if room is not None:
-                _offer(room, items)
+                room.offer(items)
         batch.clear()
 
 
-def _offer(room, items):
-    """Hand events to every client of the room: most write them to their socket at once.
-    Counted once per event (events sent), and its latency recorded now if no client kept
-    it in a backlog."""
-    for client in list(room.clients):
-        client.offer(items)
-    done = []
-    for item in items:
-        if item.sent:
-            metrics.EVENTS_SENT.labels(item.kind).inc(item.sent)
-            if item.pending == 0:
-                done.append(item)
-    if done:
-        observe_delivery(done)
-
-
-def _message_ts(data):
+def _message_ts(data: str) -> int | None:
     """A chat message's ts (epoch ms), for the delivery-latency histogram."""
     try:
         return int(json.loads(data)["ts"])
