@@ -1,6 +1,20 @@
-"""The stream worker's cache of messages read from the log: bounded, least recently used out first."""
+"""The stream worker's cache of messages read from the log (bounded, least recently used out
+first), and how a page reads around it: what the cache holds is not read again, a page that
+ran out of time answers nothing below its cursor, and a page the cache holds whole waits for
+no other page of its room. Kafka is a stand-in partition here."""
 
-from stream.scrollback import MessageCache
+import contextlib
+import time
+from types import SimpleNamespace
+
+from kafka import TopicPartition
+
+from chat_common.messages import Message, pack_offsets
+from stream.scrollback import MessageCache, Scrollback
+from stream.scrollback.records import RecordReader
+from stream.scrollback.shown import first_id
+
+TP = TopicPartition("t", 0)
 
 
 def test_the_cache_keeps_the_most_recently_used_messages_up_to_its_size():
@@ -31,9 +45,7 @@ class _Log:
     """A partition as a KafkaConsumer paused on it shows it: seek, then poll from there."""
 
     def __init__(self, offsets):
-        from chat_common.messages import Message
-
-        self.records = {o: _Record(o, Message(room="r", user="u", text=f"m{o}", ts=1).kafka_value()) for o in offsets}
+        self.records = {o: _Record(o, _message(o).kafka_value()) for o in offsets}
         self.end = max(offsets) + 1
         self.pos = 0
 
@@ -44,7 +56,7 @@ class _Log:
         taken = [self.records[o] for o in range(self.pos, self.end) if o in self.records][:max_records]
         if taken:
             self.pos = taken[-1].offset + 1
-        return {self.tp: taken}
+        return {TP: taken}
 
     def position(self, tp):
         return self.pos
@@ -59,39 +71,51 @@ class _Log:
         pass
 
 
-def _paged(offsets, cached):
-    """A Scrollback of one worker over ``_Log(offsets)`` (its only consumer), partition 0,
-    with the records at ``cached`` in its cache already: (the scrollback, its partition)."""
-    import contextlib
-    from types import SimpleNamespace
+class _Readers:
+    """A ReaderPool of one consumer over ``log`` (None: any read fails the test)."""
 
-    from kafka import TopicPartition
+    def __init__(self, log=None):
+        self.log = log
 
-    from chat_common.messages import Message
-    from stream.scrollback import Scrollback
+    @contextlib.contextmanager
+    def consumer(self, tp):
+        assert self.log is not None, "a page the cache holds whole reads no record"
+        yield self.log
 
-    log = _Log(offsets)
-    log.tp = TopicPartition("t", 0)
+    def beginning(self, tp):
+        return 0
 
-    class Paged(Scrollback):
-        @contextlib.contextmanager
-        def _consumer(self, tp):
-            yield log
+    def known_beginning(self, partition):
+        return 0
 
-    config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100)
-    scrollback = Paged(SimpleNamespace(register_script=lambda script: None), config)
-    for offset in cached:
-        scrollback._cache.put(0, offset, Message.from_kafka(log.records[offset].value, offset))
-    return scrollback, log.tp
+    def busy(self):
+        return False
+
+    def close(self):
+        pass
+
+
+def _message(offset):
+    return Message(room="r", user="u", text=f"m{offset}", ts=1)
+
+
+def _cached(cache, offsets):
+    for offset in offsets:
+        cache.put(0, offset, Message.from_kafka(_message(offset).kafka_value(), offset))
+
+
+def _reader(offsets, cached):
+    """A RecordReader over ``_Log(offsets)``, with the records at ``cached`` in its cache."""
+    cache = MessageCache(100)
+    _cached(cache, cached)
+    return RecordReader(_Readers(_Log(offsets)), cache)
 
 
 def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_the_cache():
     """Offsets 10 (cached), 500 and 1000 wanted, and no time left after the first run: the
     page answers 1000 only, with the cursor above 500; 10 comes in its place, pages later."""
-    import time
-
-    scrollback, tp = _paged([10, 500, 1000], cached=[10])
-    messages, read, cursor = scrollback._fetch(tp, [10, 500, 1000], budget=10_000, deadline=time.monotonic() - 1)
+    reader = _reader([10, 500, 1000], cached=[10])
+    messages, read, cursor = reader.fetch(TP, [10, 500, 1000], budget=10_000, deadline=time.monotonic() - 1)
     assert [m.id for m in messages] == ["1000"]
     assert cursor == 501 and read == 1
 
@@ -99,47 +123,44 @@ def test_a_page_that_stops_for_time_answers_nothing_below_its_cursor_even_from_t
 def test_a_page_whose_time_went_waiting_for_its_room_answers_what_the_cache_holds_without_reading():
     """Offsets 500 and 1000 wanted, 1000 cached (the page before it, or the read ahead, put
     it there), no time left: the page answers 1000 without reading, its cursor above 500;
-    with time left it reads 500 as well."""
-    import time
-
-    scrollback, tp = _paged([500, 1000], cached=[1000])
-    messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() - 1)
+    with time left it reads 500 as well, and the next page finds it cached."""
+    reader = _reader([500, 1000], cached=[1000])
+    messages, read, cursor = reader.fetch(TP, [500, 1000], budget=10_000, deadline=time.monotonic() - 1)
     assert ([m.id for m in messages], read, cursor) == (["1000"], 0, 501)
-    messages, read, cursor = scrollback._fetch(tp, [500, 1000], budget=10_000, deadline=time.monotonic() + 60)
+    messages, read, cursor = reader.fetch(TP, [500, 1000], budget=10_000, deadline=time.monotonic() + 60)
     assert ([m.id for m in messages], read, cursor) == (["500", "1000"], 1, None)
+    messages, read, cursor = reader.fetch(TP, [500, 1000], budget=10_000, deadline=time.monotonic() + 60)
+    assert ([m.id for m in messages], read, cursor) == (["500", "1000"], 0, None)
+
+
+class _Redis:
+    """A Redis whose only script answers ``lookup`` (a narrow stand-in: no client_id, nothing
+    to charge)."""
+
+    def __init__(self, lookup):
+        self.lookup = lookup
+
+    def register_script(self, script):
+        return lambda keys, args: self.lookup
 
 
 def test_a_page_the_cache_holds_whole_does_not_wait_while_another_page_of_its_room_reads_the_log():
     """Readers past the cold part of a room's past are not held up by one still reading it:
-    with the room's page lock taken (another page reading Kafka), a page whose messages are
-    all cached is answered (waiting for the lock here would block forever: gevent raises)."""
-    import time
-    from types import SimpleNamespace
-
-    from kafka import TopicPartition
-
-    from chat_common.messages import Message, pack_offsets
-    from stream.scrollback import Older, Scrollback
-
-    class Cached(Scrollback):
-        def _beginning(self, tp):
-            return 0
-
-        def _firsts(self, room, messages):
-            return [(m.to_json(), int(m.id)) for m in messages]
-
-        def _consumer(self, tp):
-            raise AssertionError("a page the cache holds whole reads no record")
-
+    with the room's turn taken (another page reading Kafka), a page whose messages are all
+    cached is answered (waiting for the turn here would block forever: gevent raises)."""
     config = SimpleNamespace(kafka_topic="t", scrollback_cache_messages=100, scrollback_scan_records=10_000,
-                             scrollback_client_records=1000)
-    scrollback = Cached(SimpleNamespace(register_script=lambda script: None), config)
+                             scrollback_client_records=1000, scrollback_client_window_s=60, scrollback_page_ms=60_000,
+                             scrollback_prefetch=True)
     # The index: 500 and 1000 below 2000, indexed from 0, nothing older, nothing ahead.
-    scrollback._lookup = lambda keys, args: (pack_offsets([500, 1000]), b"0", pack_offsets([500]), 1, 0, b"", 0)
-    for offset in (500, 1000):
-        value = Message(room="r", user="u", text=f"m{offset}", ts=1).kafka_value()
-        scrollback._cache.put(0, offset, Message.from_kafka(value, offset))
-    result = Older([])
-    with scrollback._one_at_a_time("r"):  # another page of the room holds its lock
-        scrollback._read(TopicPartition("t", 0), "r", 2000, 2, result, time.monotonic() + 60, "client", 2)
-    assert [i for _, i in result.messages] == [1000, 500] and result.records == 0
+    lookup = (pack_offsets([500, 1000]), b"0", pack_offsets([500]), 1, 0, b"", 0)
+    scrollback = Scrollback(_Redis(lookup), config, readers=_Readers())
+    _cached(scrollback.cache, [500, 1000])
+    with scrollback.turns.turn("r"):  # another page of the room holds its turn
+        older = scrollback.older("r", 0, 2000, 2, "client")
+    assert [i for _, i in older.messages] == [1000, 500] and older.records == 0
+
+
+def test_a_client_ids_first_message_is_read_from_its_id_or_from_the_json_stored_before():
+    assert first_id(b"1234") == "1234"  # the key holds the first message's id
+    assert first_id(b'{"id":"77","room":"r","user":"u","text":"t","ts":1,"client_id":"c"}') == "77"  # as before
+    assert first_id(b"not json") is None and first_id(b"[1]") is None  # neither: the message is shown
