@@ -91,7 +91,13 @@ class SocketTransport:
         self.chunked = chunked
 
     def send(self, data: Data) -> int:
-        return _send(self._sock, data)
+        # _send inlined: the hub's write of every delivery (a delivery costs about 3 us of
+        # CPU; a Python call, about 0.1 us of it)
+        try:
+            sent: int = self._sock._sock.send(data)
+        except BlockingIOError:
+            return 0
+        return sent
 
     def send_all(self, data: Data) -> None:
         _sendall(self._sock, data)
