@@ -29,6 +29,7 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx (and ingress-nginx): pass events through unbuffered
 }
+MAX_ID_DIGITS = 19  # a Kafka offset is a signed 64-bit number
 
 
 def _room(room):
@@ -37,21 +38,31 @@ def _room(room):
     return room
 
 
+def _decimal(raw, most_digits):
+    """``raw`` as a number if it is 1 to ``most_digits`` ASCII digits, else None.
+    ``str.isdigit`` alone also accepts superscripts and circled digits, which int() refuses."""
+    if not (0 < len(raw) <= most_digits and raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
 def _count(name, default, limit):
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > limit:
+    value = _decimal(raw, MAX_ID_DIGITS)
+    if value is None or value > limit:
         raise ApiError(400, f"invalid_{name}", f"{name} is a whole number from 0 to {limit}.")
-    return int(raw)
+    return value
 
 
 def _message_id(raw, name):
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 19:
+    value = _decimal(raw, MAX_ID_DIGITS)
+    if value is None:
         raise ApiError(400, "invalid_last_event_id", f"{name} is a message id (a decimal number).")
-    return int(raw)
+    return value
 
 
 def _position(raw, name):
