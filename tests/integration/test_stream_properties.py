@@ -85,7 +85,7 @@ def test_history_parameters_never_answer_5xx(base, limit, before):
     ("/stream/rooms/{room}", {"last_event_id": "①"}, None),
     ("/stream/rooms/{room}/history", {"limit": "²"}, None),
     ("/stream/rooms/{room}/history", {"before": "²"}, None),
-    ("/stream/rooms/{room}/history", {"limit": "9" * 5000}, None),
+    ("/stream/rooms/{room}/history", {"limit": "9" * 400}, None),
 ])
 def test_digit_look_alikes_are_refused_with_a_json_400(base, path, params, headers):
     response = httpx.get(f"{base}{path.format(room=new_room('prop'))}", params=params, headers=headers, timeout=20)

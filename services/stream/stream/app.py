@@ -166,22 +166,22 @@ def create_app(config):
         client = open_stream(room, "resume" if last_id is not None else "fresh")
         seat = None
         try:
-            events, head, reset = history.opening(room, last_id, count)
+            events, head, reset = history.opening(room, last_id, count, client=request.remote_addr)
             # A browser session holds the name while connected (a signed-in name needs no hold).
             session = None if g.get("user") else session_id()
             seat = presence.join(room, user, session) if user else None
             users = presence.users(room)
-        except (NotReady, RedisError) as error:
+        except (NotReady, RedisError, KafkaError, Busy, ClientLimited) as error:
             hub.leave(client)
             if seat:
                 try:
                     presence.leave(seat)
                 except RedisError:
                     pass  # the seat expires with its TTL
-            if isinstance(error, NotReady):
-                raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.",
+            if isinstance(error, RedisError):
+                raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.",
                                retry_after=2) from None
-            raise ApiError(503, "redis_unavailable", "Live updates are unavailable right now.", retry_after=2) from None
+            raise _history_error(error, room) from None
         if last_id is not None:
             metrics.RESUMES.labels("reset" if reset else "exact").inc()
         prelude, events, position = opening(events, head, reset, last_id, config.retry_ms, _users_json(users))
@@ -208,16 +208,8 @@ def create_app(config):
         before = _message_id(request.args.get("before"), "before")
         try:
             page = history.before(room, before, limit, client=request.remote_addr)
-        except NotReady:
-            raise ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2) from None
-        except ClientLimited as limited:
-            raise ApiError(429, "history_rate_limited", "Too much history read from this address; wait a little.",
-                           retry_after=limited.retry_after) from None
-        except Busy:
-            raise ApiError(503, "history_busy", "Older history is busy being read; try again.", retry_after=1) from None
-        except (RedisError, KafkaError) as error:
-            log.warning("history read failed", extra={"room": room, "error": str(error)})
-            raise ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2) from error
+        except (NotReady, RedisError, KafkaError, Busy, ClientLimited) as error:
+            raise _history_error(error, room) from None
         metrics.HISTORY_READS.labels(page.source).inc()
         body = '{"messages":[' + ",".join(page.messages) + '],"more":' + ("true" if page.more else "false")
         if page.next_before is not None:
@@ -275,6 +267,19 @@ def opening(events, head, reset, last_id, retry_ms, users_json):
     frames += [(sse_frame(data, event=event, id=id), event) for event, data, id in events]
     frames.append((sse_frame(users_json, event="presence"), "presence"))
     return prelude, frames, max(start, head)
+
+
+def _history_error(error, room):
+    """The answer to a read of a room's past that failed: ``error`` from History."""
+    if isinstance(error, NotReady):
+        return ApiError(503, "history_unavailable", "The room's history is being rebuilt; try again.", retry_after=2)
+    if isinstance(error, ClientLimited):
+        return ApiError(429, "history_rate_limited", "Too much history read from this address; wait a little.",
+                        retry_after=error.retry_after)
+    if isinstance(error, Busy):
+        return ApiError(503, "history_busy", "Older history is busy being read; try again.", retry_after=1)
+    log.warning("history read failed", extra={"room": room, "error": str(error)})
+    return ApiError(503, "history_unavailable", "History cannot be read right now; try again.", retry_after=2)
 
 
 def _head():

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 import gevent
 
-from chat_common.messages import STATE_KEY, deletes_key, history_key, meta_key, room_partition
+from chat_common.messages import STATE_KEY, deletes_key, history_key, meta_key, offsets_key, room_partition
 from stream.scrollback import Scrollback
 
 log = logging.getLogger(__name__)
+
+LOG_PAGES = 4  # history pages a connect to a room without a window reads from the log, at most
 
 
 class NotReady(Exception):
@@ -30,6 +32,18 @@ class Page:
     older_removed: bool = False
 
 
+@dataclass
+class Snapshot:
+    """A room's window at one instant (``History._snapshot``); ``windowed``: the room has
+    a meta hash (its Redis window exists); ``rest``: the caller's own reads."""
+
+    partition: int
+    floor: int
+    head: int
+    windowed: bool
+    rest: list
+
+
 class History:
     def __init__(self, redis, config):
         self.redis = redis
@@ -40,15 +54,19 @@ class History:
     # -- the Redis window -------------------------------------------------------------
 
     def _state(self, room, pipe_extra):
-        partition, floor, _, rest = self._snapshot(room, pipe_extra)
-        return partition, floor, rest
+        snapshot = self._snapshot(room, pipe_extra)
+        return snapshot.partition, snapshot.floor, snapshot.rest
 
     def _snapshot(self, room, pipe_extra):
         """Read the room's window at one instant: ``pipe_extra`` adds its reads to one
-        MULTI/EXEC with the partition's state. Returns (partition, floor, head, their
-        results): ids at or below ``floor`` may have left the window; ``head`` is the
-        room's position, the newest offset of its partition the bridge had applied (or
-        the floor), so that every message of the room applied later has a greater id.
+        MULTI/EXEC with the partition's state. Returns a Snapshot: ids at or below ``floor``
+        may have left the window; ``head`` is the room's position, the newest offset of its
+        partition the bridge had applied (or the floor), so that every message of the room
+        applied later has a greater id.
+
+        A room whose meta hash is missing (never written, or expired with the rest of an
+        idle room's window) has its floor at the head: its window holds nothing, and its
+        past is in the log (read through the room's offset index).
 
         The room's partition follows from the topic's partition count, which the worker
         keeps once read: the MULTI/EXEC reads the count again and, should it differ (a
@@ -64,9 +82,9 @@ class History:
             partition = room_partition(room, partitions)
             pipe = self.redis.pipeline(transaction=True)
             pipe.hmget(STATE_KEY, "partitions", f"ready:{partition}", f"floor:{partition}", f"last:{partition}")
-            pipe.hget(meta_key(room), "floor")
+            pipe.hmget(meta_key(room), "floor", "last")  # the bridge sets "last" with every apply
             pipe_extra(pipe)
-            (count, ready, partition_floor, partition_last), room_floor, *rest = pipe.execute()
+            (count, ready, partition_floor, partition_last), (room_floor, room_last), *rest = pipe.execute()
             if count is None:
                 raise NotReady(room)
             self._partitions = int(count)
@@ -79,19 +97,25 @@ class History:
             raise NotReady(room)  # the count changed twice in a moment: the bridge is rebuilding
         floor = max(int(float(room_floor or -1)), int(partition_floor or -1))
         head = max(floor, int(partition_last or -1))
-        return partition, floor, head, rest
+        if room_last is None:
+            floor = head  # no window: the room is new, or idle long enough to have expired
+        return Snapshot(partition, floor, head, room_last is not None, rest)
 
-    def opening(self, room, last_id, count):
+    def opening(self, room, last_id, count, client=None):
         """What a stream connect starts with, read at one instant, waiting (up to
         ``ready_wait_s``) while the bridge rebuilds the room's history:
         (events, head, reset). With ``last_id``: exactly the messages after it and the
-        deletes of the room since (its tombstones), or, if some of those left the window,
-        ``reset`` and the last ``count`` messages; without: the last ``count`` messages
-        (a deleted message has left the window). Events are (event, json, id) in id order;
-        ``head`` as in ``_snapshot``."""
+        deletes of the room since (its tombstones), or, if some of those left the window
+        or ``last_id`` is past the head (a topic recreated, a made-up id), ``reset`` and the
+        last ``count`` messages; without: the last ``count`` messages (a deleted message
+        has left the window). A room without a window (its Redis state expired) gets its
+        last ``count`` messages from the log, read as a history page is (a ``client``'s
+        share of Kafka reads applies). Events are (event, json, id) in id order; ``head``
+        as in ``_snapshot``."""
         deadline = time.monotonic() + self.config.ready_wait_s
 
         def reads(pipe):
+            pipe.exists(offsets_key(room))
             if last_id is not None:
                 pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
                 pipe.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
@@ -100,24 +124,43 @@ class History:
 
         while True:
             try:
-                _, floor, head, rows = self._snapshot(room, reads)
+                snapshot = self._snapshot(room, reads)
                 break
             except NotReady:
                 if time.monotonic() > deadline:
                     raise
                 gevent.sleep(0.2)
+        head, rows = snapshot.head, snapshot.rest
+        logged = rows.pop(0)
         latest = list(reversed(rows.pop())) if count > 0 else []
-        if last_id is not None and last_id >= floor:
+        if last_id is not None and snapshot.floor <= last_id <= head:
             messages, deletes = rows
             events = [("message", data, id) for data, id in _decoded(messages)]
             events += [("delete", data, id) for data, id in _deletes(deletes)]
             return sorted(events, key=lambda event: int(event[2])), head, False
-        return [("message", data, id) for data, id in _decoded(latest)], head, last_id is not None
+        if snapshot.windowed or not logged or count <= 0:
+            recent = _decoded(latest)
+        else:
+            recent = self._from_log(room, snapshot.partition, head + 1, count, client)
+        return [("message", data, id) for data, id in recent], head, last_id is not None
+
+    def _from_log(self, room, partition, below, count, client):
+        """The room's last ``count`` messages below ``below`` read from Kafka (scrollback.py),
+        oldest first, as (json, id); a page that stops short (its time or record budget)
+        is continued from its cursor, at most ``LOG_PAGES`` times."""
+        found = []
+        for _ in range(LOG_PAGES):
+            older = self.scrollback.older(room, partition, below, count - len(found), client)
+            found += older.messages
+            if older.cursor is None or len(found) >= count:
+                break
+            below = older.cursor
+        return [(data, str(id)) for data, id in reversed(found[:count])]
 
     def head(self, room):
         """The room's position now (see ``_snapshot``); -1 while Redis holds no history for it."""
         try:
-            return self._snapshot(room, lambda pipe: None)[2]
+            return self._snapshot(room, lambda pipe: None).head
         except NotReady:
             return -1
 
