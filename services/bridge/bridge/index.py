@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 
 from bridge import metrics
 from chat_common.kafka_reader import log_reader
-from chat_common.messages import OFFSETS_LUA, STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+from chat_common.lua import lua_source
+from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +35,10 @@ IDLE_CHECK_S = 30.0  # between checks once every partition is indexed to its beg
 TRIM_INTERVAL_S = 600.0  # how often the indexes drop the offsets that retention removed from the log
 BUSY_PAUSE_FACTOR = 1.0  # after a chunk, rest as long as it took: the live loop keeps its share of the CPU
 
-# KEYS[1]: state; KEYS[2..]: rooms' offset indexes.
-# ARGV[1]: partition, ARGV[2]: indexed:<partition> as read (the chunk ends there), ARGV[3]: the
-# chunk's first offset, ARGV[2 + i]: the entries of KEYS[i] in the chunk (increasing).
-# Nothing is written if indexed:<partition> moved meanwhile (Redis restarted, another bridge).
-PREPEND_SCRIPT = """
-local field = 'indexed:' .. ARGV[1]
-if redis.call('HGET', KEYS[1], field) ~= ARGV[2] then return 0 end
-for i = 2, #KEYS do
-  local older = ARGV[i + 2]
-  local first = redis.call('GETRANGE', KEYS[i], 0, 7)
-  if first ~= '' then
-    -- the live path indexes only from indexed:<partition> on, so this keeps nothing out; a guard
-    local head = struct.unpack('>I8', first)
-    local n = #older / 8
-    while n > 0 and struct.unpack('>I8', string.sub(older, n * 8 - 7, n * 8)) >= head do n = n - 1 end
-    older = string.sub(older, 1, n * 8)
-  end
-  if #older > 0 then redis.call('SET', KEYS[i], older .. (redis.call('GET', KEYS[i]) or '')) end
-end
-redis.call('HSET', KEYS[1], field, ARGV[3])
-return 1
-"""
-
-
-# KEYS[1]: a room's offset index. ARGV[1]: the partition's first offset. Drops the entries
-# below it but the newest of them, which stays first: the mark that retention removed some of
-# the room's messages (readers skip it). Returns the entries dropped.
-TRIM_SCRIPT = OFFSETS_LUA + """
-local lo = entries_below(KEYS[1], tonumber(ARGV[1]))
-if lo < 2 then return 0 end
-redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, -1))
-return lo - 1
-"""
+# The indexer's scripts (lua/): a chunk of older offsets put before the rooms' indexes, and
+# an index trimmed to what the log retains.
+PREPEND_SCRIPT = lua_source("bridge/prepend.lua")
+TRIM_SCRIPT = lua_source("chat_common/offsets.lua", "bridge/trim.lua")
 
 
 def not_indexed(redis, partitions):
