@@ -2,6 +2,8 @@
 so that each record's history, de-duplication and live publish happen together or not at
 all, and a replay changes nothing."""
 
+import time
+
 from chat_common.lua import lua_source
 from chat_common.messages import (
     ACTIVE_ROOMS_KEY,
@@ -15,7 +17,6 @@ from chat_common.messages import (
     live_payload,
     meta_key,
     offsets_key,
-    pack_offsets,
 )
 
 # The scripts (lua/): apply.lua, the apply of one record, is put before each script that runs it.
@@ -28,31 +29,41 @@ NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
 
 
 class Store:
-    def __init__(self, redis, history_max, client_id_ttl_s):
+    def __init__(self, redis, history_max, history_max_bytes, client_id_ttl_s, room_idle_ttl_s):
         self.redis = redis
         self.history_max = history_max
+        self.history_max_bytes = history_max_bytes
         self.client_id_ttl_s = client_id_ttl_s
+        self.room_idle_ttl_s = room_idle_ttl_s
         self._batch = redis.register_script(BATCH_SCRIPT)
 
-    def apply(self, items):
+    def apply(self, items, now_ms=None):
         """Apply ``(partition, message or tombstone, publish)`` items in order, in one Lua
         call (one round trip, nothing of another client in between); return one outcome per
-        item."""
+        item. A record read again by a rebuild (not published) that is older than the idle
+        TTL (``now_ms``: now, by default) goes only to the keys that never expire: its room's
+        window would have expired by now, so a rebuild holds no more than Redis did."""
         if not items:
             return []
-        keys, args = [STATE_KEY, ACTIVE_ROOMS_KEY], [self.history_max, self.client_id_ttl_s]
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
+        idle_since_ms = now_ms - self.room_idle_ttl_s * 1000 if self.room_idle_ttl_s > 0 else None
+        keys = [STATE_KEY, ACTIVE_ROOMS_KEY]
+        args = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s]
         for partition, message, publish in items:
             room = message.room
+            keep = publish or idle_since_ms is None or message.ts >= idle_since_ms
+            room_keys = [history_key(room), meta_key(room), deletes_key(room), deleted_key(room), offsets_key(room)]
+            head = [message.id, partition, int(publish), int(keep), channel(room)]
             if isinstance(message, Tombstone):
-                keys += [history_key(room), meta_key(room), deleted_key(room), deletes_key(room)]
-                args += ["d", message.id, partition, int(publish), channel(room),
-                         live_payload(message.event_data(), "delete", message.id), room, message.ts,
-                         message.target, "", ""]
+                keys += [*room_keys, client_id_key(room, "-")]
+                args += ["d", *head, live_payload(message.event_data(), "delete", message.id), room, message.ts,
+                         message.target, ""]
                 continue
             data, cid = message.to_json(), message.client_id
-            keys += [history_key(room), meta_key(room), client_id_key(room, cid or "-"), offsets_key(room)]
-            args += ["m", message.id, partition, int(publish), channel(room), live_payload(data, "message", message.id),
-                     room, message.ts, data, int(cid is not None), pack_offsets([int(message.id)])]
+            keys += [*room_keys, client_id_key(room, cid or "-")]
+            args += ["m", *head, live_payload(data, "message", message.id), room, message.ts, data,
+                     int(cid is not None)]
         return [int(outcome) for outcome in self._batch(keys, args)]
 
     def unready_partitions(self, partitions):
