@@ -87,7 +87,8 @@ def published_again_s(clients, sender, since, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         later = {cid for cid, at in zip(sender.client_ids, list(sender.posted_at), strict=True) if at > since}
-        arrivals = [at for client in clients for event, at in zip(list(client.received), list(client.arrived), strict=True)
+        arrivals = [at for client in clients
+                    for event, at in zip(list(client.received), list(client.arrived), strict=True)
                     if event.event == "message" and event.data and json.loads(event.data)["client_id"] in later]
         if arrivals:
             return round(min(arrivals) - since, 2)

@@ -1,6 +1,7 @@
 """bridge's settings, read once from environment variables (defaults: the local stack)."""
 
 from dataclasses import dataclass
+from typing import Self
 
 from chat_common import config as env
 
@@ -20,7 +21,7 @@ class Config(env.CommonConfig):
     commit_interval_ms: int  # offsets are committed at most this often (a crash replays what came since)
 
     @classmethod
-    def from_env(cls):
+    def from_env(cls) -> Self:
         return cls(
             **cls.common_from_env(),
             group_id=env.env_str("BRIDGE_GROUP_ID", "chat-bridge"),

@@ -19,12 +19,15 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from redis import Redis
 from redis.exceptions import RedisError
 
 from bridge import metrics
+from bridge.config import Config
 from chat_common.kafka_reader import log_reader
 from chat_common.lua import lua_source
 from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
@@ -41,16 +44,16 @@ PREPEND_SCRIPT = lua_source("bridge/prepend.lua")
 TRIM_SCRIPT = lua_source("chat_common/offsets.lua", "bridge/trim.lua")
 
 
-def not_indexed(redis, partitions):
+def not_indexed(redis: Redis, partitions: Iterable[int]) -> list[int]:
     """The partitions without ``indexed:<partition>``: their history predates the indexes."""
-    partitions = sorted(partitions)
-    if not partitions:
+    ordered = sorted(partitions)
+    if not ordered:
         return []
-    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in partitions])
-    return [p for p, flag in zip(partitions, flags, strict=True) if flag is None]
+    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in ordered])
+    return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
 
 
-def adopt(redis, ends):
+def adopt(redis: Redis, ends: Mapping[int, int]) -> None:
     """Start the indexes of such partitions at their end (``ends``: partition -> end
     offset): every record applied from then on is indexed by the live path (and any
     record before it, by the Indexer)."""
@@ -62,23 +65,23 @@ def adopt(redis, ends):
 class Indexer:
     """Fills in each assigned partition's offset indexes below ``indexed:<partition>``."""
 
-    def __init__(self, config, redis, stopping):
+    def __init__(self, config: Config, redis: Redis, stopping: threading.Event) -> None:
         self.config = config
         self.redis = redis
         self.stopping = stopping
-        self.partitions = frozenset()  # the bridge's assignment, replaced by its consume loop
+        self.partitions: frozenset[int] = frozenset()  # the bridge's assignment, replaced by its consume loop
         self._prepend = redis.register_script(PREPEND_SCRIPT)
         self._trim = redis.register_script(TRIM_SCRIPT)
-        self._trimmed = {}  # partition -> the first offset the indexes were last trimmed to
+        self._trimmed: dict[int, int] = {}  # partition -> the first offset the indexes were last trimmed to
         self._next_trim = time.monotonic() + TRIM_INTERVAL_S
-        self._consumer = None
-        self._thread = None
+        self._consumer: KafkaConsumer | None = None
+        self._thread: threading.Thread | None = None
 
-    def start(self):
+    def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="bridge-indexer", daemon=True)
         self._thread.start()
 
-    def run(self):
+    def run(self) -> None:
         pause = 1.0
         while not self.stopping.wait(pause):
             try:
@@ -104,7 +107,7 @@ class Indexer:
                 pause = 5.0
         self._close()
 
-    def step(self, partition):
+    def step(self, partition: int) -> bool:
         """Index one chunk of the partition below ``indexed:<partition>``; return whether
         there was one."""
         indexed = self.redis.hget(STATE_KEY, f"indexed:{partition}")
@@ -131,7 +134,7 @@ class Indexer:
                                                       "rooms": len(rooms)})
         return True
 
-    def trim(self, partitions):
+    def trim(self, partitions: frozenset[int]) -> None:
         """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
         removed from the log since the last trim."""
         count = self.redis.hget(STATE_KEY, "partitions")
@@ -154,12 +157,13 @@ class Indexer:
         log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
                                                                            "entries": dropped})
 
-    def _read(self, consumer, tp, low, high):
+    def _read(self, consumer: KafkaConsumer, tp: TopicPartition, low: int, high: int) -> dict[str, list[int]]:
         """room -> offsets of its messages in [low, high), the way the apply script keeps
         them: chat messages only, a client_id's repeats (within the chunk) dropped."""
         consumer.assign([tp])
         consumer.seek(tp, low)
-        entries, seen = defaultdict(list), set()
+        entries: defaultdict[str, list[int]] = defaultdict(list)
+        seen: set[tuple[str, str]] = set()
         while consumer.position(tp) < high and not self.stopping.is_set():
             batches = consumer.poll(timeout_ms=1000, max_records=2000)
             if not batches and consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
@@ -178,7 +182,7 @@ class Indexer:
                 entries[message.room].append(record.offset)
         return entries
 
-    def _reader(self):
+    def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
             self._consumer = log_reader(
                 self.config.kafka_bootstrap_servers, "chat-bridge-indexer",
@@ -186,7 +190,7 @@ class Indexer:
             )
         return self._consumer
 
-    def _close(self):
+    def _close(self) -> None:
         if self._consumer is not None:
             try:
                 self._consumer.close()

@@ -3,11 +3,15 @@ so that each record's history, de-duplication and live publish happen together o
 all, and a replay changes nothing."""
 
 import time
+from collections.abc import Iterable, Sequence
+
+from redis import Redis
 
 from chat_common.lua import lua_source
 from chat_common.messages import (
     ACTIVE_ROOMS_KEY,
     STATE_KEY,
+    Message,
     Tombstone,
     channel,
     client_id_key,
@@ -27,9 +31,13 @@ APPLY_SCRIPT = lua_source("bridge/apply.lua", "bridge/message.lua")
 
 NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
 
+# What the bridge applies: (partition, the record, publish it live?)
+Item = tuple[int, Message | Tombstone, bool]
+
 
 class Store:
-    def __init__(self, redis, history_max, history_max_bytes, client_id_ttl_s, room_idle_ttl_s):
+    def __init__(self, redis: Redis, history_max: int, history_max_bytes: int, client_id_ttl_s: int,
+                 room_idle_ttl_s: int) -> None:
         self.redis = redis
         self.history_max = history_max
         self.history_max_bytes = history_max_bytes
@@ -37,7 +45,7 @@ class Store:
         self.room_idle_ttl_s = room_idle_ttl_s
         self._batch = redis.register_script(BATCH_SCRIPT)
 
-    def apply(self, items, now_ms=None):
+    def apply(self, items: Sequence[Item], now_ms: int | None = None) -> list[int]:
         """Apply ``(partition, message or tombstone, publish)`` items in order, in one Lua
         call (one round trip, nothing of another client in between); return one outcome per
         item. A record read again by a rebuild (not published) that is older than the idle
@@ -49,7 +57,7 @@ class Store:
             now_ms = int(time.time() * 1000)
         idle_since_ms = now_ms - self.room_idle_ttl_s * 1000 if self.room_idle_ttl_s > 0 else None
         keys = [STATE_KEY, ACTIVE_ROOMS_KEY]
-        args = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s]
+        args: list[str | int] = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s]
         for partition, message, publish in items:
             room = message.room
             keep = publish or idle_since_ms is None or message.ts >= idle_since_ms
@@ -66,15 +74,15 @@ class Store:
                      int(cid is not None)]
         return [int(outcome) for outcome in self._batch(keys, args)]
 
-    def unready_partitions(self, partitions):
+    def unready_partitions(self, partitions: Iterable[int]) -> list[int]:
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""
-        partitions = sorted(partitions)
-        if not partitions:
+        ordered = sorted(partitions)
+        if not ordered:
             return []
-        flags = self.redis.hmget(STATE_KEY, [f"ready:{p}" for p in partitions])
-        return [p for p, flag in zip(partitions, flags, strict=True) if flag is None]
+        flags = self.redis.hmget(STATE_KEY, [f"ready:{p}" for p in ordered])
+        return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
 
-    def mark_rebuilding(self, partition, floor, partitions):
+    def mark_rebuilding(self, partition: int, floor: int, partitions: int) -> None:
         """From now on the partition is written again; ids at or below ``floor`` are gone,
         so a client resuming from one of them gets a reset. ``partitions``, the topic's
         partition count, tells readers which partition holds a room. The offset index
