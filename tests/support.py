@@ -104,7 +104,7 @@ def longest_pause(arrivals, since):
     time.monotonic() arrival times), from the last one before ``since`` on: what a person in
     the room would notice of a fault that struck at ``since``."""
     start = max([i for i, at in enumerate(arrivals) if at <= since] or [0])
-    return max((b - a for a, b in zip(arrivals[start:], arrivals[start + 1:], strict=True)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(arrivals[start:])), default=0.0)
 
 
 def hub_refills(stack):

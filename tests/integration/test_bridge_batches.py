@@ -132,8 +132,9 @@ def test_the_history_window_is_trimmed_within_a_batch_and_its_floor_recorded(db,
     store = Store(db, HISTORY_MAX, 1_000_000, 60, 3600)
     room = f"f-{uuid.uuid4().hex[:6]}"
     published = live(room)
-    # rebuilt records (publish=False) then live ones, in one batch
-    batch = [(0, message(room, offset), offset >= 45) for offset in range(40, 48)]
+    # rebuilt records (publish=False, recent: within the idle TTL) then live ones, in one batch
+    now_ms = int(time.time() * 1000)
+    batch = [(0, message(room, offset, ts=now_ms + offset), offset >= 45) for offset in range(40, 48)]
     assert store.apply(batch) == [WRITTEN] * 8
     assert ids_in_history(db, room) == [43, 44, 45, 46, 47]
     assert db.hget(meta_key(room), "floor") == b"42"
