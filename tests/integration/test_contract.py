@@ -290,3 +290,16 @@ def test_one_address_cannot_hold_more_streams_than_the_gateways_cap(stack):
     finally:
         for sock in streams:
             sock.close()
+
+
+def test_a_stream_for_a_host_not_allowed_is_refused(stack):
+    """A DNS-rebinding page (Host: its own name, resolving to this address) cannot read a
+    room either: the stream's public routes check the Host as ingest's do."""
+    base = stack.settings.gateway_url
+    for path in (f"/stream/rooms/{ROOM}?history=0", f"/stream/rooms/{ROOM}/history", f"/stream/rooms/{ROOM}/presence",
+                 "/stream/rooms"):
+        response = httpx.get(f"{base}{path}", headers={"Host": "evil.example"}, timeout=10)
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.json()["error"]["code"] == "host_not_allowed", path
+    stream = stack.settings.service_url("stream")
+    assert httpx.get(f"{stream}/readyz", headers={"Host": "10.1.2.3:8002"}).status_code == 200

@@ -54,6 +54,8 @@ def create_app(config: Config) -> Flask:
     def readiness() -> dict[str, bool]:
         return {"redis": hub.ready()}
 
-    init_app(app, readiness, config.trusted_user_header)
+    # Public routes answer only for the site's own Host values (a DNS-rebinding page is refused).
+    init_app(app, readiness, config.trusted_user_header, allowed_hosts=config.allowed_hosts,
+             public_url=config.public_url)
     init_sessions(app, config.session_secret, config.session_cookie_secure)
     return app
