@@ -54,6 +54,27 @@ def test_an_address_over_its_byte_budget_is_refused_however_few_its_posts(stack,
         assert post(base, room, user="fresh", text=big, headers=address()).status_code == 201  # others unaffected
 
 
+def test_an_address_over_its_daily_budgets_is_refused_for_the_rest_of_the_day(stack, end_offsets, tmp_path):
+    """The short window refills every 10 s; the day's budgets do not, so what one address
+    leaves in Redis for a day (a client_id key per message) stays bounded."""
+    with services_beside(stack, ["ingest"], tmp_path, RATE_LIMIT_IP_DAY="5",
+                         RATE_LIMIT_IP_BYTES_DAY="100000000") as urls:
+        base, room, me = urls["ingest"], new_room("day"), address()
+        assert [post(base, room, user=f"u{i}", headers=me).status_code for i in range(5)] == [201] * 5
+        before = end_offsets()
+        refused = post(base, room, user="sixth", headers=me)
+        assert_limited(refused, 86_400)
+        assert int(refused.headers["Retry-After"]) > 86_000  # the rest of the day, not the 10 s window
+        assert end_offsets() == before
+    (tmp_path / "bytes").mkdir()
+    with services_beside(stack, ["ingest"], tmp_path / "bytes", RATE_LIMIT_IP_BYTES_DAY="20000") as urls:
+        base, room, me = urls["ingest"], new_room("day-bytes"), address()
+        big = "x" * 3900
+        assert [post(base, room, user=f"u{i}", text=big, headers=me).status_code for i in range(5)] == [201] * 5
+        assert_limited(post(base, room, user="sixth", text=big, headers=me), 86_400)
+        assert post(base, room, user="other", text=big, headers=address()).status_code == 201
+
+
 def test_an_address_over_its_typing_budget_is_refused_whatever_names_it_uses(stack, tmp_path):
     budget, window_s = 5, 600
     with services_beside(stack, ["ingest"], tmp_path, RATE_LIMIT_IP_TYPING=str(budget),

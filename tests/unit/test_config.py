@@ -112,8 +112,9 @@ def test_a_public_url_that_is_not_a_url_names_the_variable(monkeypatch, value):
 
 def test_the_per_address_budgets_have_their_documented_defaults(monkeypatch):
     for name in ("RATE_LIMIT_IP_BYTES", "RATE_LIMIT_IP_TYPING", "RATE_LIMIT_IP_DELETES", "RATE_LIMIT_IP_ROOMS",
-                 "RATE_LIMIT_ROOMS_WINDOW_S"):
+                 "RATE_LIMIT_ROOMS_WINDOW_S", "RATE_LIMIT_IP_DAY", "RATE_LIMIT_IP_BYTES_DAY"):
         monkeypatch.delenv(name, raising=False)
     config = IngestConfig.from_env()
     assert (config.rate_limit_ip_bytes, config.rate_limit_ip_typing, config.rate_limit_ip_deletes) == (262144, 60, 30)
     assert (config.rate_limit_ip_rooms, config.rate_limit_rooms_window_s) == (10, 3600)
+    assert (config.rate_limit_ip_day, config.rate_limit_ip_bytes_day) == (20_000, 16 * 1024 * 1024)

@@ -19,6 +19,8 @@ class Config(env.CommonConfig):
     rate_limit_ip_deletes: int  # deletes per window per client address, refused ones included
     rate_limit_ip_rooms: int  # rooms created (a post to a room with no state yet) per rooms window per address
     rate_limit_rooms_window_s: int
+    rate_limit_ip_day: int  # posts per day per client address
+    rate_limit_ip_bytes_day: int  # post bodies' bytes per day per client address
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
     allowed_origins: frozenset[str]  # other page origins allowed to post (besides the site's own)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
@@ -43,6 +45,8 @@ class Config(env.CommonConfig):
             rate_limit_ip_deletes=env.env_int("RATE_LIMIT_IP_DELETES", 30),
             rate_limit_ip_rooms=env.env_int("RATE_LIMIT_IP_ROOMS", 10),
             rate_limit_rooms_window_s=env.env_int("RATE_LIMIT_ROOMS_WINDOW_S", 3600),
+            rate_limit_ip_day=env.env_int("RATE_LIMIT_IP_DAY", 20_000),
+            rate_limit_ip_bytes_day=env.env_int("RATE_LIMIT_IP_BYTES_DAY", 16 * 1024 * 1024),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             allowed_origins=frozenset(o for o in env.env_str("INGEST_ALLOWED_ORIGINS", "").split(",") if o),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),

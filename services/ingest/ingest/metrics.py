@@ -17,7 +17,7 @@ REJECTED = with_labels(
 )
 RATE_LIMITED = with_labels(
     Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit or budget, by scope.", ["scope"]),
-    "user", "ip", "ip_bytes", "ip_typing", "ip_deletes", "ip_rooms",
+    "user", "ip", "ip_bytes", "ip_typing", "ip_deletes", "ip_rooms", "ip_day", "ip_bytes_day",
 )
 PRODUCE_SECONDS = Histogram(
     "chat_ingest_produce_duration_seconds",
