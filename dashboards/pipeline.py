@@ -231,12 +231,13 @@ def ingest() -> list[PanelBuilder]:
             ]),
         timeseries(
             "Rate limits",
-            "Requests refused by a rate limit, by scope (user, ip), and rate-limit and held-name checks "
-            "skipped because Redis did not answer (those requests were let through).",
+            "Requests refused by a rate limit or budget, by scope (user, ip, ip_bytes, ip_day, ...), and "
+            "requests refused with 503 because Redis did not answer the budget or held-name check (never "
+            "let through unchecked).",
             "reqps", [
                 target(summed(rate("chat_ingest_rate_limited_total", "ingest"), by="scope"), "limited: {{scope}}"),
-                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "check skipped (Redis)"),
-                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "name check skipped (Redis)"),
+                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "503: budget check failed (Redis)"),
+                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "503: name check failed (Redis)"),
             ]),
         timeseries(
             "Deletes and typing signals",
