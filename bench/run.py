@@ -23,7 +23,6 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -41,7 +40,6 @@ from bench.kit.systems import IDLE_SYSTEMS, SYSTEMS
 
 RESULTS = ROOT / "bench" / "results"
 SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server every system uses
-Log = Callable[[str], None]
 
 
 def _start_rates(rate: float, seed: float) -> dict[str, float]:

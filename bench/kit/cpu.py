@@ -84,11 +84,6 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-def machine_busy(times_: Any) -> float:
-    """The machine's busy CPU seconds in a ``psutil.cpu_times()`` reading."""
-    return float(sum(times_) - times_.idle - getattr(times_, "iowait", 0.0))
-
-
 class Monitor:
     """Samples ``groups`` (name -> root pid) every ``interval`` s in a thread.
 
@@ -206,6 +201,11 @@ class Monitor:
 
 def _busy_cores(before: Any, after: Any) -> float:
     """The machine's busy cores between two ``psutil.cpu_times()`` readings."""
-    busy = machine_busy(after) - machine_busy(before)
+    busy = _busy(after) - _busy(before)
     total = sum(after) - sum(before)
     return (psutil.cpu_count() or 1) * busy / total if total > 0 else 0.0
+
+
+def _busy(times_: Any) -> float:
+    """The busy CPU seconds in a ``psutil.cpu_times()`` reading (neither idle nor waiting for I/O)."""
+    return float(sum(times_) - times_.idle - getattr(times_, "iowait", 0.0))
