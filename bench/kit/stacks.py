@@ -31,6 +31,7 @@ from kafka.errors import TopicAlreadyExistsError
 from bench.kit import loadgen
 from bench.kit.ports import free_port, listening, wait_port
 from bench.kit.tools import tool
+from chat_common.messages import STATE_KEY  # the bridge marks each partition it holds ready:<partition> there
 from local.stack import Settings, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,6 @@ SEED_DIR = ROOT / "bench" / "baselines" / "seed"
 CENTRIFUGO_DIR = ROOT / "bench" / "baselines" / "centrifugo"
 VENV_BIN = Path(sys.executable).parent
 STACK_PROGRAMS = ("nginx", "ingest", "kafka", "bridge", "redis", "stream")
-STATE_KEY = "chat:state"  # the bridge marks each partition it holds ready:<partition> there
 
 Log = Callable[[str], None]
 
