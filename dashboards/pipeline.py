@@ -236,8 +236,8 @@ def ingest() -> list[PanelBuilder]:
             "let through unchecked).",
             "reqps", [
                 target(summed(rate("chat_ingest_rate_limited_total", "ingest"), by="scope"), "limited: {{scope}}"),
-                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "503: budget check failed (Redis)"),
-                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "503: name check failed (Redis)"),
+                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "503: budget check (Redis)"),
+                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "503: name check (Redis)"),
             ]),
         timeseries(
             "Deletes and typing signals",
