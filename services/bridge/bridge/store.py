@@ -62,7 +62,8 @@ class Store:
             room = message.room
             keep = publish or idle_since_ms is None or message.ts >= idle_since_ms
             room_keys = [history_key(room), meta_key(room), deletes_key(room), deleted_key(room), offsets_key(room)]
-            head = [message.id, partition, int(publish), int(keep), channel(room)]
+            assert message.id is not None  # parse_record gives every record its offset as id
+            head: list[str | int] = [message.id, partition, int(publish), int(keep), channel(room)]
             if isinstance(message, Tombstone):
                 keys += [*room_keys, client_id_key(room, "-")]
                 args += ["d", *head, live_payload(message.event_data(), "delete", message.id), room, message.ts,
