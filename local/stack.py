@@ -34,6 +34,7 @@ KAFKA_HOME = ROOT / ".cache" / "kafka"  # the broker's jars, put there by script
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("ingest", "bridge", "stream")
 INSTANCE_PORT_STEP = 10  # instance n of a service listens on its port + 10 * (n - 1): 8001, 8011, ...
+PRIVATE_FILE_MODE = 0o600  # the session key, and supervisord.conf, which passes it to the services
 
 
 def stopped_with_parent(argv):
@@ -43,6 +44,14 @@ def stopped_with_parent(argv):
     ``Stack`` is started from a thread that lives as long as it (the main thread does)."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
+
+
+def write_private(path, text):
+    """Write ``text`` to ``path``, readable by its owner only from the first byte on."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    os.fchmod(descriptor, PRIVATE_FILE_MODE)  # a file that existed keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
 
 
 def instance_program(name, n):
@@ -198,8 +207,7 @@ class Stack:
         path = self.run_dir / "session-secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            write_private(path, secrets.token_urlsafe(32))
         return path.read_text().strip()
 
     def _programs(self):
@@ -270,6 +278,8 @@ class Stack:
         return self.supervisor_log or f"{self.run_dir}/logs/supervisord.log"
 
     def _write_supervisor_conf(self):
+        """supervisord.conf, readable by its owner only: it holds the services' environment,
+        the session key among it."""
         log = self._supervisor_log_path()
         lines = [
             "[supervisord]",
@@ -308,7 +318,7 @@ class Stack:
                 "stdout_logfile_maxbytes=50MB",
                 "stdout_logfile_backups=1",
             ] + ([f"environment={env}"] if env else [])
-        (self.run_dir / "supervisord.conf").write_text("\n".join(lines) + "\n")
+        write_private(self.run_dir / "supervisord.conf", "\n".join(lines) + "\n")
 
     # -- running ---------------------------------------------------------------------------
 
