@@ -86,6 +86,8 @@ class Settings:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     redis_port: int = 6379
+    # As the chart's Redis (helm/redis/values.yaml); full, it refuses writes (noeviction).
+    redis_maxmemory: str = "256mb"
     run_dir: Path = ROOT / ".run" / "local"
     kafka_home: Path = KAFKA_HOME
     partitions: int = 6
@@ -106,6 +108,7 @@ class Settings:
             kafka_port=int(_env("KAFKA_PORT", 9092)),
             kafka_controller_port=int(_env("KAFKA_CONTROLLER_PORT", 9093)),
             redis_port=int(_env("REDIS_PORT", 6379)),
+            redis_maxmemory=_env("STACK_REDIS_MAXMEMORY", "256mb"),
             run_dir=Path(_env("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(_env("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(_env("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
@@ -215,10 +218,13 @@ class Stack:
         s = self.settings
         programs = []
         if not s.external_redis:
-            # A cache: no persistence, so a restart brings it back empty (the bridge rebuilds).
+            # A cache without persistence, so a restart brings it back empty (the bridge
+            # rebuilds); bounded as the chart's, and when full it refuses writes rather than
+            # evict what the services need to be correct (they answer 503: fail closed).
             programs.append(Program(
                 "redis",
                 f"redis-server --bind {s.host} --port {s.redis_port} --save '' --appendonly no "
+                f"--maxmemory {s.redis_maxmemory} --maxmemory-policy noeviction "
                 f"--dir {self.run_dir}/redis --protected-mode yes",
             ))
         if not s.external_kafka:
