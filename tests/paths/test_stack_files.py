@@ -42,5 +42,5 @@ def test_redis_is_bounded_as_the_charts_and_refuses_writes_when_full(stack):
 def test_stack_redis_maxmemory_sets_the_bound(monkeypatch, tmp_path):
     monkeypatch.setenv("STACK_REDIS_MAXMEMORY", "64mb")
     monkeypatch.setenv("RUN_DIR", str(tmp_path))
-    [program] = [p for p in Stack(Settings.from_env())._programs() if p.name == "redis"]
+    [program] = [p for p in Stack(Settings.from_env()).files.programs() if p.name == "redis"]
     assert "--maxmemory 64mb --maxmemory-policy noeviction" in program.command
