@@ -27,7 +27,11 @@ TEST_SERVICE_ENV = {
     "HISTORY_MAX": "100",  # the Redis window per room: small, so tests can leave it
     "RATE_LIMIT_WINDOW_S": "60",  # long enough that the rate-limit test fills it even on a busy machine
     "RATE_LIMIT_USER": "300",  # tests that post a lot spread it over several user names
-    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1
+    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1, and so do the per-address budgets:
+    "RATE_LIMIT_IP_BYTES": "1000000000",
+    "RATE_LIMIT_IP_TYPING": "100000",
+    "RATE_LIMIT_IP_DELETES": "100000",
+    "RATE_LIMIT_IP_ROOMS": "100000",  # every test makes its own rooms
     "STREAM_OPENS_PER_IP": "100000",  # the same; test_stream_churn.py runs its own stream with the limit
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
