@@ -300,7 +300,8 @@ def test_stream_scaled_from_one_to_three_mid_flow_spreads_new_readers(stack):
     figures = asyncio.run(under_load(stack, scale_out))
     report("scale-out-stream-one-to-three", figures)
     assert_every_reader_whole(figures)
-    before, after = figures["connections_per_instance_before_late_readers"], figures["connections_per_instance_after_late_readers"]
+    before = figures["connections_per_instance_before_late_readers"]
+    after = figures["connections_per_instance_after_late_readers"]
     new = {program: after[program] - (before[program] or 0) for program in after}
     # Taken in turn: each instance, the two new ones too, got a share of the new readers.
     assert all(count >= LATE_READERS // 4 for count in new.values()), figures
