@@ -53,10 +53,6 @@ class Stack:
         """The environment of instance ``n`` (from 1) of a service."""
         return self.files.service_environment(name, n)
 
-    def _programs(self) -> list[Program]:
-        """What supervisord runs, in start order (tests/charts compares it with the images)."""
-        return self.files.programs()
-
     def prepare(self) -> None:
         s = self.settings
         if not s.external_kafka and not (s.kafka_home / "libs").is_dir():

@@ -47,7 +47,7 @@ def test_image_runs_the_local_stacks_command(service, tmp_path):
     from stack import VENV_BIN, Settings, Stack
 
     # A run directory that does not exist yet, as in a fresh clone.
-    programs = Stack(Settings(run_dir=tmp_path / "run"))._programs()
+    programs = Stack(Settings(run_dir=tmp_path / "run")).files.programs()
     [program] = [p for p in programs if p.name == service]
     command, environment = program.command, program.environment
     local = shlex.split(command.replace(f"{VENV_BIN}/", "").replace(f"{STACK_ROOT}/", ""))
