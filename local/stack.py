@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from local.kafka_node import create_topic, format_storage, kafka_cluster_id, kafka_format_command, kafka_node_command
-from local.rendering import Program, StackFiles
+from local.rendering import StackFiles
 from local.settings import (
     KAFKA_HOME,
     ROOT,
