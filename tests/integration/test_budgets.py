@@ -10,8 +10,6 @@ import itertools
 import json
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, TopicPartition
 from redis import Redis
 from support import new_room, post, services_beside, session_headers, typing, wait_applied
 
@@ -24,14 +22,6 @@ def address():
     """A client address no other test uses."""
     n = next(_addresses)
     return {"X-Forwarded-For": f"10.{n // 250}.{n % 250}.{7 + n % 200}"}
-
-
-@pytest.fixture(scope="module")
-def end_offsets(stack):
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
-    yield lambda: consumer.end_offsets(partitions)
-    consumer.close()
 
 
 def assert_limited(response, window_s):

@@ -4,18 +4,8 @@ noeviction, as the chart runs it), every ingest request whose checks live in Red
 
 import contextlib
 
-import pytest
-from kafka import KafkaConsumer, TopicPartition
 from redis import Redis
 from support import delete_message, new_room, post, session_headers, typing, wait_applied
-
-
-@pytest.fixture(scope="module")
-def end_offsets(stack):
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
-    yield lambda: consumer.end_offsets(partitions)
-    consumer.close()
 
 
 @contextlib.contextmanager
