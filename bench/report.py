@@ -1,13 +1,10 @@
-"""Figures out of a run: quantiles, the JSON file, the markdown summary and the plots."""
+"""Figures out of a run: the JSON file, the markdown summary and the plots."""
 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from bench import scrollback
-
-CDF_PERCENTS = [0, 1, 5] + list(range(10, 91, 5)) + [91, 92, 93, 94, 95, 96, 97, 98, 99, 99.5, 99.9, 100]
+from bench.kit.systems import COLORS, SYSTEMS
 
 TARGETS = {
     "fanout_p50_ms": 10.0,
@@ -19,23 +16,6 @@ TARGETS = {
     "vs_centrifugo": 1.0,
     "loadgen_us_per_delivery": 5.0,
 }
-# Every system a run may hold, in the order of the tables: the whole pipelines (ours, the seed,
-# Centrifugo behind its Kafka consumer), then the fan-out stage alone (ours published into
-# Redis as the bridge does, Centrifugo through its publish API).
-SYSTEMS = ("ours", "seed", "centrifugo", "ours-fanout", "centrifugo-fanout")
-
-
-def quantiles(values):
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        return None
-    points = np.percentile(data, CDF_PERCENTS)
-    return {
-        "count": int(data.size), "mean": float(data.mean()), "min": float(data.min()),
-        "p50": float(np.percentile(data, 50)), "p90": float(np.percentile(data, 90)),
-        "p99": float(np.percentile(data, 99)), "p999": float(np.percentile(data, 99.9)), "max": float(data.max()),
-        "cdf": [[p, float(v)] for p, v in zip(CDF_PERCENTS, points, strict=True)],
-    }
 
 
 def write(result, out_dir, latest=True):
@@ -430,8 +410,6 @@ def plot(result, out_dir, prefix):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     paths = []
-    colors = {"ours": "tab:blue", "seed": "tab:red", "centrifugo": "tab:green", "ours-fanout": "tab:cyan",
-              "centrifugo-fanout": "tab:olive"}
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}")
 
     def plain_log(ax, y=False):
@@ -463,7 +441,7 @@ def plot(result, out_dir, prefix):
                     continue
                 xs = [v for _, v in q["cdf"]]
                 ys = [p / 100 for p, _ in q["cdf"]]
-                ax.plot(xs, ys, label=f"{system} ({label})", color=colors[system],
+                ax.plot(xs, ys, label=f"{system} ({label})", color=COLORS[system],
                         linestyle="--" if label == "ts" else "-")
             ax.set_xscale("log")
             plain_log(ax)
@@ -475,7 +453,7 @@ def plot(result, out_dir, prefix):
         if ingest:
             ax = axes[2]
             q = ingest["post_latency"]
-            ax.plot([v for _, v in q["cdf"]], [p / 100 for p, _ in q["cdf"]], color=colors["ours"], label="ours")
+            ax.plot([v for _, v in q["cdf"]], [p / 100 for p, _ in q["cdf"]], color=COLORS["ours"], label="ours")
             ax.set_xscale("log")
             plain_log(ax)
             ax.set_xlabel("POST latency until 201 (ms, log)")
@@ -497,9 +475,9 @@ def plot(result, out_dir, prefix):
                 continue
             clients_per_room = c["params"]["clients"] / c["params"]["rooms"]
             xs = [s["offered_rate"] * clients_per_room for s in c["steps"]]
-            a1.plot(xs, [s["deliveries_per_s"] for s in c["steps"]], "o-", color=colors[system], label=system)
+            a1.plot(xs, [s["deliveries_per_s"] for s in c["steps"]], "o-", color=COLORS[system], label=system)
             a2.plot(xs, [s["latency_send"]["p99"] if s["latency_send"] else float("nan") for s in c["steps"]],
-                    "o-", color=colors[system], label=system)
+                    "o-", color=COLORS[system], label=system)
             for s, x in zip(c["steps"], xs, strict=True):
                 if not s["passed"]:
                     a1.plot([x], [s["deliveries_per_s"]], "x", color="black", markersize=10)
@@ -535,7 +513,7 @@ def plot(result, out_dir, prefix):
             if not i:
                 continue
             ax.plot([p["connections"] for p in i["points"]], [p["stream_rss_bytes"] / 2**20 for p in i["points"]],
-                    "o-", color=colors[system],
+                    "o-", color=COLORS[system],
                     label=f"{system}: {i['bytes_per_connection'] / 1024:.1f} KB/connection"
                     if i["bytes_per_connection"] is not None else system)
         ax.set_xlabel("open idle SSE connections")

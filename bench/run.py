@@ -21,26 +21,28 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
 
-from bench import hops, loadgen, report, scrollback
-from bench.monitor import Monitor, rss_bytes
-from bench.stacks import ROOT, CentrifugoStack, OursStack, SeedStack
+from bench import report, scrollback
+from bench.kit import hops, loadgen, stats
+from bench.kit.cpu import Monitor, rss_bytes
+from bench.kit.fanout import bridge_publisher
+from bench.kit.stacks import ROOT, CentrifugoStack, OursStack, SeedStack, nginx_connections, raise_fd_limit
+from bench.kit.systems import IDLE_SYSTEMS, SYSTEMS
 
 RESULTS = ROOT / "bench" / "results"
 SHARED_PROGRAMS = ("kafka", "redis")  # the broker and the Redis server every system uses
-SYSTEMS = ("ours", "seed", "centrifugo", "ours-fanout", "centrifugo-fanout")
-# The systems whose own processes the idle scenario measures (the fan-out stages share them).
-IDLE_SYSTEMS = ("ours", "seed", "centrifugo")
 
 
-def _start_rates(rate, seed):
+def _start_rates(rate: float, seed: float) -> dict[str, float]:
     """The capacity search's first rate (msg/s) per system: the seed saturates far lower."""
     return {**{name: rate for name in SYSTEMS}, "seed": seed}
 
@@ -83,15 +85,6 @@ PROFILES = {
 SCENARIOS = ("fanout", "capacity", "idle", "ingest", "scrollback")
 
 
-def raise_fd_limit():
-    """Soft limit up to the hard one, for the harness and every process it starts."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > 1_000_000:
-        hard = 1_000_000
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
 # -- systems ------------------------------------------------------------------------
 
 
@@ -132,10 +125,6 @@ class System:
 # -- scenarios ------------------------------------------------------------------------
 
 
-def _q(quantiles, key):
-    return quantiles[key] if quantiles else float("nan")
-
-
 def _step_summary(step, monitor_result, stack_groups):
     lat_send = step.pop("latency_send_ms")
     lat_ts = step.pop("latency_ts_ms")
@@ -146,9 +135,9 @@ def _step_summary(step, monitor_result, stack_groups):
     # Delivered over the whole step, the drain included: a backlog delivered late is not
     # throughput at the offered rate.
     step["deliveries_per_s"] = step["received"] / step["deliver_seconds"] if step["deliver_seconds"] > 0 else 0.0
-    step["latency_send"] = report.quantiles(lat_send)
-    step["latency_ts"] = report.quantiles(lat_ts) if len(lat_ts) else None
-    step["post_latency"] = report.quantiles(post_ms)
+    step["latency_send"] = stats.quantiles(lat_send)
+    step["latency_ts"] = stats.quantiles(lat_ts) if len(lat_ts) else None
+    step["post_latency"] = stats.quantiles(post_ms)
     step["resources"] = monitor_result
     stack_cores = sum(monitor_result["groups"][g]["cpu_cores_mean"] for g in stack_groups)
     step["stack_cores"] = stack_cores
@@ -173,7 +162,7 @@ async def _warm_up(system, readers, sender_base):
 async def delivery_scenarios(system, params, wanted, log):
     """The capacity search from a low rate up, then (once nothing is arriving any more)
     the fan-out, on one set of connections."""
-    out = {}
+    out: dict[str, Any] = {}
     fan = params["fanout"]
     cap = params["capacity"]
     clients, rooms_n = (fan["clients"], fan["rooms"]) if "fanout" in wanted else (cap["clients"], cap["rooms"])
@@ -276,8 +265,9 @@ async def delivery_scenarios(system, params, wanted, log):
                              "hops": system.hops_after(hops0)}
             f = out["fanout"]
             log(f"[{system.name}] fan-out: {f['deliveries_per_s']:.0f} deliveries/s, lost {f['lost']}, "
-                f"dup {f['duplicates']}, reordered {f['reordered']}, dropped {f['readers_dropped']}, p50 {_q(f['latency_send'], 'p50'):.1f} ms, "
-                f"p99 {_q(f['latency_send'], 'p99'):.1f} ms, stack {f['stack_cores']:.2f} cores, "
+                f"dup {f['duplicates']}, reordered {f['reordered']}, dropped {f['readers_dropped']}, "
+                f"p50 {stats.pick(f['latency_send'], 'p50'):.1f} ms, "
+                f"p99 {stats.pick(f['latency_send'], 'p99'):.1f} ms, stack {f['stack_cores']:.2f} cores, "
                 f"loadgen {f['loadgen_cores']:.2f} cores")
             base += 100_000
             loadgen.reset_reader_counters(readers)
@@ -347,13 +337,11 @@ async def idle_scenario(system, params, log):
 
 
 def _slope(points):
+    """Bytes per connection: the slope of RSS against connections, over at least three points."""
     if len(points) < 3:
         return None
-    xs = [p["connections"] for p in points]
-    ys = [p["stream_rss_bytes"] for p in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else None
+    fitted = stats.line([(p["connections"], p["stream_rss_bytes"]) for p in points])
+    return fitted[1] if fitted else None
 
 
 async def ingest_scenario(system, params, log):
@@ -370,7 +358,7 @@ async def ingest_scenario(system, params, log):
         "params": dict(ing),
         "acked": res["acked"], "errors": res["errors"], "seconds": res["seconds"],
         "acked_per_s": rate,
-        "post_latency": report.quantiles(res["post_ms"]),
+        "post_latency": stats.quantiles(res["post_ms"]),
         "stack_cores": stack_cores,
         "acked_per_stack_core": rate / stack_cores if stack_cores else None,
         "ingest_cores": mon["groups"][ingest_group]["cpu_cores_mean"],
@@ -404,13 +392,12 @@ def machine_description():
                 break
     except OSError:
         pass
-    from importlib.metadata import version as pkg_version
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in ("psutil", "matplotlib", "flask", "flask-sse", "gunicorn", "gevent",
                  "kafka-python", "redis"):
         try:
-            packages[name] = pkg_version(name)
-        except Exception:
+            packages[name] = package_version(name)
+        except PackageNotFoundError:
             packages[name] = None
     kafka_jars = sorted(p.name for p in (ROOT / ".cache" / "kafka" / "libs").glob("kafka_*.jar"))
     commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
@@ -434,9 +421,8 @@ async def run_all(profile_name, params, only, wanted, log):
               "systems": list(only), "machine": machine_description(), "fd_limit": fd_limit, "results": {}}
     log(f"load average at start: {result['machine']['load_avg_at_start']}")
     started = time.monotonic()
-    # nginx holds two descriptors per proxied stream, within the same per-process limit.
-    nginx_connections = max(8192, min(40000, fd_limit[0] - 1000))
-    ours = OursStack(run_dir / "stack", nginx_connections=nginx_connections)
+    gateway_connections = nginx_connections(fd_limit[0])
+    ours = OursStack(run_dir / "stack", nginx_connections=gateway_connections)
     log("starting the stack (Kafka, Redis, ingest, bridge, stream, nginx)")
     ours.start(timeout=240)
     seed = centrifugo = None
@@ -445,14 +431,7 @@ async def run_all(profile_name, params, only, wanted, log):
         # flask-sse holds one Redis connection per open stream: let Redis take the idle
         # scenario's (as far as the descriptor limit allows).
         r.config_set("maxclients", max(10000, min(50000, fd_limit[0] - 1000)))
-        try:
-            _wait_history_ready(r, ours.settings.partitions, log, timeout=60)
-        except TimeoutError:
-            # Seen when the bridge joined its group before the topic existed: it is left
-            # with no partitions after the next rebalance. A restart gets them.
-            log("the bridge holds no partitions after 60 s: restarting it")
-            ours.ctl("restart", "bridge")
-            _wait_history_ready(r, ours.settings.partitions, log, timeout=120)
+        ours.wait_partitions(log)
         groups = ours.groups()
         shared = {name: groups[name] for name in SHARED_PROGRAMS}
         tag = stamp[-7:-1].lower()
@@ -465,14 +444,14 @@ async def run_all(profile_name, params, only, wanted, log):
             # The fan-out stage: published into Redis as the bridge does; ingest, Kafka and the
             # bridge have nothing to do, so only what carries the stage is counted.
             target = loadgen.Target("ours-fanout", ours.settings.gateway_url, "ours-redis",
-                                    redis=_bridge_publish(ours.settings))
+                                    redis=bridge_publisher(ours.settings))
             systems.append(System("ours-fanout", target, {n: groups[n] for n in ("nginx", "stream", "redis")},
                                   ours.stream_pids(), r, f"r{tag}", ours.settings.service_url("stream"),
                                   {"stream": ours.settings.service_url("stream")}))
         if {"centrifugo", "centrifugo-fanout"} & set(only):
             log("starting Centrifugo (built once into the per-user cache: a first build takes minutes)")
             centrifugo = CentrifugoStack(run_dir / "centrifugo", ours.settings.kafka_bootstrap, ours.settings.redis_url,
-                                         ours.settings.partitions, nginx_connections=nginx_connections).start()
+                                         ours.settings.partitions, nginx_connections=gateway_connections).start()
             c_groups = centrifugo.groups()
             if "centrifugo" in only:
                 systems.append(System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url,
@@ -488,7 +467,7 @@ async def run_all(profile_name, params, only, wanted, log):
                                       centrifugo.stream_pids(), r, f"d{tag}", centrifugo.api_url))
         if "seed" in only:
             seed = SeedStack(run_dir / "seed", ours.settings.kafka_bootstrap, ours.settings.redis_url,
-                             nginx_connections=nginx_connections).start()
+                             nginx_connections=gateway_connections).start()
             systems.append(System("seed", loadgen.Target("seed", seed.gateway_url, "seed"),
                                   {**seed.groups(), **shared}, seed.stream_pids(), r, f"s{tag}",
                                   f"http://127.0.0.1:{seed.stream_port}"))
@@ -528,29 +507,6 @@ async def run_all(profile_name, params, only, wanted, log):
     return result
 
 
-def _bridge_publish(settings):
-    """What the load generator needs to publish into Redis as the bridge does: the bridge's
-    own script and its settings (the defaults of services/bridge/bridge/config.py)."""
-    from bridge.store import APPLY_SCRIPT
-
-    host_port = settings.redis_url.split("://", 1)[1].split("/", 1)[0]
-    return {"addr": host_port, "script": APPLY_SCRIPT, "history_max": 1000, "client_id_ttl_s": 86400,
-            "partitions": settings.partitions}
-
-
-def _wait_history_ready(r, partitions, log, timeout=240):
-    """Until the bridge holds every partition (its consumer group formed, the history
-    marked ready in Redis), the stream service answers 503 to a new stream."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        flags = r.hmget("chat:state", [f"ready:{p}" for p in range(partitions)])
-        if all(flags):
-            log(f"bridge assigned and history ready after {time.monotonic() - started:.0f} s")
-            return
-        time.sleep(0.5)
-    raise TimeoutError("the bridge did not take its partitions in time")
-
-
 def _set(params, assignment):
     key, value = assignment.split("=", 1)
     node = params
@@ -558,7 +514,8 @@ def _set(params, assignment):
     for part in parts[:-1]:
         node = node[part]
     old = node.get(parts[-1])
-    node[parts[-1]] = type(old)(value) if isinstance(old, (int, float)) and not isinstance(old, bool) else json.loads(value)
+    numeric = isinstance(old, (int, float)) and not isinstance(old, bool)
+    node[parts[-1]] = type(old)(value) if numeric else json.loads(value)
 
 
 def main(argv=None):

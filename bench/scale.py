@@ -17,6 +17,8 @@ import argparse
 import json
 import math
 
+from bench.kit import stats
+
 BY_DELIVERY = ("stream", "nginx")
 BY_MESSAGE = ("ingest", "bridge", "kafka", "redis")
 WORKER_CONNECTIONS = 10_000
@@ -31,12 +33,11 @@ PROFILES = (  # (open connections, readers per room, messages/s per room)
 
 def fit(points):
     """Least squares ``y = a + b * x`` over (x, y) points; (a, b), a clamped at 0."""
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else my / mx
-    a = my - b * mx
+    fitted = stats.line(points)
+    if fitted is None:  # one load only: all of it per unit
+        n = len(points)
+        return 0.0, (sum(y for _, y in points) / n) / (sum(x for x, _ in points) / n)
+    a, b = fitted
     if a < 0:  # no negative idle cost: a line through the origin instead
         a, b = 0.0, sum(x * y for x, y in points) / sum(x * x for x, _ in points)
     return a, b

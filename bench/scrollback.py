@@ -11,18 +11,17 @@ latency with and without the paging, on the same stream workers.
 """
 
 import asyncio
-import sys
 import time
+from typing import Any
 
 import aiohttp
+import httpx
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
-from bench import loadgen, report
-from bench.monitor import Monitor
-from bench.stacks import ROOT
-
-sys.path.insert(0, str(ROOT / "services" / "common"))
-from chat_common.messages import Message, room_partition  # noqa: E402
+from bench.kit import hops, loadgen, stats
+from bench.kit.cpu import Monitor
+from chat_common.messages import Message, room_partition
 
 PAGE_TIMEOUT_S = 30
 
@@ -36,8 +35,6 @@ def _room_in_partition(system, label, partition, partitions):
 
 def _fill(target, kafka_bootstrap, topic, quiet, others, p):
     """Post the quiet room's messages between the other rooms' records; return their ids."""
-    import httpx
-
     per_gap = max(1, p["noise_records"] // p["quiet_messages"])
     # Ingest's producer settings bound the log's record batches (kafka-python's default
     # batch_size, 16 KB): the noise is laid out in batches no larger than ingest writes, as
@@ -107,14 +104,8 @@ async def _pager(session, base_url, room, limit, stop_at, floor, out):
 
 def _counters(stream_url):
     """The stream service's Kafka records read for history pages, and its cache's hits and misses."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{stream_url}/metrics", timeout=5) as response:
-        text = response.read().decode()
     counts = {"records": 0.0, "hit": 0.0, "miss": 0.0}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(hops.metrics_text(stream_url)):
         for sample in family.samples:
             if not sample.name.endswith("_total"):
                 continue
@@ -147,7 +138,8 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
         # Live delivery alone, then the same with the readers paging back.
         alone = await loadgen.run_step(system.target, readers, p["live_rate"], p["duration"], base)
         loadgen.reset_reader_counters(readers)
-        out = {"redis_ms": [], "kafka_ms": [], "kafka_first_walk_ms": [], "kafka_later_ms": [], "errors": 0, "statuses": {}, "messages": 0, "full_walks": 0}
+        out: dict[str, Any] = {"redis_ms": [], "kafka_ms": [], "kafka_first_walk_ms": [], "kafka_later_ms": [],
+                               "errors": 0, "statuses": {}, "messages": 0, "full_walks": 0}
         counts0 = _counters(system.metrics_urls["stream"])
         hops0 = system.hops_before()
         monitor = Monitor(system.groups).start()
@@ -172,12 +164,12 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
         "applied": applied,
         "redis_floor": floor,
         "quiet_ids": [ids[0], ids[-1]],
-        "page_kafka": report.quantiles(out["kafka_ms"]),
-        "page_redis": report.quantiles(out["redis_ms"]),
+        "page_kafka": stats.quantiles(out["kafka_ms"]),
+        "page_redis": stats.quantiles(out["redis_ms"]),
         # Each reader's first walk meets the records no page read yet; the later ones find
         # them in the stream workers' cache.
-        "page_kafka_first_walk": report.quantiles(out["kafka_first_walk_ms"]),
-        "page_kafka_later_walks": report.quantiles(out["kafka_later_ms"]),
+        "page_kafka_first_walk": stats.quantiles(out["kafka_first_walk_ms"]),
+        "page_kafka_later_walks": stats.quantiles(out["kafka_later_ms"]),
         "pages": kafka_pages + len(out["redis_ms"]),
         "kafka_pages": kafka_pages,
         "full_walks": out["full_walks"],
@@ -188,24 +180,20 @@ async def scrollback_scenario(system, params, log, kafka_bootstrap, topic, parti
         "cache_hits": counts["hit"],
         "cache_misses": counts["miss"],
         "live_alone": {k: alone[k] for k in ("acked", "received", "lost", "duplicates", "reordered")}
-        | {"latency_ts": report.quantiles(alone["latency_ts_ms"])},
+        | {"latency_ts": stats.quantiles(alone["latency_ts_ms"])},
         "live_with_paging": {k: together[k] for k in ("acked", "received", "lost", "duplicates", "reordered")}
-        | {"latency_ts": report.quantiles(together["latency_ts_ms"])},
+        | {"latency_ts": stats.quantiles(together["latency_ts_ms"])},
         "hops": system.hops_after(hops0),
         "resources": resources,
     }
     q, la, lw = result["page_kafka"], result["live_alone"]["latency_ts"], result["live_with_paging"]["latency_ts"]
     log(f"[{system.name}] scrollback: {result['pages']} pages ({kafka_pages} from Kafka, {out['full_walks']} walks "
-        f"to the first message), Kafka page p50 {q['p50'] if q else float('nan'):.1f} ms p99 "
-        f"{q['p99'] if q else float('nan'):.1f} ms, {result['records_per_kafka_page'] or 0:.0f} records read per "
-        f"Kafka page (first walks p99 {_p(result['page_kafka_first_walk'], 'p99'):.1f} ms, later walks p99 "
-        f"{_p(result['page_kafka_later_walks'], 'p99'):.1f} ms); live p99 {la['p99'] if la else float('nan'):.1f} ms alone, "
-        f"{lw['p99'] if lw else float('nan'):.1f} ms while paging; errors {out['errors']}, {out['statuses']}")
+        f"to the first message), Kafka page p50 {stats.pick(q, 'p50'):.1f} ms p99 "
+        f"{stats.pick(q, 'p99'):.1f} ms, {result['records_per_kafka_page'] or 0:.0f} records read per "
+        f"Kafka page (first walks p99 {stats.pick(result['page_kafka_first_walk'], 'p99'):.1f} ms, later walks "
+        f"p99 {stats.pick(result['page_kafka_later_walks'], 'p99'):.1f} ms); live p99 {stats.pick(la, 'p99'):.1f} "
+        f"ms alone, {stats.pick(lw, 'p99'):.1f} ms while paging; errors {out['errors']}, {out['statuses']}")
     return result
-
-
-def _p(quantiles, key):
-    return quantiles[key] if quantiles else float("nan")
 
 
 # -- the summary -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from local.stack import SERVICES, Settings
+from local.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "local" / "templates" / "prometheus.yml"

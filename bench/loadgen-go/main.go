@@ -1,6 +1,6 @@
 // The benchmark's load generator: many SSE readers and paced senders, every event checked.
 //
-// The harness (bench/loadgen.py) starts one of these and drives it with one JSON command per
+// The harness (bench/kit/loadgen.py) starts one of these and drives it with one JSON command per
 // line on stdin; each command gets one JSON reply per line on stdout, {"ok": true, "result":
 // ...} or {"ok": false, "error": "..."}. Commands: open (a set of readers over rooms, kept
 // open across steps), step (senders at a rate for a while, then wait for every reader to have

@@ -18,103 +18,74 @@ Prints one JSON object, with the machine's load average before and after.
 
 import argparse
 import asyncio
-import datetime
 import json
+import os
 import subprocess
-import sys
 import time
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import psutil
 
-import psutil  # noqa: E402
-
-from bench import loadgen, monitor  # noqa: E402
-from bench.stacks import OursStack  # noqa: E402
+from bench.kit import cpu, loadgen, stacks, stats
 
 PROGRAMS = ("ingest", "kafka", "redis", "nginx")
 ROOMS = 20
-PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
-def counters(pid):
-    """CPU time (user, system, in seconds) and context switches of a process and its
-    children (gunicorn's master and workers)."""
-    user = system = switches = 0.0
-    for proc in monitor.tree(pid):
-        try:
-            with proc.oneshot():
-                times, ctx = proc.cpu_times(), proc.num_ctx_switches()
-        except psutil.NoSuchProcess:
-            continue
-        user, system, switches = user + times.user, system + times.system, switches + ctx.voluntary + ctx.involuntary
-    return user, system, switches
-
-
-async def closed_round(target, rooms, pids, args):
-    before, started = {n: counters(p) for n, p in pids.items()}, time.monotonic()
+async def closed_round(target: loadgen.Target, rooms: list[str], pids: dict[str, int],
+                       args: argparse.Namespace) -> dict[str, Any]:
+    before, started = cpu.snapshot(pids), time.monotonic()
     closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.seconds)
     wall = time.monotonic() - started
-    after = {n: counters(p) for n, p in pids.items()}
-    used = {n: after[n][0] + after[n][1] - before[n][0] - before[n][1] for n in pids}
-    system = after["ingest"][1] - before["ingest"][1]
-    switches = after["ingest"][2] - before["ingest"][2]
+    after = cpu.snapshot(pids)
+    used = cpu.used(before, after)
+    ingest = after["ingest"] - before["ingest"]
     posts = closed["acked"]
-    post_ms = sorted(closed["post_ms"] or [0])
     return {
         "acked": posts, "errors": closed["errors"], "posts_per_s": round(posts / closed["seconds"]),
-        "post_p50_ms": round(post_ms[len(post_ms) // 2], 1),
+        "post_p50_ms": round(stats.nearest_rank(closed["post_ms"], 0.5), 1),
         "ingest_us_per_post": round(used["ingest"] / posts * 1e6),
         "posts_per_ingest_core": round(posts / used["ingest"]),
-        "ingest_system_share": round(system / used["ingest"], 2),
-        "ingest_switches_per_post": round(switches / posts, 1),
+        "ingest_system_share": round(ingest.system / used["ingest"], 2),
+        "ingest_switches_per_post": round(ingest.switches / posts, 1),
         "cpu_us_per_post": {n: round(used[n] / posts * 1e6) for n in PROGRAMS},
         "cores": {n: round(used[n] / wall, 3) for n in PROGRAMS},
-        "load": [round(x, 2) for x in psutil.getloadavg()],
+        "load": [round(x, 2) for x in os.getloadavg()],
     }
 
 
-async def measure(stack, args):
+async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str, Any]:
     pids = {name: stack.pid(name) for name in PROGRAMS}
     target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
     rooms = [f"ingest-{i}" for i in range(ROOMS)]
     await loadgen.ingest_closed_loop(target, rooms, args.posters, 3)  # warm up: connections, metadata
-    rounds = [await closed_round(target, rooms, pids, args) for _ in range(args.rounds)]
-    result = {"rounds": rounds}
+    result: dict[str, Any] = {"rounds": [await closed_round(target, rooms, pids, args) for _ in range(args.rounds)]}
     if args.record:
         worker = psutil.Process(pids["ingest"]).children()[0].pid
-        spy = subprocess.Popen([str(PY_SPY), "record", "-p", str(worker), "-d", str(args.seconds), "-r", "100",
-                                "--gil", "--nonblocking", "-o", args.record],
+        spy = subprocess.Popen([str(stacks.VENV_BIN / "py-spy"), "record", "-p", str(worker), "-d",
+                                str(args.seconds), "-r", "100", "--gil", "--nonblocking", "-o", args.record],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         result["recorded"] = await closed_round(target, rooms, pids, args)
         spy.wait()
     return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--posters", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--record", help="also record one ingest worker into this flame graph (svg)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    stack = OursStack(ROOT / ".run" / "ingest-cpu" / stamp, nginx_connections=4096)
-    stack.settings.service_env.update(dict(item.split("=", 1) for item in args.env))
-    load_before = [round(x, 2) for x in psutil.getloadavg()]
-    stack.start(timeout=240)
-    try:
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with stacks.ours(stacks.run_dir("ingest-cpu"), nginx_connections=4096, env=stacks.parse_env(args.env)) as stack:
         stack.ctl("stop", "bridge", "stream")  # their cores go to ingest
         result = asyncio.run(measure(stack, args))
-    finally:
-        loadgen.stop()
-        stack.stop()
-    result.update(env=args.env, load_before=load_before, load_after=[round(x, 2) for x in psutil.getloadavg()])
+    result.update(env=args.env, load_before=load_before, load_after=[round(x, 2) for x in os.getloadavg()])
     if result["rounds"]:
-        per_post = sorted(r["ingest_us_per_post"] for r in result["rounds"])
-        result["ingest_us_per_post_median"] = per_post[len(per_post) // 2]
+        result["ingest_us_per_post_median"] = stats.nearest_rank([r["ingest_us_per_post"] for r in result["rounds"]],
+                                                                 0.5)
     print(json.dumps(result))
 
 

@@ -1,5 +1,5 @@
 """The load generator's CPU per delivery, in the fan-out stage through the gateway: the
-local stack (bench/stacks.py), the bridge's own script publishing into Redis (as
+local stack (bench/kit/stacks.py), the bridge's own script publishing into Redis (as
 ``ours-fanout`` in the benchmark), the stream service, nginx, and one or more load
 generator binaries, measured in turn against the same stack.
 
@@ -22,57 +22,59 @@ move with its load: compare binaries within a round, over several rounds.
 """
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import psutil
-import redis
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bench import loadgen, report  # noqa: E402
-from bench.run import _bridge_publish, _wait_history_ready, raise_fd_limit  # noqa: E402
-from bench.stacks import OursStack  # noqa: E402
+from bench.kit import cpu, loadgen, stacks, stats
+from bench.kit.fanout import bridge_publisher
 
 
-class Generator:
-    """One load generator process, driven as bench/loadgen.py drives it."""
-
-    def __init__(self, binary, profile=None):
-        env = dict(os.environ)
-        if profile:
-            env["LOADGEN_CPUPROFILE"] = profile
-        self.binary = binary
-        self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     bufsize=1, env=env)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def call(self, cmd, **arg):
-        self.proc.stdin.write(json.dumps({"cmd": cmd, "arg": arg}) + "\n")
-        self.proc.stdin.flush()
-        reply = json.loads(self.proc.stdout.readline())
-        if not reply["ok"]:
-            raise RuntimeError(f"{self.binary}: {cmd}: {reply['error']}")
-        return reply.get("result")
-
-    def cpu(self):
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def stop(self):
-        try:
-            self.call("stop")
-        finally:
-            self.proc.wait(timeout=60)
+def open_readers(generator: loadgen.Process, index: int, target: dict[str, Any], args: argparse.Namespace) -> int:
+    """The generator's readers in rooms of its own, warmed up (one message per room until every
+    reader has it); the id of their set."""
+    rooms = [f"lg{index}-{k}" for k in range(args.rooms)]
+    status = generator.call("open", target=target, rooms=rooms, clients=args.readers, concurrency=200)
+    if status["failed"]:
+        raise RuntimeError(f"{generator.binary}: {status['failed']} readers failed: {status['errors']}")
+    readers: int = status["set"]
+    generator.call("step", set=readers, rate=args.rooms, duration=1, sender_base=1_000_000)
+    generator.call("quiesce", set=readers, quiet_s=1, timeout=30)
+    generator.call("reset", set=readers)
+    return readers
 
 
-def main():
+def measure_step(generator: loadgen.Process, readers: int, round_: int, base: int,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """One fan-out step: the generator's CPU over it, per delivery."""
+    generator.call("quiesce", set=readers, quiet_s=1, timeout=30)
+    generator.call("reset", set=readers)
+    cpu0, t0 = cpu.times([generator.pid], children=False).cpu, time.monotonic()
+    step = generator.call("step", set=readers, rate=args.rate, duration=args.seconds, sender_base=base)
+    used = cpu.times([generator.pid], children=False).cpu - cpu0
+    wall = time.monotonic() - t0
+    latency = stats.quantiles(step["latency_send_ms"])
+    return {
+        "round": round_, "binary": generator.binary, "cpu_s": round(used, 3), "wall_s": round(wall, 2),
+        "received": step["received"], "expected": step["expected_deliveries"],
+        "us_per_delivery": round(used / step["received"] * 1e6, 2) if step["received"] else None,
+        "cores": round(used / wall, 3),
+        "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
+        "dropped": step["readers_dropped"],
+        # (binaries from before these counters have none)
+        "batches": step.get("poll_batches"), "reads": step.get("socket_reads"),
+        "stamped": step.get("stamped_reads"),
+        "p50_ms": latency and latency["p50"], "p99_ms": latency and latency["p99"],
+        "loadavg": os.getloadavg(),
+    }
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", action="append", help="a load generator binary (repeat to compare)")
     ap.add_argument("--pairs", type=int, default=3)
@@ -84,73 +86,32 @@ def main():
     ap.add_argument("--gateway", help="a running system's base URL (kind ours) instead of a stack of its own")
     args = ap.parse_args()
     binaries = args.binary or [loadgen.binary()]
-    fd_soft = raise_fd_limit()[0]
-    stack = None
-    if args.gateway:
-        target = loadgen.Target("ours", args.gateway, "ours").as_json()
-    else:
-        run_dir = Path(tempfile.mkdtemp(prefix="loadgen-cpu-"))
-        nginx_connections = max(8192, min(40000, fd_soft - 1000))
-        stack = OursStack(run_dir / "stack", nginx_connections=nginx_connections)
-        stack.start(timeout=240)
-    generators = []
-    steps = []
-    try:
-        if stack is not None:
-            r = redis.Redis.from_url(stack.settings.redis_url)
-            _wait_history_ready(r, stack.settings.partitions, lambda m: print(m, file=sys.stderr), timeout=120)
+    if args.cpuprofile:
+        Path(args.cpuprofile).mkdir(parents=True, exist_ok=True)
+    gateway_connections = stacks.nginx_connections(stacks.raise_fd_limit()[0])
+    steps: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as running:
+        if args.gateway:
+            target = loadgen.Target("ours", args.gateway, "ours").as_json()
+        else:
+            run_dir = Path(tempfile.mkdtemp(prefix="loadgen-cpu-"))
+            stack = running.enter_context(stacks.ours(run_dir / "stack", nginx_connections=gateway_connections,
+                                                      log=lambda m: print(m, file=sys.stderr)))
             target = loadgen.Target("ours-fanout", stack.settings.gateway_url, "ours-redis",
-                                    redis=_bridge_publish(stack.settings)).as_json()
-        sets = []
+                                    redis=bridge_publisher(stack.settings)).as_json()
+        generators = []
         for i, binary in enumerate(binaries):
-            profile = str(Path(args.cpuprofile) / f"{i}.pprof") if args.cpuprofile else None
-            if profile:
-                Path(args.cpuprofile).mkdir(parents=True, exist_ok=True)
-            g = Generator(binary, profile)
-            generators.append(g)
-            rooms = [f"lg{i}-{k}" for k in range(args.rooms)]
-            status = g.call("open", target=target, rooms=rooms, clients=args.readers, concurrency=200)
-            if status["failed"]:
-                raise RuntimeError(f"{binary}: {status['failed']} readers failed: {status['errors']}")
-            sets.append(status["set"])
-            # Warm up: one message per room until every reader has it.
-            g.call("step", set=status["set"], rate=args.rooms, duration=1, sender_base=1_000_000)
-            g.call("quiesce", set=status["set"], quiet_s=1, timeout=30)
-            g.call("reset", set=status["set"])
+            env = {"LOADGEN_CPUPROFILE": str(Path(args.cpuprofile) / f"{i}.pprof")} if args.cpuprofile else None
+            generator = loadgen.Process(binary, env)
+            running.callback(generator.stop)
+            generators.append((generator, open_readers(generator, i, target, args)))
         base = 2_000_000
         for round_ in range(args.pairs):
-            for i, g in enumerate(generators):
-                g.call("quiesce", set=sets[i], quiet_s=1, timeout=30)
-                g.call("reset", set=sets[i])
-                cpu0, t0 = g.cpu(), time.monotonic()
-                step = g.call("step", set=sets[i], rate=args.rate, duration=args.seconds, sender_base=base)
-                cpu = g.cpu() - cpu0
-                wall = time.monotonic() - t0
+            for generator, readers in generators:
+                row = measure_step(generator, readers, round_, base, args)
                 base += 100_000
-                latency = report.quantiles(step["latency_send_ms"])
-                row = {
-                    "round": round_, "binary": g.binary, "cpu_s": round(cpu, 3), "wall_s": round(wall, 2),
-                    "received": step["received"], "expected": step["expected_deliveries"],
-                    "us_per_delivery": round(cpu / step["received"] * 1e6, 2) if step["received"] else None,
-                    "cores": round(cpu / wall, 3),
-                    "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
-                    "dropped": step["readers_dropped"],
-                    # (binaries from before these counters have none)
-                    "batches": step.get("poll_batches"), "reads": step.get("socket_reads"),
-                    "stamped": step.get("stamped_reads"),
-                    "p50_ms": latency and latency["p50"], "p99_ms": latency and latency["p99"],
-                    "loadavg": os.getloadavg(),
-                }
                 steps.append(row)
                 print(json.dumps(row), flush=True)
-    finally:
-        for g in generators:
-            try:
-                g.stop()
-            except Exception as exc:  # noqa: BLE001 - report and go on stopping the rest
-                print(f"stopping {g.binary}: {exc}", file=sys.stderr)
-        if stack is not None:
-            stack.stop()
     summary = {}
     for binary in binaries:
         mine = [s["us_per_delivery"] for s in steps if s["binary"] == binary and s["us_per_delivery"]]

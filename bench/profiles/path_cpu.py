@@ -20,46 +20,19 @@ wall times, but it does: compare runs taken close together, alternating.
 
 import argparse
 import asyncio
-import datetime
 import json
-import sys
+import os
 import time
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import psutil  # noqa: E402
-import redis  # noqa: E402
-
-from bench import loadgen, monitor, run  # noqa: E402
-from bench.stacks import OursStack  # noqa: E402
+from bench.kit import cpu, loadgen, stacks, stats
 
 PROGRAMS = ("ingest", "bridge", "kafka", "redis", "stream", "nginx")
+PATH = ("ingest", "bridge", "kafka", "redis")  # what every message goes through once
 ROOMS = 20
 
 
-def cpu_seconds(pid):
-    """CPU time of a process and its children (gunicorn's master and workers), in seconds."""
-    total = 0.0
-    for proc in monitor.tree(pid):
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def snapshot(pids):
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
-def delta(before, after):
-    return {name: after[name] - before[name] for name in before}
-
-
-async def measure(stack, args):
+async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str, Any]:
     pids = {name: stack.pid(name) for name in PROGRAMS}
     target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
     rooms = [f"path-{i}" for i in range(ROOMS)]
@@ -68,35 +41,35 @@ async def measure(stack, args):
     await loadgen.run_step(target, readers, 50, 3, 1)  # warm up: connections, JIT, subscriptions
     await loadgen.quiesce(readers, quiet_s=1.0)
 
-    before, started = snapshot(pids), time.monotonic()
+    before, started = cpu.snapshot(pids), time.monotonic()
     await asyncio.sleep(args.idle_seconds)  # what each process costs with nothing to do
-    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     idle = {name: round(used[name] / wall, 4) for name in PROGRAMS}
 
-    before, started = snapshot(pids), time.monotonic()
+    before, started = cpu.snapshot(pids), time.monotonic()
     step = await loadgen.run_step(target, readers, args.rate, args.seconds, 100_000)
     await loadgen.quiesce(readers, quiet_s=1.0)
-    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     acked = step["acked"]
-    lat = sorted(step["latency_ts_ms"] or [0])
     paced = {
         "rate": args.rate, "seconds": args.seconds, "acked": acked, "received": step["received"],
         "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
-        "ts_p50_ms": round(lat[len(lat) // 2], 1), "ts_p99_ms": round(lat[int(len(lat) * 0.99)], 1),
+        "ts_p50_ms": round(stats.nearest_rank(step["latency_ts_ms"], 0.5), 1),
+        "ts_p99_ms": round(stats.nearest_rank(step["latency_ts_ms"], 0.99), 1),
         "cpu_us_per_message": {name: round(used[name] / acked * 1e6) for name in PROGRAMS},
-        "path_us_per_message": round(sum(used[n] for n in ("ingest", "bridge", "kafka", "redis")) / acked * 1e6),
+        "path_us_per_message": round(sum(used[n] for n in PATH) / acked * 1e6),
         "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
     }
     await readers.close()
 
-    before, started = snapshot(pids), time.monotonic()
+    before, started = cpu.snapshot(pids), time.monotonic()
     closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.closed_seconds)
-    used, wall = delta(before, snapshot(pids)), time.monotonic() - started
+    used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     posts = closed["acked"]
-    post_ms = sorted(closed["post_ms"] or [0])
     closed_loop = {
         "posters": args.posters, "acked": posts, "errors": closed["errors"],
-        "posts_per_s": round(posts / closed["seconds"]), "post_p50_ms": round(post_ms[len(post_ms) // 2], 1),
+        "posts_per_s": round(posts / closed["seconds"]),
+        "post_p50_ms": round(stats.nearest_rank(closed["post_ms"], 0.5), 1),
         "ingest_us_per_post": round(used["ingest"] / posts * 1e6),
         "posts_per_ingest_core": round(posts / used["ingest"]),
         "cpu_us_per_message": {name: round(used[name] / posts * 1e6) for name in PROGRAMS},
@@ -105,8 +78,8 @@ async def measure(stack, args):
     return {"idle_cores": idle, "paced": paced, "closed_loop": closed_loop}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--posters", type=int, default=64)
@@ -114,19 +87,10 @@ def main():
     parser.add_argument("--idle-seconds", type=int, default=10)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    stack = OursStack(ROOT / ".run" / "path-cpu" / stamp, nginx_connections=4096)
-    stack.settings.service_env.update(dict(item.split("=", 1) for item in args.env))
-    stack.start(timeout=240)
-    try:
-        run._wait_history_ready(redis.Redis.from_url(stack.settings.redis_url), stack.settings.partitions, print,
-                                timeout=120)
+    with stacks.ours(stacks.run_dir("path-cpu"), nginx_connections=4096, env=stacks.parse_env(args.env)) as stack:
         result = asyncio.run(measure(stack, args))
-    finally:
-        loadgen.stop()
-        stack.stop()
     result["env"] = args.env
-    result["machine_load"] = psutil.getloadavg()
+    result["machine_load"] = os.getloadavg()
     print(json.dumps(result))
 
 

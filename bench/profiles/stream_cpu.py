@@ -22,41 +22,24 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import select
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-PARTITIONS = 4
+from bench.kit import cpu, stacks
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
-def readers_main(port, rooms, readers, ready, stop, counts, total):
+def readers_main(port: int, rooms: list[str], readers: int, ready: Event, stop: Event, counts: list[int],
+                 total: "Synchronized[int]") -> None:
     """Open the readers, then count each one's message events until told to stop
     (``total``: all of them so far, for the driver to wait on)."""
     poller = select.epoll()
@@ -69,7 +52,8 @@ def readers_main(port, rooms, readers, ready, stop, counts, total):
         socks[sock.fileno()] = sock
         tails[sock.fileno()], seen[sock.fileno()] = b"", 0
         poller.register(sock.fileno(), select.EPOLLIN)
-    opened, openings = set(), dict.fromkeys(socks, b"")
+    opened: set[int] = set()
+    openings = dict.fromkeys(socks, b"")
     while len(opened) < readers:  # every stream's opening read: its room is subscribed
         for fd, _ in poller.poll(1.0):
             data = socks[fd].recv(262144)
@@ -101,65 +85,31 @@ def readers_main(port, rooms, readers, ready, stop, counts, total):
         sock.close()
 
 
-def worker_pids(master):
-    return [child.pid for child in psutil.Process(master).children()]
-
-
-def cpu(pids):
-    user = system = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        user, system = user + times.user, system + times.system
-    return user, system
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--readers", type=int, default=1000)
     parser.add_argument("--rooms", type=int, default=10)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--burst", type=int, default=1, help="messages published back to back, then a pause")
-    parser.add_argument("--source", default=str(ROOT), help="the checkout whose services run")
-    parser.add_argument("--py-spy", dest="py_spy", help="record each worker: flame graphs (.svg) or collapsed stacks (.txt)")
+    parser.add_argument("--source", default=str(stacks.ROOT), help="the checkout whose services run")
+    parser.add_argument("--py-spy", dest="py_spy",
+                        help="record each worker: flame graphs (.svg) or collapsed stacks (.txt)")
     args = parser.parse_args()
     source = Path(args.source).resolve()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
+    stacks.raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="stream-cpu-") as tmp:
-        redis_port, stream_port = free_port(), free_port()
-        procs = [subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)]
+        stack = stacks.StreamAlone(Path(tmp), source).start()
         try:
-            wait_port(redis_port)
-            r = redis.Redis(port=redis_port)
-            r.hset("chat:state", mapping={"partitions": PARTITIONS, **{f"ready:{p}": 1 for p in range(PARTITIONS)}})
-            os.makedirs(f"{tmp}/metrics")
-            env = {**os.environ, "PYTHONPATH": f"{source}/services/common:{source}/services/stream",
-                   "PROMETHEUS_MULTIPROC_DIR": f"{tmp}/metrics", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                   "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "STREAM_BIND": f"127.0.0.1:{stream_port}"}
-            log = open(f"{tmp}/stream.log", "wb")
-            stream = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", f"{source}/services/stream/gunicorn.conf.py",
-                                       "stream.wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=str(source))
-            procs.append(stream)
-            wait_port(stream_port)
-            time.sleep(1.0)
-            result = measure(args, r, stream.pid, stream_port, tmp)
+            result = measure(args, stack.redis(), stack.groups()["stream"], stack.stream_port)
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        result["log_lines"] = sum(1 for _ in open(f"{tmp}/stream.log", "rb"))
+            stack.stop()
+        result["log_lines"] = stack.log_lines()
     result["source"] = str(source)
     print(json.dumps(result))
 
 
-def measure(args, r, master, port, tmp):
+def measure(args: argparse.Namespace, r: redis.Redis, master: int, port: int) -> dict[str, Any]:
     rooms = [f"cpu-{i}" for i in range(args.rooms)]
     ctx = multiprocessing.get_context("fork")
     ready, stop, counts, total = ctx.Event(), ctx.Event(), ctx.Manager().list(), ctx.Value("q", 0)
@@ -167,18 +117,18 @@ def measure(args, r, master, port, tmp):
     reader.start()
     if not ready.wait(120):
         raise TimeoutError("the readers did not open their streams")
-    pids = worker_pids(master)
+    pids = [child.pid for child in psutil.Process(master).children()]  # the workers
     spies = []
     if args.py_spy:  # each worker: OUT-1.svg, OUT-2.svg, ...
         out = Path(args.py_spy)
         for n, pid in enumerate(pids, 1):
             spies.append(subprocess.Popen(
-                [str(VENV_BIN / "py-spy"), "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100",
+                [str(stacks.VENV_BIN / "py-spy"), "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100",
                  "--nonblocking", "-o", str(out.with_name(f"{out.stem}-{n}{out.suffix}"))]
                 + (["--format", "raw"] if out.suffix == ".txt" else []),
                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
     load = os.getloadavg()
-    user0, system0 = cpu(pids)
+    before = cpu.times(pids, children=False)
     started = time.monotonic()
     sent, next_id, interval = 0, 0, 1.0 / args.rate
     text = "x" * 80
@@ -196,21 +146,20 @@ def measure(args, r, master, port, tmp):
     deadline = time.monotonic() + 10
     while total.value < expected and time.monotonic() < deadline:  # what is in flight arrives
         time.sleep(0.1)
-    user1, system1 = cpu(pids)
+    used = cpu.times(pids, children=False) - before
     wall = time.monotonic() - started
     stop.set()
     reader.join(30)
     for spy in spies:
         spy.wait()
     received = sum(counts)
-    user, system = user1 - user0, system1 - system0
     return {
         "readers": args.readers, "rooms": args.rooms, "rate": args.rate, "seconds": args.seconds,
         "published": sent, "deliveries": received, "expected": expected, "complete": received == expected,
         "short_readers": sum(1 for j, n in enumerate(counts) if n != len(range(j % args.rooms, sent, args.rooms))),
-        "us_per_delivery": round((user + system) / max(received, 1) * 1e6, 2),
-        "user_us": round(user / max(received, 1) * 1e6, 2),
-        "cores": round((user + system) / wall, 3), "system_us": round(system / max(received, 1) * 1e6, 2),
+        "us_per_delivery": round(used.cpu / max(received, 1) * 1e6, 2),
+        "user_us": round(used.user / max(received, 1) * 1e6, 2),
+        "cores": round(used.cpu / wall, 3), "system_us": round(used.system / max(received, 1) * 1e6, 2),
         "loadavg_start": [round(x, 2) for x in load], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
 

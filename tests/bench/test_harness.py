@@ -6,20 +6,17 @@ here is a performance claim."""
 import asyncio
 import copy
 import json
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from bench import loadgen, report, run  # noqa: E402
-from bench.stacks import CentrifugoStack, SeedStack  # noqa: E402
+from bench import report, run, scrollback
+from bench.kit import loadgen
+from bench.kit.fanout import bridge_publisher
+from bench.kit.stacks import CentrifugoStack, SeedStack, wait_history_ready
 
 
 def _frame_ours(sender, seq):
@@ -184,7 +181,7 @@ def _check_delivery(name, res, params):
 
 def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
     r = redis.Redis.from_url(stack.settings.redis_url)
-    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    wait_history_ready(r, stack.settings.partitions, print, timeout=120)
     params = copy.deepcopy(run.PROFILES["smoke"])
     stream = stack.settings.service_url("stream")
     systems = [
@@ -214,10 +211,8 @@ def test_scrollback_pages_back_through_kafka_to_the_first_message(stack):
     """The scrollback scenario, tiny (its quiet room stays inside the Redis window here; paging
     into the log is tested in tests/integration): every page answers, a reader reaches the
     room's first message, and live readers in other rooms get everything once, in order."""
-    from bench import scrollback
-
     r = redis.Redis.from_url(stack.settings.redis_url)
-    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    wait_history_ready(r, stack.settings.partitions, print, timeout=120)
     params = copy.deepcopy(run.PROFILES["smoke"])
     system = run.System("ours", loadgen.Target("ours", stack.settings.gateway_url, "ours"),
                         {name: stack.pid(name) for name in ("nginx", "ingest", "bridge", "stream")},
@@ -253,13 +248,13 @@ def test_the_peer_and_the_fanout_stages_deliver_through_the_harness(stack, centr
     every reader) and both fan-out stages (ours published into Redis as the bridge does;
     Centrifugo's publish API) deliver everything, and the summary compares them."""
     r = redis.Redis.from_url(stack.settings.redis_url)
-    run._wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    wait_history_ready(r, stack.settings.partitions, print, timeout=120)
     params = copy.deepcopy(run.PROFILES["smoke"])
     stream = stack.settings.service_url("stream")
     groups = centrifugo.groups()
     systems = [
         run.System("ours-fanout", loadgen.Target("ours-fanout", stack.settings.gateway_url, "ours-redis",
-                                                 redis=run._bridge_publish(stack.settings)),
+                                                 redis=bridge_publisher(stack.settings)),
                    {name: stack.pid(name) for name in ("nginx", "stream")}, [stack.pid("stream")], r,
                    "benchsmoke-r", stream),
         run.System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url, "centrifugo-kafka"), groups,

@@ -24,7 +24,8 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from support import free_port
 
-from local.stack import KAFKA_HOME, TEMPLATES, kafka_cluster_id, kafka_format_command, kafka_node_command
+from local.kafka_node import kafka_cluster_id, kafka_format_command, kafka_node_command
+from local.settings import KAFKA_HOME, TEMPLATES
 
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"

@@ -11,6 +11,7 @@ test restores the topology before it ends. Figures go to
 """
 
 import asyncio
+import itertools
 import json
 import os
 import threading
@@ -108,7 +109,7 @@ def pause_between(readers, since, until):
         window = [at for at in arrivals[start:] if at <= until]
         following = [at for at in arrivals if at > until][:1]  # the wait that spans ``until``
         window += following
-        longest = max([longest] + [b - a for a, b in zip(window, window[1:], strict=True)])
+        longest = max([longest] + [b - a for a, b in itertools.pairwise(window)])
     return longest
 
 
@@ -299,7 +300,8 @@ def test_stream_scaled_from_one_to_three_mid_flow_spreads_new_readers(stack):
     figures = asyncio.run(under_load(stack, scale_out))
     report("scale-out-stream-one-to-three", figures)
     assert_every_reader_whole(figures)
-    before, after = figures["connections_per_instance_before_late_readers"], figures["connections_per_instance_after_late_readers"]
+    before = figures["connections_per_instance_before_late_readers"]
+    after = figures["connections_per_instance_after_late_readers"]
     new = {program: after[program] - (before[program] or 0) for program in after}
     # Taken in turn: each instance, the two new ones too, got a share of the new readers.
     assert all(count >= LATE_READERS // 4 for count in new.values()), figures

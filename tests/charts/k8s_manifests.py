@@ -33,7 +33,8 @@ SCENARIOS = {
         "chatroom": ["--set", "monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true,"
                      "monitoring.prometheusRule.enabled=true,monitoring.dashboards.enabled=true,"
                      "monitoring.release=kps"],
-        "redis": ["--set", "metrics.enabled=true,metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.release=kps"],
+        "redis": ["--set", "metrics.enabled=true,metrics.serviceMonitor.enabled=true,"
+                           "metrics.serviceMonitor.release=kps"],
     },
     "gateway": {"chatroom": ["--set", "gateway.enabled=true,ingress.enabled=false"]},
 }
@@ -53,7 +54,8 @@ def tool(name):
 def run(*args, cwd=ROOT, check=True):
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
     return result
 
 

@@ -43,11 +43,11 @@ def test_service_dockerfiles_share_one_pattern():
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_runs_the_local_stacks_command(service, tmp_path):
-    from stack import ROOT as STACK_ROOT
-    from stack import VENV_BIN, Settings, Stack
+    from local.stack import ROOT as STACK_ROOT
+    from local.stack import VENV_BIN, Settings, Stack
 
     # A run directory that does not exist yet, as in a fresh clone.
-    programs = Stack(Settings(run_dir=tmp_path / "run"))._programs()
+    programs = Stack(Settings(run_dir=tmp_path / "run")).files.programs()
     [program] = [p for p in programs if p.name == service]
     command, environment = program.command, program.environment
     local = shlex.split(command.replace(f"{VENV_BIN}/", "").replace(f"{STACK_ROOT}/", ""))

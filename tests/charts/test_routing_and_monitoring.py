@@ -98,7 +98,8 @@ def test_skaffold_local_build_without_digest_renders_a_clean_reference():
 def test_kafka_and_redis_images_from_values():
     kafka = parse(helm_template(HELM_DIR / "kafka", "kafka", ["--set", f"image.tag=4.1.1,image.digest={DIGEST}"]))
     assert images(kafka)["kafka"] == f"apache/kafka:4.1.1@{DIGEST}"
-    redis = parse(helm_template(HELM_DIR / "redis", "redis", ["--set", "image.repository=redis,image.tag=8.2-alpine,metrics.enabled=true"]))
+    redis = parse(helm_template(HELM_DIR / "redis", "redis",
+                                ["--set", "image.repository=redis,image.tag=8.2-alpine,metrics.enabled=true"]))
     assert images(redis)["redis"] == "redis:8.2-alpine"
     server = pod_spec(named(redis, "StatefulSet", "redis"))["containers"][0]
     assert "exec redis-server" in server["command"][-1]
@@ -119,7 +120,8 @@ def test_kafka_ha_values_keep_every_acknowledged_message_on_two_brokers():
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]["value"] == "2"
     voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]["value"].split(",")
     assert voters == [f"{i}@kafka-{i}.kafka-headless.chatroom.svc.cluster.local:9093" for i in range(3)]
-    assert env["KAFKA_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    pod_index = "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert env["KAFKA_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == pod_index
     job = named(docs, "Job", "kafka-topics")
     script = pod_spec(job)["containers"][0]["command"][-1]
     assert "--replication-factor 3" in script and "--partitions 6" in script and '"min.insync.replicas=2"' in script
@@ -284,7 +286,8 @@ def test_ingest_and_stream_share_the_session_key_from_a_secret():
     for name, workload in apps.items():
         env = {e["name"]: e for e in pod_spec(workload)["containers"][0].get("env", [])}
         if name in ("chatroom-ingest", "chatroom-stream"):
-            assert env["SESSION_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "chatroom-session", "key": "session-secret"}
+            assert env["SESSION_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "chatroom-session",
+                                                                           "key": "session-secret"}
         else:
             assert "SESSION_SECRET" not in env
     mine = parse(helm_template(HELM_DIR / "chatroom", "chatroom", ["--set", "sessions.existingSecret=mine"]))

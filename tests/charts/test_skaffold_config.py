@@ -66,7 +66,8 @@ def test_image_value_templates_name_real_artifacts_and_chart_values():
             node = node[part]
         variable, artifact = re.fullmatch(r"\{\{\.(IMAGE_(?:REPO|TAG|DIGEST))_(\w+)\}\}", template).groups()
         assert artifact in images
-        assert key.rsplit(".", 1)[1] == {"IMAGE_REPO": "repository", "IMAGE_TAG": "tag", "IMAGE_DIGEST": "digest"}[variable]
+        field = {"IMAGE_REPO": "repository", "IMAGE_TAG": "tag", "IMAGE_DIGEST": "digest"}[variable]
+        assert key.rsplit(".", 1)[1] == field
     for component in ("ingest", "bridge", "stream", "web"):
         assert {f"{component}.image.{f}" for f in ("repository", "tag", "digest")} <= set(templates)
 
@@ -92,7 +93,8 @@ def test_port_forward_reaches_the_gateway_the_policies_admit():
     assert (forward["resourceName"], forward["namespace"], forward["port"]) == ("ingress-nginx-controller",
                                                                                "ingress-nginx", 80)
     admitted = chatroom_values()["networkPolicy"]["ingressController"]
-    assert {"kubernetes.io/metadata.name": forward["namespace"]} in [p["namespaceSelector"]["matchLabels"] for p in admitted]
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in admitted]
+    assert {"kubernetes.io/metadata.name": forward["namespace"]} in namespaces
 
 
 def profile(name):

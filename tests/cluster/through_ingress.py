@@ -38,7 +38,10 @@ def main(base, readers, messages):
             message_id = response.json()["id"]
             acked.append(message_id)
             for n, client in enumerate(clients):
-                if not client.wait_for(lambda c, message_id=message_id: message_id in [m["id"] for m in c.messages()], WAIT):
+                def arrived(c, message_id=message_id):
+                    return message_id in [m["id"] for m in c.messages()]
+
+                if not client.wait_for(arrived, WAIT):
                     held_back = {"reader": n, "id": message_id}
                     break
             if held_back:

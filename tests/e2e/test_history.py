@@ -83,7 +83,8 @@ def test_back_online_after_the_window_moved_on_the_page_starts_again_from_the_la
     # Scrolling back still reaches everything, once, in order.
     scroll_to_the_start(page)
     messages = shown(page)
-    assert [m["text"] for m in messages] == ["just before going offline"] + [f"while away {i:03}" for i in range(len(ids))]
+    away = [f"while away {i:03}" for i in range(len(ids))]
+    assert [m["text"] for m in messages] == ["just before going offline"] + away
     assert len({m["id"] for m in messages}) == len(messages)
     assert not page.problems
 

@@ -147,7 +147,8 @@ def test_a_message_deleted_on_one_screen_is_gone_on_the_other_after_a_reload_and
     # Deleted once the room has moved on past the Redis window: scrolling back into Kafka
     # never shows it, nor the first one.
     send(ann, "another secret")
-    assert wait_until(lambda: any(m["id"] and m["state"] == "sent" for m in shown(ann) if m["text"] == "another secret"))
+    assert wait_until(lambda: any(m["id"] and m["state"] == "sent"
+                                  for m in shown(ann) if m["text"] == "another secret"))
     secret_id = next(m["id"] for m in shown(ann) if m["text"] == "another secret")
     later = post_many(base, room, HISTORY_MAX + 10, user="cid", prefix="later")
     response = ann.context.request.delete(f"/api/rooms/{room}/messages/{secret_id}")  # her browser's session

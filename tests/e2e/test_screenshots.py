@@ -55,7 +55,8 @@ def test_the_lobby_fits(open_page, conversation, size, viewport):
     page = open_page(viewport=viewport)
     join(page, conversation, "sam")
     page.goto("/")
-    expect(page.get_by_role("list", name="Your recent rooms").get_by_role("link", name=f"#{conversation}")).to_be_visible()
+    recent = page.get_by_role("list", name="Your recent rooms")
+    expect(recent.get_by_role("link", name=f"#{conversation}")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / "screenshots" / f"lobby-{size}.png")

@@ -3,17 +3,7 @@
 import json
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, TopicPartition
 from support import RawFrames, SseClient, new_room, post, stream_url, typing, wait_applied
-
-
-@pytest.fixture(scope="module")
-def end_offsets(stack):
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
-    yield lambda: consumer.end_offsets(partitions)
-    consumer.close()
 
 
 def test_a_typing_signal_reaches_the_rooms_readers_without_an_id_and_is_never_stored(stack, end_offsets):

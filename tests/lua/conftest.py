@@ -7,7 +7,6 @@ import time
 import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-
 from support import free_port
 
 

@@ -7,8 +7,9 @@ Prometheus (the chart's alert rules loaded, the local job names) scrapes every i
 every second while traffic flows through the gateway in five phases: healthy; one bridge
 of three stopped (one pod down, the hop still whole); Kafka stopped (POSTs answer 503) and
 started again; every bridge stopped (the backlog is delivered late once they are back);
-Redis stopped (it comes back empty and the bridges rebuild history); recovered. The tests then read the dashboard's and the rules' expressions back through
-Prometheus's HTTP API. The stack is left healthy for whatever runs after.
+Redis stopped (it comes back empty and the bridges rebuild history); recovered. The tests
+then read the dashboard's and the rules' expressions back through Prometheus's HTTP API.
+The stack is left healthy for whatever runs after.
 """
 
 import concurrent.futures
@@ -157,7 +158,8 @@ PNG; the stack's logs of the run next to it."""
         "statuses": run.statuses,
         "acknowledged": len(run.acked),
         "ingest_recovered_alone": run.ingest_recovered_alone,
-        "alerts": {name: {alert: sorted(states) for alert, states in snap.items()} for name, snap in run.alerts.items()},
+        "alerts": {name: {alert: sorted(states) for alert, states in snap.items()}
+                   for name, snap in run.alerts.items()},
     }
     (ARTIFACTS / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
     logs = ARTIFACTS / "logs"

@@ -147,8 +147,9 @@ def test_end_to_end_latency_is_measured_for_every_message(observed):
     """The histogram's count over the run covers every acknowledged message: each stream
     worker records a message once, when the last of its readers in the room has it."""
     prom = observed.prometheus
+    window_s = int(observed.end - observed.start) + 5
     delivered = prom.query(
-        f'sum(increase(chat_delivery_latency_seconds_count{{job="chatroom-stream"}}[{int(observed.end - observed.start) + 5}s]))',
+        f'sum(increase(chat_delivery_latency_seconds_count{{job="chatroom-stream"}}[{window_s}s]))',
         at=observed.end,
     )
     acked = len(observed.acked)

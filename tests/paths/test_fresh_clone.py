@@ -67,8 +67,8 @@ def test_make_run_in_a_fresh_clone_serves_chat_and_ctrl_c_stops_everything(tmp_p
     # Its own session, as a terminal's foreground job: Ctrl-C goes to the whole group. A
     # terminal's job takes SIGINT at its default, even when this test run was started with
     # SIGINT ignored (as a background job of a shell without job control is): children inherit it.
-    make = subprocess.Popen(["env", "--default-signal=INT", "make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    make = subprocess.Popen(["env", "--default-signal=INT", "make", "run"], cwd=clone, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = wait_for_url(make, tmp_path / "make-run.log", timeout=600)
         assert url == f"http://127.0.0.1:{ports['GATEWAY_PORT']}"

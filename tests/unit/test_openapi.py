@@ -25,7 +25,8 @@ def public_routes(app):
 
 
 def test_the_spec_documents_every_public_route_and_nothing_else():
-    served = public_routes(create_ingest(IngestConfig.from_env())) | public_routes(create_stream(StreamConfig.from_env()))
+    served = (public_routes(create_ingest(IngestConfig.from_env()))
+              | public_routes(create_stream(StreamConfig.from_env())))
     documented = {(path, method) for path, operations in SPEC["paths"].items() for method in operations}
     assert documented == served
 

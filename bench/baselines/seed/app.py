@@ -11,7 +11,7 @@ import json
 import os
 
 from flask import Flask, request
-from flask_sse import sse
+from flask_sse import sse  # type: ignore[import-untyped]  # (no type information)
 from kafka import KafkaProducer
 
 TOPIC = os.environ.get("SEED_TOPIC", "seed.chat")

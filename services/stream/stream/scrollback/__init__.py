@@ -14,7 +14,7 @@ to read. Below ``indexed:<partition>`` (just after Redis came back empty, while 
 re-indexes in the background) the page scans the log backwards instead, within
 ``scan_records`` per request, and hands back a cursor where it stopped.
 
-In a worker, one page of a room reads the log at a time (rooms.py), and the next finds what
+In a worker, one page of a room reads the log at a time (turns.py), and the next finds what
 it read in the cache; a page the cache holds whole does not wait for the room. Deletions (by
 the lookup) and retried copies are filtered at every page (shown.py), never cached; offsets
 retention removed are dropped before the cache is asked.

@@ -15,8 +15,8 @@ from stream.scrollback.lookup import IndexLookup, Lookup
 from stream.scrollback.readahead import ReadAhead
 from stream.scrollback.readers import ReaderPool
 from stream.scrollback.records import Older, RecordReader
-from stream.scrollback.rooms import RoomTurns
 from stream.scrollback.shown import ShownFilter
+from stream.scrollback.turns import RoomTurns
 
 
 class Scrollback:

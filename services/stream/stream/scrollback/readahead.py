@@ -17,7 +17,7 @@ from stream.scrollback.budget import ClientBudget
 from stream.scrollback.cache import MessageCache
 from stream.scrollback.readers import ReaderPool
 from stream.scrollback.records import RecordReader
-from stream.scrollback.rooms import RoomTurns
+from stream.scrollback.turns import RoomTurns
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ class ShownFilter:
     def firsts(self, room: str, messages: Sequence[Message]) -> Shown:
         """Drop retried copies (a client_id whose first message has another id): a round trip
         only if some message has a client_id."""
-        with_cid = [m for m in messages if m.client_id]
+        with_cid = [(m, m.client_id) for m in messages if m.client_id]
         if with_cid:
-            firsts = self.redis.mget([client_id_key(room, m.client_id) for m in with_cid])
+            firsts = self.redis.mget([client_id_key(room, cid) for _, cid in with_cid])
             duplicate = {
-                message.id for message, first in zip(with_cid, firsts, strict=True)
+                message.id for (message, _), first in zip(with_cid, firsts, strict=True)
                 if first is not None and first_id(first) not in (None, message.id)
             }
             messages = [m for m in messages if m.id not in duplicate]

@@ -2,6 +2,8 @@
 read before and after a step; the difference is that step's distribution."""
 
 import urllib.request
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -13,19 +15,26 @@ HOPS = {
     "stream: message ts -> written to the socket": ("stream", "chat_delivery_latency_seconds"),
 }
 
+Snapshot = dict[str, dict[str, Any]]
 
-def snapshot(service_urls):
+
+def metrics_text(url: str) -> str:
+    """A service's /metrics, or nothing if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+    except OSError:
+        return ""
+
+
+def snapshot(service_urls: Mapping[str, str]) -> Snapshot:
     """{hop: {"buckets": [(le, cumulative count)], "sum": s, "count": n}} from each service."""
-    texts = {}
-    for service, url in service_urls.items():
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-                texts[service] = response.read().decode()
-        except OSError:
-            texts[service] = ""
-    out = {}
+    texts = {service: metrics_text(url) for service, url in service_urls.items()}
+    out: Snapshot = {}
     for hop, (service, name) in HOPS.items():
-        buckets, total, count = {}, 0.0, 0.0
+        buckets: dict[float, float] = {}
+        total, count = 0.0, 0.0
         for family in text_string_to_metric_families(texts.get(service, "")):
             if family.name != name:
                 continue
@@ -41,9 +50,9 @@ def snapshot(service_urls):
     return out
 
 
-def delta(before, after):
+def delta(before: Snapshot, after: Snapshot) -> dict[str, dict[str, Any] | None]:
     """Per hop: count, mean and interpolated p50 / p99 (ms) of what happened in between."""
-    result = {}
+    result: dict[str, dict[str, Any] | None] = {}
     for hop, b in after.items():
         a = before.get(hop, {"buckets": [], "sum": 0.0, "count": 0.0})
         prior = dict(a["buckets"])
@@ -61,7 +70,7 @@ def delta(before, after):
     return result
 
 
-def _quantile(buckets, q):
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     """Linear interpolation within the bucket holding the quantile (as Prometheus does)."""
     if not buckets:
         return None

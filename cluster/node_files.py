@@ -1,0 +1,110 @@
+"""The node's configuration files: containerd's, the CNI bridge's, kubelet's, kube-proxy's,
+CoreDNS's and Traefik's."""
+
+import json
+import shutil
+from pathlib import Path
+
+from cluster.layout import CLUSTER_DOMAIN, INGRESS_CLASS, NODE_IP, NODE_NAME, NODE_POD_SUBNET, POD_CIDR, TRAEFIK_PING
+from cluster.pki import write_kubeconfig
+
+
+def write_node_files(run: Path, pki: Path, kubeconfig: Path, pause_image: str, cgroup: str) -> None:
+    """containerd's, CNI's, kubelet's, kube-proxy's, CoreDNS's and Traefik's configuration, in
+    the run directory ``run``; ``kubeconfig``: the admin's (CoreDNS reads the API server with it),
+    ``pause_image``: the pods' sandbox, ``cgroup``: the run's (kubelet's cgroupRoot)."""
+    for folder in ("cni", "pod-logs"):
+        (run / folder).mkdir(exist_ok=True)
+    (run / "containerd.toml").write_text(f"""\
+version = 2
+root = "{run / 'containerd'}"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{run / 'containerd-opt'}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause_image}"
+  disable_apparmor = true
+  # No lowering of the containers' OOM scores below containerd's own (root here may lack
+  # CAP_SYS_RESOURCE: the pause container's -998 would be refused).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{shutil.which('runc', path='/usr/sbin:/usr/bin:/sbin:/bin') or 'runc'}"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{run / 'cni'}"
+""")
+    (run / "cni" / "10-chatroom.conflist").write_text(json.dumps({
+        "cniVersion": "0.4.0", "name": "chatroom",
+        "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False,
+                     "hairpinMode": True,
+                     "ipam": {"type": "host-local", "dataDir": str(run / "cni-ipam"),
+                              "ranges": [[{"subnet": NODE_POD_SUBNET}]],
+                              "routes": [{"dst": "0.0.0.0/0"}]}}]}, indent=2) + "\n")
+    write_kubeconfig(run / "kubelet.kubeconfig", pki, "kubelet")
+    write_kubeconfig(run / "kube-proxy.kubeconfig", pki, "kube-proxy")
+    (run / "kubelet.yaml").write_text(json.dumps({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+        "cgroupDriver": "cgroupfs", "failCgroupV1": False,  # this machine's cgroup v1
+        "cgroupRoot": f"/{cgroup}",
+        "address": NODE_IP, "readOnlyPort": 0, "healthzBindAddress": "127.0.0.1",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
+                           "x509": {"clientCAFile": str(pki / "ca.crt")}},
+        "authorization": {"mode": "Webhook"},
+        "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [NODE_IP],
+        "resolvConf": "",  # the pods know the cluster's names only
+        # The images cannot be pulled again: never collect them.
+        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+        # A disk and memory shared with other work: evict only when nearly out.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
+                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+        "podLogsDir": str(run / "pod-logs"),
+        "serializeImagePulls": False,
+    }, indent=2) + "\n")
+    (run / "kube-proxy.yaml").write_text(json.dumps({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(run / "kube-proxy.kubeconfig")},
+        "mode": "iptables", "clusterCIDR": POD_CIDR, "hostnameOverride": NODE_NAME,
+        "healthzBindAddress": "127.0.0.1:10256", "metricsBindAddress": "127.0.0.1:10249",
+        # Leave the machine's conntrack table size and timeouts alone.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+    }, indent=2) + "\n")
+    (run / "Corefile").write_text(f"""\
+.:53 {{
+    errors
+    health 127.0.0.1:8080
+    ready 127.0.0.1:8181
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} chatroom
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 30
+    loadbalance
+}}
+""")
+    # Traefik: the Ingresses of the class INGRESS_CLASS (KUBECONFIG is the admin's, env()).
+    # No timeout on reading a request or on the answer: an SSE response lasts as long as
+    # its reader (text/event-stream is passed on as written, unbuffered).
+    (run / "traefik.yaml").write_text(json.dumps({
+        "entryPoints": {
+            "web": {"address": f"{NODE_IP}:80",
+                    "transport": {"respondingTimeouts": {"readTimeout": "0s", "writeTimeout": "0s",
+                                                         "idleTimeout": "180s"}}},
+            "ping": {"address": TRAEFIK_PING.split("/")[2]}},
+        "ping": {"entryPoint": "ping"},
+        # ingressEndpoint: the address it writes in the status of the Ingresses it serves.
+        "providers": {"kubernetesIngress": {"ingressClass": INGRESS_CLASS,
+                                            "ingressEndpoint": {"ip": NODE_IP}}},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "log": {"level": "WARN"},
+    }, indent=2) + "\n")
