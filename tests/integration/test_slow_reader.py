@@ -87,7 +87,8 @@ def test_a_reader_that_stops_reading_is_cut_off_and_the_others_get_everything(st
     stuck = socket.socket()
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
     stuck.connect((stack.settings.host, stack.settings.gateway_port))
-    stuck.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/1.1\r\nHost: chat\r\n\r\n".encode())
+    host = stack.settings.host  # an allowed Host (ALLOWED_HOSTS)
+    stuck.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     head = b""
     while b"retry:" not in head:  # subscribed: the first event came
         head += stuck.recv(1024)
