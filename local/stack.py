@@ -81,6 +81,7 @@ class Settings:
     kafka_home: Path = KAFKA_HOME
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
+    api_connections_per_ip: int = 20  # the gateway's cap on /api/ requests in progress per client address; 0: none
     replicas: dict = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))  # instances per service
     instance_ports: dict = field(default_factory=dict)  # service -> a port per instance (else port + 10 * (n - 1))
     external_kafka: str | None = None  # KAFKA_BOOTSTRAP_SERVERS: use that cluster, start none
@@ -100,6 +101,7 @@ class Settings:
             run_dir=Path(_env("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(_env("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(_env("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
+            api_connections_per_ip=int(_env("GATEWAY_API_CONNECTIONS_PER_IP", 20)),
             replicas=parse_replicas(os.environ.get("STACK_REPLICAS")),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,
@@ -262,8 +264,16 @@ class Stack:
                                     for n in range(1, s.replicas[name] + 1))
             for name in ("ingest", "stream")
         }
+        api_cap = s.api_connections_per_ip
+        # The services' sign-in header is removed from client requests (proxy-headers.conf
+        # removes the usual ones); a name that is not a header token could not be one.
+        trusted = s.service_env.get("TRUSTED_USER_HEADER") or os.environ.get("TRUSTED_USER_HEADER") or ""
+        if trusted and not (trusted.isascii() and trusted.replace("-", "").isalnum()):
+            raise ValueError(f"TRUSTED_USER_HEADER: {trusted!r} is not a header name")
         self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
                      stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
+                     api_connections_cap=f"limit_conn api_per_ip {api_cap};" if api_cap else "",
+                     clear_trusted_user_header=f'proxy_set_header {trusted} "";' if trusted else "",
                      ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 
     def _supervisor_log_path(self):
