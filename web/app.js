@@ -5,7 +5,7 @@ import { RoomStream } from "./live.js";
 import {
   MAX_TEXT, deleteMessage, nameProblem, newClientId, normaliseText, postMessage, sendTyping, startSession, textLength,
 } from "./send.js";
-import { Timeline, mentions } from "./timeline.js";
+import { Timeline, isolated, mentions, nameElement } from "./timeline.js";
 
 const ROOM_PATTERN = /^[a-z0-9_-]{1,64}$/;
 const PAGE_SIZE = 50;
@@ -298,7 +298,7 @@ class RoomPage {
   notify(message) {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     try {
-      const note = new Notification(`${message.user} mentioned you in #${this.room}`, {
+      const note = new Notification(`${isolated(message.user)} mentioned you in #${this.room}`, {
         body: message.text.slice(0, 200),
         tag: `chatroom-${this.room}`,
       });
@@ -358,14 +358,14 @@ class RoomPage {
   }
 
   showTyping() {
-    const names = [...this.typing.keys()];
-    let text = "";
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length > 2) text = `${names[0]}, ${names[1]} and ${names.length - 2} more are typing…`;
-    $("#typing").textContent = text;
-    $("#typing").hidden = !text;
-    $("#composer-hint").hidden = Boolean(text);
+    const names = [...this.typing.keys()].map(nameElement);
+    let parts = [];
+    if (names.length === 1) parts = [names[0], " is typing…"];
+    else if (names.length === 2) parts = [names[0], " and ", names[1], " are typing…"];
+    else if (names.length > 2) parts = [names[0], ", ", names[1], ` and ${names.length - 2} more are typing…`];
+    $("#typing").replaceChildren(...parts);
+    $("#typing").hidden = !parts.length;
+    $("#composer-hint").hidden = Boolean(parts.length);
   }
 
   /** The composer changed: tell the room, at most once per TYPING_SEND_MS. */
@@ -395,7 +395,7 @@ class RoomPage {
     const sorted = [...users].sort((a, b) => (a === this.name ? -1 : b === this.name ? 1 : a.localeCompare(b)));
     list.replaceChildren(...sorted.map((user) => {
       const item = document.createElement("li");
-      item.textContent = user;
+      item.append(nameElement(user));
       if (user === this.name) {
         item.classList.add("me");
         item.append(" (you)");
@@ -403,8 +403,9 @@ class RoomPage {
       return item;
     }));
     const count = users.length;
-    const names = sorted.slice(0, 3).join(", ") + (count > 3 ? ` and ${count - 3} more` : "");
-    $("#people-summary").textContent = count === 0 ? "Nobody here yet" : `${count} here: ${names}`;
+    const names = sorted.slice(0, 3).flatMap((user, i) => (i ? [", ", nameElement(user)] : [nameElement(user)]));
+    $("#people-summary").replaceChildren(
+      ...(count === 0 ? ["Nobody here yet"] : [`${count} here: `, ...names, count > 3 ? ` and ${count - 3} more` : ""]));
   }
 
   showUnseen(count) {
