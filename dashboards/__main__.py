@@ -14,13 +14,13 @@ CHART_DASHBOARDS = Path(__file__).resolve().parent.parent / "helm" / "chatroom" 
 DASHBOARDS = (pipeline,)
 
 
-def rendered():
+def rendered() -> dict[Path, str]:
     """{file in the chart: the JSON text the code builds}."""
-    return {CHART_DASHBOARDS / module.FILE_NAME: JSONEncoder(sort_keys=True, indent=2, ensure_ascii=False).encode(module.build()) + "\n"
-            for module in DASHBOARDS}
+    encoder = JSONEncoder(sort_keys=True, indent=2, ensure_ascii=False)
+    return {CHART_DASHBOARDS / module.FILE_NAME: encoder.encode(module.build()) + "\n" for module in DASHBOARDS}
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     stale = []
     for path, text in rendered().items():
         if path.exists() and path.read_text() == text:

@@ -9,6 +9,8 @@ Rows: end to end, then one per hop (ingest, bridge, stream). Every query reads o
 cluster), and the panels that say "per pod" break a gauge down by the ``pod`` label.
 """
 
+from collections.abc import Callable, Sequence
+
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders.dashboard import (
     Dashboard,
@@ -20,7 +22,10 @@ from grafana_foundation_sdk.builders.dashboard import (
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.builders.stat import Panel as Stat
 from grafana_foundation_sdk.builders.timeseries import Panel as Timeseries
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dashboard_model
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
@@ -37,63 +42,67 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 HEIGHT = 8
 QUANTILES = (0.5, 0.95, 0.99)
 
+PanelBuilder = Builder[dashboard_model.Panel]  # what a row takes: a time series, a stat, ...
+
 
 # -- queries ----------------------------------------------------------------------------------
 
 
-def series(metric, hop, *matchers):
+def series(metric: str, hop: str, *matchers: str) -> str:
     """``metric{job="chatroom-<hop>",namespace=~"$namespace",<matchers>}``."""
-    matchers = (f'job="chatroom-{hop}"', 'namespace=~"$namespace"') + matchers
-    return metric + "{" + ",".join(matchers) + "}"
+    every = (f'job="chatroom-{hop}"', 'namespace=~"$namespace"') + matchers
+    return metric + "{" + ",".join(every) + "}"
 
 
-def rate(metric, hop, *matchers):
+def rate(metric: str, hop: str, *matchers: str) -> str:
     return f"rate({series(metric, hop, *matchers)}[$__rate_interval])"
 
 
-def increase(metric, hop, *matchers):
+def increase(metric: str, hop: str, *matchers: str) -> str:
     return f"increase({series(metric, hop, *matchers)}[$__rate_interval])"
 
 
-def summed(expr, by=None):
+def summed(expr: str, by: str | None = None) -> str:
     """``expr`` summed over every pod (and series), or kept apart ``by`` a label."""
     return f"sum by ({by}) ({expr})" if by else f"sum({expr})"
 
 
-def max_by_partition(expr):
+def max_by_partition(expr: str) -> str:
     """One value per partition: the bridge that owns a partition reports its lag, any bridge
     that lost it reports 0."""
     return f"max by (partition) ({expr})"
 
 
-def quantile(q, histogram, hop, *matchers, by=()):
+def quantile(q: float, histogram: str, hop: str, *matchers: str, by: tuple[str, ...] = ()) -> str:
     """The ``q`` quantile of a histogram over every pod (``by``: kept apart)."""
     return f"histogram_quantile({q}, {summed(rate(histogram + '_bucket', hop, *matchers), by=', '.join(('le',) + by))})"
 
 
-def target(expr, legend):
+def target(expr: str, legend: str) -> Dataquery:
     return Dataquery().datasource(DATASOURCE).expr(expr).legend_format(legend).range()
 
 
-def lettered(targets):
+def lettered(targets: Sequence[Dataquery]) -> list[Builder[variants.Dataquery]]:
     """The targets with their reference ids A, B, C, ... in order."""
     return [query.ref_id(chr(ord("A") + number)) for number, query in enumerate(targets)]
 
 
-def quantile_targets(histogram, hop, *matchers, quantiles=QUANTILES):
+def quantile_targets(histogram: str, hop: str, *matchers: str,
+                     quantiles: Sequence[float] = QUANTILES) -> list[Dataquery]:
     return [target(quantile(q, histogram, hop, *matchers), f"p{round(q * 100)}") for q in quantiles]
 
 
 # -- panels -----------------------------------------------------------------------------------
 
 
-def thresholds(*steps):
+def thresholds(*steps: tuple[float | None, str]) -> ThresholdsConfig:
     """Threshold steps (value, colour), the first from minus infinity (value None)."""
     return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
         [Threshold(color=color, value=value) for value, color in steps])
 
 
-def timeseries(title, description, unit, targets, *, limit=None, width=8):
+def timeseries(title: str, description: str, unit: str, targets: Sequence[Dataquery], *,
+               limit: float | None = None, width: int = 8) -> Timeseries:
     """A line chart from 0; ``limit``: a red threshold line at that value."""
     panel = (
         Timeseries()
@@ -122,7 +131,7 @@ def timeseries(title, description, unit, targets, *, limit=None, width=8):
             .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)))
 
 
-def hops_up():
+def hops_up() -> Stat:
     return (
         Stat()
         .title("Hops up")
@@ -143,7 +152,7 @@ def hops_up():
     )
 
 
-def end_to_end():
+def end_to_end() -> list[PanelBuilder]:
     return [
         timeseries(
             "Delivery latency p50 / p95 / p99",
@@ -184,7 +193,7 @@ def end_to_end():
     ]
 
 
-def ingest():
+def ingest() -> list[PanelBuilder]:
     post = 'route="/api/rooms/<room>/messages"'
     return [
         timeseries(
@@ -222,12 +231,13 @@ def ingest():
             ]),
         timeseries(
             "Rate limits",
-            "Requests refused by a rate limit, by scope (user, ip), and rate-limit and held-name checks "
-            "skipped because Redis did not answer (those requests were let through).",
+            "Requests refused by a rate limit or budget, by scope (user, ip, ip_bytes, ip_day, ...), and "
+            "requests refused with 503 because Redis did not answer the budget or held-name check (never "
+            "let through unchecked).",
             "reqps", [
                 target(summed(rate("chat_ingest_rate_limited_total", "ingest"), by="scope"), "limited: {{scope}}"),
-                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "check skipped (Redis)"),
-                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "name check skipped (Redis)"),
+                target(summed(rate("chat_ingest_rate_limit_errors_total", "ingest")), "503: budget check failed (Redis)"),
+                target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "503: name check failed (Redis)"),
             ]),
         timeseries(
             "Deletes and typing signals",
@@ -248,7 +258,7 @@ def ingest():
     ]
 
 
-def bridge():
+def bridge() -> list[PanelBuilder]:
     return [
         timeseries(
             "Records consumed and applied, by outcome",
@@ -292,10 +302,19 @@ def bridge():
             "and event: delete was published; rebuilt = re-applied from Kafka after Redis lost its data; "
             "replayed = applied before; duplicate = the message was already deleted.",
             "ops", [target(summed(rate("chat_bridge_deletes_applied_total", "bridge"), by="outcome"), "{{outcome}}")]),
+        timeseries(
+            "Redis memory used and maxmemory",
+            "Memory Redis uses and its maxmemory, as the bridges read them (INFO memory, every 5 s). Under "
+            "noeviction a full Redis refuses every write; ChatRedisMemoryHigh fires over 80% for 2 minutes. "
+            "No maxmemory line: Redis has no limit.",
+            "bytes", [
+                target(f"max({series('chat_redis_used_memory_bytes', 'bridge')})", "used"),
+                target(f"max({series('chat_redis_maxmemory_bytes', 'bridge')} > 0)", "maxmemory"),
+            ]),
     ]
 
 
-def stream():
+def stream() -> list[PanelBuilder]:
     not_metrics = 'route!="/metrics"'
     return [
         timeseries(
@@ -369,7 +388,7 @@ def stream():
 # -- the dashboard ----------------------------------------------------------------------------
 
 
-ROWS = (
+ROWS: tuple[tuple[str, Callable[[], list[PanelBuilder]]], ...] = (
     ("End to end: POST accepted → written to a client's SSE socket", end_to_end),
     ("Ingest: POST → Kafka acknowledgement (acks=all)", ingest),
     ("Bridge: Kafka → Redis history + pub/sub", bridge),
@@ -377,7 +396,7 @@ ROWS = (
 )
 
 
-def build():
+def build() -> dashboard_model.Dashboard:
     """The dashboard model (grafana_foundation_sdk.models.dashboard.Dashboard)."""
     dashboard = (
         Dashboard("Chatroom / Pipeline")
@@ -411,6 +430,6 @@ def build():
         for panel in panels():
             dashboard = dashboard.with_panel(panel)
     model = dashboard.build()
-    for number, panel in enumerate(model.panels, start=1):  # rows and panels, in order
-        panel.id_val = number
+    for number, built in enumerate(model.panels or [], start=1):  # rows and panels, in order
+        built.id_val = number
     return model

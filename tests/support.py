@@ -27,7 +27,14 @@ TEST_SERVICE_ENV = {
     "HISTORY_MAX": "100",  # the Redis window per room: small, so tests can leave it
     "RATE_LIMIT_WINDOW_S": "60",  # long enough that the rate-limit test fills it even on a busy machine
     "RATE_LIMIT_USER": "300",  # tests that post a lot spread it over several user names
-    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1
+    "RATE_LIMIT_IP": "100000",  # every test client shares 127.0.0.1, and so do the per-address budgets:
+    "RATE_LIMIT_IP_BYTES": "1000000000",
+    "RATE_LIMIT_IP_TYPING": "100000",
+    "RATE_LIMIT_IP_DELETES": "100000",
+    "RATE_LIMIT_IP_ROOMS": "100000",  # every test makes its own rooms
+    "RATE_LIMIT_IP_DAY": "100000000",
+    "RATE_LIMIT_IP_BYTES_DAY": "100000000000",
+    "STREAM_OPENS_PER_IP": "100000",  # the same; test_stream_churn.py runs its own stream with the limit
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
     "STREAM_WORKERS": "2",
@@ -104,7 +111,7 @@ def longest_pause(arrivals, since):
     time.monotonic() arrival times), from the last one before ``since`` on: what a person in
     the room would notice of a fault that struck at ``since``."""
     start = max([i for i, at in enumerate(arrivals) if at <= since] or [0])
-    return max((b - a for a, b in zip(arrivals[start:], arrivals[start + 1:], strict=True)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(arrivals[start:])), default=0.0)
 
 
 def hub_refills(stack):
@@ -202,7 +209,7 @@ class SseClient:
 
     def arrival_of(self, **fields):
         """When the first message with these field values arrived (time.monotonic()), or None."""
-        for event, at in zip(self.received, self.arrived, strict=True):
+        for event, at in zip(self.received, self.arrived, strict=False):
             if event.event == "message" and event.data:
                 message = json.loads(event.data)
                 if all(message.get(name) == value for name, value in fields.items()):
@@ -215,7 +222,7 @@ class SseClient:
 
     def message_arrivals(self):
         """When each of those messages arrived (time.monotonic())."""
-        return [at for e, at in zip(self.received, self.arrived, strict=True) if e.event == "message" and e.data]
+        return [at for e, at in zip(self.received, self.arrived, strict=False) if e.event == "message" and e.data]
 
     def wait_for(self, predicate, timeout=20):
         """Wait until ``predicate(self)`` is true; return whether it became true."""

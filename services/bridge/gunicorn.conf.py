@@ -1,6 +1,9 @@
 # gunicorn settings for bridge: the same file runs locally and in the image.
 # One worker: it runs the Kafka consume loop in a thread and answers /healthz, /readyz and
 # /metrics. Scale the bridge with replicas (the consumer group shares the partitions).
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
+
 from chat_common.config import env_str, log_level
 from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these names)
     child_exit,
@@ -23,11 +26,11 @@ graceful_timeout = 15
 logconfig_dict = gunicorn_logconfig("bridge", log_level(), access_log=env_str("ACCESS_LOG", "false") == "true")
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Worker) -> None:
     worker.wsgi.extensions["chat.bridge"].start()
     settle_heap()
 
 
-def worker_exit(server, worker):
+def worker_exit(server: Arbiter, worker: Worker) -> None:
     if worker.wsgi is not None:
         worker.wsgi.extensions["chat.bridge"].stop()

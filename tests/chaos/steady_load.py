@@ -11,6 +11,7 @@ post is retried with the same ``client_id`` until it is acknowledged.
 """
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -161,7 +162,7 @@ def check_reader(reader, acked):
     return RoomCheck(
         lost=len(acked - unique),
         duplicated=len(shown) - len(unique),
-        out_of_order=sum(1 for a, b in zip(ids, ids[1:], strict=True) if b < a),
+        out_of_order=sum(1 for a, b in itertools.pairwise(ids) if b < a),
         unexpected=len(unique - acked),
     )
 

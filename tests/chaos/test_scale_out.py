@@ -11,6 +11,7 @@ test restores the topology before it ends. Figures go to
 """
 
 import asyncio
+import itertools
 import json
 import os
 import threading
@@ -108,7 +109,7 @@ def pause_between(readers, since, until):
         window = [at for at in arrivals[start:] if at <= until]
         following = [at for at in arrivals if at > until][:1]  # the wait that spans ``until``
         window += following
-        longest = max([longest] + [b - a for a, b in zip(window, window[1:], strict=True)])
+        longest = max([longest] + [b - a for a, b in itertools.pairwise(window)])
     return longest
 
 

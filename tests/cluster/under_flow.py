@@ -13,6 +13,7 @@ Then the poster stops and the readers are given time to catch up. Prints as JSON
 acknowledged messages' texts ("message <n>"), each reader's in arrival order and whether its
 ids rose, how many posts were retried, the readers' connects and the pods deleted."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -112,7 +113,7 @@ def main(base, namespace, release):
         reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
         reader.close()
     return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers],
-            "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in zip(r.messages(), r.messages()[1:], strict=True))
+            "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in itertools.pairwise(r.messages()))
                          for r in readers],
             "connects": [r.connects for r in readers], "retries": poster.retries, "deleted": deleted}
 

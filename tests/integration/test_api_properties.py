@@ -56,7 +56,19 @@ json_values = st.recursive(
 )
 # Strings as JSON escapes, so lone surrogates, NULs, RTL overrides and line breaks get through.
 hostile_text = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
-fields = st.one_of(hostile_text, json_values)
+# What draws nothing or reorders what follows: format characters, marks, spaces, private
+# use, lone surrogates, bidi controls, fillers, mixed with ordinary letters.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+invisible_text = st.text(
+    alphabet=st.one_of(st.characters(codec=None, categories=["Cf", "Mn", "Me", "Mc", "Zs", "Co", "Cs"]),
+                       st.sampled_from(BIDI_CONTROLS + "\u3164\u2800\u115f\uffa0\u034f\ufe0f"),
+                       st.characters(categories=["Lu", "Ll"])),
+    min_size=1, max_size=40,
+)
+# Digits that str.isdigit() accepts and int() does not (or reads otherwise), among ASCII ones.
+digit_like = st.text(alphabet="0123456789\u00b2\u00b3\u00b9\u2460\u2469\u0663\u06f4\u07c1\U0001d7d8\uff11",
+                     min_size=1, max_size=20)
+fields = st.one_of(hostile_text, invisible_text, json_values)
 bodies = st.one_of(
     st.fixed_dictionaries({"user": fields, "text": fields}, optional={"client_id": fields, "extra": json_values}),
     json_values,
@@ -69,13 +81,27 @@ def encode(body):
     return json.dumps(body, ensure_ascii=True).encode()  # escapes, so any code point survives
 
 
+def nested(depth, kind):
+    """A JSON document ``depth`` levels deep, as bytes: deeper than the parser's recursion
+    limit from about 1,000 (Python's json raises RecursionError)."""
+    if kind == "list":
+        return b"[" * depth + b"]" * depth
+    if kind == "object":
+        return b'{"a":' * depth + b"1" + b"}" * depth
+    return b'{"user":"ann","text":' + b"[" * depth + b"]" * depth + b"}"
+
+
+deep_bodies = st.builds(nested, st.integers(min_value=1, max_value=8_000), st.sampled_from(["list", "object", "text"]))
+
+
 @FUZZ
-@given(body=bodies, content_type=content_types, raw=st.booleans(), junk=st.binary(max_size=64))
-def test_hostile_posts_get_2xx_or_4xx_and_only_201s_write(stack, kafka_writes, body, content_type, raw, junk):
+@given(body=bodies, content_type=content_types, raw=st.sampled_from(["json", "junk", "deep"]),
+       junk=st.binary(max_size=64), deep=deep_bodies)
+def test_hostile_posts_get_2xx_or_4xx_and_only_201s_write(stack, kafka_writes, body, content_type, raw, junk, deep):
     before = kafka_writes()
     response = httpx.post(
         f"{stack.settings.gateway_url}/api/rooms/{new_room('fuzz')}/messages",
-        content=junk if raw else encode(body),
+        content={"json": encode(body), "junk": junk, "deep": deep}[raw],
         headers={"Content-Type": content_type} if content_type else {},
         timeout=30,
     )
@@ -85,7 +111,7 @@ def test_hostile_posts_get_2xx_or_4xx_and_only_201s_write(stack, kafka_writes, b
         assert kafka_writes() == before
 
 
-query_values = st.one_of(hostile_text, st.integers().map(str), st.just(""))
+query_values = st.one_of(hostile_text, st.integers().map(str), st.just(""), digit_like)
 
 
 def answer(url, params):
@@ -122,12 +148,14 @@ typing_bodies = st.one_of(st.fixed_dictionaries({"user": fields}, optional={"ext
 
 
 @FUZZ
-@given(body=typing_bodies, content_type=content_types, raw=st.booleans(), junk=st.binary(max_size=64))
-def test_hostile_typing_signals_get_204_or_4xx_and_never_write(stack, kafka_writes, body, content_type, raw, junk):
+@given(body=typing_bodies, content_type=content_types, raw=st.sampled_from(["json", "junk", "deep"]),
+       junk=st.binary(max_size=64), deep=deep_bodies)
+def test_hostile_typing_signals_get_204_or_4xx_and_never_write(stack, kafka_writes, body, content_type, raw, junk,
+                                                              deep):
     before = kafka_writes()
     response = httpx.post(
         f"{stack.settings.gateway_url}/api/rooms/{new_room('fuzz')}/typing",
-        content=junk if raw else encode(body),
+        content={"json": encode(body), "junk": junk, "deep": deep}[raw],
         headers={"Content-Type": content_type} if content_type else {},
         timeout=30,
     )
@@ -158,3 +186,20 @@ def test_hostile_deletes_get_a_4xx_and_write_nothing(stack, kafka_writes, room, 
     else:
         assert response.status_code == 400  # the gateway refusing a malformed request line
     assert kafka_writes() == before
+
+
+@pytest.mark.parametrize("path", ["messages", "typing"])
+def test_json_nested_8000_deep_is_refused_as_bad_json(stack, kafka_writes, path):
+    before = kafka_writes()
+    response = httpx.post(f"{stack.settings.gateway_url}/api/rooms/{new_room('deep')}/{path}",
+                          content=nested(8_000, "list"), headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert kafka_writes() == before
+
+
+@pytest.mark.parametrize("id", ["\u00b2", "\u2460", "1\u00b2", "\U0001d7d8", "\uff11"])
+def test_message_ids_of_digit_look_alikes_are_refused_with_400(stack, id):
+    response = httpx.delete(f"{stack.settings.gateway_url}/api/rooms/lobby/messages/{quote(id)}", timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_message_id"

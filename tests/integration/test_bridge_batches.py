@@ -78,7 +78,7 @@ def ids_in_history(db, room):
 
 
 def test_a_replay_overlapping_the_last_batch_changes_nothing_and_publishes_nothing_again(db, live):
-    store = Store(db, HISTORY_MAX, 60)
+    store = Store(db, HISTORY_MAX, 1_000_000, 60, 3600)
     a, b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
     published = live(a, b)
     # one partition, two rooms interleaved, as Kafka hands them over
@@ -97,7 +97,7 @@ def test_a_replay_overlapping_the_last_batch_changes_nothing_and_publishes_nothi
 
 
 def test_within_one_batch_a_client_id_repeat_is_stored_once_and_a_tombstone_applies_in_its_place(db, live):
-    store = Store(db, HISTORY_MAX, 60)
+    store = Store(db, HISTORY_MAX, 1_000_000, 60, 3600)
     room = f"c-{uuid.uuid4().hex[:6]}"
     published = live(room)
     batch = [
@@ -118,7 +118,7 @@ def test_within_one_batch_a_client_id_repeat_is_stored_once_and_a_tombstone_appl
 
 
 def test_a_partition_whose_history_redis_lost_is_refused_and_the_others_are_applied(db, live):
-    store = Store(db, HISTORY_MAX, 60)
+    store = Store(db, HISTORY_MAX, 1_000_000, 60, 3600)
     db.hdel(STATE_KEY, "ready:1")  # as after Redis came back empty: the bridge rebuilds partition 1
     here, lost = f"d-{uuid.uuid4().hex[:6]}", f"e-{uuid.uuid4().hex[:6]}"
     published = live(here, lost)
@@ -129,11 +129,12 @@ def test_a_partition_whose_history_redis_lost_is_refused_and_the_others_are_appl
 
 
 def test_the_history_window_is_trimmed_within_a_batch_and_its_floor_recorded(db, live):
-    store = Store(db, HISTORY_MAX, 60)
+    store = Store(db, HISTORY_MAX, 1_000_000, 60, 3600)
     room = f"f-{uuid.uuid4().hex[:6]}"
     published = live(room)
-    # rebuilt records (publish=False) then live ones, in one batch
-    batch = [(0, message(room, offset), offset >= 45) for offset in range(40, 48)]
+    # rebuilt records (publish=False, recent: within the idle TTL) then live ones, in one batch
+    now_ms = int(time.time() * 1000)
+    batch = [(0, message(room, offset, ts=now_ms + offset), offset >= 45) for offset in range(40, 48)]
     assert store.apply(batch) == [WRITTEN] * 8
     assert ids_in_history(db, room) == [43, 44, 45, 46, 47]
     assert db.hget(meta_key(room), "floor") == b"42"

@@ -56,7 +56,29 @@ BAD_POSTS = [
      b'{"user": "ann", "text": "hi"}', 403, "cross_origin"),
     ("a browser's cross-site request", ROOM, {**JSON, "Sec-Fetch-Site": "cross-site"},
      b'{"user": "ann", "text": "hi"}', 403, "cross_origin"),
+    ("a DNS-rebinding page: a Host not allowed", ROOM, {**JSON, "Host": "evil.example", "Origin": "http://evil.example"},
+     b'{"user": "ann", "text": "hi"}', 400, "host_not_allowed"),
+    ("a page on another port of the same host", ROOM, {**JSON, "Origin": "http://127.0.0.1:9"},
+     b'{"user": "ann", "text": "hi"}', 403, "cross_origin"),
+    ("JSON nested 8,000 deep", ROOM, JSON, b"[" * 8000 + b"]" * 8000, 400, "invalid_json"),
+    ("user only a Hangul filler", ROOM, JSON, b'{"user": "\\u3164", "text": "hi"}', 422, "invalid_user"),
+    ("user only a blank braille pattern", ROOM, JSON, b'{"user": "\\u2800", "text": "hi"}', 422, "invalid_user"),
 ]
+
+
+def test_a_post_from_the_sites_own_page_passes_the_origin_check(stack):
+    base = stack.settings.gateway_url  # http://127.0.0.1:<port>: scheme, host and port as the page has them
+    response = post(base, new_room("own-page"), headers={"Origin": base, "Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 201, response.text
+
+
+def test_a_delete_for_a_host_not_allowed_is_refused_before_anything_is_read(stack):
+    response = httpx.delete(f"{stack.settings.gateway_url}/api/rooms/{ROOM}/messages/1",
+                            headers={"Host": "evil.example"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "host_not_allowed"
+    # Probes and scrapers address a pod by its IP: the operational endpoints answer any Host.
+    ingest = stack.settings.service_url("ingest")
+    assert httpx.get(f"{ingest}/readyz", headers={"Host": "10.1.2.3:8001"}).status_code == 200
 
 
 @pytest.mark.parametrize("what,room,headers,body,status,code", BAD_POSTS, ids=[case[0] for case in BAD_POSTS])
@@ -192,7 +214,8 @@ def test_retries_answered_with_the_stored_message_do_not_count_against_the_rate_
         assert post(base, room, user="retrier", text="third").status_code == 429
 
 
-@pytest.mark.parametrize("path", ["/api/rooms/lobby/messages", "/stream/rooms/lobby/presence", "/stream/rooms/lobby/history"])
+@pytest.mark.parametrize("path", ["/api/rooms/lobby/messages", "/stream/rooms/lobby/presence",
+                                  "/stream/rooms/lobby/history"])
 def test_api_answers_cannot_be_sniffed_framed_or_run(stack, path):
     response = httpx.request("POST" if path.startswith("/api") else "GET", stack.settings.gateway_url + path,
                              json={"user": "ann", "text": "headers"})
@@ -267,3 +290,16 @@ def test_one_address_cannot_hold_more_streams_than_the_gateways_cap(stack):
     finally:
         for sock in streams:
             sock.close()
+
+
+def test_a_stream_for_a_host_not_allowed_is_refused(stack):
+    """A DNS-rebinding page (Host: its own name, resolving to this address) cannot read a
+    room either: the stream's public routes check the Host as ingest's do."""
+    base = stack.settings.gateway_url
+    for path in (f"/stream/rooms/{ROOM}?history=0", f"/stream/rooms/{ROOM}/history", f"/stream/rooms/{ROOM}/presence",
+                 "/stream/rooms"):
+        response = httpx.get(f"{base}{path}", headers={"Host": "evil.example"}, timeout=10)
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.json()["error"]["code"] == "host_not_allowed", path
+    stream = stack.settings.service_url("stream")
+    assert httpx.get(f"{stream}/readyz", headers={"Host": "10.1.2.3:8002"}).status_code == 200

@@ -86,8 +86,10 @@ def published_again_s(clients, sender, since, timeout=60):
     kill of the bridge at ``since``, when the restarted one published again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        later = {cid for cid, at in zip(sender.client_ids, list(sender.posted_at), strict=True) if at > since}
-        arrivals = [at for client in clients for event, at in zip(list(client.received), list(client.arrived), strict=True)
+        # the sender and the readers append as they go: pair what is there so far (not strict)
+        later = {cid for cid, at in zip(sender.client_ids, list(sender.posted_at), strict=False) if at > since}
+        arrivals = [at for client in clients
+                    for event, at in zip(list(client.received), list(client.arrived), strict=False)
                     if event.event == "message" and event.data and json.loads(event.data)["client_id"] in later]
         if arrivals:
             return round(min(arrivals) - since, 2)

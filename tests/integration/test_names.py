@@ -43,7 +43,8 @@ def test_a_held_name_is_refused_to_others_and_kept_for_its_holder(stack):
     theirs, _ = new_session(base)
     holder = join(base, room, "Alice", mine)
     try:
-        for who, name in ((None, "Alice"), (theirs, "Alice"), (None, "ALICE"), (theirs, "Ａｌｉｃｅ"), ("forged.x.y", "alice")):
+        for who, name in ((None, "Alice"), (theirs, "Alice"), (None, "ALICE"), (theirs, "Ａｌｉｃｅ"),
+                          ("forged.x.y", "alice")):
             refused = post(base, room, user=name, text=f"as {name}", headers=cookie(who) if who else {})
             assert refused.status_code == 409, (who, name)
             assert refused.json()["error"]["code"] == "name_taken"
@@ -100,7 +101,31 @@ def test_clients_without_cookies_hold_nothing(stack, name):
 
 
 def test_a_session_from_another_site_is_refused(stack):
-    response = httpx.post(f"{stack.settings.gateway_url}/api/session", headers={"Origin": "https://evil.example"}, timeout=10)
+    response = httpx.post(f"{stack.settings.gateway_url}/api/session", headers={"Origin": "https://evil.example"},
+                          timeout=10)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "cross_origin"
     assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("look_alike", ["T\u043em", "Tom\u034f", "Tom\ufe0f", "\u0422om"])
+def test_a_look_alike_of_a_held_name_is_refused(stack, look_alike):
+    """Compared by confusable skeleton (UTS #39): a Cyrillic о or Т, or an invisible mark
+    appended (U+034F, U+FE0F), is the held name."""
+    base, room = stack.settings.gateway_url, new_room("lookalike")
+    mine, _ = new_session(base)
+    holder = join(base, room, "Tom", mine)
+    try:
+        refused = post(base, room, user=look_alike, text="not tom")
+        assert refused.status_code == 409, look_alike
+        assert refused.json()["error"]["code"] == "name_taken"
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("blank", ["\u3164", "\u2800", "\u0301\u0301", "a\u3164", "safe \u202egnp", "x\u200by",
+                                   " \u3000 "])
+def test_names_that_render_blank_or_reorder_text_are_refused(stack, blank):
+    response = post(stack.settings.gateway_url, new_room("blank"), user=blank, text="hi")
+    assert response.status_code == 422, blank
+    assert response.json()["error"]["code"] == "invalid_user"

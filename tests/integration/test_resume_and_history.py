@@ -282,3 +282,64 @@ def test_a_reader_in_a_busy_room_stays_present(stack):
         assert httpx.get(f"{base}/stream/rooms/{room}/presence").json() == {"users": ["reader"]}
     finally:
         reader.close()
+
+
+def reset_then_messages(client):
+    """The kinds of the events that carry data, in order: reset and message."""
+    return [e.event for e in client.received if e.event in ("reset", "message") and e.data]
+
+
+def test_a_resume_point_past_the_end_of_the_log_gets_a_reset_then_the_last_n_then_live_ones(stack):
+    base = stack.settings.gateway_url
+    room = new_room("beyond")
+    ids = post_many(base, room, 5)
+    client = SseClient(stream_url(base, room, history=3), headers={"Last-Event-ID": "9999999999999999999"})
+    try:
+        assert client.wait_messages(3)
+        assert reset_then_messages(client) == ["reset", "message", "message", "message"]
+        assert [m["id"] for m in client.messages()] == ids[-3:]
+        live = post(base, room, text="live after the reset").json()
+        assert client.wait_messages(4)
+        assert client.messages()[-1] == live
+    finally:
+        client.close()
+
+
+def expire_room(stack, room):
+    """What ROOM_IDLE_TTL_S does to an idle room: its window, meta and deletes are gone (its
+    offset index and deleted set stay)."""
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    r.delete(f"chat:room:{room}:history", f"chat:room:{room}:meta", f"chat:room:{room}:deletes")
+
+
+def test_a_room_whose_redis_window_expired_still_shows_its_last_n_from_the_log(stack):
+    base = stack.settings.gateway_url
+    room = new_room("idle")
+    ids = post_many(base, room, 8)
+    expire_room(stack, room)
+    fresh = SseClient(stream_url(base, room, history=5))
+    try:
+        assert fresh.wait_messages(5)
+        time.sleep(0.5)  # nothing more arrives: each message once
+        assert [m["id"] for m in fresh.messages()] == ids[-5:]
+        assert "reset" not in reset_then_messages(fresh)
+        live = post(base, room, text="the room wakes up").json()
+        assert fresh.wait_messages(6)
+        assert fresh.messages()[-1] == live
+    finally:
+        fresh.close()
+
+
+def test_a_resume_in_a_room_whose_redis_window_expired_gets_a_reset_then_the_last_n(stack):
+    base = stack.settings.gateway_url
+    room = new_room("idle-resume")
+    ids = post_many(base, room, 8)
+    expire_room(stack, room)
+    client = SseClient(stream_url(base, room, history=4), headers={"Last-Event-ID": ids[2]})
+    try:
+        assert client.wait_messages(4)
+        time.sleep(0.5)
+        assert reset_then_messages(client) == ["reset"] + ["message"] * 4
+        assert [m["id"] for m in client.messages()] == ids[-4:]
+    finally:
+        client.close()

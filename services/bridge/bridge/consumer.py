@@ -10,8 +10,10 @@ live again.
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState
 from redis import Redis
@@ -19,7 +21,8 @@ from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from bridge import index, metrics
-from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Store
+from bridge.config import Config
+from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Item, Store
 from chat_common.messages import Tombstone, parse_record
 
 log = logging.getLogger(__name__)
@@ -27,25 +30,26 @@ log = logging.getLogger(__name__)
 OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
 READY_CHECK_INTERVAL_S = 2.0
 LAG_INTERVAL_S = 1.0  # how often the lag gauges are updated
+REDIS_MEMORY_INTERVAL_S = 5.0  # how often Redis's memory is read (INFO memory) for its gauges
 COMMITTED_TIMEOUT_MS = 5000  # asking the group for its commits after a failed batch
 
 
-def _commit_failed(offsets, result):
+def _commit_failed(offsets: object, result: object) -> None:
     if isinstance(result, Exception):
         metrics.ERRORS.labels("commit").inc()
         log.warning("offset commit failed; the batch will be replayed if needed", extra={"error": str(result)})
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, bridge):
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python has no types
+    def __init__(self, bridge: "Bridge") -> None:
         self.bridge = bridge
 
-    def on_partitions_revoked(self, revoked):
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:  # another bridge reports these now: no stale lag from this one
             metrics.LAG.labels(str(tp.partition)).set(0)
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
 
-    def on_partitions_assigned(self, assigned):
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         metrics.REBALANCES.inc()
         metrics.ASSIGNED.set(len(assigned))
         self.bridge.next_ready_check = 0.0  # check the new partitions' history right away
@@ -53,49 +57,51 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class Bridge:
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
-        self.store = Store(self.redis, config.history_max, config.client_id_ttl_s)
-        self.consumer = None
+        self.store = Store(self.redis, config.history_max, config.history_max_bytes, config.client_id_ttl_s,
+                           config.room_idle_ttl_s)
+        self.consumer: KafkaConsumer | None = None
         self.stopping = threading.Event()
         self.last_loop = 0.0  # monotonic time of the last completed poll, for readiness
         self.next_ready_check = 0.0
         self.next_commit = 0.0
         self.uncommitted = False  # records applied since the last commit was sent
         self.next_lag_update = 0.0
+        self.next_memory_update = 0.0
         self.history_ready = False  # in the group, and Redis holds its partitions' history
-        self.publish_from = {}  # partition -> first offset to publish live after a rebuild
+        self.publish_from: dict[int, int] = {}  # partition -> first offset to publish live after a rebuild
         self.indexer = index.Indexer(config, self.redis, self.stopping)
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="bridge-consumer", daemon=True)
         self._thread.start()
         self.indexer.start()
 
-    def stop(self, timeout=10):
+    def stop(self, timeout: float = 10) -> None:
         self.stopping.set()
         if self._thread:
             self._thread.join(timeout)
 
-    def ready(self):
+    def ready(self) -> dict[str, bool]:
         return {
             "consumer": time.monotonic() - self.last_loop < 30,
             "redis": self._redis_ok(),
             "history": self.history_ready,
         }
 
-    def _redis_ok(self):
+    def _redis_ok(self) -> bool:
         try:
             return bool(self.redis.ping())
         except RedisError:
             return False
 
     @retry(wait=wait_exponential(multiplier=0.2, max=5), retry=retry_if_exception_type(KafkaError))
-    def _connect(self):
+    def _connect(self) -> KafkaConsumer | None:
         if self.stopping.is_set():
             return None
         consumer = KafkaConsumer(
@@ -125,8 +131,9 @@ class Bridge:
         log.info("kafka consumer connected", extra={"group": self.config.group_id})
         return consumer
 
-    def run(self):
+    def run(self) -> None:
         while not self.stopping.is_set():
+            self._update_redis_memory()  # first: also while applying fails (Redis full refuses writes)
             try:
                 self.consumer = self.consumer or self._connect()
                 if self.consumer is None:
@@ -148,7 +155,7 @@ class Bridge:
                 self.stopping.wait(1.0)
         self._close_consumer(commit=True)
 
-    def _close_consumer(self, commit=False):
+    def _close_consumer(self, commit: bool = False) -> None:
         """Leave Kafka. ``commit``: on an orderly stop, between batches, the positions are
         exactly what was applied; after a failure they may be past a batch that was not,
         so nothing is committed then (the restart replays from the last commit)."""
@@ -164,7 +171,7 @@ class Bridge:
                 log.exception("closing the kafka consumer failed")
             self.consumer = None
 
-    def _rewind_to_committed(self):
+    def _rewind_to_committed(self) -> None:
         """After a failed batch, read it again from the last commit (nothing is skipped).
         The committed offsets are asked for with a bound: during a rebalance the group
         coordinator answers only once this member polls again, so an unbounded wait here
@@ -185,21 +192,28 @@ class Bridge:
 
     # -- one iteration -----------------------------------------------------------------
 
-    def poll_once(self):
+    @property
+    def _kafka(self) -> KafkaConsumer:
+        """The connected consumer: the consume loop's steps run only while there is one."""
+        if self.consumer is None:
+            raise RuntimeError("not connected to kafka")
+        return self.consumer
+
+    def poll_once(self) -> None:
         if time.monotonic() >= self.next_ready_check:
             self.next_ready_check = time.monotonic() + READY_CHECK_INTERVAL_S
-            stable = self.consumer.group_metadata().state == MemberState.STABLE
-            positions = {tp.partition: self.consumer.position(tp) for tp in self.consumer.assignment()}
+            stable = self._kafka.group_metadata().state == MemberState.STABLE
+            positions = {tp.partition: self._kafka.position(tp) for tp in self._kafka.assignment()}
             for partition in self.store.unready_partitions(positions):
                 self.rebuild(partition, positions[partition])
             older = index.not_indexed(self.redis, positions)  # history written before offset indexes existed
             if older:
-                ends = self.consumer.end_offsets([TopicPartition(self.config.kafka_topic, p) for p in older])
+                ends = self._kafka.end_offsets([TopicPartition(self.config.kafka_topic, p) for p in older])
                 index.adopt(self.redis, {tp.partition: end for tp, end in ends.items()})
             self.indexer.partitions = frozenset(positions)
             self.history_ready = stable
 
-        batches = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms)
+        batches = self._kafka.poll(timeout_ms=self.config.poll_timeout_ms)
         self.last_loop = time.monotonic()
         if batches:
             started = time.perf_counter()
@@ -213,7 +227,7 @@ class Bridge:
             self.next_lag_update = time.monotonic() + LAG_INTERVAL_S
             self._update_lag()
 
-    def _maybe_commit(self):
+    def _maybe_commit(self) -> None:
         """Commit what was applied, at most once per ``commit_interval_ms`` (each commit is a
         request to the broker and a write to its offsets log). Asynchronous: the next batch
         is applied while the commit travels. A commit that fails, is overtaken or is not sent
@@ -221,10 +235,11 @@ class Bridge:
         if self.uncommitted and time.monotonic() >= self.next_commit:
             self.next_commit = time.monotonic() + self.config.commit_interval_ms / 1000
             self.uncommitted = False
-            self.consumer.commit_async(callback=_commit_failed)
+            self._kafka.commit_async(callback=_commit_failed)
 
-    def apply(self, batches):
-        items, records = [], []
+    def apply(self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
+        items: list[Item] = []
+        records: list[ConsumerRecord] = []
         metrics.CONSUMED.inc(sum(len(batch) for batch in batches.values()))
         for tp, batch in batches.items():
             for record in batch:
@@ -242,7 +257,7 @@ class Bridge:
             return
         outcomes = self.store.apply(items)
         now_ms = time.time() * 1000
-        lost = {}
+        lost: dict[int, int] = {}
         for (partition, message, publish), record, outcome in zip(items, records, outcomes, strict=True):
             if outcome == NOT_READY:
                 lost.setdefault(partition, record.offset)
@@ -258,7 +273,8 @@ class Bridge:
         for partition, offset in lost.items():
             self.rebuild(partition, offset)
 
-    def _deleted(self, tombstone, record, label, published, now_ms):
+    def _deleted(self, tombstone: Tombstone, record: ConsumerRecord, label: str, published: bool,
+                 now_ms: float) -> None:
         """Count and log an applied tombstone (``label``: as for messages; ``duplicate`` =
         the message was deleted before)."""
         metrics.APPLIED.labels(label).inc()
@@ -268,22 +284,37 @@ class Bridge:
             log.info("delete published", extra={"msg_id": tombstone.target, "tombstone_id": tombstone.id,
                                                 "room": tombstone.room})
 
-    def rebuild(self, partition, resume_offset):
+    def rebuild(self, partition: int, resume_offset: int) -> None:
         """Redis holds nothing for this partition: re-read its recent past into history
         (publishing only from ``resume_offset`` on, what clients have not seen yet)."""
         tp = TopicPartition(self.config.kafka_topic, partition)
-        beginning = self.consumer.beginning_offsets([tp])[tp]
+        beginning = self._kafka.beginning_offsets([tp])[tp]
         start = max(beginning, resume_offset - self.config.rebuild_depth)
-        partitions = len(self.consumer.partitions_for_topic(self.config.kafka_topic))
+        partitions = len(self._kafka.partitions_for_topic(self.config.kafka_topic))
         self.store.mark_rebuilding(partition, start - 1, partitions)
         self.publish_from[partition] = resume_offset
-        self.consumer.seek(tp, start)
+        self._kafka.seek(tp, start)
         metrics.REBUILDS.inc()
         log.warning("rebuilding history from kafka",
                     extra={"partition": partition, "from_offset": start, "resume_offset": resume_offset})
 
-    def _update_lag(self):
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
+    def _update_redis_memory(self) -> None:
+        """Redis's memory and its limit, for ChatRedisMemoryHigh. A failure here changes
+        nothing else: the gauges keep their last values (the batch's own writes report Redis
+        errors)."""
+        if time.monotonic() < self.next_memory_update:
+            return
+        self.next_memory_update = time.monotonic() + REDIS_MEMORY_INTERVAL_S
+        try:
+            memory = self.redis.info("memory")
+        except RedisError as error:
+            log.warning("reading redis memory failed", extra={"error": str(error)})
+            return
+        metrics.REDIS_USED_MEMORY.set(int(memory["used_memory"]))
+        metrics.REDIS_MAXMEMORY.set(int(memory["maxmemory"]))
+
+    def _update_lag(self) -> None:
+        for tp in self._kafka.assignment():
+            highwater = self._kafka.highwater(tp)
             if highwater is not None:
-                metrics.LAG.labels(str(tp.partition)).set(max(0, highwater - self.consumer.position(tp)))
+                metrics.LAG.labels(str(tp.partition)).set(max(0, highwater - self._kafka.position(tp)))

@@ -19,14 +19,18 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from redis import Redis
 from redis.exceptions import RedisError
 
 from bridge import metrics
+from bridge.config import Config
 from chat_common.kafka_reader import log_reader
-from chat_common.messages import OFFSETS_LUA, STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+from chat_common.lua import lua_source
+from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +38,22 @@ IDLE_CHECK_S = 30.0  # between checks once every partition is indexed to its beg
 TRIM_INTERVAL_S = 600.0  # how often the indexes drop the offsets that retention removed from the log
 BUSY_PAUSE_FACTOR = 1.0  # after a chunk, rest as long as it took: the live loop keeps its share of the CPU
 
-# KEYS[1]: state; KEYS[2..]: rooms' offset indexes.
-# ARGV[1]: partition, ARGV[2]: indexed:<partition> as read (the chunk ends there), ARGV[3]: the
-# chunk's first offset, ARGV[2 + i]: the entries of KEYS[i] in the chunk (increasing).
-# Nothing is written if indexed:<partition> moved meanwhile (Redis restarted, another bridge).
-PREPEND_SCRIPT = """
-local field = 'indexed:' .. ARGV[1]
-if redis.call('HGET', KEYS[1], field) ~= ARGV[2] then return 0 end
-for i = 2, #KEYS do
-  local older = ARGV[i + 2]
-  local first = redis.call('GETRANGE', KEYS[i], 0, 7)
-  if first ~= '' then
-    -- the live path indexes only from indexed:<partition> on, so this keeps nothing out; a guard
-    local head = struct.unpack('>I8', first)
-    local n = #older / 8
-    while n > 0 and struct.unpack('>I8', string.sub(older, n * 8 - 7, n * 8)) >= head do n = n - 1 end
-    older = string.sub(older, 1, n * 8)
-  end
-  if #older > 0 then redis.call('SET', KEYS[i], older .. (redis.call('GET', KEYS[i]) or '')) end
-end
-redis.call('HSET', KEYS[1], field, ARGV[3])
-return 1
-"""
+# The indexer's scripts (lua/): a chunk of older offsets put before the rooms' indexes, and
+# an index trimmed to what the log retains.
+PREPEND_SCRIPT = lua_source("bridge/prepend.lua")
+TRIM_SCRIPT = lua_source("chat_common/offsets.lua", "bridge/trim.lua")
 
 
-# KEYS[1]: a room's offset index. ARGV[1]: the partition's first offset. Drops the entries
-# below it but the newest of them, which stays first: the mark that retention removed some of
-# the room's messages (readers skip it). Returns the entries dropped.
-TRIM_SCRIPT = OFFSETS_LUA + """
-local lo = entries_below(KEYS[1], tonumber(ARGV[1]))
-if lo < 2 then return 0 end
-redis.call('SET', KEYS[1], redis.call('GETRANGE', KEYS[1], (lo - 1) * 8, -1))
-return lo - 1
-"""
-
-
-def not_indexed(redis, partitions):
+def not_indexed(redis: Redis, partitions: Iterable[int]) -> list[int]:
     """The partitions without ``indexed:<partition>``: their history predates the indexes."""
-    partitions = sorted(partitions)
-    if not partitions:
+    ordered = sorted(partitions)
+    if not ordered:
         return []
-    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in partitions])
-    return [p for p, flag in zip(partitions, flags, strict=True) if flag is None]
+    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in ordered])
+    return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
 
 
-def adopt(redis, ends):
+def adopt(redis: Redis, ends: Mapping[int, int]) -> None:
     """Start the indexes of such partitions at their end (``ends``: partition -> end
     offset): every record applied from then on is indexed by the live path (and any
     record before it, by the Indexer)."""
@@ -90,23 +65,23 @@ def adopt(redis, ends):
 class Indexer:
     """Fills in each assigned partition's offset indexes below ``indexed:<partition>``."""
 
-    def __init__(self, config, redis, stopping):
+    def __init__(self, config: Config, redis: Redis, stopping: threading.Event) -> None:
         self.config = config
         self.redis = redis
         self.stopping = stopping
-        self.partitions = frozenset()  # the bridge's assignment, replaced by its consume loop
+        self.partitions: frozenset[int] = frozenset()  # the bridge's assignment, replaced by its consume loop
         self._prepend = redis.register_script(PREPEND_SCRIPT)
         self._trim = redis.register_script(TRIM_SCRIPT)
-        self._trimmed = {}  # partition -> the first offset the indexes were last trimmed to
+        self._trimmed: dict[int, int] = {}  # partition -> the first offset the indexes were last trimmed to
         self._next_trim = time.monotonic() + TRIM_INTERVAL_S
-        self._consumer = None
-        self._thread = None
+        self._consumer: KafkaConsumer | None = None
+        self._thread: threading.Thread | None = None
 
-    def start(self):
+    def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="bridge-indexer", daemon=True)
         self._thread.start()
 
-    def run(self):
+    def run(self) -> None:
         pause = 1.0
         while not self.stopping.wait(pause):
             try:
@@ -132,7 +107,7 @@ class Indexer:
                 pause = 5.0
         self._close()
 
-    def step(self, partition):
+    def step(self, partition: int) -> bool:
         """Index one chunk of the partition below ``indexed:<partition>``; return whether
         there was one."""
         indexed = self.redis.hget(STATE_KEY, f"indexed:{partition}")
@@ -159,7 +134,7 @@ class Indexer:
                                                       "rooms": len(rooms)})
         return True
 
-    def trim(self, partitions):
+    def trim(self, partitions: frozenset[int]) -> None:
         """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
         removed from the log since the last trim."""
         count = self.redis.hget(STATE_KEY, "partitions")
@@ -182,12 +157,13 @@ class Indexer:
         log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
                                                                            "entries": dropped})
 
-    def _read(self, consumer, tp, low, high):
+    def _read(self, consumer: KafkaConsumer, tp: TopicPartition, low: int, high: int) -> dict[str, list[int]]:
         """room -> offsets of its messages in [low, high), the way the apply script keeps
         them: chat messages only, a client_id's repeats (within the chunk) dropped."""
         consumer.assign([tp])
         consumer.seek(tp, low)
-        entries, seen = defaultdict(list), set()
+        entries: defaultdict[str, list[int]] = defaultdict(list)
+        seen: set[tuple[str, str]] = set()
         while consumer.position(tp) < high and not self.stopping.is_set():
             batches = consumer.poll(timeout_ms=1000, max_records=2000)
             if not batches and consumer.position(tp) >= consumer.end_offsets([tp])[tp]:
@@ -206,7 +182,7 @@ class Indexer:
                 entries[message.room].append(record.offset)
         return entries
 
-    def _reader(self):
+    def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
             self._consumer = log_reader(
                 self.config.kafka_bootstrap_servers, "chat-bridge-indexer",
@@ -214,7 +190,7 @@ class Indexer:
             )
         return self._consumer
 
-    def _close(self):
+    def _close(self) -> None:
         if self._consumer is not None:
             try:
                 self._consumer.close()

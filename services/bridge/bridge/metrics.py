@@ -36,11 +36,12 @@ APPLY_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 BATCH_SECONDS = Histogram(
-    "chat_bridge_batch_duration_seconds", "Time to apply one polled batch to Redis and commit it.", buckets=LATENCY_BUCKETS
+    "chat_bridge_batch_duration_seconds", "Time to apply one polled batch to Redis and commit it.",
+    buckets=LATENCY_BUCKETS,
 )
 LAG = Gauge(
-    "chat_bridge_consumer_lag", "Records behind the partition's end, as of the last fetch (updated once a second).", ["partition"],
-    multiprocess_mode="livemax",
+    "chat_bridge_consumer_lag", "Records behind the partition's end, as of the last fetch (updated once a second).",
+    ["partition"], multiprocess_mode="livemax",
 )
 ASSIGNED = Gauge("chat_bridge_assigned_partitions", "Partitions this bridge consumes.", multiprocess_mode="livesum")
 REBALANCES = Counter("chat_bridge_rebalances_total", "Partition assignments received from the consumer group.")
@@ -52,4 +53,14 @@ INDEX_PENDING = Gauge(
     "chat_bridge_index_pending_records",
     "Records of the partition below its indexed offset, not in the offset indexes yet (0: indexed to the beginning).",
     ["partition"], multiprocess_mode="livemax",
+)
+REDIS_USED_MEMORY = Gauge(
+    "chat_redis_used_memory_bytes",
+    "Memory Redis uses (INFO memory used_memory), as the bridge last read it (every 5 s).",
+    multiprocess_mode="livemax",
+)
+REDIS_MAXMEMORY = Gauge(
+    "chat_redis_maxmemory_bytes",
+    "Redis's maxmemory (INFO memory; 0: no limit), past which it refuses writes under noeviction.",
+    multiprocess_mode="livemax",
 )

@@ -6,18 +6,24 @@ with these helpers, so that every variable, its type and its default stand in on
 
 import os
 from dataclasses import dataclass
+from typing import TypedDict, overload
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
     """An environment variable holds a value of the wrong type."""
 
 
-def env_str(name, default):
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None) -> str | None: ...
+def env_str(name: str, default: str | None) -> str | None:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
 
 
-def env_int(name, default):
+def env_int(name: str, default: int) -> int:
     value = env_str(name, None)
     if value is None:
         return default
@@ -27,7 +33,7 @@ def env_int(name, default):
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
 
-def env_float(name, default):
+def env_float(name: str, default: float) -> float:
     value = env_str(name, None)
     if value is None:
         return default
@@ -37,7 +43,7 @@ def env_float(name, default):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
 
 
-def env_bool(name, default):
+def env_bool(name: str, default: bool) -> bool:
     value = env_str(name, None)
     if value is None:
         return default
@@ -48,8 +54,17 @@ def env_bool(name, default):
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def log_level():
+def log_level() -> str:
     return env_str("LOG_LEVEL", "INFO").upper()
+
+
+class CommonSettings(TypedDict):
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    redis_url: str
+    log_level: str
+    public_url: str
+    allowed_hosts: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -60,12 +75,37 @@ class CommonConfig:
     kafka_topic: str
     redis_url: str
     log_level: str
+    public_url: str  # the site's address as browsers see it ("" = unknown): its origin may post
+    allowed_hosts: frozenset[str]  # Host values public routes answer for ("*" = any); entries may name a port
 
     @staticmethod
-    def common_from_env():
-        return {
-            "kafka_bootstrap_servers": env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-            "kafka_topic": env_str("KAFKA_TOPIC", "chat.messages"),
-            "redis_url": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            "log_level": log_level(),
-        }
+    def common_from_env() -> CommonSettings:
+        public_url = env_str("PUBLIC_URL", "")
+        return CommonSettings(
+            kafka_bootstrap_servers=env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            kafka_topic=env_str("KAFKA_TOPIC", "chat.messages"),
+            redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            log_level=log_level(),
+            public_url=public_url,
+            allowed_hosts=allowed_hosts(env_str("ALLOWED_HOSTS", ""), public_url),
+        )
+
+
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def allowed_hosts(value: str, public_url: str) -> frozenset[str]:
+    """ALLOWED_HOSTS (comma-separated) or, when unset, the loopback names and the host of
+    ``public_url``."""
+    hosts = [h.strip().lower() for h in value.split(",") if h.strip()]
+    if hosts:
+        return frozenset(hosts)
+    try:
+        public_host = urlsplit(public_url).hostname if public_url else None
+    except ValueError:
+        raise ConfigError(f"PUBLIC_URL must be a URL such as https://chat.example.com, got {public_url!r}") from None
+    if public_url and not public_host:
+        raise ConfigError(f"PUBLIC_URL must be a URL such as https://chat.example.com, got {public_url!r}")
+    if public_host and ":" in public_host:
+        public_host = f"[{public_host}]"
+    return frozenset([*DEFAULT_ALLOWED_HOSTS, *([public_host] if public_host else [])])

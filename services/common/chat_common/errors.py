@@ -1,6 +1,12 @@
-"""Every error is JSON: {"error": {"code": "<slug>", "message": "<for a person>"}}."""
+"""Every error is JSON: {"error": {"code": "<slug>", "message": "<for a person>"}}.
 
-from flask import jsonify
+A view refuses by raising an ``ApiError``, made by one of the named factories below when the
+refusal is shared by several routes or services (``redis_unavailable(retry_after_s)`` ...).
+"""
+
+from collections.abc import Callable
+
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 # Messages for the errors that Flask and werkzeug raise before a view runs.
@@ -16,7 +22,7 @@ _HTTP_MESSAGES = {
 class ApiError(Exception):
     """Raised by a view to answer with a JSON error; nothing has been changed."""
 
-    def __init__(self, status, code, message, retry_after=None):
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -24,7 +30,35 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
-def json_error(status, code, message, retry_after=None):
+def redis_unavailable(retry_after_s: float) -> ApiError:
+    """Redis did not answer (down, timed out, or refusing writes when full): the checks it
+    keeps cannot be made, so the request is refused rather than let through unchecked."""
+    return ApiError(503, "redis_unavailable", "The chat cannot take this right now; try again shortly.",
+                    retry_after=retry_after_s)
+
+
+def kafka_unavailable(retry_after_s: float, doing: str = "stored") -> ApiError:
+    return ApiError(503, "kafka_unavailable", f"Messages cannot be {doing} right now; try again shortly.",
+                    retry_after=retry_after_s)
+
+
+def rate_limited(message: str, retry_after_s: float) -> ApiError:
+    return ApiError(429, "rate_limited", message, retry_after=retry_after_s)
+
+
+def host_not_allowed() -> ApiError:
+    return ApiError(400, "host_not_allowed", "This service does not answer for that host name.")
+
+
+def cross_origin() -> ApiError:
+    return ApiError(403, "cross_origin", "Messages can only be posted from this site's own pages.")
+
+
+def invalid_json() -> ApiError:
+    return ApiError(400, "invalid_json", "The body is not valid JSON.")
+
+
+def json_error(status: int, code: str, message: str, retry_after: float | None = None) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     if retry_after is not None:
@@ -33,17 +67,22 @@ def json_error(status, code, message, retry_after=None):
     return response
 
 
-def register_error_handlers(app):
+def register_error_handlers(app: Flask, on_refused: Callable[[ApiError], None] | None = None) -> None:
+    """JSON for every error; ``on_refused(error)`` is called for each ApiError (to count it)."""
+
     @app.errorhandler(ApiError)
-    def _api_error(error):
+    def _api_error(error: ApiError) -> Response:
+        if on_refused is not None:
+            on_refused(error)
         return json_error(error.status, error.code, error.message, error.retry_after)
 
     @app.errorhandler(HTTPException)
-    def _http_error(error):
-        code, message = _HTTP_MESSAGES.get(error.code, (error.name.lower().replace(" ", "_"), error.description))
-        return json_error(error.code, code, message)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code, message = _HTTP_MESSAGES.get(status, (error.name.lower().replace(" ", "_"), error.description or ""))
+        return json_error(status, code, message)
 
     @app.errorhandler(Exception)
-    def _unexpected(error):
+    def _unexpected(error: Exception) -> Response:
         app.logger.exception("unhandled error")
         return json_error(500, "internal_error", "Something went wrong on our side; try again.")

@@ -8,6 +8,7 @@ import logging
 import os
 
 from gunicorn.glogging import Logger
+from gunicorn.workers.base import Worker
 
 from chat_common.config import env_bool
 from chat_common.metrics import reset_multiproc_dir, worker_exited
@@ -21,12 +22,12 @@ limit_request_line = 4094
 limit_request_fields = 50
 
 
-class AccessLogWhenEnabled(Logger):
+class AccessLogWhenEnabled(Logger):  # type: ignore[misc]  # gunicorn has no type information
     """gunicorn's logger, except that it builds an access log line only when the access
     logger will write it (ACCESS_LOG=true): with a logging config, gunicorn builds one for
     every request and lets the logger drop it."""
 
-    def access(self, resp, req, environ, request_time):
+    def access(self, resp: object, req: object, environ: dict[str, object], request_time: object) -> None:
         if self.access_log.isEnabledFor(logging.INFO):
             super().access(resp, req, environ, request_time)
 
@@ -34,17 +35,17 @@ class AccessLogWhenEnabled(Logger):
 logger_class = AccessLogWhenEnabled
 
 
-def on_starting(server):
+def on_starting(server: object) -> None:
     """Forget the metrics files of an earlier run."""
     reset_multiproc_dir()
 
 
-def child_exit(server, worker):
+def child_exit(server: object, worker: Worker) -> None:
     """A dead worker's live gauges stop counting."""
     worker_exited(worker.pid)
 
 
-def settle_heap():
+def settle_heap() -> None:
     """Called in each worker once its app is loaded: the objects that live as long as the
     worker (modules, the app, its clients) leave the garbage collector's view, so a full
     collection no longer walks them all while every thread of the worker waits.

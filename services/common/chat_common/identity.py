@@ -1,12 +1,12 @@
 """Who is asking, when a sign-in proxy in front says so (TRUSTED_USER_HEADER; SECURITY.md)."""
 
-from flask import g, request
+from flask import Flask, g, request
 
 from chat_common.errors import ApiError
 from chat_common.messages import normalize_user
 
 
-def require_signed_in(app, header):
+def require_signed_in(app: Flask, header: str) -> None:
     """Behind an authenticating proxy that names the signed-in user in ``header``: every
     public request must carry it, and it is the user's name (``g.user``) wherever a name
     is used; names sent in bodies or queries are ignored. The operational endpoints stay
@@ -14,7 +14,7 @@ def require_signed_in(app, header):
     proxy (SECURITY.md)."""
 
     @app.before_request
-    def _signed_in():
+    def _signed_in() -> None:
         if request.blueprint == "ops":
             return
         raw = request.headers.get(header, "").strip()

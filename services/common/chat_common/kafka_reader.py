@@ -5,7 +5,7 @@ indexer, the stream's scrollback). The consume loop of the bridge has its own se
 from kafka import KafkaConsumer
 
 
-def log_reader(bootstrap_servers, client_id, **settings):
+def log_reader(bootstrap_servers: str, client_id: str, **settings: object) -> KafkaConsumer:
     """A KafkaConsumer that commits nothing and is back within a second of a broker's
     return; ``settings`` add to or override those."""
     return KafkaConsumer(

@@ -13,16 +13,16 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class _ServiceFilter(logging.Filter):
-    def __init__(self, service):
+    def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
 
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         return True
 
 
-def formatter():
+def formatter() -> JsonFormatter:
     return JsonFormatter(
         FORMAT,
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
@@ -30,7 +30,7 @@ def formatter():
     )
 
 
-def setup_logging(service, level="INFO"):
+def setup_logging(service: str, level: str = "INFO") -> None:
     """Send every logger of the process to stdout as JSON, tagged with the service name."""
     # A record need not look up what no line shows: the caller's file and line, the thread,
     # the process (a system call) and its multiprocessing name (the logging HOWTO's
@@ -48,7 +48,7 @@ def setup_logging(service, level="INFO"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def gunicorn_logconfig(service, level="INFO", access_log=False):
+def gunicorn_logconfig(service: str, level: str = "INFO", access_log: bool = False) -> dict[str, object]:
     """gunicorn's ``logconfig_dict``: its own logs in the same JSON shape as the service's."""
     return {
         "version": 1,

@@ -13,8 +13,10 @@ import json
 import re
 import struct
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from disarm import skeleton_key
 from kafka.partitioner.default import murmur2
 
 from chat_common.lua import lua_source
@@ -22,34 +24,54 @@ from chat_common.lua import lua_source
 ROOM_PATTERN = re.compile(r"[a-z0-9_-]{1,64}\Z")
 
 
-def is_valid_room(room):
+def is_valid_room(room: object) -> bool:
     return isinstance(room, str) and ROOM_PATTERN.match(room) is not None
 
 
 MAX_USER_CHARS = 32
 
+# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 15),
+# less the format characters that isprintable() refuses already (bidi controls, zero-width
+# spaces and joiners, tags): the Hangul fillers (U+3164 ...), letters that draw nothing, are
+# refused; the invisible marks (variation selectors such as U+FE0F, which emoji need, and
+# U+034F) are allowed, and names are compared without them (fold_name), so one appended to
+# a held name is that name.
+INVISIBLE_LETTERS = re.compile("[\u115f\u1160\u3164\uffa0]")
+BLANK_SYMBOLS = frozenset("\u2800")  # BRAILLE PATTERN BLANK: a symbol that draws nothing
 
-def normalize_user(value):
+
+def _draws_something(char: str) -> bool:
+    """Whether ``char`` shows on its own: not a space, not a mark (drawn on another
+    character), not a blank symbol."""
+    return not char.isspace() and unicodedata.category(char)[0] not in "MZ" and char not in BLANK_SYMBOLS
+
+
+def normalize_user(value: object) -> str | None:
     """A user name as stored (trimmed), or None if it breaks the rules: 1 to 32 printable
-    characters, none of them control, format or unpaired surrogate characters."""
+    characters, none of them control, format (bidi overrides included), unpaired surrogate
+    or invisible letters (U+3164), and at least one that draws something (not only spaces,
+    marks or blanks such as U+2800)."""
     if not isinstance(value, str):
         return None
     user = value.strip()
-    if not 1 <= len(user) <= MAX_USER_CHARS or not user.isprintable():
+    if not 1 <= len(user) <= MAX_USER_CHARS or not user.isprintable() or INVISIBLE_LETTERS.search(user):
+        return None
+    if not any(map(_draws_something, user)) or not fold_name(user):
         return None
     return user
 
 
-def room_partition(room, partitions):
+def room_partition(room: str, partitions: int) -> int:
     """The Kafka partition of a room: the producer's default (murmur2) partitioner."""
-    return (murmur2(room.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(room.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
-def _dumps(obj):
+def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def session_tag(session_id):
+def session_tag(session_id: str) -> str:
     """What a message record keeps of its sender's browser session, to know later who may
     delete it: a digest, never the session id itself."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:32]
@@ -65,14 +87,15 @@ class Message:
     id: str | None = None
     session: str | None = None  # session_tag of the sender's session; only in Kafka, never shown
 
-    def kafka_value(self):
-        fields = {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts, "client_id": self.client_id}
+    def kafka_value(self) -> bytes:
+        fields: dict[str, object] = {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts,
+                                     "client_id": self.client_id}
         if self.session is not None:
             fields["session"] = self.session
         return _dumps(fields).encode()
 
     @classmethod
-    def from_kafka(cls, value, offset):
+    def from_kafka(cls, value: bytes | str, offset: int) -> "Message":
         fields = json.loads(value)
         return cls(
             room=fields["room"],
@@ -85,12 +108,12 @@ class Message:
         )
 
     @classmethod
-    def from_stored(cls, data):
+    def from_stored(cls, data: bytes | str) -> "Message":
         """The message from its ``to_json()`` form (Redis history, client_id records)."""
         fields = json.loads(data)
         return cls(**{name: fields.get(name) for name in ("room", "user", "text", "ts", "client_id", "id")})
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "room": self.room,
@@ -100,7 +123,7 @@ class Message:
             "client_id": self.client_id,
         }
 
-    def to_json(self):
+    def to_json(self) -> str:
         """Deterministic: the same record always gives the same bytes (idempotent writes)."""
         return _dumps(self.as_dict())
 
@@ -116,14 +139,14 @@ class Tombstone:
     by: str | None = None  # who deleted it (the signed-in name, or the author's)
     id: str | None = None
 
-    def kafka_value(self):
+    def kafka_value(self) -> bytes:
         return _dumps({"room": self.room, "delete": self.target, "ts": self.ts, "by": self.by}).encode()
 
-    def event_data(self):
+    def event_data(self) -> str:
         return _dumps({"id": self.target})
 
 
-def parse_record(value, offset):
+def parse_record(value: bytes | str, offset: int) -> "Message | Tombstone":
     """A record of the chat topic: a Message or a Tombstone. ValueError, KeyError or
     TypeError for anything else."""
     fields = json.loads(value)
@@ -135,7 +158,7 @@ def parse_record(value, offset):
     return Tombstone(room=fields["room"], target=target, ts=int(fields["ts"]), by=fields.get("by"), id=str(offset))
 
 
-def message_or_none(value, offset):
+def message_or_none(value: bytes | str, offset: int) -> Message | None:
     """The chat message of a record, or None for a tombstone or anything else."""
     try:
         record = parse_record(value, offset)
@@ -144,13 +167,13 @@ def message_or_none(value, offset):
     return record if isinstance(record, Message) else None
 
 
-def live_payload(data_json, event="message", id=None):
+def live_payload(data_json: str, event: str = "message", id: str | None = None) -> str:
     """A Redis pub/sub payload in flask-sse's format: {"data": ..., "type": ..., "id": ...}."""
     head = '{"data":' + data_json + ',"type":' + _dumps(event)
     return head + (',"id":' + _dumps(id) if id is not None else "") + "}"
 
 
-def parse_live(payload):
+def parse_live(payload: bytes | str) -> tuple[str | None, str, str | None]:
     """(event, data as text, id or None) of a flask-sse payload; ValueError if it is not one."""
     try:
         fields = json.loads(payload)
@@ -167,14 +190,14 @@ def parse_live(payload):
 _FIELD_BREAKERS = re.compile(r"[\r\n\0]")
 
 
-def _field(name, value):
+def _field(name: str, value: object) -> str:
     value = str(value)
     if _FIELD_BREAKERS.search(value):
         raise ValueError(f"SSE {name} may not contain CR, LF or NUL")
     return value
 
 
-def sse_frame(data, event=None, id=None, retry=None):
+def sse_frame(data: str, event: str | None = None, id: object = None, retry: int | None = None) -> bytes:
     """One Server-Sent Event, as bytes. Every line of data gets its own ``data:`` prefix,
     and the single-line fields refuse line breaks, so no input can inject a field."""
     lines = []
@@ -188,7 +211,7 @@ def sse_frame(data, event=None, id=None, retry=None):
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def sse_comment(text):
+def sse_comment(text: str) -> bytes:
     return (": " + _field("comment", text) + "\n\n").encode()
 
 
@@ -199,42 +222,44 @@ ACTIVE_ROOMS_KEY = "chat:rooms:active"  # sorted set: member = room, score = its
 PRESENT_ROOMS_KEY = "chat:rooms:present"  # sorted set: member = room, score = presence expiry (stream)
 
 
-def history_key(room):
+def history_key(room: str) -> str:
     return f"chat:room:{room}:history"  # sorted set: score = id, member = Message.to_json()
 
 
-def meta_key(room):
+def meta_key(room: str) -> str:
     return f"chat:room:{room}:meta"  # hash: last = newest id applied, floor = newest id trimmed
 
 
-def presence_key(room):
+def presence_key(room: str) -> str:
     return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
 
 
-def fold_name(user):
-    """Names that look alike fold to one: "Alice", "ALICE", "Ａｌｉｃｅ"."""
-    return unicodedata.normalize("NFKC", user).casefold()
+def fold_name(user: str) -> str:
+    """Names that look alike fold to one: "Alice", "ALICE", "Ａｌｉｃｅ", and "Аlice" with a
+    Cyrillic А: the Unicode confusable skeleton (UTS #39) of the name after NFKC and case
+    folding (case first: the skeleton alone keeps "ALICE" apart from "Alice")."""
+    return skeleton_key(unicodedata.normalize("NFKC", user).casefold())
 
 
-def name_hold_key(room, user):
+def name_hold_key(room: str, user: str) -> str:
     # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
     # ingest checks); names that look alike share one key
     return f"chat:room:{room}:name:{fold_name(user)}"
 
 
-def typing_key(room, user):
+def typing_key(room: str, user: str) -> str:
     return f"chat:room:{room}:typing:{fold_name(user)}"  # string with a short TTL: the last typing signal
 
 
-def deleted_key(room):
+def deleted_key(room: str) -> str:
     return f"chat:room:{room}:deleted"  # set: ids of the room's deleted messages (ingest at once, bridge from Kafka)
 
 
-def deletes_key(room):
+def deletes_key(room: str) -> str:
     return f"chat:room:{room}:deletes"  # sorted set: score = tombstone id, member = deleted id; above the floor
 
 
-def offsets_key(room):
+def offsets_key(room: str) -> str:
     # string: the room's offset index, every id of the room in increasing order, OFFSET_BYTES each
     return f"chat:room:{room}:offsets"
 
@@ -242,12 +267,12 @@ def offsets_key(room):
 OFFSET_BYTES = 8  # an offset in the index: unsigned, big-endian (Lua reads it with struct.unpack(">I8"))
 
 
-def pack_offsets(offsets):
+def pack_offsets(offsets: Sequence[int]) -> bytes:
     """Index entries for ``offsets`` (increasing)."""
     return struct.pack(f">{len(offsets)}Q", *offsets)
 
 
-def unpack_offsets(data):
+def unpack_offsets(data: bytes) -> list[int]:
     return list(struct.unpack(f">{len(data) // OFFSET_BYTES}Q", data))
 
 
@@ -256,9 +281,9 @@ def unpack_offsets(data):
 OFFSETS_LUA = lua_source("chat_common/offsets.lua")
 
 
-def client_id_key(room, client_id):
+def client_id_key(room: str, client_id: str) -> str:
     return f"chat:room:{room}:cid:{client_id}"  # string: the id first stored for this client_id
 
 
-def channel(room):
+def channel(room: str) -> str:
     return room  # flask-sse's channel: a flask_sse publisher with channel=<room> reaches the room

@@ -8,13 +8,15 @@ Kubernetes) that gunicorn's hooks clear on start and prune when a worker exits.
 import os
 import shutil
 import time
+from typing import TypeVar
 
-from flask import g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -36,7 +38,10 @@ HTTP_DURATION = Histogram(
 )
 
 
-def with_labels(metric, *values):
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+def with_labels(metric: M, *values: str) -> M:
     """``metric`` with a zero series for each known label value, so that a healthy service
     exposes 0 rather than nothing (panels say 0, ratios over it are not empty)."""
     for value in values:
@@ -44,21 +49,21 @@ def with_labels(metric, *values):
     return metric
 
 
-def _multiproc_dir():
+def _multiproc_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def exposition():
+def exposition() -> tuple[bytes, str]:
     """The body and content type of a /metrics answer, merged over all worker processes."""
     if _multiproc_dir():
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
     else:
         registry = REGISTRY
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def reset_multiproc_dir():
+def reset_multiproc_dir() -> None:
     """gunicorn ``on_starting``: forget the files of an earlier run."""
     path = _multiproc_dir()
     if path:
@@ -66,22 +71,23 @@ def reset_multiproc_dir():
         os.makedirs(path, exist_ok=True)
 
 
-def worker_exited(pid):
+def worker_exited(pid: int) -> None:
     """gunicorn ``child_exit``: a dead worker's live gauges stop counting."""
     if _multiproc_dir():
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 
-def instrument_requests(app):
+def instrument_requests(app: Flask) -> None:
     """Count and time every request by its route template (never by its raw path)."""
-    series = {}  # (route, method, status) -> its counter and histogram, looked up once
+    # (route, method, status) -> its counter and histogram, looked up once
+    series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     @app.before_request
-    def _start_timer():
+    def _start_timer() -> None:
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def _record(response):
+    def _record(response: Response) -> Response:
         key = (request.url_rule.rule if request.url_rule else "unmatched", request.method, response.status_code)
         children = series.get(key)
         if children is None:

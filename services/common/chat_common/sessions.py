@@ -8,8 +8,9 @@ without a secret there are no sessions and names are not held.
 
 import secrets
 
-from flask import current_app, session
+from flask import Flask, current_app, session
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 
 COOKIE_NAME = "chat_session"
 
@@ -18,16 +19,16 @@ class SignedCookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the signer made once per process rather than
     once per request (Flask builds a new one for every request; the key never changes)."""
 
-    def __init__(self):
-        self._serializer = None
+    def __init__(self) -> None:
+        self._serializer: URLSafeTimedSerializer | None = None
 
-    def get_signing_serializer(self, app):
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         if self._serializer is None:
             self._serializer = super().get_signing_serializer(app)
         return self._serializer
 
 
-def init_sessions(app, secret, secure_cookie):
+def init_sessions(app: Flask, secret: str, secure_cookie: bool) -> None:
     if not secret:
         return
     app.secret_key = secret
@@ -40,13 +41,13 @@ def init_sessions(app, secret, secure_cookie):
     )
 
 
-def session_id():
+def session_id() -> str | None:
     """This request's session id, or None (no cookie, a forged one, or sessions off)."""
     sid = session.get("sid")
     return sid if isinstance(sid, str) else None
 
 
-def start_session():
+def start_session() -> str | None:
     """This request's session id; a new one, sent back as a cookie, if it had none.
     None when sessions are off."""
     if not current_app.secret_key:

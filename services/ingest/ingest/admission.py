@@ -1,113 +1,143 @@
-"""What ingest asks Redis before it produces, in one round trip (one Lua call):
+"""What ingest asks Redis before it produces, in one round trip (lua/admit.lua):
 
 1. a retried ``client_id`` the bridge has stored already: answer with that message;
 2. a name held by a present session (the stream service holds a session's name while it is
    connected to the room, stream/presence.py): another session may not post under it (409);
-3. the fixed-window rate limits, shared by every ingest process and pod: count this request
-   in every window, refuse it if one is over its limit (429).
+3. the fixed-window budgets, shared by every ingest process and pod: count this request
+   in every one it spends (messages per name, requests, body bytes, typing signals, deletes
+   and new rooms per client address), refuse it if one is over its limit (429).
 
-Each check is optional (a delete counts rate limits only, a typing signal checks the name
-only), and they run in this order, so a replay is never counted and a refused name is not
-counted either. If Redis does not answer, every check is skipped (counted): the chat stays up.
+Each check is optional (a delete spends budgets only, a typing signal checks the name and
+its budget), and they run in this order, so a replay is never counted and a refused name is
+not counted either. If Redis does not answer (down, timed out, full), the request is refused
+(503 redis_unavailable with Retry-After): a check that cannot be made never lets it through.
 """
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+from redis import Redis
 from redis.exceptions import RedisError
 
-from chat_common.messages import client_id_key, name_hold_key
+from chat_common import errors
+from chat_common.lua import lua_source
+from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
+from ingest.config import Config
 
 log = logging.getLogger(__name__)
 
-# KEYS: the client_id key if ARGV[1] == '1', then the name-hold key if ARGV[2] == '1', then
-#       one rate-limit counter per scope
-# ARGV: [1] look up a client_id?, [2] check a name?, [3] now (epoch s), [4] this request's
-#       session ('' for none), [5] the window (s), [5 + i] the limit of the i-th counter
-# Returns {1, stored message} | {2} (the name is held by another session) |
-#         {3, i, seconds left} (the i-th limit is exceeded; counted all the same) | {0}
-ADMIT = """
-local k = 1
-if ARGV[1] == '1' then
-  local stored = redis.call('GET', KEYS[k])
-  if stored then return {1, stored} end
-  k = k + 1
-end
-if ARGV[2] == '1' then
-  local holders = redis.call('ZRANGEBYSCORE', KEYS[k], ARGV[3], '+inf')
-  if #holders > 0 then
-    local mine = false
-    for _, member in ipairs(holders) do
-      if ARGV[4] ~= '' and string.sub(member, 1, #ARGV[4] + 1) == ARGV[4] .. '\\n' then mine = true end
-    end
-    if not mine then return {2} end
-  end
-  k = k + 1
-end
-local window = tonumber(ARGV[5])
-local over, wait = 0, 0
-for i = k, #KEYS do
-  local count = redis.call('INCR', KEYS[i])
-  redis.call('EXPIRE', KEYS[i], window, 'NX')
-  if over == 0 and count > tonumber(ARGV[5 + i - k + 1]) then
-    over = i - k + 1
-    wait = redis.call('TTL', KEYS[i])
-  end
-end
-if over > 0 then return {3, over, wait} end
-return {0}
-"""
-
+ADMIT = lua_source("ingest/admit.lua")
 STORED, NAME_TAKEN, LIMITED = 1, 2, 3
+NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no state yet, else nothing
+
+
+def created_key(room: str) -> str:
+    # string with the rooms window's TTL: an address was admitted to create this room, so
+    # its next posts (before the bridge writes the room's meta hash) do not count it again
+    return f"chat:room:{room}:created"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One fixed-window counter this request spends: ``scope`` (user, ip, ip_bytes, ...) for
+    ``who`` (a name or a client address), ``amount`` of it, at most ``limit`` per window."""
+
+    scope: str
+    who: str
+    amount: int | Literal["new"]
+    limit: int
+    window_s: int
+
+    def key(self) -> str:
+        return f"chat:ratelimit:{self.scope}:{self.who}"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    stored: str | None = None  # the message already stored for the retried client_id
+    replay_id: str | None = None  # the id first stored for the retried client_id
+    replay_json: str = ""  # that message as stored, or "" when it left the room's window
     name_taken: bool = False
-    limited: tuple | None = None  # (scope, seconds to wait)
+    limited: tuple[str, int] | None = None  # (scope, seconds to wait)
 
 
 ADMITTED = Verdict()
 
 
+DAY_S = 86_400  # the window of the daily budgets per client address
+
+class Budgets:
+    """The budgets each kind of request spends, with the limits of the configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def post(self, user: str, address: str, body_bytes: int) -> list[Budget]:
+        c, window = self.config, self.config.rate_limit_window_s
+        return [
+            Budget("user", user, 1, c.rate_limit_user, window),
+            Budget("ip", address, 1, c.rate_limit_ip, window),
+            Budget("ip_bytes", address, body_bytes, c.rate_limit_ip_bytes, window),
+            Budget("ip_rooms", address, NEW_ROOM, c.rate_limit_ip_rooms, c.rate_limit_rooms_window_s),
+            # The day's budgets bound what stays in Redis for a day after the short window has
+            # let it through: each stored message keeps a client_id key (up to 180 bytes) for a
+            # day and 8 bytes of offset index while the log keeps it. At the window's 300 posts
+            # per 10 s alone, one address could leave 467 MB of client_id keys in a day.
+            Budget("ip_day", address, 1, c.rate_limit_ip_day, DAY_S),
+            Budget("ip_bytes_day", address, body_bytes, c.rate_limit_ip_bytes_day, DAY_S),
+        ]
+
+    def typing(self, address: str, body_bytes: int) -> list[Budget]:
+        c, window = self.config, self.config.rate_limit_window_s
+        return [
+            Budget("ip_typing", address, 1, c.rate_limit_ip_typing, window),
+            Budget("ip_bytes", address, body_bytes, c.rate_limit_ip_bytes, window),
+        ]
+
+    def delete(self, address: str) -> list[Budget]:
+        """Spent before the message is read back from Kafka: refused deletes count too."""
+        c, window = self.config, self.config.rate_limit_window_s
+        return [Budget("ip", address, 1, c.rate_limit_ip, window),
+                Budget("ip_deletes", address, 1, c.rate_limit_ip_deletes, window)]
+
+    def delete_by(self, author: str) -> list[Budget]:
+        return [Budget("user", author, 1, self.config.rate_limit_user, self.config.rate_limit_window_s)]
+
+
 class Admission:
-    def __init__(self, redis, window_s, limits):
-        """``limits``: scope -> most requests per window (e.g. {"user": 30, "ip": 300})."""
-        self.window_s = window_s
-        self.limits = limits
+    def __init__(self, redis: Redis, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
         self._admit = redis.register_script(ADMIT)
 
-    def check(self, room, limits=None, client_id=None, name=None, session=None):
+    def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
+              name: str | None = None, session: str | None = None) -> Verdict:
         """Run the checks asked for: ``client_id`` (a retry?), ``name`` (held by a session
-        other than ``session``?) and ``limits`` (scope -> identity, counted); the first that
-        refuses decides."""
-        limits = limits or {}
-        keys, scopes = [], list(limits)
-        if client_id:
-            keys.append(client_id_key(room, client_id))
-        if name is not None:
-            keys.append(name_hold_key(room, name))
-        keys += [f"chat:ratelimit:{scope}:{limits[scope]}" for scope in scopes]
-        args = [int(bool(client_id)), int(name is not None), repr(time.time()), session or "", self.window_s,
-                *(self.limits[scope] for scope in scopes)]
+        other than ``session``?) and ``budgets`` (spent); the first that refuses decides.
+        ApiError 503 if Redis does not answer."""
+        keys = [client_id_key(room, client_id) if client_id else "", history_key(room),
+                name_hold_key(room, name) if name is not None else "", meta_key(room), created_key(room),
+                *(budget.key() for budget in budgets)]
+        args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or ""]
+        for budget in budgets:
+            args += [budget.amount, budget.limit, budget.window_s]
         try:
             result = self._admit(keys, args)
         except RedisError as error:
             if name is not None:
                 metrics.NAME_CHECK_ERRORS.inc()
-            if scopes:
+            if budgets:
                 metrics.RATE_LIMIT_ERRORS.inc()
-            log.warning("checks skipped: redis unavailable", extra={"error": str(error)})
-            return ADMITTED
+            log.warning("request refused: redis unavailable", extra={"error": str(error)})
+            raise errors.redis_unavailable(self.retry_after_s) from error
         verdict = int(result[0])
         if verdict == STORED:
-            return Verdict(stored=result[1])
+            return Verdict(replay_id=str(result[1]), replay_json=str(result[2]))
         if verdict == NAME_TAKEN:
             return Verdict(name_taken=True)
         if verdict == LIMITED:
-            wait = int(result[2])
-            return Verdict(limited=(scopes[int(result[1]) - 1], wait if wait > 0 else self.window_s))
+            budget, wait_s = budgets[int(result[1]) - 1], int(result[2])
+            return Verdict(limited=(budget.scope, wait_s if wait_s > 0 else budget.window_s))
         return ADMITTED

@@ -9,21 +9,28 @@ from chat_common import config as env
 class Config(env.CommonConfig):
     produce_timeout_s: float  # a POST waits at most this long for Kafka's acknowledgement
     kafka_linger_ms: int
-    kafka_max_in_flight: int  # produce requests in flight per broker connection (records arriving meanwhile are batched)
+    kafka_max_in_flight: int  # produce requests in flight per broker connection (records arriving meanwhile batch)
     retry_after_s: int  # Retry-After sent with 503 while Kafka is unreachable
     rate_limit_window_s: int
     rate_limit_user: int  # messages per window per user name
-    rate_limit_ip: int  # messages per window per client address
+    rate_limit_ip: int  # requests (posts and deletes) per window per client address
+    rate_limit_ip_bytes: int  # request-body bytes per window per client address
+    rate_limit_ip_typing: int  # typing signals per window per client address
+    rate_limit_ip_deletes: int  # deletes per window per client address, refused ones included
+    rate_limit_ip_rooms: int  # rooms created (a post to a room with no state yet) per rooms window per address
+    rate_limit_rooms_window_s: int
+    rate_limit_ip_day: int  # posts per day per client address
+    rate_limit_ip_bytes_day: int  # post bodies' bytes per day per client address
     trusted_proxies: int  # reverse proxies in front whose X-Forwarded-For is believed
-    allowed_origins: frozenset  # other page origins allowed to post (besides the site's own)
+    allowed_origins: frozenset[str]  # other page origins allowed to post (besides the site's own)
     trusted_user_header: str  # set by a sign-in proxy in front: the user's name ("" = names are self-chosen)
     session_secret: str  # signs the session cookie; shared with stream ("" = no sessions, names not held)
     session_cookie_secure: bool  # send the session cookie over HTTPS only
     typing_interval_s: float  # a name may signal "typing" once per this interval per room
-    moderators: frozenset  # behind a sign-in proxy: names that may delete anyone's message
+    moderators: frozenset[str]  # behind a sign-in proxy: names that may delete anyone's message
 
     @classmethod
-    def from_env(cls):
+    def from_env(cls) -> "Config":
         return cls(
             **cls.common_from_env(),
             produce_timeout_s=env.env_float("INGEST_PRODUCE_TIMEOUT_S", 5.0),
@@ -33,6 +40,13 @@ class Config(env.CommonConfig):
             rate_limit_window_s=env.env_int("RATE_LIMIT_WINDOW_S", 10),
             rate_limit_user=env.env_int("RATE_LIMIT_USER", 30),
             rate_limit_ip=env.env_int("RATE_LIMIT_IP", 300),
+            rate_limit_ip_bytes=env.env_int("RATE_LIMIT_IP_BYTES", 262144),
+            rate_limit_ip_typing=env.env_int("RATE_LIMIT_IP_TYPING", 60),
+            rate_limit_ip_deletes=env.env_int("RATE_LIMIT_IP_DELETES", 30),
+            rate_limit_ip_rooms=env.env_int("RATE_LIMIT_IP_ROOMS", 10),
+            rate_limit_rooms_window_s=env.env_int("RATE_LIMIT_ROOMS_WINDOW_S", 3600),
+            rate_limit_ip_day=env.env_int("RATE_LIMIT_IP_DAY", 20_000),
+            rate_limit_ip_bytes_day=env.env_int("RATE_LIMIT_IP_BYTES_DAY", 16 * 1024 * 1024),
             trusted_proxies=env.env_int("TRUSTED_PROXIES", 1),
             allowed_origins=frozenset(o for o in env.env_str("INGEST_ALLOWED_ORIGINS", "").split(",") if o),
             trusted_user_header=env.env_str("TRUSTED_USER_HEADER", ""),

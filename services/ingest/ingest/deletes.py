@@ -12,13 +12,17 @@ Redis restarts).
 import logging
 import threading
 import time
+from collections.abc import Collection
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from redis import Redis
 from redis.exceptions import RedisError
 
+from chat_common import errors
 from chat_common.kafka_reader import log_reader
-from chat_common.messages import deleted_key, message_or_none, room_partition, session_tag
+from chat_common.messages import Message, deleted_key, message_or_none, room_partition, session_tag
+from ingest.config import Config
 from ingest.producer import KafkaUnavailable
 
 log = logging.getLogger(__name__)
@@ -30,12 +34,12 @@ class MessageLog:
     """Reads single messages back from the topic: one consumer per worker process,
     outside any group, used by one thread at a time (deletes are rare)."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._consumer = None
+        self._consumer: KafkaConsumer | None = None
         self._lock = threading.Lock()
 
-    def message(self, room, id):
+    def message(self, room: str, id: int) -> Message | None:
         """The Message with this id in this room (with its ``session``), or None if there is
         none: past the end, before retention's start, another room's record, a tombstone.
         KafkaUnavailable if Kafka does not answer."""
@@ -46,7 +50,7 @@ class MessageLog:
                 self._close()
                 raise KafkaUnavailable(str(error)) from error
 
-    def _read(self, room, id):
+    def _read(self, room: str, id: int) -> Message | None:
         consumer = self._get()
         partitions = consumer.partitions_for_topic(self.config.kafka_topic)
         if not partitions:
@@ -67,13 +71,13 @@ class MessageLog:
                 return message_or_none(record.value, record.offset)
         raise KafkaUnavailable(f"no record read at offset {id} within {READ_TIMEOUT_S} s")
 
-    def _get(self):
+    def _get(self) -> KafkaConsumer:
         if self._consumer is None:
             self._consumer = log_reader(self.config.kafka_bootstrap_servers, "chat-ingest-deletes",
                                         request_timeout_ms=int(READ_TIMEOUT_S * 1000))
         return self._consumer
 
-    def _close(self):
+    def _close(self) -> None:
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -81,12 +85,13 @@ class MessageLog:
                 log.exception("closing the message-log consumer")
             self._consumer = None
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             self._close()
 
 
-def may_delete(message, signed_in_user, session_id, moderators):
+def may_delete(message: Message, signed_in_user: str | None, session_id: str | None,
+               moderators: Collection[str]) -> bool:
     """Whether the requester may delete ``message``: behind a sign-in proxy, its author's
     signed-in name or a moderator; otherwise the browser session it was sent from."""
     if signed_in_user:
@@ -95,20 +100,21 @@ def may_delete(message, signed_in_user, session_id, moderators):
 
 
 class Deleted:
-    """The room's deleted ids in Redis. If Redis does not answer, a delete goes ahead (a
-    second tombstone for one message changes nothing for readers)."""
+    """The room's deleted ids in Redis. If Redis does not answer, a delete is refused (503
+    with Retry-After), as every request whose checks cannot be made."""
 
-    def __init__(self, redis):
+    def __init__(self, redis: Redis, retry_after_s: float) -> None:
         self.redis = redis
+        self.retry_after_s = retry_after_s
 
-    def contains(self, room, id):
+    def contains(self, room: str, id: int) -> bool:
         try:
             return bool(self.redis.sismember(deleted_key(room), str(id)))
         except RedisError as error:
-            log.warning("deleted-id check skipped: redis unavailable", extra={"error": str(error)})
-            return False
+            log.warning("delete refused: redis unavailable", extra={"error": str(error)})
+            raise errors.redis_unavailable(self.retry_after_s) from error
 
-    def add(self, room, id):
+    def add(self, room: str, id: int) -> None:
         try:
             self.redis.sadd(deleted_key(room), str(id))
         except RedisError as error:

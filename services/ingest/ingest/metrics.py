@@ -8,14 +8,16 @@ MESSAGES_ACCEPTED = Counter("chat_ingest_messages_total", "Messages acknowledged
 REJECTED = with_labels(
     Counter(
         "chat_ingest_rejected_total",
-        "Requests refused before producing, by error code (invalid_text, rate_limited, ...).",
+        "Requests refused, by error code (invalid_text, rate_limited, redis_unavailable, kafka_unavailable ...).",
         ["reason"],
     ),
     "invalid_room", "invalid_json", "invalid_body", "invalid_user", "invalid_text", "text_too_long",
     "invalid_client_id", "unsupported_media_type", "cross_origin", "name_taken", "rate_limited",
+    "host_not_allowed", "redis_unavailable",
 )
 RATE_LIMITED = with_labels(
-    Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit, by scope.", ["scope"]), "user", "ip"
+    Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit or budget, by scope.", ["scope"]),
+    "user", "ip", "ip_bytes", "ip_typing", "ip_deletes", "ip_rooms", "ip_day", "ip_bytes_day",
 )
 PRODUCE_SECONDS = Histogram(
     "chat_ingest_produce_duration_seconds",
@@ -30,13 +32,17 @@ PRODUCE_ERRORS = with_labels(
     ),
     "unreachable", "KafkaTimeoutError",
 )
-REPLAYED = Counter("chat_ingest_replayed_total", "Retried POSTs answered with the message already stored for their client_id.")
+REPLAYED = Counter("chat_ingest_replayed_total",
+                   "Retried POSTs answered with the message already stored for their client_id.")
 RATE_LIMIT_ERRORS = Counter(
-    "chat_ingest_rate_limit_errors_total", "Rate-limit checks skipped because Redis did not answer (requests let through)."
+    "chat_ingest_rate_limit_errors_total",
+    "Requests refused (503) because Redis did not answer the budget check: never let through unchecked.",
 )
 NAME_CHECK_ERRORS = Counter(
-    "chat_ingest_name_check_errors_total", "Held-name checks skipped because Redis did not answer (requests let through)."
+    "chat_ingest_name_check_errors_total",
+    "Requests refused (503) because Redis did not answer the held-name check: never let through unchecked.",
 )
 DELETES = Counter("chat_ingest_deletes_total", "Tombstones acknowledged by Kafka: messages taken back (answered 204).")
-DELETE_REPEATS = Counter("chat_ingest_delete_repeats_total", "Deletes of a message already deleted: answered 204, nothing written.")
+DELETE_REPEATS = Counter("chat_ingest_delete_repeats_total",
+                         "Deletes of a message already deleted: answered 204, nothing written.")
 TYPING = Counter("chat_ingest_typing_total", "Typing signals published to a room's readers (never stored).")

@@ -8,6 +8,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ingest import metrics
+from ingest.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,14 @@ class Producer:
 
     RECONNECT_COOLDOWN_S = 1.0
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._producer = None
+        self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self._failed_at = 0.0
         self._connected_once = False
 
-    def _create(self):
+    def _create(self) -> KafkaProducer:
         timeout_ms = int(self.config.produce_timeout_s * 1000)
         return KafkaProducer(
             bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
@@ -50,7 +51,7 @@ class Producer:
             metrics_enabled=False,
         )
 
-    def _get(self):
+    def _get(self) -> KafkaProducer:
         if self._producer is not None:
             return self._producer
         with self._lock:
@@ -66,7 +67,7 @@ class Producer:
                     raise KafkaUnavailable(str(error)) from error
         return self._producer
 
-    def send(self, room, value):
+    def send(self, room: str, value: bytes) -> int:
         """Produce and wait for the acknowledgement; return the record's offset."""
         try:
             producer = self._get()
@@ -82,9 +83,10 @@ class Producer:
             self._discard(producer)
             raise KafkaUnavailable(str(error)) from error
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-        return record.offset
+        offset: int = record.offset
+        return offset
 
-    def _discard(self, producer):
+    def _discard(self, producer: KafkaProducer) -> None:
         """Start afresh after a failed send: a producer can stay stuck on stale connections
         or idempotence state after a broker restart, while a new one bootstraps cleanly.
         Requests meanwhile get 503 at once (the cooldown) instead of waiting."""
@@ -97,7 +99,7 @@ class Producer:
         except Exception:
             log.exception("closing a failed kafka producer")
 
-    def ready(self):
+    def ready(self) -> bool:
         """Connected to Kafka at least once. After that the pod stays in rotation while
         Kafka is away, so that clients get this service's JSON 503 with Retry-After."""
         if not self._connected_once:
@@ -107,6 +109,6 @@ class Producer:
                 pass
         return self._connected_once
 
-    def close(self):
+    def close(self) -> None:
         if self._producer is not None:
             self._producer.close(timeout=5)

@@ -9,25 +9,20 @@ signals at once cannot both pass.
 
 import json
 
+from redis import Redis
+
+from chat_common.lua import lua_source
 from chat_common.messages import channel, live_payload, typing_key
 
-# KEYS[1]: the name's last signal in the room. ARGV: interval in ms, channel, payload.
-# Returns 0 once published, else the milliseconds until the next signal is allowed.
-SIGNAL = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then
-    redis.call('PUBLISH', ARGV[2], ARGV[3])
-    return 0
-end
-return math.max(1, redis.call('PTTL', KEYS[1]))
-"""
+SIGNAL = lua_source("ingest/typing.lua")
 
 
 class Typing:
-    def __init__(self, redis, interval_s):
+    def __init__(self, redis: Redis, interval_s: float) -> None:
         self.interval_ms = int(interval_s * 1000)
         self._signal = redis.register_script(SIGNAL)
 
-    def signal(self, room, user):
+    def signal(self, room: str, user: str) -> int:
         """Tell the room's readers that ``user`` is typing; return 0, or the seconds to wait
         (rounded up) when this name signalled less than the interval ago. RedisError passes."""
         data = json.dumps({"user": user}, ensure_ascii=False, separators=(",", ":"))

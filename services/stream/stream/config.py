@@ -13,6 +13,8 @@ class Config(env.CommonConfig):
     retry_ms: int  # the reconnection delay suggested to EventSource
     client_queue: int  # events kept for a client whose socket is full before it is cut off as too slow
     presence_ttl_s: int  # a connection not refreshed for this long leaves the presence list
+    stream_opens_per_ip: int  # streams one client address may open per window (then 429; 0: no limit)
+    stream_opens_window_s: int
     drain_batch: int  # on SIGTERM, streams closed per step
     drain_interval_s: float  # pause between drain steps
     ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
@@ -30,7 +32,7 @@ class Config(env.CommonConfig):
     session_cookie_secure: bool  # send the session cookie over HTTPS only
 
     @classmethod
-    def from_env(cls):
+    def from_env(cls) -> "Config":
         return cls(
             **cls.common_from_env(),
             history_default=env.env_int("STREAM_HISTORY_DEFAULT", 50),
@@ -39,6 +41,8 @@ class Config(env.CommonConfig):
             retry_ms=env.env_int("STREAM_RETRY_MS", 2000),
             client_queue=env.env_int("STREAM_CLIENT_QUEUE", 512),
             presence_ttl_s=env.env_int("STREAM_PRESENCE_TTL_S", 45),
+            stream_opens_per_ip=env.env_int("STREAM_OPENS_PER_IP", 120),
+            stream_opens_window_s=env.env_int("STREAM_OPENS_WINDOW_S", 60),
             drain_batch=env.env_int("STREAM_DRAIN_BATCH", 200),
             drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
             ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),

@@ -9,6 +9,9 @@ at most once per ``cache_s``, whoever asks.
 """
 
 import time
+from typing import TypedDict
+
+from redis import Redis
 
 from chat_common.messages import ACTIVE_ROOMS_KEY, PRESENT_ROOMS_KEY, presence_key
 
@@ -16,14 +19,20 @@ RECENT_MS = 24 * 3600 * 1000  # a room is listed for a day after its last messag
 MAX_ROOMS = 100
 
 
+class Listed(TypedDict):
+    room: str
+    people: int
+    last_ts: int | None
+
+
 class Directory:
-    def __init__(self, redis, cache_s=2.0):
+    def __init__(self, redis: Redis, cache_s: float = 2.0) -> None:
         self.redis = redis
         self.cache_s = cache_s
-        self._cached = None
+        self._cached: list[Listed] | None = None
         self._cached_at = 0.0
 
-    def rooms(self):
+    def rooms(self) -> list[Listed]:
         """[{"room", "people", "last_ts"}], busiest first, at most MAX_ROOMS; last_ts is
         None for a room with people but no message in the last day."""
         if self._cached is not None and time.monotonic() - self._cached_at < self.cache_s:
@@ -31,7 +40,7 @@ class Directory:
         self._cached, self._cached_at = self._read(), time.monotonic()
         return self._cached
 
-    def _read(self):
+    def _read(self) -> list[Listed]:
         now = time.time()
         since_ms = int(now * 1000) - RECENT_MS
         pipe = self.redis.pipeline(transaction=False)
@@ -40,21 +49,24 @@ class Directory:
         pipe.zrange(PRESENT_ROOMS_KEY, 0, -1)
         pipe.zrevrangebyscore(ACTIVE_ROOMS_KEY, "+inf", since_ms, start=0, num=MAX_ROOMS, withscores=True)
         _, _, present, recent = pipe.execute()
-        present = [room.decode() for room in present]
+        present_rooms: list[str] = [room.decode() for room in present]
         last_ts = {room.decode(): int(ts) for room, ts in recent}
 
         pipe = self.redis.pipeline(transaction=False)
-        for room in present:
+        for room in present_rooms:
             pipe.zrangebyscore(presence_key(room), now, "+inf")
-        if present:
-            pipe.zmscore(ACTIVE_ROOMS_KEY, present)
+        if present_rooms:
+            pipe.zmscore(ACTIVE_ROOMS_KEY, present_rooms)
         answers = pipe.execute()
         people = {room: len({m.decode().split("\n", 1)[0] for m in members})
-                  for room, members in zip(present, answers, strict=True)}
-        if present:
-            last_ts.update({room: int(ts) for room, ts in zip(present, answers[-1], strict=True) if ts is not None and ts >= since_ms})
+                  for room, members in zip(present_rooms, answers[:len(present_rooms)], strict=True)}
+        if present_rooms:
+            last_ts.update({room: int(ts) for room, ts in zip(present_rooms, answers[-1], strict=True)
+                            if ts is not None and ts >= since_ms})
 
-        listed = [{"room": room, "people": people.get(room, 0), "last_ts": last_ts.get(room)}
-                  for room in set(last_ts) | {room for room, count in people.items() if count}]
+        listed: list[Listed] = [
+            {"room": room, "people": people.get(room, 0), "last_ts": last_ts.get(room)}
+            for room in set(last_ts) | {room for room, count in people.items() if count}
+        ]
         listed.sort(key=lambda r: (-r["people"], -(r["last_ts"] or 0), r["room"]))
         return listed[:MAX_ROOMS]

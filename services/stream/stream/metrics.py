@@ -11,10 +11,15 @@ CONNECTS = with_labels(
     "fresh", "resume", "flask_sse",
 )
 DISCONNECTS = with_labels(
-    Counter("chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]),
+    Counter(
+        "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]
+    ),
     "client", "slow", "drain", "error",
 )
 CUT_OFF = Counter("chat_stream_clients_cut_off_total", "Clients disconnected because their buffer filled up.")
+STREAMS_REFUSED = Counter(
+    "chat_stream_opens_refused_total", "Streams refused because their address opened STREAM_OPENS_PER_IP this window."
+)
 RESUMES = with_labels(
     Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),
     "exact", "reset",
@@ -30,7 +35,7 @@ LIVE_RECEIVED = with_labels(
 )
 
 
-def event_kind(event):
+def event_kind(event: str | None) -> str:
     """The ``event`` label of an SSE event type (a flask-sse publisher may name any type)."""
     event = event or "message"
     return event if event in EVENT_KINDS else "other"

@@ -2,14 +2,15 @@
 
 Presence: one sorted-set member per open connection, scored by its expiry. A connection
 refreshes its member with every heartbeat, so members of a crashed process expire by
-themselves. Joins and leaves that change the list of names are published on the room's
-channel as flask-sse ``presence`` events: {"users": [...]}.
+themselves; a connection that closes leaves at once (its close is seen: hangup.py). Joins
+and leaves that change the list of names are published on the room's channel as flask-sse
+``presence`` events: {"users": [...]}.
 
 Holds: a connection from a browser session (chat_common.sessions) also holds its name in
-the room, in the same way (member = session + connection, refreshed, expiring). A name
-held by one session is not taken by another while the first is present; ingest refuses
-posts under it from anyone else (409). A connection whose name is held by another session
-still reads the room.
+the room, in the same way (member = session + connection, refreshed, expiring; lua/hold.lua).
+A name held by one session is not taken by another while the first is present; ingest
+refuses posts under it from anyone else (409). A connection whose name is held by another
+session still reads the room.
 """
 
 import json
@@ -17,22 +18,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from chat_common.messages import PRESENT_ROOMS_KEY, channel, live_payload, name_hold_key, presence_key
+from redis import Redis
 
-# KEYS[1]: the name's holds. ARGV: now, expiry, session, member, key TTL.
-# Drop expired holds; if another session holds the name, return 0; else hold it, return 1.
-HOLD = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local prefix = ARGV[3] .. '\\n'
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if string.sub(member, 1, #prefix) ~= prefix then
-        return 0
-    end
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
+from chat_common.lua import lua_source
+from chat_common.messages import PRESENT_ROOMS_KEY, channel, live_payload, name_hold_key, presence_key
 
 
 @dataclass(frozen=True)
@@ -45,21 +34,21 @@ class Seat:
     session: str | None  # the browser session, if it has one
 
     @property
-    def member(self):
+    def member(self) -> str:
         return f"{self.user}\n{self.connection}"
 
     @property
-    def hold(self):
+    def hold(self) -> str:
         return f"{self.session}\n{self.connection}"
 
 
 class Presence:
-    def __init__(self, redis, ttl_s):
+    def __init__(self, redis: Redis, ttl_s: int) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        self._hold = redis.register_script(HOLD)
+        self._hold = redis.register_script(lua_source("stream/hold.lua"))
 
-    def users(self, room):
+    def users(self, room: str) -> list[str]:
         key = presence_key(room)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zremrangebyscore(key, "-inf", time.time())
@@ -67,7 +56,7 @@ class Presence:
         _, members = pipe.execute()
         return sorted({member.decode().split("\n", 1)[0] for member in members})
 
-    def join(self, room, user, session=None):
+    def join(self, room: str, user: str, session: str | None = None) -> Seat:
         """Add a connection (and hold its name for its session); return its seat, to
         refresh and leave later."""
         seat = Seat(room, user, uuid.uuid4().hex, session)
@@ -77,7 +66,7 @@ class Presence:
             self._publish(room)
         return seat
 
-    def refresh(self, seat):
+    def refresh(self, seat: Seat) -> None:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(presence_key(seat.room), {seat.member: now + self.ttl_s})
@@ -88,7 +77,7 @@ class Presence:
             self._hold(keys=[name_hold_key(seat.room, seat.user)],
                        args=[now, now + self.ttl_s, seat.session, seat.hold, self.ttl_s * 2])
 
-    def leave(self, seat):
+    def leave(self, seat: Seat) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrem(presence_key(seat.room), seat.member)
         if seat.session:
@@ -97,6 +86,6 @@ class Presence:
         if seat.user not in self.users(seat.room):
             self._publish(seat.room)
 
-    def _publish(self, room):
+    def _publish(self, room: str) -> None:
         data = json.dumps({"users": self.users(room)}, ensure_ascii=False, separators=(",", ":"))
         self.redis.publish(channel(room), live_payload(data, "presence"))

@@ -1,0 +1,137 @@
+-- A library for the bridge's scripts (batch.lua, message.lua): the apply of one record. Its
+-- text is put before theirs (chat_common.lua.lua_source), so they can call these functions.
+--
+-- `room` names a room's keys: history, meta, deletes, deleted, offsets, cid (the record's
+-- client_id key); a benchmark room may lack deletes and deleted. `rec` is the record: offset
+-- (decimal), partition, publish ('1': live), keep ('0': read again by a rebuild and older than
+-- the idle TTL, so its room's window would have expired by now), channel, payload (live).
+-- `bounds`: max (messages), max_bytes (of stored JSON), cid_ttl and idle_ttl (seconds; 0: no expiry).
+--
+-- Each apply returns -1 if Redis lost the partition's history (rebuild first), 0 if the record
+-- was applied already, 2 if it repeats what was stored (a client_id stored before; a second
+-- tombstone of one message), 1 once written.
+-- The state's last:<partition>, the newest offset applied in the partition, is every room's
+-- position there for readers: each later message of any of its rooms has a greater id.
+--
+-- Idle rooms: history, meta and deletes expire idle_ttl after the room's last apply; the
+-- deleted set and the offset index stay (scrollback needs them). A room without meta is read
+-- with floor = last:<partition>; when it gets a record again, that is its floor.
+
+local OUTSIDE = 3  -- advance's answer for a record to apply outside the window (rec.keep '0')
+
+-- Whether the room had records before (its window may have expired since): its offset index
+-- or its deleted set, which never expire.
+local function traced(room)
+  return redis.call('EXISTS', room.offsets) == 1 or (room.deleted ~= nil and redis.call('EXISTS', room.deleted) == 1)
+end
+
+-- What every record does first: -1 if Redis lost the partition's history; last:<partition>
+-- moved up to the record; 0 if the room applied it already; OUTSIDE for a record that only
+-- goes to the keys that never expire; else the room's last moved to it and nil (go on).
+local function advance(state, room, rec)
+  if redis.call('HEXISTS', state, 'ready:' .. rec.partition) == 0 then return -1 end
+  local offset = tonumber(rec.offset)
+  local applied = tonumber(redis.call('HGET', state, 'last:' .. rec.partition) or '-1')
+  if offset > applied then redis.call('HSET', state, 'last:' .. rec.partition, rec.offset) end
+  local last = redis.call('HGET', room.meta, 'last')
+  if last then
+    if offset <= tonumber(last) then return 0 end
+  elseif offset <= applied and traced(room) then
+    return 0  -- applied before, and the room's window expired since
+  elseif rec.keep == '0' then
+    return OUTSIDE
+  elseif applied >= 0 and traced(room) then
+    -- the window expired: readers took last:<partition> as its floor meanwhile, and it stays so
+    redis.call('HSET', room.meta, 'floor', applied)
+  end
+  redis.call('HSET', room.meta, 'last', rec.offset)
+  return nil
+end
+
+-- The room's window (history, meta, deletes) lives idle_ttl from now: called after every write.
+local function refresh(room, bounds)
+  if bounds.idle_ttl <= 0 then return end
+  redis.call('EXPIRE', room.history, bounds.idle_ttl)
+  redis.call('EXPIRE', room.meta, bounds.idle_ttl)
+  if room.deletes then redis.call('EXPIRE', room.deletes, bounds.idle_ttl) end
+end
+
+-- The bytes of JSON the window holds (meta's `bytes`; summed once for a window stored without it).
+local function window_bytes(room)
+  local size = redis.call('HGET', room.meta, 'bytes')
+  if size then return tonumber(size) end
+  size = 0
+  for _, member in ipairs(redis.call('ZRANGE', room.history, 0, -1)) do size = size + #member end
+  return size
+end
+
+-- A new floor: ids at or below it may have left the window; the deletes at or below it are no
+-- longer needed (a resume from there gets a reset).
+local function move_floor(room, floor)
+  redis.call('HSET', room.meta, 'floor', floor)
+  if room.deletes then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
+end
+
+-- The room's offset index (index.py): from indexed:<partition> on, the live path appends;
+-- increasing, as last:<partition>.
+local function index_message(state, room, rec)
+  local indexed = redis.call('HGET', state, 'indexed:' .. rec.partition)
+  local offset = tonumber(rec.offset)
+  if indexed and offset >= tonumber(indexed) then redis.call('APPEND', room.offsets, struct.pack('>I8', offset)) end
+end
+
+local function apply_message(state, room, rec, data, has_cid, bounds)
+  local done = advance(state, room, rec)
+  if done and done ~= OUTSIDE then return done end
+  -- the client_id key holds the id first stored with it (readers take the message by that id)
+  if has_cid == '1' and not redis.call('SET', room.cid, rec.offset, 'NX', 'EX', bounds.cid_ttl) then
+    if not done then refresh(room, bounds) end
+    return 2
+  end
+  index_message(state, room, rec)
+  if done == OUTSIDE then return 1 end
+  local size = window_bytes(room) + #data
+  redis.call('ZADD', room.history, tonumber(rec.offset), data)
+  -- the oldest leave while either bound is passed
+  local count, floor = redis.call('ZCARD', room.history), nil
+  while count > bounds.max or size > bounds.max_bytes do
+    local oldest = redis.call('ZPOPMIN', room.history)
+    if #oldest == 0 then break end
+    size, count, floor = size - #oldest[1], count - 1, oldest[2]
+  end
+  redis.call('HSET', room.meta, 'bytes', size)
+  if floor then move_floor(room, floor) end
+  refresh(room, bounds)
+  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  return 1
+end
+
+-- A tombstone (a message taken back): the same per-room `last` and partition `last:<p>` as
+-- messages, so that it is applied once and in its place in the room's order, and readers'
+-- positions count it. The message leaves the history window; the deleted id joins the
+-- room's deleted set (read by Kafka scrollback) and, keyed by the tombstone's id, the
+-- room's deletes (read by a resume from before it), which keep what lies above the room's
+-- floor. A tombstone is never in the room's offset index: it is no message.
+local function apply_tombstone(state, room, rec, target, bounds)
+  local done = advance(state, room, rec)
+  if done and done ~= OUTSIDE then return done end
+  redis.call('SADD', room.deleted, target)
+  if done == OUTSIDE then return 1 end
+  local gone = redis.call('ZRANGEBYSCORE', room.history, target, target)
+  if #gone > 0 then
+    local size = window_bytes(room)
+    redis.call('ZREMRANGEBYSCORE', room.history, target, target)
+    for _, member in ipairs(gone) do size = size - #member end
+    redis.call('HSET', room.meta, 'bytes', size)
+  end
+  if redis.call('ZSCORE', room.deletes, target) then
+    refresh(room, bounds)
+    return 2
+  end
+  redis.call('ZADD', room.deletes, tonumber(rec.offset), target)
+  local floor = redis.call('HGET', room.meta, 'floor')
+  if floor then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
+  refresh(room, bounds)
+  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  return 1
+end
