@@ -149,8 +149,16 @@ class StackFiles:
                                     for n in range(1, s.replicas[name] + 1))
             for name in ("ingest", "stream")
         }
+        api_cap = s.api_connections_per_ip
+        # The services' sign-in header is removed from client requests (proxy-headers.conf
+        # removes the usual ones); a name that is not a header token could not be one.
+        trusted = s.service_env.get("TRUSTED_USER_HEADER") or os.environ.get("TRUSTED_USER_HEADER") or ""
+        if trusted and not (trusted.isascii() and trusted.replace("-", "").isalnum()):
+            raise ValueError(f"TRUSTED_USER_HEADER: {trusted!r} is not a header name")
         self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
                      stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
+                     api_connections_cap=f"limit_conn api_per_ip {api_cap};" if api_cap else "",
+                     clear_trusted_user_header=f'proxy_set_header {trusted} "";' if trusted else "",
                      ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 
     def write_supervisor_conf(self) -> None:

@@ -53,6 +53,7 @@ class Settings:
     kafka_home: Path = KAFKA_HOME
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
+    api_connections_per_ip: int = 20  # the gateway's cap on /api/ requests in progress per client address; 0: none
     replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))  # instances per service
     # service -> a port per instance (else port + 10 * (n - 1))
     instance_ports: dict[str, list[int]] = field(default_factory=dict)
@@ -74,6 +75,7 @@ class Settings:
             run_dir=Path(env_or("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(env_or("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(env_or("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
+            api_connections_per_ip=int(env_or("GATEWAY_API_CONNECTIONS_PER_IP", 20)),
             replicas=parse_replicas(os.environ.get("STACK_REPLICAS")),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,

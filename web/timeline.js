@@ -111,6 +111,21 @@ function hue(name) {
   return h;
 }
 
+/**
+ * A person's name, isolated from the text around it: a name is any characters, and one that
+ * holds bidi controls or right-to-left letters ("safe \u202egnp.exe") must not reorder what
+ * follows it ("… is typing", the time, other names).
+ */
+export function nameElement(name) {
+  const element = document.createElement("bdi");
+  element.dir = "auto";
+  element.textContent = name;
+  return element;
+}
+
+/** The same isolation in plain text (a notification's title): FSI … PDI around the name. */
+export const isolated = (name) => `\u2068${name}\u2069`;
+
 export class Timeline {
   #list;
   #scroller;
@@ -331,9 +346,8 @@ export class Timeline {
 
     const meta = document.createElement("p");
     meta.className = "msg-meta";
-    const author = document.createElement("span");
+    const author = nameElement(message.user);
     author.className = "msg-author";
-    author.textContent = message.user;
     author.style.setProperty("--hue", String(hue(message.user)));
     const status = document.createElement("span");
     status.className = "msg-status";
@@ -342,6 +356,7 @@ export class Timeline {
 
     const body = document.createElement("p");
     body.className = "msg-text";
+    body.dir = "auto"; // a right-to-left text reads right to left, inside its own paragraph
     // Shown on the page's own messages once stored (CSS); the server decides who may.
     const remove = button("Delete", "Delete this message for everyone", () => {
       if (item.dataset.id) this.#onDeleteRequest(item.dataset.id);

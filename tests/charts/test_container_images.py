@@ -106,7 +106,9 @@ def test_web_image_serves_the_page_with_the_shared_rules_on_8080():
     conf = (ROOT / "web" / "nginx" / "nginx.conf").read_text()
     assert re.search(r"^\s*listen 8080;", conf, re.M)
     assert "include /etc/nginx/chatroom/static.conf;" in conf
-    assert "web/nginx/static.conf /etc/nginx/chatroom/static.conf" in copies
+    assert any(line.endswith(" /etc/nginx/chatroom/") and "web/nginx/static.conf" in line for line in copies)
+    for shared in ("json-errors.conf", "json-error-pages.conf"):
+        assert f"web/nginx/{shared}" in copied and f"include /etc/nginx/chatroom/{shared};" in conf
     assert "pid /tmp/nginx.pid;" in conf  # writable under a read-only root
     assert values("web/Dockerfile", "EXPOSE") == ["8080"]
     web = pod_spec(named(render("defaults"), "Deployment", "chatroom-web"))["containers"][0]

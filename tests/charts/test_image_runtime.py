@@ -11,6 +11,7 @@ A dependency that only the test virtualenv has (as gunicorn's gevent worker once
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -131,7 +132,8 @@ def test_the_web_images_nginx_serves_the_page(tmp_path):
                 .replace("/usr/share/nginx/html", str(html)).replace("listen 8080;", f"listen 127.0.0.1:{port};"))
 
     (etc / "nginx.conf").write_text(moved((ROOT / "web" / "nginx" / "nginx.conf").read_text()))
-    (etc / "chatroom" / "static.conf").write_text(moved((ROOT / "web" / "nginx" / "static.conf").read_text()))
+    for shared in ("static.conf", "json-errors.conf", "json-error-pages.conf"):
+        (etc / "chatroom" / shared).write_text(moved((ROOT / "web" / "nginx" / shared).read_text()))
     (etc / "mime.types").write_text(Path("/etc/nginx/mime.types").read_text())
     for line in values("web/Dockerfile", "COPY"):
         sources = [s for s in shlex.split(line)[:-1] if not s.startswith("--") and s.startswith("web/") and
@@ -156,6 +158,15 @@ def test_the_web_images_nginx_serves_the_page(tmp_path):
         assert room.status_code == 200 and room.text == page.text
         script = httpx.get(f"http://127.0.0.1:{port}/app.js", timeout=5)
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        # What nginx refuses itself is the API's JSON error, not an HTML page.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /r/a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, answer
+        assert json.loads(body)["error"]["code"] == "bad_request"
     finally:
         nginx.terminate()
         nginx.wait(10)

@@ -294,3 +294,74 @@ def test_ingest_and_stream_share_the_session_key_from_a_secret():
     assert "chatroom-session" not in {d["metadata"]["name"] for d in of_kind(mine, "Secret")}
     stream = pod_spec(named(mine, "Deployment", "chatroom-stream"))["containers"][0]
     assert {e["name"]: e for e in stream["env"]}["SESSION_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "mine"
+
+
+SIGN_IN_HEADERS = ["X-Forwarded-User", "X-Auth-Request-User", "X-Forwarded-Email", "X-Auth-Request-Email"]
+
+
+def cleared_by_snippet(ingress):
+    snippet = ingress["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/configuration-snippet", "")
+    return [line.split()[1] for line in snippet.splitlines() if line.startswith("proxy_set_header") and
+            line.endswith('"";')]
+
+
+def test_the_ingress_removes_the_sign_in_headers_a_client_sends():
+    own = json.dumps({"nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers 'A: b';"})
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "config.TRUSTED_USER_HEADER=X-Remote-User", "--set-json", f"ingress.annotations={own}"]))
+    for name in ("chatroom", "chatroom-stream"):
+        ingress = named(docs, "Ingress", name)
+        assert cleared_by_snippet(ingress) == [*SIGN_IN_HEADERS, "X-Remote-User"]
+        # An operator's own snippet is kept, before the chart's lines.
+        snippet = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/configuration-snippet"]
+        assert snippet.startswith("more_set_headers 'A: b';\n")
+
+
+def test_the_gateway_routes_remove_the_sign_in_headers_a_client_sends():
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "gateway.enabled=true,ingress.enabled=false,config.TRUSTED_USER_HEADER=x-forwarded-user"]))
+    for name in ("chatroom", "chatroom-stream"):
+        for rule in named(docs, "HTTPRoute", name)["spec"]["rules"]:
+            [modifier] = [f for f in rule["filters"] if f["type"] == "RequestHeaderModifier"]
+            assert modifier["requestHeaderModifier"]["remove"] == SIGN_IN_HEADERS  # the same header once
+
+
+def test_behind_a_sign_in_proxy_the_ingress_passes_its_header_on():
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "signIn.proxySetsHeader=true,gateway.enabled=true,config.TRUSTED_USER_HEADER=X-Forwarded-User"]))
+    for name in ("chatroom", "chatroom-stream"):
+        assert cleared_by_snippet(named(docs, "Ingress", name)) == []
+        assert all("filters" not in rule for rule in named(docs, "HTTPRoute", name)["spec"]["rules"])
+
+
+def allowed_hosts(docs):
+    return {name: named(docs, "ConfigMap", f"chatroom-{name}")["data"].get("ALLOWED_HOSTS")
+            for name in ("ingest", "stream", "bridge")}
+
+
+def test_services_allow_the_hosts_the_chart_routes():
+    assert allowed_hosts(render("defaults")) == {"ingest": "*", "stream": "*", "bridge": None}
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "ingress.host=chat.example.org,gateway.enabled=true",
+        "--set-json", 'gateway.hostnames=["chat.example.org", "talk.example.org"]']))
+    hosts = "chat.example.org,talk.example.org"
+    assert allowed_hosts(docs) == {"ingest": hosts, "stream": hosts, "bridge": None}
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", [
+        "--set", "ingress.host=chat.example.org,config.ALLOWED_HOSTS=chat.example.org:8443"]))
+    assert allowed_hosts(docs)["ingest"] == "chat.example.org:8443"  # the operator's own list wins
+
+
+def test_the_api_has_a_per_address_connection_cap_at_the_ingress():
+    docs = render("defaults")
+    main = named(docs, "Ingress", "chatroom")["metadata"]["annotations"]
+    stream = named(docs, "Ingress", "chatroom-stream")["metadata"]["annotations"]
+    assert main["nginx.ingress.kubernetes.io/limit-connections"] == "20"
+    assert stream["nginx.ingress.kubernetes.io/limit-connections"] == "100"
+
+
+def test_redis_is_bounded_and_refuses_rather_than_evicts():
+    """Full Redis refuses writes (ingest: 503 with Retry-After; an alert at 80%): an eviction
+    policy would silently drop a room's window, floor or deleted set, which the stream needs."""
+    conf = named(render("defaults"), "ConfigMap", "redis")["data"]["valkey.conf"].splitlines()
+    assert "maxmemory 256mb" in conf
+    assert "maxmemory-policy noeviction" in conf

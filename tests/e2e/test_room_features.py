@@ -108,7 +108,8 @@ def test_a_mention_is_highlighted_for_that_person_counted_apart_and_notified_whi
     send(bob, "and one more")
     wait_shown(ann, 4)
     expect(ann).to_have_title(f"(@1) (2) #{room} · Chatroom")
-    assert ann.evaluate("window.shown") == [{"title": f"bob mentioned you in #{room}", "body": "@Ann are you there?"}]
+    assert ann.evaluate("window.shown") == [{"title": f"\u2068bob\u2069 mentioned you in #{room}",
+                                              "body": "@Ann are you there?"}]
     ann.evaluate("window.setHidden(false)")
     expect(ann).to_have_title(f"#{room} · Chatroom")
 

@@ -44,3 +44,32 @@ def test_markup_and_script_in_messages_render_as_text_and_run_nothing(open_page,
     assert dialogs == []
     assert not page.problems  # no CSP refusals either: the page needs no inline code
     expect(page.locator("#messages > li").first).to_contain_text("<b>mallory</b>")
+
+
+def test_names_and_texts_are_isolated_so_bidi_cannot_reorder_what_follows(open_page, stack):
+    """A name in a right-to-left script (or one holding bidi controls) is isolated in <bdi>:
+    the time after it stays after it. Texts take their own direction (dir="auto"), and a
+    right-to-left override in one ("safe \u202egnp.exe") stops at the end of that text."""
+    base, room = stack.settings.gateway_url, new_room("e2e-bidi")
+    posts = [("נועה", "שלום לכולם"), ("ann", "safe \u202egnp.exe"), ("ann", "after it")]
+    for user, text in posts:
+        assert post(base, room, user=user, text=text).status_code == 201
+    page = join(open_page(), room, "oz")
+    assert [(m["user"], m["text"]) for m in wait_shown(page, len(posts))] == posts
+
+    layout = page.locator("#messages > li").evaluate_all("""items => items.map(li => {
+        const author = li.querySelector('.msg-author'), text = li.querySelector('.msg-text');
+        return {tag: author.tagName, authorRight: author.getBoundingClientRect().right,
+                timeLeft: li.querySelector('time').getBoundingClientRect().left,
+                dir: text.dir, direction: getComputedStyle(text).direction};
+    })""")
+    first = layout[0]  # the right-to-left name: without isolation, the time's digits are drawn before it
+    assert first["tag"] == "BDI"
+    assert first["timeLeft"] >= first["authorRight"] - 0.5, first
+    assert [m["dir"] for m in layout] == ["auto"] * len(posts)
+    assert [m["direction"] for m in layout] == ["rtl", "ltr", "ltr"]
+    # The override in the second text does not reach the third message.
+    third = page.locator("#messages > li .msg-text").nth(2)
+    assert third.evaluate("p => { const r = document.createRange(); r.selectNodeContents(p);"
+                          " return r.getClientRects()[0].left - p.getBoundingClientRect().left; }") < 2
+    assert page.locator("#people-list bdi").count() >= 1  # present names are isolated too

@@ -107,6 +107,9 @@ Call with (list $ "ingest").
 {{- $_ := set $env "KAFKA_TOPIC" $root.Values.kafka.topic }}
 {{- $_ := set $env "PROMETHEUS_MULTIPROC_DIR" "/run/prometheus" }}
 {{- $_ := set $env (printf "%s_BIND" (upper $name)) (printf "0.0.0.0:%d" (int $svc.port)) }}
+{{- if and (has $name (list "ingest" "stream")) (not (hasKey $root.Values.config "ALLOWED_HOSTS")) }}
+{{- $_ := set $env "ALLOWED_HOSTS" (include "chatroom.allowedHosts" $root) }}
+{{- end }}
 {{- range $k, $v := $svc.env }}{{ $_ := set $env $k (toString $v) }}{{ end }}
 {{- toYaml $env }}
 {{- end }}
@@ -118,4 +121,34 @@ Call with (list $ "ingest").
 - protocol: TCP
   port: {{ $port }}
 {{- end }}
+{{- end }}
+
+{{/*
+The sign-in headers the ingress removes from client requests, as a YAML list: signIn.headers
+and config.TRUSTED_USER_HEADER (once, whatever its letter case); empty when a sign-in proxy in
+front sets the header (signIn.proxySetsHeader).
+*/}}
+{{- define "chatroom.signInHeadersCleared" -}}
+{{- $headers := list }}
+{{- if not .Values.signIn.proxySetsHeader }}
+{{- $seen := dict }}
+{{- range (append (.Values.signIn.headers | default list) (.Values.config.TRUSTED_USER_HEADER | default "")) }}
+{{- if and . (not (hasKey $seen (lower .))) }}
+{{- $_ := set $seen (lower .) true }}
+{{- $headers = append $headers . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $headers }}
+{{- end }}
+
+{{/*
+ALLOWED_HOSTS for ingest and stream: the hosts the Ingress and HTTPRoutes route (ingress.host,
+gateway.hostnames), comma-separated, or "*" when none is set (any host reaches them).
+*/}}
+{{- define "chatroom.allowedHosts" -}}
+{{- $hosts := list }}
+{{- if and .Values.ingress.enabled .Values.ingress.host }}{{ $hosts = append $hosts .Values.ingress.host }}{{ end }}
+{{- if .Values.gateway.enabled }}{{ $hosts = concat $hosts (.Values.gateway.hostnames | default list) }}{{ end }}
+{{- $hosts | uniq | join "," | default "*" }}
 {{- end }}
