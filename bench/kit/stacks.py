@@ -71,8 +71,11 @@ def parse_env(assignments: Sequence[str]) -> dict[str, str]:
 def bench_service_env() -> dict[str, str]:
     """Production settings, except the per-user and per-address limits: every benchmark
     client posts (and pages back) from 127.0.0.1, and the seed has no limits either."""
-    return {"RATE_LIMIT_USER": "1000000000", "RATE_LIMIT_IP": "1000000000",
-            "STREAM_SCROLLBACK_CLIENT_RECORDS": "1000000000"}
+    unlimited = "1000000000000"
+    return {name: unlimited for name in (
+        "RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_IP_BYTES", "RATE_LIMIT_IP_TYPING", "RATE_LIMIT_IP_DELETES",
+        "RATE_LIMIT_IP_ROOMS", "RATE_LIMIT_IP_DAY", "RATE_LIMIT_IP_BYTES_DAY", "STREAM_OPENS_PER_IP",
+        "STREAM_SCROLLBACK_CLIENT_RECORDS")}
 
 
 class OursStack(Stack):
@@ -82,6 +85,7 @@ class OursStack(Stack):
             kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
             run_dir=Path(run_dir), service_env={**bench_service_env(), **(env or {})},
             stream_connections_per_ip=0,  # every benchmark client connects from 127.0.0.1
+            api_connections_per_ip=0,
         )
         super().__init__(settings, supervisor_log=str(Path(run_dir) / "supervisord.log"))
         self.nginx_connections = nginx_connections
