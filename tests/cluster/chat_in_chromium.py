@@ -12,9 +12,8 @@ presence summaries, and the JavaScript errors the pages logged."""
 import json
 import sys
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, is_problem
 from playwright.sync_api import sync_playwright
-from room_page import DESKTOP, join, send, wait_shown, wait_until
+from room_page import CHROMIUM, CHROMIUM_ARGS, DESKTOP, is_problem, join, send, wait_shown, wait_until
 from support import new_room
 
 

@@ -7,23 +7,7 @@ test-artifacts/ when its test fails.
 
 import pytest
 from playwright.sync_api import sync_playwright
-from room_page import ARTIFACTS, DESKTOP
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def is_problem(message):
-    """Console errors, except the network failures that fault tests cause on purpose
-    (CSP refusals and script errors stay problems)."""
-    return message.type == "error" and not message.text.startswith("Failed to load resource")
+from room_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DESKTOP, is_problem
 
 
 @pytest.fixture(scope="session")

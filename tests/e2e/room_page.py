@@ -80,3 +80,21 @@ def room_history(base_url, room):
 def assert_in_kafka_order(messages, expected_ids):
     ids = [m["id"] for m in messages]
     assert ids == [str(i) for i in sorted(int(i) for i in expected_ids)], json.dumps(ids)
+
+
+# The browser: Debian's Chromium, as the e2e fixtures and the cluster's chat script launch it.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def is_problem(message):
+    """Console errors, except the network failures that fault tests cause on purpose
+    (CSP refusals and script errors stay problems)."""
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
