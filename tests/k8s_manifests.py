@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HELM_DIR = ROOT / "helm"
 GO_BIN = ROOT / ".cache" / "go" / "bin"
 NAMESPACE = "chatroom"
