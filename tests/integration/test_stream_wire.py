@@ -21,9 +21,10 @@ class RawReader:
     def __init__(self, stack, room, version):
         url = urlsplit(stack.settings.service_url("stream"))
         self.sock = socket.create_connection((url.hostname, url.port), timeout=30)
-        self.sock.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/{version}\r\nHost: chat\r\n\r\n".encode())
+        host = f"{url.hostname}:{url.port}"  # an allowed Host (ALLOWED_HOSTS)
+        self.sock.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/{version}\r\nHost: {host}\r\n\r\n".encode())
         self.parser = h11.Connection(h11.CLIENT)  # h11 sends only HTTP/1.1: it is told of a request, not sending it
-        self.parser.send(h11.Request(method="GET", target="/", headers=[("Host", "chat")]))
+        self.parser.send(h11.Request(method="GET", target="/", headers=[("Host", host)]))
         self.parser.send(h11.EndOfMessage())
         self.response, self.body, self.blocks = None, b"", []
 
