@@ -25,13 +25,12 @@ from string import Template
 from typing import IO, Any
 
 import redis
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from bench.kit import loadgen
 from bench.kit.ports import free_port, listening, wait_port
 from bench.kit.tools import tool
 from chat_common.messages import STATE_KEY  # the bridge marks each partition it holds ready:<partition> there
+from local.kafka_node import create_topic
 from local.stack import Settings, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,16 +152,6 @@ def ours(run_dir: Path, nginx_connections: int = 8192, env: Mapping[str, str] | 
         stack.stop()
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, client_id: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-
-
 class Processes:
     """Programs of a stack of our own making, each in its own session (so a stop reaches its
     children), logging to ``<run_dir>/<name>.log``; ``PROGRAMS`` in start order."""
@@ -242,7 +231,7 @@ class SeedStack(Processes):
     def start(self, timeout: float = 60) -> "SeedStack":
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # The blog's topic was created by the broker on first use: one partition, Kafka's default.
-        create_topic(self.kafka_bootstrap, self.topic, 1, "seed-bench")
+        create_topic(self.kafka_bootstrap, self.topic, 1, timeout, check_alive=lambda: None)
         conf = self.render_nginx(SEED_DIR / "nginx.conf", {
             "run_dir": self.run_dir, "nofile": self.nginx_connections + 1000,
             "worker_connections": self.nginx_connections, "app_port": self.app_port,
@@ -310,7 +299,7 @@ class CentrifugoStack(Processes):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         centrifugo, ingest = tool("centrifugo"), tool("centrifugo-ingest")
         # The topic as the project's: the same partition count, written with acks=all.
-        create_topic(self.kafka_bootstrap, self.topic, self.partitions, "centrifugo-bench")
+        create_topic(self.kafka_bootstrap, self.topic, self.partitions, timeout, check_alive=lambda: None)
         config = self.run_dir / "config.json"
         config.write_text(json.dumps(self.config(), indent=1))
         conf = self.render_nginx(CENTRIFUGO_DIR / "nginx.conf", {
