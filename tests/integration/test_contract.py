@@ -5,22 +5,9 @@ import time
 
 import httpx
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from support import RawFrames, new_room, post, services_beside, typing, wait_applied
 
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def end_offsets(stack):
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap)
-    partitions = [TopicPartition("chat.messages", p) for p in consumer.partitions_for_topic("chat.messages")]
-
-    def read():
-        return consumer.end_offsets(partitions)
-
-    yield read
-    consumer.close()
 
 
 ROOM = "refusals"
