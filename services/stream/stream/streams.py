@@ -29,7 +29,6 @@ SSE_HEADERS = {
 }
 
 Frame = tuple[bytes, str]  # an SSE frame and its event kind (for metrics)
-Place = tuple[str | None, str]  # (client address, token): the stream's place among its address's open ones
 
 streams = Blueprint("streams", __name__)
 
@@ -99,7 +98,7 @@ def history_error(error: Exception, room: str) -> ApiError:
     raise error
 
 
-def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, Place]:
+def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, str]:
     """Count the stream against its address (opened this window, and open now), then join
     the room's live events. The place is given back when the stream ends."""
     if s.hub.draining:
@@ -116,7 +115,7 @@ def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, Place]:
     if token is None:
         metrics.OPEN_STREAMS_REFUSED.inc()
         raise errors.too_many_open_streams()
-    place = (address, token)
+    place = token  # the stream's place among its address's open ones ("": no cap)
     client = Client(room, s.config.client_queue, **_socket_of(request))
     try:
         s.hub.join(client)
@@ -127,14 +126,14 @@ def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, Place]:
     return client, place
 
 
-def _give_back(s: Services, place: Place) -> None:
+def _give_back(s: Services, place: str) -> None:
     try:
-        s.open_streams.give_back(*place)
+        s.open_streams.give_back(place)
     except RedisError:
         pass  # the place expires with its TTL
 
 
-def _stream_response(s: Services, client: Client, place: Place, prelude: bytes, frames: list[Frame],
+def _stream_response(s: Services, client: Client, place: str, prelude: bytes, frames: list[Frame],
                      position: int, seat: Seat | None = None) -> Response:
     """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
     ``frames`` (what the connect asked for), then the client's live events and heartbeats
@@ -144,8 +143,8 @@ def _stream_response(s: Services, client: Client, place: Place, prelude: bytes, 
     presence, open_streams = s.presence, s.open_streams
     sock = _socket_of(request).get("sock")
 
-    def on_beat() -> None:  # the stream's place and presence stay alive, busy room or not
-        open_streams.refresh(*place)
+    def on_beat() -> None:  # the worker's places and the stream's presence stay alive, busy room or not
+        open_streams.refresh()
         if seat:
             presence.refresh(seat)
 
