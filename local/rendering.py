@@ -111,7 +111,9 @@ class StackFiles:
         if not s.external_kafka:
             programs.append(Program(
                 "kafka",
-                shlex.join(kafka_node_command(s.kafka_home, self.run_dir / "kafka")),
+                shlex.join(kafka_node_command(
+                    s.kafka_home, self.run_dir / "kafka",
+                    metrics=f"{s.host}:{s.kafka_metrics_port}" if s.kafka_metrics_port else None)),
                 exitcodes="0,143",  # the JVM's status after a clean shutdown on SIGTERM
             ))
         for name in SERVICES:

@@ -46,6 +46,8 @@ class Settings:
     bridge_port: int = 8003
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # The broker's metrics for Prometheus (the JMX exporter's agent); 0: none (KAFKA_METRICS_PORT: 9404).
+    kafka_metrics_port: int = 0
     redis_port: int = 6379
     # As the chart's Redis (helm/redis/values.yaml); full, it refuses writes (noeviction).
     redis_maxmemory: str = "256mb"
@@ -71,6 +73,7 @@ class Settings:
             bridge_port=int(env_or("BRIDGE_PORT", 8003)),
             kafka_port=int(env_or("KAFKA_PORT", 9092)),
             kafka_controller_port=int(env_or("KAFKA_CONTROLLER_PORT", 9093)),
+            kafka_metrics_port=int(env_or("KAFKA_METRICS_PORT", 9404)),
             redis_port=int(env_or("REDIS_PORT", 6379)),
             redis_maxmemory=env_or("STACK_REDIS_MAXMEMORY", "256mb"),
             run_dir=Path(env_or("RUN_DIR", ROOT / ".run" / "local")).resolve(),

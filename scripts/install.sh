@@ -73,6 +73,17 @@ if [ ! -f "$kafka_dir/.installed" ]; then
 fi
 cache_link "$kafka_dir" kafka
 
+# The broker's metrics for Prometheus: the JMX exporter's Java agent (helm/kafka/files/metrics.yaml).
+agent_dir=$CHATROOM_CACHE/kafka-metrics-agent-$(sha256sum scripts/kafka/metrics-agent.pom.xml | cut -c1-12)
+if [ ! -f "$agent_dir/.installed" ]; then
+  step "Prometheus JMX exporter agent (Maven Central) into $agent_dir"
+  rm -rf "$agent_dir"; mkdir -p "$agent_dir"
+  mvn -B -q -f scripts/kafka/metrics-agent.pom.xml -Dmaven.repo.local="$CHATROOM_CACHE/m2" \
+    dependency:copy-dependencies -DexcludeTransitive=true -Dmdep.stripVersion=true -DoutputDirectory="$agent_dir"
+  touch "$agent_dir/.installed"
+fi
+cache_link "$agent_dir" kafka-metrics-agent
+
 if [ "$want" = test ]; then
   for tool in scripts/install-*.sh; do [ -x "$tool" ] && "$tool"; done
 fi
