@@ -8,7 +8,13 @@ local MAX_COUNTED = 2097151
 
 -- Drop the room's addresses older than the window, then rank the room by those left (in
 -- both directory sets), or drop it from them when none is left. Returns how many are left.
-local function count_addresses(room_key, ranking_key, recent_key, room, now, window_s)
+-- A room whose oldest address is inside the window is ranked as its last addition left it:
+-- read alone, without a write (the directory counts its candidates every 2 s per worker).
+local function count_addresses(room_key, ranking_key, recent_key, room, now, window_s, fresh_ok)
+  if fresh_ok then
+    local oldest = redis.call('ZRANGE', room_key, 0, 0, 'WITHSCORES')[2]
+    if oldest and tonumber(oldest) >= now - window_s then return redis.call('ZCARD', room_key) end
+  end
   redis.call('ZREMRANGEBYSCORE', room_key, '-inf', '(' .. (now - window_s))
   local count = redis.call('ZCARD', room_key)
   if count == 0 then
@@ -26,5 +32,5 @@ end
 local function take_part(room_key, ranking_key, recent_key, room, tag, now, window_s)
   redis.call('ZADD', room_key, now, tag)
   redis.call('EXPIRE', room_key, window_s)
-  return count_addresses(room_key, ranking_key, recent_key, room, now, window_s)
+  return count_addresses(room_key, ranking_key, recent_key, room, now, window_s, false)
 end

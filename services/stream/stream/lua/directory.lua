@@ -16,6 +16,6 @@ for _, room in ipairs(idle) do
 end
 local counts = {}
 for i = 1, #KEYS - 2 do
-  counts[i] = count_addresses(KEYS[2 + i], KEYS[1], KEYS[2], ARGV[3 + i], now, window_s)
+  counts[i] = count_addresses(KEYS[2 + i], KEYS[1], KEYS[2], ARGV[3 + i], now, window_s, true)
 end
 return counts
