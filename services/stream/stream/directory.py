@@ -12,7 +12,9 @@ The candidates are never a scan of every room: the MAX_ROOMS most taken part in
 by every connection's heartbeat, stream/presence.py) and the MAX_ROOMS with the
 newest message (``ACTIVE_ROOMS_KEY``, kept by the bridge with every batch, so a rebuild
 from Kafka restores it). Their counts of addresses are pruned as they are read
-(lua/directory.lua). Each worker computes the list at most once per ``cache_s``, whoever asks.
+(lua/directory.lua); a room whose count fell is ranked lower from then on, so a room it held
+out of the top MAX_ROOMS comes in at the next read. Each worker computes the list at most
+once per ``cache_s``, whoever asks.
 """
 
 import time
