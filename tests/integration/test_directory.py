@@ -53,9 +53,10 @@ def test_rooms_with_people_come_first_and_rooms_with_a_recent_message_follow(sta
 
 def test_a_room_two_addresses_took_part_in_ranks_above_everything_one_address_made(stack):
     """One address makes more rooms than the directory lists, every one newer than a quiet
-    room where two addresses took part (one posted, one opened a stream): the quiet room is
-    listed above all of them. Each service trusts one proxy in front, so the test names the
-    client address in X-Forwarded-For when it calls ingest and stream directly."""
+    room where two addresses took part (one posted, one opened a stream), and sits in one of
+    them under three names: the quiet room is listed above all of them. Each service trusts
+    one proxy in front, so the test names the client address in X-Forwarded-For when it calls
+    ingest and stream directly."""
     base, settings = stack.settings.gateway_url, stack.settings
     pair = new_room("dir-pair")
     assert post(settings.service_url("ingest"), pair, user="eve", text="quiet here",
@@ -69,12 +70,19 @@ def test_a_room_two_addresses_took_part_in_ranks_above_everything_one_address_ma
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(lambda room: post(base, room, user="dan", text="hi").status_code, flood)) == {201}
     last = post(base, flood[0], user="dan", text="the newest message of all").json()
+    # The same address also sits in one of its rooms under three names.
+    crowd = [SseClient(stream_url(base, flood[1], user=user, history=0)) for user in ("ed", "flo", "gus")]
     quiet = lambda listed: [r for r in listed if r["people"] == 0]  # noqa: E731 (other tests' readers may linger)
     flooded = lambda listed: [r for r in quiet(listed) if r["room"] in flood]  # noqa: E731
-    listed = wait_listing(base, lambda listed: flooded(listed) and flooded(listed)[0]["room"] == flood[0] and
-                          flooded(listed)[0]["last_ts"] == last["ts"] and entry(listed, pair))
+    try:
+        listed = wait_listing(base, lambda listed: flooded(listed) and flooded(listed)[0]["room"] == flood[0] and
+                              flooded(listed)[0]["last_ts"] == last["ts"] and entry(listed, pair) and
+                              (entry(listed, flood[1]) or {}).get("people") == 3)
+    finally:
+        for reader in crowd:
+            reader.close()
     assert len(listed) == 100 and len(flooded(listed)) < len(flood)
     names = [r["room"] for r in listed]
-    assert names.index(pair) < min(names.index(r["room"]) for r in flooded(listed))
+    assert names.index(pair) < min(names.index(r["room"]) for r in [*flooded(listed), entry(listed, flood[1])])
     times = [r["last_ts"] for r in flooded(listed)]
     assert times == sorted(times, reverse=True)  # among one address's rooms: the newest first
