@@ -2,7 +2,8 @@
 ranks rooms by first, so that one address cannot crowd it (stream/directory.py).
 
 An address takes part by an admitted post (ingest, in its admission call) or by opening a
-stream to a room someone posted in during the last day (stream, on connect). Redis keeps a
+stream to a room that has addresses already (stream, on connect): only a post starts a
+room's addresses, so made-up room names cost Redis nothing. Redis keeps a
 keyed digest of the address, never the address: HMAC-SHA-256 under ``SESSION_SECRET``
 (which ingest and stream already share), 16 hex digits. An IPv6 client counts by its /64
 network, which one subscriber gets whole, so rotating addresses inside it is one address.
