@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from chat_common.errors import ApiError
 from chat_common.messages import sse_comment, sse_frame
+from chat_common.participants import address_tag
 from chat_common.sessions import session_id
 from stream import errors, metrics, params
 from stream.hangup import HasFileno, watch_hangup
@@ -47,9 +48,11 @@ def room_stream(room: str) -> Response:
     seat = None
     try:
         events, head, reset = s.history.opening(room, last_id, count, client=request.remote_addr)
+        address = address_tag(s.config.session_secret, request.remote_addr)
+        s.directory.took_part(room, address)  # the directory ranks rooms by the addresses in them
         # A browser session holds the name while connected (a signed-in name needs no hold).
         session = None if g.get("user") else session_id()
-        seat = s.presence.join(room, user, session) if user else None
+        seat = s.presence.join(room, user, session, address) if user else None
         users = s.presence.users(room)
     except READ_ERRORS as error:
         s.hub.leave(client)
