@@ -8,7 +8,7 @@ from stream.config import Config
 from stream.directory import Directory
 from stream.history import History
 from stream.hub import Hub
-from stream.limits import StreamOpens
+from stream.limits import OpenStreams, StreamOpens
 from stream.presence import Presence
 
 EXTENSION = "chat.stream"
@@ -22,6 +22,7 @@ class Services:
     presence: Presence
     directory: Directory
     opens: StreamOpens
+    open_streams: OpenStreams
 
 
 def services() -> Services:
