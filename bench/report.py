@@ -495,18 +495,20 @@ def plot(result, out_dir, prefix):
         plt.close(fig)
         paths.append(path)
 
-    # Throughput and p99 against offered load.
-    caps = {s: _get(result, s, "capacity") for s in SYSTEMS}
+    # Throughput and p99 against offered load: the capacity search (solid) and the many small
+    # rooms (dashed), each on offered deliveries/s.
+    caps = {(system, key): _get(result, system, key) for key in ("capacity", "small_rooms") for system in SYSTEMS}
     if any(caps.values()):
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for system, c in caps.items():
+        for (system, key), c in caps.items():
             if not c:
                 continue
+            style, label = ("o-", system) if key == "capacity" else ("s--", f"{system}, small rooms")
             clients_per_room = c["params"]["clients"] / c["params"]["rooms"]
             xs = [s["offered_rate"] * clients_per_room for s in c["steps"]]
-            a1.plot(xs, [s["deliveries_per_s"] for s in c["steps"]], "o-", color=COLORS[system], label=system)
+            a1.plot(xs, [s["deliveries_per_s"] for s in c["steps"]], style, color=COLORS[system], label=label)
             a2.plot(xs, [s["latency_send"]["p99"] if s["latency_send"] else float("nan") for s in c["steps"]],
-                    "o-", color=COLORS[system], label=system)
+                    style, color=COLORS[system], label=label)
             for s, x in zip(c["steps"], xs, strict=True):
                 if not s["passed"]:
                     a1.plot([x], [s["deliveries_per_s"]], "x", color="black", markersize=10)
