@@ -15,6 +15,7 @@ from stream.history import History
 from stream.hub import Hub
 from stream.limits import StreamOpens
 from stream.presence import Presence
+from stream.private import Guard
 from stream.rooms import rooms
 from stream.services import EXTENSION, Services
 from stream.streams import opening, streams
@@ -45,6 +46,7 @@ def create_app(config: Config) -> Flask:
         presence=Presence(redis, config.presence_ttl_s),
         directory=Directory(redis),
         opens=StreamOpens(redis, config.stream_opens_per_ip, config.stream_opens_window_s),
+        private=Guard(redis),
     )
     app.extensions["chat.hub"] = hub  # gunicorn.conf.py starts and drains it
     app.config["chat.config"] = config

@@ -10,6 +10,7 @@ from stream.history import History
 from stream.hub import Hub
 from stream.limits import StreamOpens
 from stream.presence import Presence
+from stream.private import Guard
 
 EXTENSION = "chat.stream"
 
@@ -22,6 +23,7 @@ class Services:
     presence: Presence
     directory: Directory
     opens: StreamOpens
+    private: Guard  # private rooms: members only
 
 
 def services() -> Services:
