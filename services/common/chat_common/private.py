@@ -175,6 +175,21 @@ class PrivateRooms:
             return Access.OWNER
         return Access.MEMBER if entry is not None and not entry.startswith("x") else Access.NONE
 
+    def still_in(self, seats: list[tuple[str, str]]) -> list[bool]:
+        """For each (room, member): whether they may still read the room (one round trip;
+        all False while Redis does not hold the whole state)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(STATE_KEY, "ready")
+        for room, member in seats:
+            pipe.hget(room_key(room), "owner")
+            pipe.hget(members_key(room), member)
+        ready, *answers = (_text(v) for v in pipe.execute())
+        found = []
+        for (_, member), owner, entry in zip(seats, answers[0::2], answers[1::2], strict=True):
+            found.append(bool(ready) and owner is not None
+                         and (owner == member or (entry is not None and not entry.startswith("x"))))
+        return found
+
     def invite_matches(self, room: str, token: str) -> bool:
         stored = _text(self.redis.hget(room_key(room), "invite"))
         return stored is not None and hmac.compare_digest(stored, invite_hash(token))
