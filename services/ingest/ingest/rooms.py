@@ -26,7 +26,7 @@ from chat_common.private import (
     new_room_name,
 )
 from chat_common.sessions import session_id
-from ingest import validation
+from ingest import metrics, validation
 from ingest.admission import Budget
 from ingest.producer import KafkaUnavailable
 
@@ -109,9 +109,13 @@ def _write(record: RoomRecord | Membership, value: bytes | None) -> None:
 
 
 def _admit(room: str, budgets: list[Budget]) -> None:
-    from ingest.routes import _admit as admit  # routes.py imports this module
-
-    admit(room, budgets)
+    """Spend the address's budgets (one Redis call; 503 if Redis does not answer)."""
+    verdict = current_app.extensions["chat.ingest"].admission.check(room, budgets)
+    if verdict.limited:
+        scope, wait_s = verdict.limited
+        metrics.RATE_LIMITED.labels(scope).inc()
+        what = "new rooms" if scope == "ip_rooms" else "requests"
+        raise errors.rate_limited(f"Too many {what} from your address; wait {wait_s} s.", wait_s)
 
 
 def _address() -> str:
