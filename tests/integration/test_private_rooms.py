@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 from redis import Redis
-from support import SseClient, session_headers, stream_url
+from support import SseClient, report, session_headers, stream_url
 
 NOBODY = "_" + uuid.uuid4().hex  # a private room's name that no room has
 
@@ -133,7 +133,9 @@ def test_a_removed_member_is_cut_off_within_two_seconds(stack, people):
         assert removed.status_code == 204
         removed_at = time.monotonic()
         assert reader.closed.wait(5)
-        assert time.monotonic() - removed_at < 2
+        ended_s = time.monotonic() - removed_at
+        assert ended_s < 2
+        report("private-room-removal", {"stream_ended_s": round(ended_s, 2)})
     finally:
         reader.close()
     assert_looks_missing(base, room, people["member"])
