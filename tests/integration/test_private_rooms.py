@@ -142,6 +142,22 @@ def test_a_removed_member_is_cut_off_within_two_seconds(stack, people):
     assert join(base, room, "guess", people["member"]).status_code == 404
 
 
+def test_a_full_room_takes_no_one_until_a_member_is_removed(stack):
+    base = stack.settings.gateway_url
+    owner = session_headers(base)
+    created = create(base, owner)
+    room, token = created["room"], token_of(created["invite_url"])
+    joined = [session_headers(base) for _ in range(3)]  # PRIVATE_ROOM_MAX_MEMBERS in the test stack
+    assert [join(base, room, token, person).status_code for person in joined] == [204, 204, 204]
+    late = session_headers(base)
+    refused = join(base, room, token, late)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "room_full"
+    assert join(base, room, token, joined[0]).status_code == 204  # a member already: still in
+    first = httpx.get(f"{base}/api/rooms/{room}/members", headers=joined[0], timeout=10).json()["you"]
+    assert httpx.delete(f"{base}/api/rooms/{room}/members/{first}", headers=owner, timeout=10).status_code == 204
+    assert join(base, room, token, late).status_code == 204
+
+
 def test_redis_lost_and_bridge_killed_the_room_stays_private(stack, people):
     """Redis emptied (and the bridge killed just after a room was made): until the bridge has
     read the rooms topic again, private rooms answer 503 (never as public rooms); then
