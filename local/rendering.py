@@ -158,6 +158,7 @@ class StackFiles:
         self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
                      stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
                      api_connections_cap=f"limit_conn api_per_ip {api_cap};" if api_cap else "",
+                     body_deadline_s=str(s.body_deadline_s),
                      clear_trusted_user_header=f'proxy_set_header {trusted} "";' if trusted else "",
                      ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 

@@ -54,6 +54,7 @@ class Settings:
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
     api_connections_per_ip: int = 20  # the gateway's cap on /api/ requests in progress per client address; 0: none
+    body_deadline_s: int = 10  # the gateway's deadline for a whole /api/ request, headers and body, from its first byte
     replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))  # instances per service
     # service -> a port per instance (else port + 10 * (n - 1))
     instance_ports: dict[str, list[int]] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class Settings:
             partitions=int(env_or("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(env_or("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
             api_connections_per_ip=int(env_or("GATEWAY_API_CONNECTIONS_PER_IP", 20)),
+            body_deadline_s=int(env_or("GATEWAY_BODY_DEADLINE_S", 10)),
             replicas=parse_replicas(os.environ.get("STACK_REPLICAS")),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,

@@ -24,6 +24,8 @@ apt_missing=()
 need_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ] || apt_missing+=("$3"); }
 need_cmd redis-server /usr/bin/redis-server redis-server
 need_cmd nginx /usr/sbin/nginx nginx-light
+# The gateway's whole-body deadline on /api/ (local/templates/body-deadline.lua).
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || apt_missing+=(libnginx-mod-http-lua)
 need_cmd java /usr/bin/java openjdk-17-jre-headless
 need_cmd mvn /usr/bin/mvn maven
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_missing+=(python3-venv)

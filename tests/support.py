@@ -36,6 +36,7 @@ TEST_SERVICE_ENV = {
     "RATE_LIMIT_IP_DAY": "100000000",
     "RATE_LIMIT_IP_BYTES_DAY": "100000000000",
     "STREAM_OPENS_PER_IP": "100000",  # the same; test_stream_churn.py runs its own stream with the limit
+    "STREAM_CONNECTIONS_PER_IP": "0",  # the same; test_stream_churn.py runs its own stream with the cap
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
     "STREAM_WORKERS": "2",

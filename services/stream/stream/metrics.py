@@ -21,6 +21,10 @@ CUT_OFF = Counter("chat_stream_clients_cut_off_total", "Clients disconnected bec
 STREAMS_REFUSED = Counter(
     "chat_stream_opens_refused_total", "Streams refused because their address opened STREAM_OPENS_PER_IP this window."
 )
+OPEN_STREAMS_REFUSED = Counter(
+    "chat_stream_open_streams_refused_total",
+    "Streams refused because their address held STREAM_CONNECTIONS_PER_IP streams open already.",
+)
 RESUMES = with_labels(
     Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),
     "exact", "reset",

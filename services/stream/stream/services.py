@@ -8,7 +8,7 @@ from stream.config import Config
 from stream.directory import Directory
 from stream.history import History
 from stream.hub import Hub
-from stream.limits import StreamOpens
+from stream.limits import OpenStreams, StreamOpens
 from stream.presence import Presence
 from stream.private import Guard
 
@@ -23,6 +23,7 @@ class Services:
     presence: Presence
     directory: Directory
     opens: StreamOpens
+    open_streams: OpenStreams
     private: Guard  # private rooms: members only
 
 

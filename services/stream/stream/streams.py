@@ -29,6 +29,7 @@ SSE_HEADERS = {
 }
 
 Frame = tuple[bytes, str]  # an SSE frame and its event kind (for metrics)
+Place = tuple[str | None, str]  # (client address, token): the stream's place among its address's open ones
 
 streams = Blueprint("streams", __name__)
 
@@ -44,7 +45,7 @@ def room_stream(room: str) -> Response:
     if request.method == "HEAD":
         return _head()
     # Subscribed first, then history read: live events and history overlap, no gap.
-    client = _open_stream(s, room, "resume" if last_id is not None else "fresh")
+    client, place = _open_stream(s, room, "resume" if last_id is not None else "fresh")
     seat = None
     try:
         events, head, reset = s.history.opening(room, last_id, count, client=request.remote_addr)
@@ -54,6 +55,7 @@ def room_stream(room: str) -> Response:
         users = s.presence.users(room)
     except READ_ERRORS as error:
         s.hub.leave(client)
+        _give_back(s, place)
         if seat:
             try:
                 s.presence.leave(seat)
@@ -63,7 +65,7 @@ def room_stream(room: str) -> Response:
     if last_id is not None:
         metrics.RESUMES.labels("reset" if reset else "exact").inc()
     prelude, frames, position = opening(events, head, reset, last_id, s.config.retry_ms, _users_json(users))
-    return _stream_response(s, client, prelude, frames, position, seat, member)
+    return _stream_response(s, client, place, prelude, frames, position, seat, member)
 
 
 @streams.get("/stream")
@@ -74,14 +76,15 @@ def flask_sse_stream() -> Response:
     member = s.private.check(room)
     if request.method == "HEAD":
         return _head()
-    client = _open_stream(s, room, "flask_sse")
+    client, place = _open_stream(s, room, "flask_sse")
     try:
         position = s.history.head(room)  # nothing older than the connect, also from a gap fill
     except RedisError:
         s.hub.leave(client)
+        _give_back(s, place)
         raise errors.redis_unavailable() from None
     prelude = sse_comment("connected") + b"retry: %d\n\n" % s.config.retry_ms
-    return _stream_response(s, client, prelude, [], position, member=member)
+    return _stream_response(s, client, place, prelude, [], position, member=member)
 
 
 def history_error(error: Exception, room: str) -> ApiError:
@@ -98,36 +101,56 @@ def history_error(error: Exception, room: str) -> ApiError:
     raise error
 
 
-def _open_stream(s: Services, room: str, kind: str) -> Client:
-    """Count the stream against its address, then join the room's live events."""
+def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, Place]:
+    """Count the stream against its address (opened this window, and open now), then join
+    the room's live events. The place is given back when the stream ends."""
     if s.hub.draining:
         raise errors.draining()
+    address = request.remote_addr
     try:
-        wait_s = s.opens.admit(request.remote_addr)
+        wait_s = s.opens.admit(address)
+        token = s.open_streams.take(address) if wait_s is None else ""
     except RedisError:
         raise errors.redis_unavailable() from None  # fail closed: no count, no stream
     if wait_s is not None:
         metrics.STREAMS_REFUSED.inc()
         raise errors.too_many_streams(wait_s)
+    if token is None:
+        metrics.OPEN_STREAMS_REFUSED.inc()
+        raise errors.too_many_open_streams()
+    place = (address, token)
     client = Client(room, s.config.client_queue, **_socket_of(request))
     try:
         s.hub.join(client)
     except RedisError:
+        _give_back(s, place)
         raise errors.redis_unavailable() from None
     metrics.CONNECTS.labels(kind).inc()
-    return client
+    return client, place
 
 
-def _stream_response(s: Services, client: Client, prelude: bytes, frames: list[Frame], position: int,
-                     seat: Seat | None = None, member: str | None = None) -> Response:
+def _give_back(s: Services, place: Place) -> None:
+    try:
+        s.open_streams.give_back(*place)
+    except RedisError:
+        pass  # the place expires with its TTL
+
+
+def _stream_response(s: Services, client: Client, place: Place, prelude: bytes, frames: list[Frame],
+                     position: int, seat: Seat | None = None, member: str | None = None) -> Response:
     """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
     ``frames`` (what the connect asked for), then the client's live events and heartbeats
     until it leaves (its close is seen at once: hangup.py), falls behind or the worker
     drains. ``position``: every message of the room at or below it was in ``frames`` or
     was not asked for. ``member``: in a private room, the reader, whose stream ends if
     they are removed."""
-    presence = s.presence
+    presence, open_streams = s.presence, s.open_streams
     sock = _socket_of(request).get("sock")
+
+    def on_beat() -> None:  # the stream's place and presence stay alive, busy room or not
+        open_streams.refresh(*place)
+        if seat:
+            presence.refresh(seat)
 
     def body(opening: bytes, kinds: list[str]) -> Iterator[bytes]:
         metrics.CONNECTIONS.inc()
@@ -138,7 +161,6 @@ def _stream_response(s: Services, client: Client, prelude: bytes, frames: list[F
             yield opening  # gunicorn writes the headers, then this
             del opening, kinds  # a stream lives long: it keeps nothing of its opening
             # From here on the client writes its own events to the socket (hub.py).
-            on_beat = (lambda: presence.refresh(seat)) if seat else None  # presence stays alive, busy room or not
             stop_watch = watch_hangup(sock, lambda: client.close("client"))  # leave at once when the reader goes
             if member is not None:
                 stop_member = s.private.watch(client, member)  # removed: the stream ends
@@ -154,6 +176,7 @@ def _stream_response(s: Services, client: Client, prelude: bytes, frames: list[F
             metrics.CONNECTIONS.dec()
             metrics.DISCONNECTS.labels(client.closed or "client").inc()
             s.hub.leave(client)
+            _give_back(s, place)
             if client.closed == "drain":
                 client.disconnect()
             if seat:
