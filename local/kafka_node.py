@@ -52,7 +52,7 @@ def format_storage(kafka_home: Path, node_dir: Path) -> None:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float,
-                 check_alive: Callable[[], None]) -> None:
+                 check_alive: Callable[[], None], configs: dict[str, str] | None = None) -> None:
     """Make ``topic`` (one replica) unless it exists, retrying until the broker answers or
     ``timeout`` seconds have passed; ``check_alive`` raises when waiting longer is pointless."""
     for attempt in Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5),
@@ -61,7 +61,7 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float,
             check_alive()
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="chat-stack")
             try:
-                admin.create_topics([NewTopic(topic, partitions, 1)])
+                admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs or {})])
             except TopicAlreadyExistsError:
                 pass
             finally:

@@ -22,6 +22,7 @@ from ingest.admission import Admission, Budget, Budgets
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
+from ingest.rooms import require_member
 from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def _produce(room: str, value: bytes, doing: str) -> int:
 @api.post("/api/rooms/<room>/messages")
 def post_message(room: str) -> Response:
     validation.check_room(room)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     body_bytes = len(request.get_data())
     body = validation.parse_body(request)
     user = g.get("user") or validation.clean_user(body.get("user"))  # the sign-in proxy's name wins
@@ -134,6 +136,7 @@ def delete_message(room: str, id: str) -> Response:
     ingest = _ingest()
     validation.check_room(room)
     offset = validation.clean_message_id(id)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     _admit(room, ingest.budgets.delete(_address()))
     try:
         message = ingest.message_log.message(room, offset)
@@ -162,6 +165,7 @@ def typing_signal(room: str) -> Response:
     """Tell the room's readers that this name is typing: never stored, no id."""
     ingest = _ingest()
     validation.check_room(room)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     body_bytes = len(request.get_data())
     body = validation.parse_body(request)
     user = g.get("user") or validation.clean_user(body.get("user"))

@@ -12,9 +12,10 @@ CONNECTS = with_labels(
 )
 DISCONNECTS = with_labels(
     Counter(
-        "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]
+        "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error, removed).",
+        ["reason"]
     ),
-    "client", "slow", "drain", "error",
+    "client", "slow", "drain", "error", "removed",
 )
 CUT_OFF = Counter("chat_stream_clients_cut_off_total", "Clients disconnected because their buffer filled up.")
 STREAMS_REFUSED = Counter(

@@ -10,6 +10,7 @@ from stream.history import History
 from stream.hub import Hub
 from stream.limits import OpenStreams, StreamOpens
 from stream.presence import Presence
+from stream.private import Guard
 
 EXTENSION = "chat.stream"
 
@@ -23,6 +24,7 @@ class Services:
     directory: Directory
     opens: StreamOpens
     open_streams: OpenStreams
+    private: Guard  # private rooms: members only
 
 
 def services() -> Services:

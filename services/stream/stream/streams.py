@@ -38,6 +38,7 @@ streams = Blueprint("streams", __name__)
 def room_stream(room: str) -> Response:
     s = services()
     room = params.room(room)
+    member = s.private.check(room)  # a private room: its members only (private.py)
     count = params.count("history", s.config.history_default, s.config.history_limit)
     last_id = params.resume_position()
     user = params.user()
@@ -66,7 +67,7 @@ def room_stream(room: str) -> Response:
     if last_id is not None:
         metrics.RESUMES.labels("reset" if reset else "exact").inc()
     prelude, frames, position = opening(events, head, reset, last_id, s.config.retry_ms, _users_json(users))
-    return _stream_response(s, client, place, prelude, frames, position, seat)
+    return _stream_response(s, client, place, prelude, frames, position, seat, member)
 
 
 @streams.get("/stream")
@@ -74,6 +75,7 @@ def flask_sse_stream() -> Response:
     """flask-sse's own endpoint: live events of ?channel= (default "sse"), nothing else."""
     s = services()
     room = params.room(request.args.get("channel", "sse"))
+    member = s.private.check(room)
     if request.method == "HEAD":
         return _head()
     client, place = _open_stream(s, room, "flask_sse")
@@ -84,7 +86,7 @@ def flask_sse_stream() -> Response:
         _give_back(s, place)
         raise errors.redis_unavailable() from None
     prelude = sse_comment("connected") + b"retry: %d\n\n" % s.config.retry_ms
-    return _stream_response(s, client, place, prelude, [], position)
+    return _stream_response(s, client, place, prelude, [], position, member=member)
 
 
 def history_error(error: Exception, room: str) -> ApiError:
@@ -137,12 +139,13 @@ def _give_back(s: Services, place: str) -> None:
 
 
 def _stream_response(s: Services, client: Client, place: str, prelude: bytes, frames: list[Frame],
-                     position: int, seat: Seat | None = None) -> Response:
+                     position: int, seat: Seat | None = None, member: str | None = None) -> Response:
     """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
     ``frames`` (what the connect asked for), then the client's live events and heartbeats
     until it leaves (its close is seen at once: hangup.py), falls behind or the worker
     drains. ``position``: every message of the room at or below it was in ``frames`` or
-    was not asked for."""
+    was not asked for. ``member``: in a private room, the reader, whose stream ends if
+    they are removed."""
     presence, open_streams = s.presence, s.open_streams
     sock = _socket_of(request).get("sock")
 
@@ -153,7 +156,7 @@ def _stream_response(s: Services, client: Client, place: str, prelude: bytes, fr
 
     def body(opening: bytes, kinds: list[str]) -> Iterator[bytes]:
         metrics.CONNECTIONS.inc()
-        stop_watch = None
+        stop_watch = stop_member = None
         try:
             for kind in kinds:
                 metrics.EVENTS_SENT.labels(metrics.event_kind(kind)).inc()
@@ -161,6 +164,8 @@ def _stream_response(s: Services, client: Client, place: str, prelude: bytes, fr
             del opening, kinds  # a stream lives long: it keeps nothing of its opening
             # From here on the client writes its own events to the socket (hub.py).
             stop_watch = watch_hangup(sock, lambda: client.close("client"))  # leave at once when the reader goes
+            if member is not None:
+                stop_member = s.private.watch(client, member)  # removed: the stream ends
             client.run(position, on_beat)
         except (RedisError, OSError) as error:
             client.closed = client.closed or "error"
@@ -168,6 +173,8 @@ def _stream_response(s: Services, client: Client, place: str, prelude: bytes, fr
         finally:
             if stop_watch is not None:
                 stop_watch()
+            if stop_member is not None:
+                stop_member()
             metrics.CONNECTIONS.dec()
             metrics.DISCONNECTS.labels(client.closed or "client").inc()
             s.hub.leave(client)
