@@ -120,24 +120,34 @@ def test_a_rotated_invite_link_stops_working(stack, people):
     assert join(base, room, new, people["member"]).status_code == 204
 
 
-def test_a_removed_member_is_cut_off_within_two_seconds(stack, people):
+def test_a_removed_member_is_cut_off_and_gets_nothing_sent_after(stack, people):
+    """The owner's messages sent right after the removal reach the owner's own stream and
+    none of the removed member's, which ends within two seconds."""
     base = stack.settings.gateway_url
     created = create(base, people["owner"])
     room = created["room"]
     assert join(base, room, token_of(created["invite_url"]), people["member"]).status_code == 204
     member = httpx.get(f"{base}/api/rooms/{room}/members", headers=people["member"], timeout=10).json()["you"]
     reader = SseClient(stream_url(base, room), headers=people["member"])
+    owner = SseClient(stream_url(base, room), headers=people["owner"])
     try:
-        assert reader.status == 200
+        assert reader.status == 200 and owner.status == 200
         removed = httpx.delete(f"{base}/api/rooms/{room}/members/{member}", headers=people["owner"], timeout=10)
         assert removed.status_code == 204
         removed_at = time.monotonic()
+        for n in range(5):
+            sent = httpx.post(f"{base}/api/rooms/{room}/messages", json={"user": "owner", "text": f"after {n}"},
+                              headers=people["owner"], timeout=10)
+            assert sent.status_code == 201, sent.text
+        assert owner.wait_messages(5)
         assert reader.closed.wait(5)
         ended_s = time.monotonic() - removed_at
         assert ended_s < 2
+        assert reader.messages() == []
         report("private-room-removal", {"stream_ended_s": round(ended_s, 2)})
     finally:
         reader.close()
+        owner.close()
     assert_looks_missing(base, room, people["member"])
     assert join(base, room, "guess", people["member"]).status_code == 404
 

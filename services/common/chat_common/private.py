@@ -34,13 +34,17 @@ from dataclasses import dataclass
 from redis import Redis
 
 from chat_common.lua import lua_source
-from chat_common.messages import session_tag
+from chat_common.messages import channel, live_payload, session_tag
 
 PREFIX = "_"  # only generated private rooms have it (ingest refuses it for other names)
 NAME_BYTES = 16  # 128 random bits: a name cannot be guessed
 INVITE_BYTES = 24  # 192 random bits per invite token
 STATE_KEY = "chat:private:state"
 APPLY = lua_source("chat_common/private.lua")
+# On a room's live channel, for the stream workers only (never written to a reader): a member
+# was removed. Published once the removal is stored, it is ahead of every message published
+# after that, so the workers end the member's streams before any of those reaches them.
+REMOVED_EVENT = "member_removed"
 
 
 def is_private(room: str) -> bool:
@@ -189,6 +193,11 @@ class PrivateRooms:
             found.append(bool(ready) and owner is not None
                          and (owner == member or (entry is not None and not entry.startswith("x"))))
         return found
+
+    def announce_removal(self, room: str, member: str) -> None:
+        """Tell every stream worker with readers in ``room`` that ``member`` was removed."""
+        data = json.dumps({"member": member}, separators=(",", ":"))
+        self.redis.publish(channel(room), live_payload(data, event=REMOVED_EVENT))
 
     def invite_matches(self, room: str, token: str) -> bool:
         stored = _text(self.redis.hget(room_key(room), "invite"))

@@ -210,7 +210,9 @@ def rotate_invite(room: str) -> Response:
 
 @rooms_api.delete("/api/rooms/<room>/members/<path:member>")
 def remove_member(room: str, member: str) -> Response:
-    """The owner removes a member: 204; their open streams end within 2 s (stream/private.py)."""
+    """The owner removes a member: 204; their open streams end at once, before any message
+    published after the removal reaches them (stream/hub.py), or within a second if the
+    announcement was lost (stream/private.py)."""
     validation.check_room(room)
     if not is_private(room):
         raise not_found()
@@ -225,5 +227,9 @@ def remove_member(room: str, member: str) -> Response:
         raise ApiError(404, "member_not_found", "This room has no such member.")
     record = Membership(room, member, joined=False)
     _write(record, record.value())
+    try:  # their open streams end now, before anything newer reaches them
+        _private().announce_removal(room, member)
+    except RedisError as error:  # the stream's own check ends them within a second
+        log.warning("private room removal not announced", extra={"room": room, "error": str(error)})
     log.info("private room member removed", extra={"room": room})
     return Response(status=204)

@@ -33,6 +33,7 @@ from redis.client import PubSub
 from redis.exceptions import RedisError
 
 from chat_common.messages import channel, parse_live, sse_comment, sse_frame
+from chat_common.private import REMOVED_EVENT
 from stream import metrics
 from stream.transport import SocketTransport, Transport, http_chunk
 
@@ -83,8 +84,8 @@ class Client:
     or below it is not written again (a gap fill re-offers a window the client has).
     """
 
-    __slots__ = ("room", "limit", "closed", "position", "backlog", "transport", "chunked", "_rest", "_waiter",
-                 "_beat")
+    __slots__ = ("room", "limit", "closed", "position", "backlog", "transport", "chunked", "member", "_rest",
+                 "_waiter", "_beat")
 
     def __init__(self, room: str, limit: int, sock: Any = None, chunked: bool = True, *,
                  transport: Transport | None = None) -> None:
@@ -100,6 +101,7 @@ class Client:
             transport = SocketTransport(sock, chunked)
         self.transport = transport
         self.chunked = transport.chunked if transport is not None else chunked
+        self.member: str | None = None  # in a private room: who reads (chat_common/private.py)
         self._rest: tuple[memoryview, Item] | None = None  # (unsent bytes, item) of a write the kernel took in part
         self._waiter: Any = None  # a gevent Waiter while the client's greenlet waits
         self._beat = False
@@ -493,6 +495,10 @@ class Hub:
             metrics.DROPPED.inc()
             log.warning("dropped a pub/sub payload that is not a safe flask-sse message", extra={"room": name})
             return
+        if event == REMOVED_EVENT:  # for this worker, not its readers
+            self._deliver(batch)  # what was published before the removal still reaches them
+            self._remove(room, data)
+            return
         kind = metrics.event_kind(event)
         metrics.LIVE_RECEIVED.labels(kind).inc()
         # Events without an id (presence, typing) reach every client; they are never in
@@ -502,6 +508,17 @@ class Hub:
         batch.setdefault(name, []).append(Item(frame, numeric_id, ts, received_at, kind))
         if numeric_id is not None:
             log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
+
+    @staticmethod
+    def _remove(room: Room, data: str) -> None:
+        """End the streams of a member removed from a private room."""
+        try:
+            member = json.loads(data)["member"]
+        except (ValueError, KeyError, TypeError):
+            return
+        for client in list(room.clients):
+            if client.member is not None and client.member == member:
+                client.close("removed")
 
     def _deliver(self, batch: Batch) -> None:
         for name, items in batch.items():

@@ -45,7 +45,7 @@ def room_stream(room: str) -> Response:
     if request.method == "HEAD":
         return _head()
     # Subscribed first, then history read: live events and history overlap, no gap.
-    client, place = _open_stream(s, room, "resume" if last_id is not None else "fresh")
+    client, place = _open_stream(s, room, "resume" if last_id is not None else "fresh", member)
     seat = None
     try:
         events, head, reset = s.history.opening(room, last_id, count, client=request.remote_addr)
@@ -78,7 +78,7 @@ def flask_sse_stream() -> Response:
     member = s.private.check(room)
     if request.method == "HEAD":
         return _head()
-    client, place = _open_stream(s, room, "flask_sse")
+    client, place = _open_stream(s, room, "flask_sse", member)
     try:
         position = s.history.head(room)  # nothing older than the connect, also from a gap fill
     except RedisError:
@@ -103,9 +103,10 @@ def history_error(error: Exception, room: str) -> ApiError:
     raise error
 
 
-def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, str]:
+def _open_stream(s: Services, room: str, kind: str, member: str | None) -> tuple[Client, str]:
     """Count the stream against its address (opened this window, and open now), then join
-    the room's live events. The place is given back when the stream ends."""
+    the room's live events (``member``: its reader, in a private room). The place is given
+    back when the stream ends."""
     if s.hub.draining:
         raise errors.draining()
     address = request.remote_addr
@@ -122,6 +123,7 @@ def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, str]:
         raise errors.too_many_open_streams()
     place = token  # the stream's place among its address's open ones ("": no cap)
     client = Client(room, s.config.client_queue, **_socket_of(request))
+    client.member = member  # set before it joins: a removal then finds it (hub.py)
     try:
         s.hub.join(client)
     except RedisError:
