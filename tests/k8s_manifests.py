@@ -35,6 +35,7 @@ SCENARIOS = {
                      "monitoring.release=kps"],
         "redis": ["--set", "metrics.enabled=true,metrics.serviceMonitor.enabled=true,"
                            "metrics.serviceMonitor.release=kps"],
+        "kafka": ["--set", "metrics.enabled=true,metrics.podMonitor.enabled=true,metrics.podMonitor.release=kps"],
     },
     "gateway": {"chatroom": ["--set", "gateway.enabled=true,ingress.enabled=false"]},
 }

@@ -173,9 +173,9 @@ def test_policies_allow_exactly_the_hop_graph(scenario):
     assert EXPECTED - graph == set(), "in the design but blocked"
 
 
-def test_monitoring_adds_only_the_redis_exporter_scrape():
+def test_monitoring_adds_only_the_redis_exporter_and_kafka_metrics_scrapes():
     graph = hop_graph(render("monitoring"))
-    assert graph - EXPECTED == {("prometheus", "redis", "9121/TCP")}
+    assert graph - EXPECTED == {("prometheus", "redis", "9121/TCP"), ("prometheus", "kafka", "9404/TCP")}
     assert EXPECTED - graph == set()
 
 

@@ -202,6 +202,71 @@ def test_monitoring_objects_carry_the_release_label():
     assert of_kind(render("defaults"), "ServiceMonitor", "PodMonitor", "PrometheusRule") == []
 
 
+KAFKA_METRICS_ON = ["--set", "metrics.enabled=true,metrics.podMonitor.enabled=true,metrics.podMonitor.release=kps"]
+KAFKA_METRICS_CONFIG = HELM_DIR / "kafka" / "files" / "metrics.yaml"
+
+
+def test_kafka_metrics_agent_config_port_and_pod_monitor_with_the_fixed_job():
+    docs = parse(helm_template(HELM_DIR / "kafka", "events", KAFKA_METRICS_ON))
+    # The exporter's rules as the chart's file holds them (the local stack runs the same file).
+    config = named(docs, "ConfigMap", "events-kafka-metrics")
+    assert yaml.safe_load(config["data"]["metrics.yaml"]) == yaml.safe_load(KAFKA_METRICS_CONFIG.read_text())
+    broker = named(docs, "StatefulSet", "events-kafka")
+    pod = pod_spec(broker)
+    container = pod["containers"][0]
+    assert {"name": "metrics", "containerPort": 9404, "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KAFKA_OPTS"] == ("-javaagent:/opt/jmx-exporter/jmx_prometheus_javaagent.jar=9404:"
+                                 "/etc/kafka/metrics/metrics.yaml")
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "metrics")
+    assert mount == {"name": "metrics", "mountPath": "/etc/kafka/metrics", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "metrics")
+    assert volume["configMap"]["name"] == "events-kafka-metrics"
+    # A changed exporter configuration restarts the brokers.
+    assert "checksum/metrics" in broker["spec"]["template"]["metadata"]["annotations"]
+    # The job is chatroom-kafka whatever the release is called: the alerts select it.
+    monitor = named(docs, "PodMonitor", "events-kafka")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["selector"]["matchLabels"] == broker["spec"]["selector"]["matchLabels"]
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert endpoint["relabelings"] == [{"targetLabel": "job", "replacement": "chatroom-kafka"}]
+    # The broker's NetworkPolicy admits the scrape from the monitoring namespace on that port.
+    policy = named(docs, "NetworkPolicy", "events-kafka")
+    scrape = [r for r in policy["spec"]["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 9404}]]
+    assert [r["from"] for r in scrape] == [[{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}]]
+
+
+def test_kafka_metrics_port_and_agent_path_from_values():
+    docs = parse(helm_template(HELM_DIR / "kafka", "kafka", [
+        "--set", "metrics.enabled=true,metrics.port=9500,metrics.agentJar=/opt/agent/jmx.jar"]))
+    container = pod_spec(named(docs, "StatefulSet", "kafka"))["containers"][0]
+    assert {"name": "metrics", "containerPort": 9500, "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KAFKA_OPTS"] == "-javaagent:/opt/agent/jmx.jar=9500:/etc/kafka/metrics/metrics.yaml"
+    ports = {p["port"] for r in named(docs, "NetworkPolicy", "kafka")["spec"]["ingress"] for p in r["ports"]}
+    assert ports == {9092, 9093, 9500}
+    # Metrics on, the PodMonitor still off: a cluster without the Operator's CRDs refuses it.
+    assert of_kind(docs, "PodMonitor") == []
+
+
+def test_kafka_metrics_off_by_default_render_nothing_of_them():
+    """The apache/kafka image has no agent: a broker told to load it would not start."""
+    for args in ([], ["--set", "metrics.podMonitor.enabled=true"]):
+        docs = parse(helm_template(HELM_DIR / "kafka", "kafka", args))
+        assert [d["metadata"]["name"] for d in of_kind(docs, "ConfigMap", "PodMonitor")] == []
+        broker = named(docs, "StatefulSet", "kafka")
+        pod = pod_spec(broker)
+        container = pod["containers"][0]
+        assert "metrics" not in {p["name"] for p in container["ports"]}
+        assert "KAFKA_OPTS" not in {e["name"] for e in container["env"]}
+        assert "metrics" not in {v["name"] for v in pod["volumes"]}
+        assert "checksum/metrics" not in broker["spec"]["template"]["metadata"]["annotations"]
+        ports = {p["port"] for r in named(docs, "NetworkPolicy", "kafka")["spec"]["ingress"] for p in r["ports"]}
+        assert ports == {9092, 9093}
+
+
 @pytest.fixture
 def chart_copy(tmp_path):
     """A copy of the app chart whose files/ the test fills."""
