@@ -27,6 +27,7 @@ def helm_values(bin_dir: Path, ingress_class: str) -> dict[str, list[str]]:
 
     registry, _, tag = built["chatroom-ingest"].rpartition(":")
     return {"redis": ["--set-string", ",".join(repository_and_tag("redis"))],
-            "kafka": ["--set-string", ",".join(repository_and_tag("kafka"))],
+            # The cluster's Kafka image has the metrics agent (cluster/images/build.sh).
+            "kafka": ["--set-string", ",".join(repository_and_tag("kafka")), "--set", "metrics.enabled=true"],
             "chatroom": ["--set-string", f"image.registry={registry.rpartition('/')[0]},image.tag={tag},"
                                          f"ingress.className={ingress_class}"]}

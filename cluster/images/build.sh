@@ -7,7 +7,8 @@
 #                                       Python 3.11 base made from Debian's packages
 #   chatroom-web                        web/Dockerfile, on Debian's nginx
 #   kafka                               Kafka's jars from Maven Central on Debian's JRE, started
-#                                       as the apache/kafka image starts (images/kafka/run)
+#                                       as the apache/kafka image starts (images/kafka/run), with
+#                                       the Prometheus JMX exporter's agent for its metrics
 #   redis                               Debian's redis-server
 #   pause                               Debian's catatonit, the pods' sandbox
 #
@@ -157,7 +158,11 @@ done
 
 # --- Kafka: the jars on Debian's JRE ---------------------------------------------------------
 kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' cluster/images/kafka/pom.xml)
-kafka_tag=$kafka_version-$(key cluster/images/kafka openjdk-17-jre-headless)
+# The metrics agent: the version the local stack runs (scripts/kafka/metrics-agent.pom.xml), at
+# the kafka chart's metrics.agentJar.
+agent_pom=scripts/kafka/metrics-agent.pom.xml
+agent_jar=/opt/jmx-exporter/jmx_prometheus_javaagent.jar
+kafka_tag=$kafka_version-$(key cluster/images/kafka openjdk-17-jre-headless "$agent_pom" "$agent_jar")
 if ! have kafka "$kafka_tag"; then
   ref=$REGISTRY/kafka:$kafka_tag
   debian kafka "$kafka_tag" openjdk-17-jre-headless \
@@ -166,8 +171,12 @@ if ! have kafka "$kafka_tag"; then
   mkdir -p "$work/kafka/libs"
   mvn -B -q -f cluster/images/kafka/pom.xml -Dmaven.repo.local="$CHATROOM_CACHE/m2" \
     dependency:copy-dependencies -DoutputDirectory="$work/kafka/libs"
+  step "$ref: the Prometheus JMX exporter's agent (Maven Central, $agent_pom)"
+  mvn -B -q -f "$agent_pom" -Dmaven.repo.local="$CHATROOM_CACHE/m2" dependency:copy-dependencies \
+    -DexcludeTransitive=true -Dmdep.stripVersion=true -DoutputDirectory="$work/kafka/agent"
   c=$(bah from --quiet --pull=never "$ref")
   bah copy --quiet "$c" "$work/kafka/libs" /opt/kafka/libs
+  bah copy --quiet "$c" "$work/kafka/agent/$(basename "$agent_jar")" "$agent_jar"
   for script in kafka-run-class.sh kafka-topics.sh kafka-configs.sh kafka-storage.sh; do
     bah copy --quiet "$c" "cluster/images/kafka/$script" /opt/kafka/bin/
   done

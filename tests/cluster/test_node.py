@@ -119,6 +119,35 @@ def test_every_pod_of_the_three_releases_runs_the_images_built_here_and_is_ready
     print(f"\nseconds from a pod's creation to Ready: {ready_after}")
 
 
+# What the JMX exporter's agent serves, read from inside the cluster's network namespace.
+FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+BROKER_HEALTHY = {"kafka_server_replicamanager_underreplicatedpartitions": 0.0,
+                  "kafka_controller_kafkacontroller_activecontrollercount": 1.0}
+
+
+def samples(text):
+    """{name: value} of the unlabelled samples of a Prometheus text exposition."""
+    pairs = (line.split() for line in text.splitlines() if line and not line.startswith("#") and "{" not in line)
+    return {pair[0]: float(pair[1]) for pair in pairs if len(pair) >= 2}
+
+
+def test_the_brokers_metrics_endpoint_says_it_is_the_controller_with_nothing_under_replicated(installed):
+    # The cluster installs the kafka chart with metrics.enabled (its image has the agent).
+    pod = json.loads(installed.kubectl("get", "pod", "kafka-0", "-n", NAMESPACE, "-o", "json").stdout)
+    port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+    url = f"http://{pod['status']['podIP']}:{port}/metrics"
+    deadline = time.monotonic() + 120
+    while True:  # the controller's gauges settle once the broker has caught up with the quorum
+        result = installed.run(sys.executable, "-c", FETCH, url, check=False, timeout=30)
+        seen = {name: value for name, value in samples(result.stdout).items() if name in BROKER_HEALTHY}
+        if seen == BROKER_HEALTHY or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert result.returncode == 0, f"{url}: {result.stderr}"
+    assert seen == BROKER_HEALTHY, result.stdout[-2000:]
+    print(f"\n{url}: {len(result.stdout.splitlines())} lines, {seen}")
+
+
 def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
     # As docs/kubernetes.md tells users, with --logs: it asks for a pod's log by the name of
     # every test hook, so the chart names no hook that is not the test pod's.
