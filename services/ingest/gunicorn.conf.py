@@ -29,6 +29,9 @@ logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("A
 
 
 def post_worker_init(worker):
+    # Before the worker accepts a connection: its producer connected, Redis's scripts loaded
+    # (ingest.app.WarmUp), so that no request waits for them.
+    worker.wsgi.extensions["chat.warm_up"].start()
     settle_heap()
 
 
