@@ -12,12 +12,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat_common.errors import ApiError
 from chat_common.ops import init_app
+from chat_common.private import PrivateRooms
 from chat_common.sessions import init_sessions
 from ingest import metrics, validation
 from ingest.admission import ADMIT, Admission, Budgets
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog
 from ingest.producer import Producer
+from ingest.rooms import EXTENSION as PRIVATE_ROOMS
+from ingest.rooms import rooms_api
 from ingest.routes import Ingest, api
 from ingest.typing_signals import SIGNAL, Typing
 
@@ -105,6 +108,8 @@ def create_app(config: Config | None = None) -> Flask:
     warm_up = WarmUp(producer, redis, (ADMIT, SIGNAL))
     app.extensions["chat.warm_up"] = warm_up
     app.register_blueprint(api)
+    app.extensions[PRIVATE_ROOMS] = PrivateRooms(redis)
+    app.register_blueprint(rooms_api)
 
     init_app(app, warm_up.checks, config.trusted_user_header,
              allowed_hosts=config.allowed_hosts, public_url=config.public_url,
