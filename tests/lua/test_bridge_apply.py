@@ -177,3 +177,22 @@ def test_a_batch_reads_and_writes_shared_state_once(redis):
     assert redis.hget(STATE_KEY, "last:0") == b"20" and redis.hget(STATE_KEY, "last:1") == b"3"
     assert sum(calls.values()) <= 8 * 21  # the script call itself included
     assert 0 < redis.ttl(history_key(ROOM)) <= IDLE_TTL_S and 0 < redis.ttl(meta_key("other")) <= IDLE_TTL_S
+
+
+def test_a_room_s_records_of_one_batch_are_published_together_in_order(store, redis):
+    """One PUBLISH per room per batch: its one payload, or a JSON array of its payloads."""
+    redis.hset(STATE_KEY, mapping={"ready:1": 1, "indexed:1": 0})
+    other = Message(room="other", user="bo", text="hi", ts=1_700_000_000_000, id="3")
+    pubsub = redis.pubsub()
+    pubsub.subscribe(ROOM, "other")
+    for _ in range(2):
+        pubsub.get_message(timeout=1)
+    batch = [(0, message(5), True), (1, other, True), (0, message(6), True), (0, tombstone(7, 5), True)]
+    assert store.apply(batch) == [WRITTEN] * 4
+    got = {}
+    while (published := pubsub.get_message(timeout=0.5)) is not None:
+        got.setdefault(published["channel"].decode(), []).append(json.loads(published["data"]))
+    assert [[event["id"] for event in events] for events in got[ROOM]] == [["5", "6", "7"]]
+    assert [event["type"] for event in got[ROOM][0]] == ["message", "message", "delete"]
+    assert got["other"] == [{"data": json.loads(other.to_json()), "type": "message", "id": "3"}]
+    pubsub.close()

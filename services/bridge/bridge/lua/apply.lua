@@ -18,15 +18,26 @@
 -- with floor = last:<partition>; when it gets a record again, that is its floor.
 --
 -- `call` is what one script call shares (new_call ... finish): the state hash, the bounds, each
--- partition's ready, last and indexed (read once, last written back once) and the rooms whose
--- window was written (their TTLs set once). A script call is atomic, so nothing can read between
+-- partition's ready, last and indexed (read once, last written back once), the rooms whose
+-- window was written (their TTLs set once) and each room's live events (one PUBLISH a room). A script call is atomic, so nothing can read between
 -- a record's writes and the call's end: each record is applied as if on its own. Measured on a
 -- batch of 200 records in 1,000 rooms: 17.8 Redis commands per record before, 11 with this.
 
 local OUTSIDE = 3  -- advance's answer for a record to apply outside the window (rec.keep '0')
 
 local function new_call(state, bounds)
-  return {state = state, bounds = bounds, partitions = {}, touched = {}}
+  return {state = state, bounds = bounds, partitions = {}, touched = {}, live = {}, channels = {}}
+end
+
+-- A live event, published at the call's end with the other events of its room.
+local function live(call, rec)
+  local events = call.live[rec.channel]
+  if events == nil then
+    events = {}
+    call.live[rec.channel] = events
+    call.channels[#call.channels + 1] = rec.channel
+  end
+  events[#events + 1] = rec.payload
 end
 
 -- A partition's ready, last (newest offset applied, -1: none) and indexed, read once per call.
@@ -40,9 +51,14 @@ local function partition_of(call, number)
   return part
 end
 
--- The call's end: each partition's last:<partition> written back, each written room's window
--- living idle_ttl from now.
+-- The call's end: one PUBLISH per room, of its one event or a JSON array of its events in
+-- order (a subscriber reads either; stream/hub.py); each partition's last:<partition> written
+-- back; each written room's window living idle_ttl from now.
 local function finish(call)
+  for _, name in ipairs(call.channels) do
+    local events = call.live[name]
+    redis.call('PUBLISH', name, #events == 1 and events[1] or '[' .. table.concat(events, ',') .. ']')
+  end
   for number, part in pairs(call.partitions) do
     if part.moved then redis.call('HSET', call.state, 'last:' .. number, part.moved) end
   end
@@ -142,7 +158,7 @@ local function apply_message(call, room, rec, data, has_cid)
   end
   redis.call('HSET', room.meta, unpack(fields))
   touch(call, room)
-  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  if rec.publish == '1' then live(call, rec) end
   return 1
 end
 
@@ -171,6 +187,6 @@ local function apply_tombstone(call, room, rec, target)
   redis.call('ZADD', room.deletes, tonumber(rec.offset), target)
   local floor = redis.call('HGET', room.meta, 'floor')
   if floor then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
-  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  if rec.publish == '1' then live(call, rec) end
   return 1
 end
