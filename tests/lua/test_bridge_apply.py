@@ -196,3 +196,13 @@ def test_a_room_s_records_of_one_batch_are_published_together_in_order(store, re
     assert [event["type"] for event in got[ROOM][0]] == ["message", "message", "delete"]
     assert got["other"] == [{"data": json.loads(other.to_json()), "type": "message", "id": "3"}]
     pubsub.close()
+
+
+def test_a_warmed_store_applies_its_first_batch_in_one_call(store, redis):
+    """What the bridge does before it reports ready: its first batch is no slower than the next."""
+    redis.script_flush()
+    store.warm()
+    redis.config_resetstat()
+    assert store.apply([(0, message(5), True)]) == [WRITTEN]
+    calls = {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in redis.info("commandstats").items()}
+    assert calls["evalsha"] == 1 and "eval" not in calls and "script|load" not in calls

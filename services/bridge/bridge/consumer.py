@@ -212,6 +212,8 @@ class Bridge:
                 ends = self._kafka.end_offsets([TopicPartition(self.config.kafka_topic, p) for p in older])
                 index.adopt(self.redis, {tp.partition: end for tp, end in ends.items()})
             self.indexer.partitions = frozenset(positions)
+            if stable and not self.history_ready:
+                self.store.warm()  # ready means ready to apply at full speed
             self.history_ready = stable
 
         batches = self._kafka.poll(timeout_ms=self.config.poll_timeout_ms)
