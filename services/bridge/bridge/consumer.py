@@ -113,6 +113,8 @@ class Bridge:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.config.max_poll_records,
+            fetch_min_bytes=self.config.fetch_min_bytes,
+            fetch_max_wait_ms=self.config.fetch_max_wait_ms,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
             # Back within a second of the broker's return (the default backs off to 30 s,
