@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 import redis
 
-from bench import report, scrollback
+from bench import coldstart, report, scrollback
 from bench.kit import hops, loadgen, stats
 from bench.kit.cpu import Monitor, rss_bytes
 from bench.kit.fanout import bridge_publisher
@@ -58,6 +58,10 @@ PROFILES = {
         "ingest": {"concurrency": 64, "rooms": 20, "duration": 15},
         "scrollback": {"noise_records": 1_000_000, "quiet_messages": 2000, "noise_rooms": 10, "readers": 20,
                        "limit": 50, "duration": 30, "live_clients": 200, "live_rooms": 4, "live_rate": 20},
+        "small_rooms": {"clients": 2000, "rooms": 1000, "step_duration": 8, "factor": 1.5, "max_steps": 10,
+                        "refine_steps": 2, "start_rate": 50, "p99_limit_ms": 250, "warm_up_s": 5},
+        "coldstart": {"readers": 1000, "rooms": 10, "rate": 100, "duration": 10, "seconds": 5,
+                      "ready_timeout_s": 180},
     },
     "quick": {
         "warm_up_s": 3,
@@ -69,6 +73,9 @@ PROFILES = {
         "ingest": {"concurrency": 32, "rooms": 4, "duration": 3},
         "scrollback": {"noise_records": 22_000, "quiet_messages": 1100, "noise_rooms": 4, "readers": 10,
                        "limit": 50, "duration": 5, "live_clients": 40, "live_rooms": 2, "live_rate": 10},
+        "small_rooms": {"clients": 200, "rooms": 100, "step_duration": 3, "factor": 2.0, "max_steps": 3,
+                        "start_rate": 25, "p99_limit_ms": 250, "warm_up_s": 2},
+        "coldstart": {"readers": 200, "rooms": 4, "rate": 40, "duration": 6, "seconds": 5, "ready_timeout_s": 180},
     },
     "smoke": {
         "warm_up_s": 1,
@@ -80,9 +87,13 @@ PROFILES = {
         "ingest": {"concurrency": 4, "rooms": 2, "duration": 1.5},
         "scrollback": {"noise_records": 5000, "quiet_messages": 60, "noise_rooms": 2, "readers": 2,
                        "limit": 20, "duration": 2, "live_clients": 4, "live_rooms": 1, "live_rate": 4},
+        "small_rooms": {"clients": 20, "rooms": 10, "step_duration": 1.5, "factor": 2.0, "max_steps": 2,
+                        "start_rate": 20, "p99_limit_ms": 250, "warm_up_s": 1},
+        "coldstart": {"readers": 20, "rooms": 2, "rate": 10, "duration": 3, "seconds": 3, "ready_timeout_s": 120},
     },
 }
-SCENARIOS = ("fanout", "capacity", "idle", "ingest", "scrollback")
+SCENARIOS = ("fanout", "capacity", "idle", "ingest", "scrollback", "small_rooms", "coldstart")
+SMALL_ROOMS_SYSTEMS = ("ours", "centrifugo")  # the whole pipelines compared in many small rooms
 
 
 # -- systems ------------------------------------------------------------------------
@@ -128,6 +139,7 @@ class System:
 def _step_summary(step, monitor_result, stack_groups):
     lat_send = step.pop("latency_send_ms")
     lat_ts = step.pop("latency_ts_ms")
+    step.pop("latency_by_second_ms", None)
     step.pop("_senders", None)
     post_ms = step.pop("post_ms")
     seconds = step["send_seconds"]
@@ -146,17 +158,108 @@ def _step_summary(step, monitor_result, stack_groups):
     return step
 
 
-async def _warm_up(system, readers, sender_base):
+async def _warm_up(system, readers, sender_base, rate=None):
     """One message per room until every reader has it: the pipeline's consumers have
-    their partitions and every subscription is in place before anything is measured."""
+    their partitions and every subscription is in place before anything is measured.
+    ``rate``: messages/s (by default one second for all the rooms)."""
     for attempt in range(5):
-        step = await loadgen.run_step(system.target, readers, rate=len(readers.rooms), duration=1,
+        step = await loadgen.run_step(system.target, readers, rate=rate or len(readers.rooms), duration=1,
                                       sender_base=sender_base + attempt * 1000, drain_timeout=15)
         if step["received"] >= step["expected_deliveries"] and step["expected_deliveries"] > 0 and step["lost"] == 0:
             loadgen.reset_reader_counters(readers)
             return attempt + 1
     loadgen.reset_reader_counters(readers)
     return None
+
+
+async def capacity_search(system, readers, cap, log, base, label="capacity"):
+    """From ``cap["start_rate"]`` up by ``cap["factor"]`` per step until a step fails (p99 from
+    the send over ``cap["p99_limit_ms"]``, anything lost, duplicated, reordered or dropped,
+    fewer than 90% of the offered POSTs acknowledged), a failure tried once more, then
+    refinement steps between the last pass and the stop. Returns the search's figures and the
+    next free sender id."""
+    steps = []
+    stack_groups = list(system.groups)
+
+    async def run_step(rate, index, kind):
+        nonlocal base
+        hops0 = system.hops_before()
+        monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
+        step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
+        step = _step_summary(step, monitor.stop(), stack_groups)
+        step["hops"] = system.hops_after(hops0)
+        base += 100_000
+        loadgen.reset_reader_counters(readers)
+        p99 = step["latency_send"]["p99"] if step["latency_send"] else float("inf")
+        step["passed"] = (step["lost"] == 0 and step["duplicates"] == 0 and step["reordered"] == 0
+                          and step["readers_dropped"] == 0
+                          and p99 <= cap["p99_limit_ms"] and step["post_errors"] == 0
+                          and step["acked_rate"] >= 0.9 * rate)
+        steps.append(step)
+        log(f"[{system.name}] {label} {kind} {index + 1}: offered {rate:.0f} msg/s, acked "
+            f"{step['acked_rate']:.0f}/s, {step['deliveries_per_s']:.0f} deliveries/s, lost {step['lost']}, "
+            f"dup {step['duplicates']}, reord {step['reordered']}, dropped {step['readers_dropped']}, "
+            f"p99 {p99:.1f} ms, stack {step['stack_cores']:.2f} cores, loadgen "
+            f"{step['loadgen_cores']:.2f} -> {'pass' if step['passed'] else 'FAIL'}")
+        return step
+
+    start_rate = cap["start_rate"]
+    rate = start_rate[system.name] if isinstance(start_rate, dict) else start_rate
+    retried = False
+    for index in range(cap["max_steps"] + 1):
+        step = await run_step(rate, index, "step")
+        if not step["passed"]:
+            # One failure may be a pause elsewhere on the machine: the same rate
+            # once more, after a quiet period, before the search stops.
+            if retried or index + 1 >= cap["max_steps"]:
+                break
+            retried = True
+            step["retry_follows"] = True
+            await loadgen.quiesce(readers)
+            loadgen.reset_reader_counters(readers)
+            continue
+        if index + 1 >= cap["max_steps"] + (1 if retried else 0):
+            break
+        rate *= cap["factor"]
+        await asyncio.sleep(0.5)
+    # The ladder's factor is the resolution of what it finds: between the last rate that
+    # passed and the one that stopped it, a few more steps, each halving the gap (on a
+    # log scale), so two systems a step apart are not taken for a factor apart.
+    passed = [s["offered_rate"] for s in steps if s["passed"]]
+    if passed and not steps[-1]["passed"]:
+        low, high = max(passed), steps[-1]["offered_rate"]
+        for index in range(cap.get("refine_steps", 0)):
+            await loadgen.quiesce(readers)
+            loadgen.reset_reader_counters(readers)
+            step = await run_step((low * high) ** 0.5, index, "refinement")
+            step["refinement"] = True
+            if step["passed"]:
+                low = step["offered_rate"]
+            else:
+                high = step["offered_rate"]
+    passing = [s for s in steps if s["passed"]]
+    best = max(passing, key=lambda s: s["deliveries_per_s"]) if passing else None
+    failed = report.stopping_step(steps)
+    return {
+        "params": dict(cap),
+        "steps": steps,
+        "capacity_deliveries_per_s": best["deliveries_per_s"] if best else 0.0,
+        "capacity_messages_per_s": best["acked_rate"] if best else 0.0,
+        "capacity_step": steps.index(best) if best else None,
+        "deliveries_per_core_at_capacity": best["deliveries_per_core"] if best else None,
+        "stack_cores_at_capacity": best["stack_cores"] if best else None,
+        "first_failure": {
+            "offered_rate": failed["offered_rate"], "lost": failed["lost"],
+            # None: nothing arrived
+            "p99_ms": failed["latency_send"]["p99"] if failed["latency_send"] else None,
+            "acked_rate": failed["acked_rate"], "post_errors": failed["post_errors"],
+        } if failed else None,
+        "retried_steps": sum(1 for s in steps if s.get("retry_follows")),
+        # Summed over every step: what the search lost, duplicated or reordered anywhere.
+        "lost": sum(s["lost"] for s in steps),
+        "duplicates": sum(s["duplicates"] for s in steps),
+        "reordered": sum(s["reordered"] for s in steps),
+    }, base
 
 
 async def delivery_scenarios(system, params, wanted, log):
@@ -177,82 +280,8 @@ async def delivery_scenarios(system, params, wanted, log):
     base = 2_000_000
     try:
         if "capacity" in wanted:
-            steps = []
-
-            async def run_step(rate, index, label):
-                nonlocal base
-                hops0 = system.hops_before()
-                monitor = Monitor(system.groups, loadgen_pid=loadgen.pid()).start()
-                step = await loadgen.run_step(system.target, readers, rate, cap["step_duration"], base)
-                step = _step_summary(step, monitor.stop(), stack_groups)
-                step["hops"] = system.hops_after(hops0)
-                base += 100_000
-                loadgen.reset_reader_counters(readers)
-                p99 = step["latency_send"]["p99"] if step["latency_send"] else float("inf")
-                step["passed"] = (step["lost"] == 0 and step["duplicates"] == 0 and step["reordered"] == 0
-                                  and step["readers_dropped"] == 0
-                                  and p99 <= cap["p99_limit_ms"] and step["post_errors"] == 0
-                                  and step["acked_rate"] >= 0.9 * rate)
-                steps.append(step)
-                log(f"[{system.name}] capacity {label} {index + 1}: offered {rate:.0f} msg/s, acked "
-                    f"{step['acked_rate']:.0f}/s, {step['deliveries_per_s']:.0f} deliveries/s, lost {step['lost']}, "
-                    f"dup {step['duplicates']}, reord {step['reordered']}, dropped {step['readers_dropped']}, "
-                    f"p99 {p99:.1f} ms, stack {step['stack_cores']:.2f} cores, loadgen "
-                    f"{step['loadgen_cores']:.2f} -> {'pass' if step['passed'] else 'FAIL'}")
-                return step
-
-            rate = cap["start_rate"][system.name]
-            retried = False
-            for index in range(cap["max_steps"] + 1):
-                step = await run_step(rate, index, "step")
-                if not step["passed"]:
-                    # One failure may be a pause elsewhere on the machine: the same rate
-                    # once more, after a quiet period, before the search stops.
-                    if retried or index + 1 >= cap["max_steps"]:
-                        break
-                    retried = True
-                    step["retry_follows"] = True
-                    await loadgen.quiesce(readers)
-                    loadgen.reset_reader_counters(readers)
-                    continue
-                if index + 1 >= cap["max_steps"] + (1 if retried else 0):
-                    break
-                rate *= cap["factor"]
-                await asyncio.sleep(0.5)
-            # The ladder's factor is the resolution of what it finds: between the last rate that
-            # passed and the one that stopped it, a few more steps, each halving the gap (on a
-            # log scale), so two systems a step apart are not taken for a factor apart.
-            passed = [s["offered_rate"] for s in steps if s["passed"]]
-            if passed and not steps[-1]["passed"]:
-                low, high = max(passed), steps[-1]["offered_rate"]
-                for index in range(cap.get("refine_steps", 0)):
-                    await loadgen.quiesce(readers)
-                    loadgen.reset_reader_counters(readers)
-                    step = await run_step((low * high) ** 0.5, index, "refinement")
-                    step["refinement"] = True
-                    if step["passed"]:
-                        low = step["offered_rate"]
-                    else:
-                        high = step["offered_rate"]
-            passing = [s for s in steps if s["passed"]]
-            best = max(passing, key=lambda s: s["deliveries_per_s"]) if passing else None
-            failed = report.stopping_step(steps)
-            out["capacity"] = {
-                "params": {**cap, "clients": clients, "rooms": rooms_n},
-                "steps": steps,
-                "capacity_deliveries_per_s": best["deliveries_per_s"] if best else 0.0,
-                "capacity_messages_per_s": best["acked_rate"] if best else 0.0,
-                "capacity_step": steps.index(best) if best else None,
-                "deliveries_per_core_at_capacity": best["deliveries_per_core"] if best else None,
-                "stack_cores_at_capacity": best["stack_cores"] if best else None,
-                "first_failure": {
-                    "offered_rate": failed["offered_rate"], "lost": failed["lost"],
-                    # None: nothing arrived
-                    "p99_ms": failed["latency_send"]["p99"] if failed["latency_send"] else None,
-                    "acked_rate": failed["acked_rate"], "post_errors": failed["post_errors"],
-                } if failed else None,
-                "retried_steps": sum(1 for s in steps if s.get("retry_follows")),
-            }
+            out["capacity"], base = await capacity_search(system, readers, cap, log, base)
+            out["capacity"]["params"].update(clients=clients, rooms=rooms_n)
         if "fanout" in wanted:
             waited = await loadgen.quiesce(readers)
             loadgen.reset_reader_counters(readers)
@@ -274,6 +303,29 @@ async def delivery_scenarios(system, params, wanted, log):
     finally:
         await readers.close()
     return out
+
+
+async def small_rooms_scenario(system, params, log):
+    """Many small rooms (direct messages and small groups): the capacity search over
+    ``clients`` readers in ``rooms`` rooms (two per room in the full profile). A message
+    reaches two readers, so what it costs before the fan-out is nearly all it costs."""
+    sr = params["small_rooms"]
+    rooms = system.rooms(sr["rooms"], "m")
+    readers = loadgen.Readers(system.target, rooms, sr["clients"])
+    log(f"[{system.name}] small rooms: opening {sr['clients']} SSE connections over {sr['rooms']} rooms")
+    open_s = await readers.open(subscribed=system.subscribed_counter(rooms))
+    log(f"[{system.name}] opened in {open_s:.1f} s ({readers.failed} failed)")
+    try:
+        # A message per room, at the search's lowest rate spread over a few seconds at most.
+        warm = await _warm_up(system, readers, 1_000_000, rate=max(len(rooms) / sr["warm_up_s"], 1))
+        log(f"[{system.name}] warm-up: {'ok after ' + str(warm) if warm else 'FAILED'}")
+        result, _ = await capacity_search(system, readers, sr, log, 2_000_000, label="small rooms")
+    finally:
+        await readers.close()
+    log(f"[{system.name}] small rooms: capacity {result['capacity_deliveries_per_s']:.0f} deliveries/s "
+        f"({result['capacity_messages_per_s']:.0f} msg/s); lost {result['lost']}, dup {result['duplicates']}, "
+        f"reordered {result['reordered']} over every step")
+    return {**result, "open_seconds": open_s, "readers_failed": readers.failed, "warm_up_tries": warm}
 
 
 async def idle_scenario(system, params, log):
@@ -496,6 +548,12 @@ async def run_all(profile_name, params, only, wanted, log):
             if "scrollback" in wanted and system.name == "ours":  # the seed has no history
                 result["results"][system.name]["scrollback"] = await scrollback.scrollback_scenario(
                     system, params, log, ours.settings.kafka_bootstrap, "chat.messages", ours.settings.partitions)
+            if "small_rooms" in wanted and system.name in SMALL_ROOMS_SYSTEMS:
+                result["results"][system.name]["small_rooms"] = await small_rooms_scenario(system, params, log)
+        # Cold start last: it replaces the services' processes, whose pids the others monitor.
+        if "coldstart" in wanted and "ours" in only:
+            result["results"]["ours"]["coldstart"] = await coldstart.coldstart_scenario(
+                ours, loadgen.Target("ours", ours.settings.gateway_url, "ours"), params, log, f"k{tag}")
         result["stack_logs"] = str(run_dir)
     finally:
         loadgen.stop()

@@ -385,6 +385,52 @@ def stream() -> list[PanelBuilder]:
     ]
 
 
+def kafka() -> list[PanelBuilder]:
+    """The broker's own metrics (the JMX exporter's agent: helm/kafka/files/metrics.yaml)."""
+    p99 = series("kafka_network_requestmetrics_totaltimems", "kafka", 'quantile="0.99"')
+    max_by_request = f"max by (request) ({p99})"
+    return [
+        timeseries(
+            "Records into the broker",
+            "Records appended by the brokers per second, every topic: the messages, tombstones and the "
+            "consumer group's offset commits.",
+            "cps", [target(summed(rate("kafka_server_brokertopicmetrics_messagesinpersec_total", "kafka")),
+                           "records in")]),
+        timeseries(
+            "Bytes in and out of the broker",
+            "Bytes the brokers take in (produce and replication) and send out (consumer fetches and "
+            "replication) per second.",
+            "Bps", [
+                target(summed(rate("kafka_server_brokertopicmetrics_bytesinpersec_total", "kafka")), "in"),
+                target(summed(rate("kafka_server_brokertopicmetrics_bytesoutpersec_total", "kafka")), "out"),
+            ]),
+        timeseries(
+            "Partitions at risk",
+            "Under-replicated (followers behind), under min.insync.replicas (acks=all produces fail) and "
+            "offline (no leader) partitions: 0 when healthy. Alerts: ChatKafkaUnderReplicatedPartitions, "
+            "ChatKafkaUnderMinIsr, ChatKafkaOfflinePartitions.",
+            "short", [
+                target(summed(series("kafka_server_replicamanager_underreplicatedpartitions", "kafka")),
+                       "under-replicated"),
+                target(summed(series("kafka_server_replicamanager_underminisrpartitioncount", "kafka")),
+                       "under min ISR"),
+                target(f"max({series('kafka_controller_kafkacontroller_offlinepartitionscount', 'kafka')})",
+                       "offline"),
+            ], limit=1),
+        timeseries(
+            "Request time in the broker p99",
+            "Time a request spends in the broker, from arrival to the answer sent, 99th percentile over the "
+            "broker's recent window: Produce (ingest's acks=all wait), FetchConsumer (the bridge), Fetch "
+            "(followers).",
+            "ms", [target(max_by_request, "{{request}}")]),
+        timeseries(
+            "Log size on disk by topic",
+            "Bytes the partitions' logs take on the brokers' data volumes, by topic (replicas included). The "
+            "data volume's own fill level: KubePersistentVolumeFillingUp.",
+            "bytes", [target(summed(series("kafka_log_size_bytes", "kafka"), by="topic"), "{{topic}}")]),
+    ]
+
+
 # -- the dashboard ----------------------------------------------------------------------------
 
 
@@ -393,6 +439,7 @@ ROWS: tuple[tuple[str, Callable[[], list[PanelBuilder]]], ...] = (
     ("Ingest: POST → Kafka acknowledgement (acks=all)", ingest),
     ("Bridge: Kafka → Redis history + pub/sub", bridge),
     ("Stream: Redis pub/sub → SSE clients", stream),
+    ("Kafka: the brokers", kafka),
 )
 
 

@@ -111,7 +111,9 @@ class StackFiles:
         if not s.external_kafka:
             programs.append(Program(
                 "kafka",
-                shlex.join(kafka_node_command(s.kafka_home, self.run_dir / "kafka")),
+                shlex.join(kafka_node_command(
+                    s.kafka_home, self.run_dir / "kafka",
+                    metrics=f"{s.host}:{s.kafka_metrics_port}" if s.kafka_metrics_port else None)),
                 exitcodes="0,143",  # the JVM's status after a clean shutdown on SIGTERM
             ))
         for name in SERVICES:
@@ -158,6 +160,7 @@ class StackFiles:
         self._render("nginx.conf", self.run_dir / "nginx" / "nginx.conf",
                      stream_connections_cap=f"limit_conn streams_per_ip {cap};" if cap else "",
                      api_connections_cap=f"limit_conn api_per_ip {api_cap};" if api_cap else "",
+                     body_deadline_s=str(s.body_deadline_s),
                      clear_trusted_user_header=f'proxy_set_header {trusted} "";' if trusted else "",
                      ingest_servers=servers["ingest"], stream_servers=servers["stream"])
 

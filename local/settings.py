@@ -46,6 +46,8 @@ class Settings:
     bridge_port: int = 8003
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # The broker's metrics for Prometheus (the JMX exporter's agent); 0: none (KAFKA_METRICS_PORT: 9404).
+    kafka_metrics_port: int = 0
     redis_port: int = 6379
     # As the chart's Redis (helm/redis/values.yaml); full, it refuses writes (noeviction).
     redis_maxmemory: str = "256mb"
@@ -54,6 +56,7 @@ class Settings:
     partitions: int = 6
     stream_connections_per_ip: int = 100  # the gateway's cap on open streams per client address; 0: none
     api_connections_per_ip: int = 20  # the gateway's cap on /api/ requests in progress per client address; 0: none
+    body_deadline_s: int = 10  # the gateway's deadline for a whole /api/ request, headers and body, from its first byte
     replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 1))  # instances per service
     # service -> a port per instance (else port + 10 * (n - 1))
     instance_ports: dict[str, list[int]] = field(default_factory=dict)
@@ -70,12 +73,14 @@ class Settings:
             bridge_port=int(env_or("BRIDGE_PORT", 8003)),
             kafka_port=int(env_or("KAFKA_PORT", 9092)),
             kafka_controller_port=int(env_or("KAFKA_CONTROLLER_PORT", 9093)),
+            kafka_metrics_port=int(env_or("KAFKA_METRICS_PORT", 9404)),
             redis_port=int(env_or("REDIS_PORT", 6379)),
             redis_maxmemory=env_or("STACK_REDIS_MAXMEMORY", "256mb"),
             run_dir=Path(env_or("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(env_or("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(env_or("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
             api_connections_per_ip=int(env_or("GATEWAY_API_CONNECTIONS_PER_IP", 20)),
+            body_deadline_s=int(env_or("GATEWAY_BODY_DEADLINE_S", 10)),
             replicas=parse_replicas(os.environ.get("STACK_REPLICAS")),
             external_kafka=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_redis=os.environ.get("REDIS_URL") or None,

@@ -77,6 +77,10 @@ class Stack:
     def create_topic(self, timeout: float) -> None:
         create_topic(self.settings.kafka_bootstrap, env_or("KAFKA_TOPIC", "chat.messages"), self.settings.partitions,
                      timeout, self.supervisor.check_alive)
+        # Private rooms and their members: the latest record per key is the state (compacted),
+        # one partition so that all of it has one order.
+        create_topic(self.settings.kafka_bootstrap, env_or("KAFKA_ROOMS_TOPIC", "chat.rooms"), 1,
+                     timeout, self.supervisor.check_alive, {"cleanup.policy": "compact"})
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -24,6 +24,8 @@ apt_missing=()
 need_cmd() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ] || apt_missing+=("$3"); }
 need_cmd redis-server /usr/bin/redis-server redis-server
 need_cmd nginx /usr/sbin/nginx nginx-light
+# The gateway's whole-body deadline on /api/ (local/templates/body-deadline.lua).
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || apt_missing+=(libnginx-mod-http-lua)
 need_cmd java /usr/bin/java openjdk-17-jre-headless
 need_cmd mvn /usr/bin/mvn maven
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_missing+=(python3-venv)
@@ -70,6 +72,17 @@ if [ ! -f "$kafka_dir/.installed" ]; then
   touch "$kafka_dir/.installed"
 fi
 cache_link "$kafka_dir" kafka
+
+# The broker's metrics for Prometheus: the JMX exporter's Java agent (helm/kafka/files/metrics.yaml).
+agent_dir=$CHATROOM_CACHE/kafka-metrics-agent-$(sha256sum scripts/kafka/metrics-agent.pom.xml | cut -c1-12)
+if [ ! -f "$agent_dir/.installed" ]; then
+  step "Prometheus JMX exporter agent (Maven Central) into $agent_dir"
+  rm -rf "$agent_dir"; mkdir -p "$agent_dir"
+  mvn -B -q -f scripts/kafka/metrics-agent.pom.xml -Dmaven.repo.local="$CHATROOM_CACHE/m2" \
+    dependency:copy-dependencies -DexcludeTransitive=true -Dmdep.stripVersion=true -DoutputDirectory="$agent_dir"
+  touch "$agent_dir/.installed"
+fi
+cache_link "$agent_dir" kafka-metrics-agent
 
 if [ "$want" = test ]; then
   for tool in scripts/install-*.sh; do [ -x "$tool" ] && "$tool"; done

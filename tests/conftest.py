@@ -47,6 +47,7 @@ def scaled_stack(tmp_path_factory):
         gateway_port=free_port(),
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
+        kafka_metrics_port=free_port(),  # the observability suite scrapes the broker too
         redis_port=free_port(),
         run_dir=run_dir,
         partitions=6,

@@ -32,9 +32,11 @@ TEST_SERVICE_ENV = {
     "RATE_LIMIT_IP_TYPING": "100000",
     "RATE_LIMIT_IP_DELETES": "100000",
     "RATE_LIMIT_IP_ROOMS": "100000",  # every test makes its own rooms
+    "PRIVATE_ROOM_MAX_MEMBERS": "3",  # test_private_rooms.py fills a room
     "RATE_LIMIT_IP_DAY": "100000000",
     "RATE_LIMIT_IP_BYTES_DAY": "100000000000",
     "STREAM_OPENS_PER_IP": "100000",  # the same; test_stream_churn.py runs its own stream with the limit
+    "STREAM_CONNECTIONS_PER_IP": "0",  # the same; test_stream_churn.py runs its own stream with the cap
     "STREAM_HEARTBEAT_S": "2",
     "STREAM_PRESENCE_TTL_S": "6",  # presence must be refreshed several times within a test
     "STREAM_WORKERS": "2",

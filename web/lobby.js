@@ -1,7 +1,8 @@
 // The lobby: pick a name and a room, your recent rooms, and the directory of rooms now.
 
 import { $, NAME_KEY, ROOMS_KEY, ROOM_PATTERN, requestFocus, store } from "./page.js";
-import { nameProblem } from "./send.js";
+import { createPrivateRoom } from "./room-private.js";
+import { nameProblem, startSession } from "./send.js";
 
 /** A typed room name made valid: "Book Club!" -> "book-club". */
 const toRoomName = (text) =>
@@ -30,9 +31,24 @@ export function showLobby(problem = "", typed = "") {
 
   showDirectory();
 
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const name = form.elements.name.value.trim();
+    if (form.elements.private.checked) {
+      // A private room's name is made for it (and cannot be guessed).
+      $("#lobby-error").textContent = nameProblem(name);
+      if (nameProblem(name)) return form.elements.name.focus();
+      store.set(NAME_KEY, name);
+      await startSession();
+      try {
+        const made = await createPrivateRoom();
+        requestFocus();
+        location.assign(`/r/${made}`);
+      } catch (error) {
+        $("#lobby-error").textContent = error.message;
+      }
+      return;
+    }
     const room = toRoomName(form.elements.room.value);
     const problem = nameProblem(name) || (room ? "" : "Please enter a room name (letters, digits, “-” or “_”).");
     $("#lobby-error").textContent = problem;

@@ -6,6 +6,7 @@ import { $, NAME_KEY, ROOMS_KEY, announce, store, takeFocusRequest } from "./pag
 import { Alerts } from "./room-alerts.js";
 import { Composer } from "./room-composer.js";
 import { OlderMessages } from "./room-history.js";
+import { PrivateRoom, isPrivate } from "./room-private.js";
 import { TypingIndicator } from "./room-typing.js";
 import { startSession } from "./send.js";
 import { Timeline, mentions, nameElement } from "./timeline.js";
@@ -54,8 +55,10 @@ export class RoomPage {
     this.alerts = new Alerts(room);
 
     // The session cookie first: while connected, it holds this page's name in the room.
-    startSession().then(() => {
-      if (!this.stream) this.connect(null);
+    // A private room: join with the address's invite first; a non-member never connects.
+    const privateRoom = isPrivate(room) ? new PrivateRoom(room) : null;
+    startSession().then(() => (privateRoom ? privateRoom.enter() : true)).then((allowed) => {
+      if (allowed && !this.stream) this.connect(null);
     });
     if (this.name) {
       this.composer.showComposer();

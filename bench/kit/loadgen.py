@@ -175,13 +175,17 @@ class Readers:
 
 
 async def run_step(target: Target, readers: Readers, rate: float, duration: float, sender_base: int,
-                   per_sender_rate: float = 2.5, drain_timeout: float = 30.0, stall_s: float = 3.0) -> Step:
+                   per_sender_rate: float = 2.5, drain_timeout: float = 30.0, stall_s: float = 3.0,
+                   by_second: bool = False) -> Step:
     """Post ``rate`` messages/s for ``duration`` s over the readers' rooms and wait until
     every reader has received what was acknowledged, or ``drain_timeout`` passes, or
-    nothing arrived for ``stall_s``. What has not arrived by then counts as lost."""
+    nothing arrived for ``stall_s``. What has not arrived by then counts as lost.
+    ``by_second``: also ``latency_by_second_ms``, the send latencies grouped by the second of
+    the step (from its first send) in which each message was sent."""
     assert target == readers.target, "a step posts to the system its readers read"
     step: Step = await _call("step", set=readers.id, rate=rate, duration=duration, sender_base=sender_base,
-                             per_sender_rate=per_sender_rate, drain_timeout=drain_timeout, stall_s=stall_s)
+                             per_sender_rate=per_sender_rate, drain_timeout=drain_timeout, stall_s=stall_s,
+                             by_second=by_second)
     return step
 
 

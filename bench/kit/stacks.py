@@ -74,7 +74,7 @@ def bench_service_env() -> dict[str, str]:
     return {name: unlimited for name in (
         "RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_IP_BYTES", "RATE_LIMIT_IP_TYPING", "RATE_LIMIT_IP_DELETES",
         "RATE_LIMIT_IP_ROOMS", "RATE_LIMIT_IP_DAY", "RATE_LIMIT_IP_BYTES_DAY", "STREAM_OPENS_PER_IP",
-        "STREAM_SCROLLBACK_CLIENT_RECORDS")}
+        "STREAM_CONNECTIONS_PER_IP", "STREAM_SCROLLBACK_CLIENT_RECORDS")}
 
 
 class OursStack(Stack):

@@ -49,6 +49,7 @@ type Reader struct {
 	epoch      int64   // the step the latencies below belong to
 	latSendUs  []int32 // receive time - send time
 	latTsUs    []int32 // receive time - ts, for events that carry one
+	latSentS   []int16 // for a step by second: the second of the step each latSendUs was sent in
 }
 
 // ReaderSet is a set of readers spread round-robin over rooms, kept open across steps.
@@ -60,6 +61,7 @@ type ReaderSet struct {
 	cancel   context.CancelFunc
 	epoch    atomic.Int64 // bumped by each step (and quiesce): a new collector
 	received atomic.Int64 // events received since the last bump
+	originUs atomic.Int64 // a step by second: its start (epoch µs); 0 otherwise
 	wg       sync.WaitGroup
 }
 
@@ -275,12 +277,14 @@ func (r *Reader) scan(nowUs int64) {
 // consume checks every event in data (complete events only), received at nowUs.
 func (r *Reader) consume(data []byte, nowUs int64) {
 	epoch := r.set.epoch.Load()
+	originUs := r.set.originUs.Load()
 	count := 0
 	r.mu.Lock()
 	if r.epoch != epoch {
 		r.epoch = epoch
 		r.latSendUs = r.latSendUs[:0]
 		r.latTsUs = r.latTsUs[:0]
+		r.latSentS = r.latSentS[:0]
 	}
 	for {
 		ev, rest, ok := nextEvent(data)
@@ -290,6 +294,9 @@ func (r *Reader) consume(data []byte, nowUs int64) {
 		data = rest
 		count++
 		r.latSendUs = append(r.latSendUs, int32(nowUs-ev.sentUs))
+		if originUs != 0 {
+			r.latSentS = append(r.latSentS, int16((ev.sentUs-originUs)/1_000_000))
+		}
 		if ev.ts >= 0 {
 			r.latTsUs = append(r.latTsUs, int32(nowUs-ev.ts*1000))
 		}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,13 +17,20 @@ import (
 
 // RedisBridge publishes as the project's bridge does, for the fan-out stage on its own: the
 // bridge's Lua script (history, de-duplication and the live publish in one call; the harness
-// passes its text), a room's messages numbered in the order Redis applies them.
+// passes its text, the room's keys and the bridge's bounds: bench/kit/fanout.py), a room's
+// messages numbered in the order Redis applies them.
 type RedisBridge struct {
-	Addr         string `json:"addr"`
-	Script       string `json:"script"`
-	HistoryMax   int    `json:"history_max"`
-	ClientIDTTLS int    `json:"client_id_ttl_s"`
-	Partitions   int    `json:"partitions"`
+	Addr            string `json:"addr"`
+	Script          string `json:"script"`
+	HistoryMax      int    `json:"history_max"`
+	HistoryMaxBytes int    `json:"history_max_bytes"`
+	ClientIDTTLS    int    `json:"client_id_ttl_s"`
+	RoomIdleTTLS    int    `json:"room_idle_ttl_s"`
+	Partitions      int    `json:"partitions"`
+	// The script's room keys (history, meta, client_id "-", offsets, deletes, deleted), each
+	// with RoomMark where the room's name goes: the names chat_common.messages gives them.
+	RoomKeys []string `json:"room_keys"`
+	RoomMark string   `json:"room_mark"`
 }
 
 // roomOffsets: one connection and one id counter per room, kept across steps (a room's ids
@@ -105,13 +111,16 @@ func (p *redisPublisher) Publish(ctx context.Context, room, user, text string) b
 	id := strconv.FormatInt(r.next, 10)
 	data := messageJSON(id, room, user, text, time.Now().UnixMilli())
 	live := `{"data":` + data + `,"type":"message","id":"` + id + `"}`
-	prefix := "chat:room:" + room
-	entry := make([]byte, 8) // the offset as an entry of the room's offset index (big-endian, 8 bytes)
-	binary.BigEndian.PutUint64(entry, uint64(r.next))
-	args := []string{p.sha, "5", prefix + ":history", prefix + ":meta", fanoutState, prefix + ":cid:-",
-		prefix + ":offsets",
+	keys := make([]string, len(p.cfg.RoomKeys))
+	for i, k := range p.cfg.RoomKeys {
+		keys[i] = strings.ReplaceAll(k, p.cfg.RoomMark, room)
+	}
+	// bridge/lua/message.lua: KEYS history, meta, state, client_id key, offsets, deletes, deleted;
+	// ARGV as the bridge's batch passes them for a message without a client_id, with its bounds.
+	args := []string{p.sha, "7", keys[0], keys[1], fanoutState, keys[2], keys[3], keys[4], keys[5],
 		id, data, live, room, strconv.Itoa(p.cfg.HistoryMax), strconv.Itoa(roomPartition(room, p.cfg.Partitions)),
-		"1", "0", strconv.Itoa(p.cfg.ClientIDTTLS), string(entry)}
+		"1", "0", strconv.Itoa(p.cfg.ClientIDTTLS), "", strconv.Itoa(p.cfg.HistoryMaxBytes),
+		strconv.Itoa(p.cfg.RoomIdleTTLS)}
 	_ = r.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	res, err := r.call("EVALSHA", args...)
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {

@@ -267,6 +267,8 @@ type stepArgs struct {
 	PerSenderRate float64 `json:"per_sender_rate"`
 	DrainTimeout  float64 `json:"drain_timeout"`
 	StallS        float64 `json:"stall_s"`
+	// BySecond: also the send latencies grouped by the second of the step they were sent in.
+	BySecond bool `json:"by_second"`
 }
 
 // step posts “rate“ messages/s for “duration“ s over the set's rooms and waits until every
@@ -302,6 +304,13 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 		senders[i] = snd
 		byRoom[snd.room] = append(byRoom[snd.room], snd)
 	}
+	wallStart := time.Now()
+	startAt := wallStart.Add(200 * time.Millisecond)
+	if a.BySecond {
+		set.originUs.Store(startAt.UnixMicro())
+	} else {
+		set.originUs.Store(0)
+	}
 	set.newStep()
 	var live []*Reader
 	for _, r := range set.readers {
@@ -310,8 +319,6 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 		}
 	}
 	polled := s.poller.snapshot()
-	wallStart := time.Now()
-	startAt := wallStart.Add(200 * time.Millisecond)
 	var wg sync.WaitGroup
 	for i, snd := range senders {
 		wg.Add(1)
@@ -347,6 +354,7 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 	epoch := set.epoch.Load()
 	lost, dups, reord, dropped := 0, 0, 0, 0
 	latSend, latTs := []float64{}, []float64{}
+	bySecond := [][]float64{}
 	for _, r := range live {
 		lost += r.lost(byRoom[r.room])
 		r.mu.Lock()
@@ -362,6 +370,16 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 			for _, v := range r.latTsUs {
 				latTs = append(latTs, float64(v)/1000)
 			}
+			if a.BySecond && len(r.latSentS) == len(r.latSendUs) {
+				for i, sec := range r.latSentS {
+					for int(sec) >= len(bySecond) && sec >= 0 {
+						bySecond = append(bySecond, []float64{})
+					}
+					if sec >= 0 {
+						bySecond[sec] = append(bySecond[sec], float64(r.latSendUs[i])/1000)
+					}
+				}
+			}
 		}
 		r.mu.Unlock()
 	}
@@ -374,26 +392,27 @@ func (s *state) step(set *ReaderSet, a stepArgs) (any, error) {
 		postMs = append(postMs, snd.postMs...)
 	}
 	return map[string]any{
-		"offered_rate":        a.Rate,
-		"senders":             n,
-		"duration_s":          a.Duration,
-		"send_seconds":        sendSeconds,
-		"deliver_seconds":     deliverSeconds,
-		"sent":                sent,
-		"acked":               acked,
-		"post_errors":         errors,
-		"post_ms":             postMs,
-		"expected_deliveries": expected,
-		"received":            set.received.Load(),
-		"lost":                lost,
-		"duplicates":          dups,
-		"reordered":           reord,
-		"readers":             len(live),
-		"readers_failed":      len(set.readers) - len(live),
-		"readers_dropped":     dropped,
-		"drain_seconds":       deliverSeconds - sendSeconds,
-		"latency_send_ms":     latSend,
-		"latency_ts_ms":       latTs,
+		"offered_rate":         a.Rate,
+		"senders":              n,
+		"duration_s":           a.Duration,
+		"send_seconds":         sendSeconds,
+		"deliver_seconds":      deliverSeconds,
+		"sent":                 sent,
+		"acked":                acked,
+		"post_errors":          errors,
+		"post_ms":              postMs,
+		"expected_deliveries":  expected,
+		"received":             set.received.Load(),
+		"lost":                 lost,
+		"duplicates":           dups,
+		"reordered":            reord,
+		"readers":              len(live),
+		"readers_failed":       len(set.readers) - len(live),
+		"readers_dropped":      dropped,
+		"drain_seconds":        deliverSeconds - sendSeconds,
+		"latency_send_ms":      latSend,
+		"latency_ts_ms":        latTs,
+		"latency_by_second_ms": bySecond, // empty unless asked for (by_second)
 		// How the readers read (every reader of the process): wake-ups that found data,
 		// socket reads, and reads stamped with the kernel's receive time.
 		"poll_batches":  polledAfter.batches - polled.batches,

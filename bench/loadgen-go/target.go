@@ -73,8 +73,8 @@ func (t *Target) publisher(client *http.Client, rooms *roomOffsets) (Publisher, 
 					"room": room, "user": user, "text": text, "ts": time.Now().UnixMilli()}}
 			}}, nil
 	case "ours-redis":
-		if t.Redis == nil {
-			return nil, fmt.Errorf("target %s: kind ours-redis needs redis", t.Name)
+		if t.Redis == nil || len(t.Redis.RoomKeys) != 6 || t.Redis.RoomMark == "" {
+			return nil, fmt.Errorf("target %s: kind ours-redis needs redis, with 6 room keys and their mark", t.Name)
 		}
 		return &redisPublisher{cfg: t.Redis, rooms: rooms}, nil
 	}

@@ -36,6 +36,7 @@ import psutil
 import redis
 
 from bench.kit import cpu, stacks
+from chat_common.messages import Message, channel, live_payload
 
 
 def readers_main(port: int, rooms: list[str], readers: int, ready: Event, stop: Event, counts: list[int],
@@ -47,7 +48,7 @@ def readers_main(port: int, rooms: list[str], readers: int, ready: Event, stop: 
     for i in range(readers):
         sock = socket.create_connection(("127.0.0.1", port))
         room = rooms[i % len(rooms)]
-        sock.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET /stream/rooms/{room}?history=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         sock.setblocking(False)
         socks[sock.fileno()] = sock
         tails[sock.fileno()], seen[sock.fileno()] = b"", 0
@@ -135,9 +136,8 @@ def measure(args: argparse.Namespace, r: redis.Redis, master: int, port: int) ->
     while time.monotonic() - started < args.seconds:
         room = rooms[sent % len(rooms)]
         next_id += 1
-        data = json.dumps({"id": str(next_id), "room": room, "user": "bench", "text": text,
-                           "ts": int(time.time() * 1000)}, separators=(",", ":"))
-        r.publish(room, f'{{"data":{data},"type":"message","id":"{next_id:d}"}}')
+        data = Message(room=room, user="bench", text=text, ts=int(time.time() * 1000), id=str(next_id)).to_json()
+        r.publish(channel(room), live_payload(data, "message", str(next_id)))
         sent += 1
         delay = started + sent * interval - time.monotonic()
         if delay > 0 and sent % args.burst == 0:

@@ -28,6 +28,7 @@ logconfig_dict = gunicorn_logconfig("bridge", log_level(), access_log=env_str("A
 
 def post_worker_init(worker: Worker) -> None:
     worker.wsgi.extensions["chat.bridge"].start()
+    worker.wsgi.extensions["chat.rooms"].start()  # private rooms: bridge/rooms.py
     settle_heap()
 
 

@@ -13,10 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import redis
 
-from bench import report, run, scrollback
+from bench import coldstart, report, run, scrollback
 from bench.kit import loadgen
 from bench.kit.fanout import bridge_publisher
 from bench.kit.stacks import CentrifugoStack, SeedStack, wait_history_ready
+from chat_common.messages import history_key, meta_key
 
 
 def _frame_ours(sender, seq):
@@ -268,6 +269,12 @@ def test_the_peer_and_the_fanout_stages_deliver_through_the_harness(stack, centr
         _check_delivery(name, res, params)
         # Every event carries a ts: ingest's for Centrifugo's pipeline, the sender's otherwise.
         assert res["fanout"]["latency_ts"]["count"] == res["fanout"]["received"], name
+    # The fan-out stage's rooms are bounded and expire as the bridge's: bytes counted, idle TTL set.
+    rooms = {key.decode().split(":")[2] for key in r.scan_iter("chat:room:benchsmoke-r*:history")}
+    assert rooms
+    for room in rooms:
+        assert 0 < r.ttl(history_key(room)) <= 21_600, room
+        assert int(r.hget(meta_key(room), "bytes")) > 0, room
 
     result = {"timestamp": "peer", "profile": "smoke", "params": params, "machine": run.machine_description(),
               "results": results, "elapsed_s": 1.0}
@@ -275,3 +282,76 @@ def test_the_peer_and_the_fanout_stages_deliver_through_the_harness(stack, centr
     summary = (tmp_path / "peer.md").read_text()
     assert "## Against Centrifugo" in summary
     assert "fan-out stage (publish -> every reader): capacity" in summary
+
+
+def test_many_small_rooms_search_both_pipelines(stack, centrifugo, tmp_path):
+    """Many rooms of two readers, ours and Centrifugo's whole pipelines: every step of the
+    search delivers each acknowledged message to both readers of its room, once, in order,
+    and the summary compares the two."""
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    params = copy.deepcopy(run.PROFILES["smoke"])
+    sr = params["small_rooms"]
+    systems = [
+        run.System("ours", loadgen.Target("ours", stack.settings.gateway_url, "ours"),
+                   {name: stack.pid(name) for name in ("nginx", "ingest", "bridge", "stream")},
+                   [stack.pid("stream")], r, "benchsmall-o", stack.settings.service_url("stream")),
+        run.System("centrifugo", loadgen.Target("centrifugo", centrifugo.gateway_url, "centrifugo-kafka"),
+                   centrifugo.groups(), centrifugo.stream_pids(), r, "benchsmall-c", centrifugo.api_url),
+    ]
+
+    async def scenarios():
+        return {system.name: {"small_rooms": await run.small_rooms_scenario(system, params, print)}
+                for system in systems}
+
+    try:
+        results = asyncio.run(scenarios())
+    finally:
+        loadgen.stop()
+    for name, res in results.items():
+        small = res["small_rooms"]
+        assert small["steps"] and small["readers_failed"] == 0, name
+        for step in small["steps"]:
+            assert step["acked"] > 0 and step["post_errors"] == 0, name
+            assert step["received"] == step["expected_deliveries"] == step["acked"] * sr["clients"] // sr["rooms"]
+        assert (small["lost"], small["duplicates"], small["reordered"]) == (0, 0, 0), name
+
+    result = {"timestamp": "small", "profile": "smoke", "params": params, "machine": run.machine_description(),
+              "results": results, "elapsed_s": 1.0}
+    report.write(result, tmp_path, latest=False)
+    summary = (tmp_path / "small.md").read_text()
+    assert "## Many small rooms" in summary
+    assert "many small rooms (20 clients / 10 rooms): capacity" in summary
+
+
+def test_cold_start_measures_the_first_seconds_after_every_readyz(stack, tmp_path):
+    """The services restarted, readiness taken from their /readyz, then the load: each of the
+    first seconds of sending has its deliveries and its latency, cold and warm, nothing lost.
+    It restarts the session's services, which are ready again when it ends."""
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    wait_history_ready(r, stack.settings.partitions, print, timeout=120)
+    params = copy.deepcopy(run.PROFILES["smoke"])
+    cs = params["coldstart"]
+    before = {name: stack.pid(name) for name in coldstart.RESTARTED}
+    try:
+        res = asyncio.run(coldstart.coldstart_scenario(
+            stack, loadgen.Target("ours", stack.settings.gateway_url, "ours"), params, print, "benchcold"))
+    finally:
+        loadgen.stop()
+    assert all(stack.pid(name) != pid for name, pid in before.items())  # fresh instances
+    assert set(res["ready_after_start_s"]) == set(coldstart.RESTARTED)
+    assert res["ready_s"] == max(res["ready_after_start_s"].values()) > 0
+    for phase in ("cold", "warm"):
+        step = res[phase]
+        assert step["acked"] > 0 and step["post_errors"] == 0, phase
+        assert step["received"] == step["acked"] * cs["readers"] // cs["rooms"], phase
+        assert (step["lost"], step["duplicates"], step["reordered"]) == (0, 0, 0), phase
+        assert [row["second"] for row in step["by_second"]] == list(range(cs["seconds"]))
+        assert 0 < sum(row["count"] for row in step["by_second"]) <= step["received"], phase
+        assert all(row["count"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0 for row in step["by_second"]), phase
+    assert res["warm_p99_ms"] > 0 and res["first_p99_over_warm_p99"] > 0
+
+    result = {"timestamp": "cold", "profile": "smoke", "params": params, "machine": run.machine_description(),
+              "results": {"ours": {"coldstart": res}}, "elapsed_s": 1.0}
+    report.write(result, tmp_path, latest=False)
+    assert "## Cold start (ours)" in (tmp_path / "cold.md").read_text()

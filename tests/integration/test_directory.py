@@ -51,18 +51,38 @@ def test_rooms_with_people_come_first_and_rooms_with_a_recent_message_follow(sta
     assert entry(rooms, busy) is None and entry(rooms, quiet) is not None
 
 
-def test_at_most_100_rooms_are_listed_the_newest_first(stack):
-    base = stack.settings.gateway_url
-    rooms = [new_room("dir-many") for _ in range(101)]
+def test_a_room_two_addresses_took_part_in_ranks_above_everything_one_address_made(stack):
+    """One address makes more rooms than the directory lists, every one newer than a quiet
+    room where two addresses took part (one posted, one opened a stream), and sits in one of
+    them under three names: the quiet room is listed above all of them. Each service trusts
+    one proxy in front, so the test names the client address in X-Forwarded-For when it calls
+    ingest and stream directly."""
+    base, settings = stack.settings.gateway_url, stack.settings
+    pair = new_room("dir-pair")
+    assert post(settings.service_url("ingest"), pair, user="eve", text="quiet here",
+                headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 201
+    reader = SseClient(stream_url(settings.service_url("stream"), pair, history=0),
+                       headers={"X-Forwarded-For": "198.51.100.2"})
+    assert reader.status == 200
+    reader.close()
+
+    flood = [new_room("dir-flood") for _ in range(101)]  # all from the gateway's one address
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        assert set(pool.map(lambda room: post(base, room, user="dan", text="hi").status_code, rooms)) == {201}
-    last = post(base, rooms[0], user="dan", text="the newest message of all").json()
+        assert set(pool.map(lambda room: post(base, room, user="dan", text="hi").status_code, flood)) == {201}
+    last = post(base, flood[0], user="dan", text="the newest message of all").json()
+    # The same address also sits in one of its rooms under three names.
+    crowd = [SseClient(stream_url(base, flood[1], user=user, history=0)) for user in ("ed", "flo", "gus")]
     quiet = lambda listed: [r for r in listed if r["people"] == 0]  # noqa: E731 (other tests' readers may linger)
-    listed = wait_listing(base, lambda listed: quiet(listed) and quiet(listed)[0]["room"] == rooms[0] and
-                          quiet(listed)[0]["last_ts"] == last["ts"])
-    assert len(listed) == 100
-    assert quiet(listed)[0] == {"room": rooms[0], "people": 0, "last_ts": last["ts"]}
-    people = [r["people"] for r in listed]
-    assert people == sorted(people, reverse=True)
-    times = [r["last_ts"] for r in quiet(listed)]
-    assert times == sorted(times, reverse=True)
+    flooded = lambda listed: [r for r in quiet(listed) if r["room"] in flood]  # noqa: E731
+    try:
+        listed = wait_listing(base, lambda listed: flooded(listed) and flooded(listed)[0]["room"] == flood[0] and
+                              flooded(listed)[0]["last_ts"] == last["ts"] and entry(listed, pair) and
+                              (entry(listed, flood[1]) or {}).get("people") == 3)
+    finally:
+        for reader in crowd:
+            reader.close()
+    assert len(listed) == 100 and len(flooded(listed)) < len(flood)
+    names = [r["room"] for r in listed]
+    assert names.index(pair) < min(names.index(r["room"]) for r in [*flooded(listed), entry(listed, flood[1])])
+    times = [r["last_ts"] for r in flooded(listed)]
+    assert times == sorted(times, reverse=True)  # among one address's rooms: the newest first

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from support import free_port, new_room, post, services_beside
+from support import free_port, history, new_room, post, services_beside
 
 from local.stack import Settings, Stack
 
 OTHER_ADDRESS = "127.0.0.2"  # a second client address on the loopback network
 SIGN_IN_HEADER = "X-Forwarded-User"
 BODY_READ_TIMEOUT_S = 3  # the gateway's client_body_timeout (SECURITY.md)
+BODY_DEADLINE_S = 10  # GATEWAY_BODY_DEADLINE_S: the whole /api/ request, from its first byte
 
 
 def exchange(host, port, data, source="127.0.0.1", timeout=15.0):
@@ -115,6 +116,39 @@ def test_a_body_trickled_one_byte_every_4_s_is_cut_off(stack):
     assert closed_after < BODY_READ_TIMEOUT_S + 2, closed_after
     if answer:
         assert_json_error(answer, 408, "request_timeout")
+
+
+def test_a_body_that_keeps_trickling_is_answered_408_at_the_deadline(stack):
+    """One byte a second never trips the per-read timeout, but the whole request must arrive
+    within GATEWAY_BODY_DEADLINE_S of its first byte: then a JSON 408, and nothing posted."""
+    room = new_room("slow-body")
+    sock = trickled_post(stack.settings.host, stack.settings.gateway_port, room)
+    started, answer = time.monotonic(), b""
+    with sock:
+        sock.settimeout(1)
+        while time.monotonic() - started < BODY_DEADLINE_S + 5:
+            with contextlib.suppress(OSError):
+                sock.sendall(b" ")
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            answer += chunk
+            if not chunk or answer.rstrip().endswith(b"}}"):
+                break
+    took = time.monotonic() - started
+    assert BODY_DEADLINE_S - 1 < took < BODY_DEADLINE_S + 2, took
+    assert_json_error(answer, 408, "request_timeout")
+    assert history(stack.settings.gateway_url, room)["messages"] == []
+
+
+def test_a_chunked_body_is_refused_411(stack):
+    """The deadline needs a length: a chunked POST (no browser sends one) gets a JSON 411."""
+    answer = exchange(stack.settings.host, stack.settings.gateway_port,
+                      b"POST /api/rooms/%s/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"2\r\n{}\r\n0\r\n\r\n" % new_room("chunked").encode())
+    assert_json_error(answer, 411, "length_required")
 
 
 def test_one_address_cannot_hold_more_api_requests_than_the_cap_while_another_still_posts(stack):

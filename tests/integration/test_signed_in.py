@@ -76,3 +76,19 @@ def test_a_signed_in_user_deletes_their_own_messages_and_a_moderator_anyones(sig
             break
         time.sleep(0.1)
     assert [m["text"] for m in shown] == ["kept"]
+
+
+def test_a_private_rooms_membership_is_the_signed_in_name_on_any_device(signed_in):
+    created = httpx.post(f"{signed_in['ingest']}/api/rooms", json={"private": True}, headers={HEADER: "grace"},
+                         timeout=10)
+    assert created.status_code == 201
+    room, token = created.json()["room"], created.json()["invite_url"].split("?invite=", 1)[1]
+    joined = httpx.post(f"{signed_in['ingest']}/api/rooms/{room}/members", json={"invite": token},
+                        headers={HEADER: "ada"}, timeout=10)
+    assert joined.status_code == 204
+    # No cookie anywhere: the name alone is the member, whatever browser ada uses next.
+    read = lambda name: httpx.get(f"{signed_in['stream']}/stream/rooms/{room}/history",  # noqa: E731
+                                  headers={HEADER: name}, timeout=10)
+    assert [read(name).status_code for name in ("grace", "ada", "eve")] == [200, 200, 404]
+    assert post(signed_in, room, {HEADER: "eve"}).status_code == 404
+    assert post(signed_in, room, {HEADER: "ada"}).status_code == 201

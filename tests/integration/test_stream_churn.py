@@ -1,6 +1,6 @@
 """A stream's reader leaving is seen at once, not at the next heartbeat; one address opening
-streams fast is refused past STREAM_OPENS_PER_IP; the directory does not list the rooms of
-closed streams as occupied.
+streams fast is refused past STREAM_OPENS_PER_IP, and one holding STREAM_CONNECTIONS_PER_IP
+open is refused the next; the directory does not list the rooms of closed streams as occupied.
 
 These run a stream service of their own beside the stack, with the default heartbeat and
 presence TTL (15 s, 45 s: a leave the service did not see would last that long) and a
@@ -21,6 +21,7 @@ from support import new_room, services_beside, session_headers, stream_url
 from chat_common.messages import name_hold_key
 
 OPENS = 50  # STREAM_OPENS_PER_IP of the service under test
+OPEN_AT_ONCE = 20  # its STREAM_CONNECTIONS_PER_IP (above the 8 streams the churn test opens at once)
 WINDOW_S = 600  # longer than the test takes on a busy machine (400 opens took over 60 s)
 LEAVE_WITHIN_S = 2.0
 
@@ -29,7 +30,8 @@ LEAVE_WITHIN_S = 2.0
 def beside(stack, tmp_path_factory):
     with services_beside(stack, ["stream"], tmp_path_factory.mktemp("churn"), STREAM_HEARTBEAT_S="15",
                          STREAM_PRESENCE_TTL_S="45", STREAM_OPENS_PER_IP=str(OPENS),
-                         STREAM_OPENS_WINDOW_S=str(WINDOW_S)) as urls:
+                         STREAM_OPENS_WINDOW_S=str(WINDOW_S),
+                         STREAM_CONNECTIONS_PER_IP=str(OPEN_AT_ONCE)) as urls:
         yield urls["stream"]
 
 
@@ -107,3 +109,30 @@ def test_streams_opened_and_closed_fast_from_one_address_are_refused_past_the_li
             break
         assert time.monotonic() < deadline, f"{len(occupied)} closed rooms still listed as occupied"
         time.sleep(0.1)
+
+
+def test_one_address_holds_at_most_the_cap_of_open_streams_and_a_closed_one_frees_a_place(beside):
+    """The service's own cap, whatever proxy is in front: the next stream gets a JSON 429
+    while another address still connects; closing one lets the first address in again."""
+    headers = {"X-Forwarded-For": an_address()}
+    room = new_room("held")
+    held = [open_raw(beside, f"/stream/rooms/{room}?history=0", headers) for _ in range(OPEN_AT_ONCE)]
+    try:
+        response = httpx.get(stream_url(beside, room, history=0), headers=headers, timeout=10)
+        assert response.status_code == 429, response.text
+        assert response.json()["error"]["code"] == "too_many_streams"
+        assert int(response.headers["retry-after"]) > 0
+
+        open_raw(beside, f"/stream/rooms/{room}?history=0", {"X-Forwarded-For": an_address()}).close()
+
+        held.pop().close()
+        closed_at = time.monotonic()
+        while True:
+            status = open_and_close(beside, room, headers)[0]
+            if status == 200:
+                break
+            assert time.monotonic() - closed_at < LEAVE_WITHIN_S, "the closed stream's place was not given back"
+            time.sleep(0.05)
+    finally:
+        for sock in held:
+            sock.close()

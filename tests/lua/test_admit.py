@@ -4,18 +4,19 @@ import json
 
 import pytest
 
-from chat_common.lua import lua_source
+from chat_common.participants import lua_with_participants
 
-ADMIT = lua_source("ingest/admit.lua")
-KEYS = ["cid", "history", "name", "meta", "created"]
+ADMIT = lua_with_participants("ingest/admit.lua")
+KEYS = ["cid", "history", "name", "meta", "created", "addresses", "ranking", "took-part"]
+DAY_S = 86_400
 
 
 @pytest.fixture
 def admit(redis):
     script = redis.register_script(ADMIT)
 
-    def call(client_id=False, name=False, session="", counters=(), now=1000.0):
-        args = ["1" if client_id else "0", "1" if name else "0", repr(now), session]
+    def call(client_id=False, name=False, session="", counters=(), now=1000.0, took_part=""):
+        args = ["1" if client_id else "0", "1" if name else "0", repr(now), session, took_part, "room", DAY_S]
         for amount, limit, window in counters:
             args += [amount, limit, window]
         return script(keys=KEYS + [f"counter{i}" for i in range(len(counters))], args=args)
@@ -76,3 +77,20 @@ def test_a_refused_new_room_is_not_marked_created_so_its_retries_keep_counting(r
     assert redis.get("created") is None
     assert admit(counters=counters) == [3, 1, 3600]
     assert redis.get("counter0") == b"3"
+
+
+def test_an_admitted_post_records_its_address_and_a_refused_or_replayed_one_does_not(redis, admit):
+    redis.set("cid", "42")
+    assert admit(client_id=True, took_part="a1")[0] == 1  # a retry: recorded the first time
+    redis.zadd("name", {"their-session\nconn1": 2000})
+    assert admit(name=True, session="mine", took_part="a1") == [2]
+    assert admit(counters=[(5, 1, 10)], took_part="a1")[0] == 3
+    assert redis.exists("addresses", "ranking", "took-part") == 0
+
+    assert admit(took_part="a1", now=1000.5) == [0]
+    assert admit(took_part="a2", now=1001.0) == [0]
+    assert admit(took_part="a1", now=1002.0) == [0]  # again: still two addresses
+    assert redis.zrange("addresses", 0, -1, withscores=True) == [(b"a2", 1001), (b"a1", 1002)]
+    assert 0 < redis.ttl("addresses") <= DAY_S
+    assert redis.zscore("ranking", "room") == 2 * 2**32 + 1002
+    assert redis.zscore("took-part", "room") == 1002

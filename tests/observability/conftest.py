@@ -178,7 +178,7 @@ def prometheus(stack, tmp_path_factory):
     prom = Prometheus(stack.settings, tmp_path_factory.mktemp("prometheus"))
     try:
         prom.wait_ready()
-        prom.wait_targets_up(JOBS)
+        prom.wait_targets_up(JOBS + ("chatroom-kafka",))
         yield prom
     finally:
         prom.stop()

@@ -22,7 +22,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "observability"
 
 JOBS = ("chatroom-ingest", "chatroom-bridge", "chatroom-stream")
 # What each fault of the observed run must make Prometheus report (pending or firing).
-KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures")
+KAFKA_DOWN_ALERTS = ("ChatIngestErrorRatioHigh", "ChatKafkaProduceFailures", "ChatKafkaBrokerDown")
 BRIDGE_DOWN_ALERTS = ("ChatHopDown", "ChatHopUnavailable", "ChatBridgeNoConsumer")
 # One pod of a hop down: that pod's alert, not the hop's.
 ONE_BRIDGE_DOWN_ALERTS = ("ChatHopDown",)
@@ -34,6 +34,8 @@ REDIS_DOWN_ALERTS = ("ChatBridgeDependencyErrors",)
 SCRAPE_INTERVAL_S = 1
 # What Grafana substitutes for $__rate_interval at this scrape interval: at least four scrapes.
 RATE_INTERVAL = "5s"
+# The broker is scraped every KAFKA_SCRAPE_INTERVAL_S (local/prometheus.py): four of its scrapes.
+KAFKA_RATE_INTERVAL = f"{4 * local_prometheus.KAFKA_SCRAPE_INTERVAL_S}s"
 
 
 def free_port():
@@ -145,7 +147,8 @@ def dashboard_panels(dashboard):
 def grafana_to_promql(expr):
     """A dashboard expression as Grafana sends it: its variables substituted ($namespace:
     All, which matches the local series that have no namespace label)."""
-    return expr.replace("$__rate_interval", RATE_INTERVAL).replace("$namespace", ".*")
+    interval = KAFKA_RATE_INTERVAL if 'job="chatroom-kafka"' in expr else RATE_INTERVAL
+    return expr.replace("$__rate_interval", interval).replace("$namespace", ".*")
 
 
 def dashboard_targets():

@@ -13,7 +13,7 @@ from promsupport import DASHBOARDS, dashboard_panels, load_dashboards
 
 from dashboards.__main__ import rendered
 
-GRAFANA_UNITS = {"s", "ms", "short", "percentunit", "reqps", "cps", "ops", "none", "bytes"}
+GRAFANA_UNITS = {"s", "ms", "short", "percentunit", "reqps", "cps", "ops", "none", "bytes", "Bps"}
 
 
 def test_the_chart_ships_the_pipeline_dashboard():
@@ -86,7 +86,7 @@ def test_layout_ids_unique_and_no_overlap(dashboard):
 
 def test_a_row_per_hop_plus_end_to_end(dashboard):
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert [r.split(":")[0] for r in rows] == ["End to end", "Ingest", "Bridge", "Stream"]
+    assert [r.split(":")[0] for r in rows] == ["End to end", "Ingest", "Bridge", "Stream", "Kafka"]
     end_to_end = []
     for panel in dashboard["panels"][1:]:
         if panel["type"] == "row":

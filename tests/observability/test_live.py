@@ -50,10 +50,28 @@ def test_prometheus_scrapes_every_instance_under_its_job_name_as_a_pod(observed)
     settings = observed.stack.settings
     targets = observed.prometheus.api("/api/v1/targets")["activeTargets"]
     assert Counter(t["labels"]["job"] for t in targets) == {
-        f"chatroom-{service}": settings.replicas[service] for service in ("ingest", "bridge", "stream")}
-    assert {t["labels"]["pod"] for t in targets} == {
+        "chatroom-kafka": 1, **{f"chatroom-{service}": settings.replicas[service]
+                                for service in ("ingest", "bridge", "stream")}}
+    assert {t["labels"]["pod"] for t in targets} == {"kafka-0"} | {
         program for service in ("ingest", "bridge", "stream") for program in settings.instances(service)}
     assert all(t["health"] == "up" for t in targets), targets
+
+
+def test_the_brokers_metrics_show_a_healthy_broker_that_took_the_runs_records(observed):
+    """The JMX exporter's agent in the broker: every partition led and in sync, one active
+    controller, and the records of the run counted going in."""
+    prom, selector = observed.prometheus, 'job="chatroom-kafka"'
+    for metric, healthy in (("kafka_server_replicamanager_underreplicatedpartitions", 0),
+                            ("kafka_server_replicamanager_underminisrpartitioncount", 0),
+                            ("kafka_controller_kafkacontroller_offlinepartitionscount", 0),
+                            ("kafka_controller_kafkacontroller_activecontrollercount", 1)):
+        result = prom.query(f"{metric}{{{selector}}}")
+        assert [float(r["value"][1]) for r in result] == [healthy], (metric, result)
+    records = prom.query(f"increase(kafka_server_brokertopicmetrics_messagesinpersec_total{{{selector}}}"
+                         f"[{int(observed.end - observed.start) + 1}s])", at=observed.end)
+    assert records and float(records[0]["value"][1]) > 100, records
+    sizes = prom.query(f'kafka_log_size_bytes{{{selector},topic="chat.messages"}}')
+    assert len(sizes) == observed.stack.settings.partitions and sum(float(r["value"][1]) for r in sizes) > 0
 
 
 def test_per_pod_panels_draw_a_line_for_every_pod(observed):

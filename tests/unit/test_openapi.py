@@ -33,7 +33,7 @@ def test_the_spec_documents_every_public_route_and_nothing_else():
 
 def test_every_error_status_of_the_contract_has_the_json_error_shape():
     post = SPEC["paths"]["/api/rooms/{room}/messages"]["post"]["responses"]
-    assert set(post) == {"201", "400", "403", "409", "413", "415", "422", "429", "503"}
+    assert set(post) == {"201", "400", "403", "404", "409", "413", "415", "422", "429", "503"}
     for status in ("429", "503"):
         assert post[status]["$ref"] == "#/components/responses/Retry"
     assert SPEC["components"]["responses"]["Retry"]["headers"]["Retry-After"]["required"] is True

@@ -105,6 +105,7 @@ Call with (list $ "ingest").
 {{- range $k, $v := $root.Values.config }}{{ $_ := set $env $k (toString $v) }}{{ end }}
 {{- $_ := set $env "KAFKA_BOOTSTRAP_SERVERS" $root.Values.kafka.bootstrapServers }}
 {{- $_ := set $env "KAFKA_TOPIC" $root.Values.kafka.topic }}
+{{- $_ := set $env "KAFKA_ROOMS_TOPIC" $root.Values.kafka.roomsTopic }}
 {{- $_ := set $env "PROMETHEUS_MULTIPROC_DIR" "/run/prometheus" }}
 {{- $_ := set $env (printf "%s_BIND" (upper $name)) (printf "0.0.0.0:%d" (int $svc.port)) }}
 {{- if and (has $name (list "ingest" "stream")) (not (hasKey $root.Values.config "ALLOWED_HOSTS")) }}

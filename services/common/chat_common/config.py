@@ -61,6 +61,7 @@ def log_level() -> str:
 class CommonSettings(TypedDict):
     kafka_bootstrap_servers: str
     kafka_topic: str
+    kafka_rooms_topic: str
     redis_url: str
     log_level: str
     public_url: str
@@ -73,6 +74,7 @@ class CommonConfig:
 
     kafka_bootstrap_servers: str
     kafka_topic: str
+    kafka_rooms_topic: str  # private rooms and their members (compacted; chat_common/private.py)
     redis_url: str
     log_level: str
     public_url: str  # the site's address as browsers see it ("" = unknown): its origin may post
@@ -84,6 +86,7 @@ class CommonConfig:
         return CommonSettings(
             kafka_bootstrap_servers=env_str("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             kafka_topic=env_str("KAFKA_TOPIC", "chat.messages"),
+            kafka_rooms_topic=env_str("KAFKA_ROOMS_TOPIC", "chat.rooms"),
             redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
             log_level=log_level(),
             public_url=public_url,

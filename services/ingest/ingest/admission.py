@@ -5,7 +5,9 @@
    connected to the room, stream/presence.py): another session may not post under it (409);
 3. the fixed-window budgets, shared by every ingest process and pod: count this request
    in every one it spends (messages per name, requests, body bytes, typing signals, deletes
-   and new rooms per client address), refuse it if one is over its limit (429).
+   and new rooms per client address), refuse it if one is over its limit (429);
+4. an admitted post: its client address (a keyed digest) takes part in the room, which the
+   room directory ranks by (chat_common/participants.py).
 
 Each check is optional (a delete spends budgets only, a typing signal checks the name and
 its budget), and they run in this order, so a replay is never counted and a refused name is
@@ -22,15 +24,14 @@ from typing import Literal
 from redis import Redis
 from redis.exceptions import RedisError
 
-from chat_common import errors
-from chat_common.lua import lua_source
+from chat_common import errors, participants
 from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
 from ingest.config import Config
 
 log = logging.getLogger(__name__)
 
-ADMIT = lua_source("ingest/admit.lua")
+ADMIT = participants.lua_with_participants("ingest/admit.lua")
 STORED, NAME_TAKEN, LIMITED = 1, 2, 3
 NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no state yet, else nothing
 
@@ -113,14 +114,17 @@ class Admission:
         self._admit = redis.register_script(ADMIT)
 
     def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
-              name: str | None = None, session: str | None = None) -> Verdict:
+              name: str | None = None, session: str | None = None, took_part: str = "") -> Verdict:
         """Run the checks asked for: ``client_id`` (a retry?), ``name`` (held by a session
         other than ``session``?) and ``budgets`` (spent); the first that refuses decides.
+        If none does, the address digest ``took_part`` takes part in the room.
         ApiError 503 if Redis does not answer."""
         keys = [client_id_key(room, client_id) if client_id else "", history_key(room),
                 name_hold_key(room, name) if name is not None else "", meta_key(room), created_key(room),
+                *participants.keys_of(room),
                 *(budget.key() for budget in budgets)]
-        args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or ""]
+        args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or "",
+                                 took_part, room, participants.WINDOW_S]
         for budget in budgets:
             args += [budget.amount, budget.limit, budget.window_s]
         try:

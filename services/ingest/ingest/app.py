@@ -6,12 +6,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat_common.errors import ApiError
 from chat_common.ops import init_app
+from chat_common.private import PrivateRooms
 from chat_common.sessions import init_sessions
 from ingest import metrics, validation
 from ingest.admission import Admission, Budgets
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog
 from ingest.producer import Producer
+from ingest.rooms import EXTENSION as PRIVATE_ROOMS
+from ingest.rooms import rooms_api
 from ingest.routes import Ingest, api
 from ingest.typing_signals import Typing
 
@@ -40,6 +43,8 @@ def create_app(config: Config | None = None) -> Flask:
         typing=Typing(redis, config.typing_interval_s), deleted=Deleted(redis, config.retry_after_s),
     )
     app.register_blueprint(api)
+    app.extensions[PRIVATE_ROOMS] = PrivateRooms(redis)
+    app.register_blueprint(rooms_api)
 
     # Ready once connected to Kafka. Redis is left out: while Redis or Kafka is away, requests
     # get a clear 503 with Retry-After from the routes.

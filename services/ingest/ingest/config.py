@@ -28,6 +28,7 @@ class Config(env.CommonConfig):
     session_cookie_secure: bool  # send the session cookie over HTTPS only
     typing_interval_s: float  # a name may signal "typing" once per this interval per room
     moderators: frozenset[str]  # behind a sign-in proxy: names that may delete anyone's message
+    private_room_max_members: int  # members a private room may have besides its owner
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -54,4 +55,5 @@ class Config(env.CommonConfig):
             session_cookie_secure=env.env_bool("SESSION_COOKIE_SECURE", False),
             typing_interval_s=env.env_float("TYPING_INTERVAL_S", 2.0),
             moderators=frozenset(n.strip() for n in env.env_str("MODERATORS", "").split(",") if n.strip()),
+            private_room_max_members=env.env_int("PRIVATE_ROOM_MAX_MEMBERS", 1000),
         )

@@ -86,6 +86,18 @@ class Producer:
         offset: int = record.offset
         return offset
 
+    def send_to(self, topic: str, key: bytes, value: bytes | None) -> int:
+        """``send`` to another topic, with any key (``value`` None: a Kafka tombstone)."""
+        producer = self._get()
+        try:
+            record = producer.send(topic, key=key, value=value).get(timeout=self.config.produce_timeout_s + 1)
+        except KafkaError as error:
+            metrics.PRODUCE_ERRORS.labels(type(error).__name__).inc()
+            self._discard(producer)
+            raise KafkaUnavailable(str(error)) from error
+        offset: int = record.offset
+        return offset
+
     def _discard(self, producer: KafkaProducer) -> None:
         """Start afresh after a failed send: a producer can stay stuck on stale connections
         or idempotence state after a broker restart, while a new one bootstraps cleanly.

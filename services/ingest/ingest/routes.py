@@ -15,12 +15,14 @@ from redis.exceptions import RedisError
 from chat_common import errors
 from chat_common.errors import ApiError
 from chat_common.messages import Message, Tombstone, session_tag
+from chat_common.participants import address_tag
 from chat_common.sessions import session_id, start_session
 from ingest import metrics, validation
 from ingest.admission import Admission, Budget, Budgets
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
+from ingest.rooms import require_member
 from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,16 @@ def _address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _admit(room: str, budgets: list[Budget], user: str | None = None, client_id: str | None = None) -> str | None:
+def _admit(room: str, budgets: list[Budget], user: str | None = None, client_id: str | None = None,
+           takes_part: bool = False) -> str | None:
     """One Redis round trip before producing (admission.py): the stored message (JSON) for a
     retried ``client_id``, else 409 if a session present in the room holds ``user`` and this
-    request is not from it (a signed-in name needs no hold), else 429 if a budget is spent."""
+    request is not from it (a signed-in name needs no hold), else 429 if a budget is spent;
+    admitted and ``takes_part``: the address takes part in the room (the directory ranks by it)."""
     ingest = _ingest()
+    took_part = address_tag(ingest.config.session_secret, _address()) if takes_part else ""
     verdict = ingest.admission.check(room, budgets, client_id=client_id, session=session_id(),
-                                     name=None if user is None or g.get("user") else user)
+                                     name=None if user is None or g.get("user") else user, took_part=took_part)
     if verdict.name_taken:
         raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; pick another name.')
     if verdict.limited:
@@ -103,12 +108,13 @@ def _produce(room: str, value: bytes, doing: str) -> int:
 @api.post("/api/rooms/<room>/messages")
 def post_message(room: str) -> Response:
     validation.check_room(room)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     body_bytes = len(request.get_data())
     body = validation.parse_body(request)
     user = g.get("user") or validation.clean_user(body.get("user"))  # the sign-in proxy's name wins
     text = validation.clean_text(body.get("text"))
     client_id = validation.clean_client_id(body.get("client_id"))
-    stored = _admit(room, _ingest().budgets.post(user, _address(), body_bytes), user, client_id)
+    stored = _admit(room, _ingest().budgets.post(user, _address(), body_bytes), user, client_id, takes_part=True)
     if stored:
         metrics.REPLAYED.inc()
         return Response(stored, status=201, content_type="application/json")
@@ -130,6 +136,7 @@ def delete_message(room: str, id: str) -> Response:
     ingest = _ingest()
     validation.check_room(room)
     offset = validation.clean_message_id(id)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     _admit(room, ingest.budgets.delete(_address()))
     try:
         message = ingest.message_log.message(room, offset)
@@ -158,6 +165,7 @@ def typing_signal(room: str) -> Response:
     """Tell the room's readers that this name is typing: never stored, no id."""
     ingest = _ingest()
     validation.check_room(room)
+    require_member(room)  # a private room: its members only (ingest/rooms.py)
     body_bytes = len(request.get_data())
     body = validation.parse_body(request)
     user = g.get("user") or validation.clean_user(body.get("user"))

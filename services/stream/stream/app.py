@@ -13,8 +13,9 @@ from stream.config import Config
 from stream.directory import Directory
 from stream.history import History
 from stream.hub import Hub
-from stream.limits import StreamOpens
+from stream.limits import OpenStreams, StreamOpens
 from stream.presence import Presence
+from stream.private import Guard
 from stream.rooms import rooms
 from stream.services import EXTENSION, Services
 from stream.streams import opening, streams
@@ -45,6 +46,9 @@ def create_app(config: Config) -> Flask:
         presence=Presence(redis, config.presence_ttl_s),
         directory=Directory(redis),
         opens=StreamOpens(redis, config.stream_opens_per_ip, config.stream_opens_window_s),
+        # Refreshed with each heartbeat: a place outlives its stream by 3 heartbeats at most.
+        open_streams=OpenStreams(redis, config.stream_connections_per_ip, config.presence_ttl_s),
+        private=Guard(redis),
     )
     app.extensions["chat.hub"] = hub  # gunicorn.conf.py starts and drains it
     app.config["chat.config"] = config

@@ -15,6 +15,7 @@ class Config(env.CommonConfig):
     presence_ttl_s: int  # a connection not refreshed for this long leaves the presence list
     stream_opens_per_ip: int  # streams one client address may open per window (then 429; 0: no limit)
     stream_opens_window_s: int
+    stream_connections_per_ip: int  # streams one client address may hold open at once (then 429; 0: no cap)
     drain_batch: int  # on SIGTERM, streams closed per step
     drain_interval_s: float  # pause between drain steps
     ready_wait_s: float  # how long a connect waits for Redis to hold the room's history
@@ -43,6 +44,7 @@ class Config(env.CommonConfig):
             presence_ttl_s=env.env_int("STREAM_PRESENCE_TTL_S", 45),
             stream_opens_per_ip=env.env_int("STREAM_OPENS_PER_IP", 120),
             stream_opens_window_s=env.env_int("STREAM_OPENS_WINDOW_S", 60),
+            stream_connections_per_ip=env.env_int("STREAM_CONNECTIONS_PER_IP", 100),
             drain_batch=env.env_int("STREAM_DRAIN_BATCH", 200),
             drain_interval_s=env.env_float("STREAM_DRAIN_INTERVAL_S", 0.1),
             ready_wait_s=env.env_float("STREAM_READY_WAIT_S", 30.0),

@@ -1,11 +1,20 @@
 """The room directory (GET /stream/rooms): rooms with people in them or a recent message.
 
-Two sorted sets feed it: ``ACTIVE_ROOMS_KEY`` (room -> newest message ts, kept by the
-bridge with every batch it applies, so a rebuild from Kafka restores it) and
-``PRESENT_ROOMS_KEY`` (room -> presence expiry, refreshed by every connection's heartbeat,
-stream/presence.py). A room's people are the distinct names present, as in its presence
-list. Busiest first: most people, then the most recent message. Each worker computes it
-at most once per ``cache_s``, whoever asks.
+Ranked so that one client address cannot crowd it: first by the distinct addresses that
+took part in the room in the last day (posted, or opened a stream to it:
+chat_common/participants.py), or those of the people present now if more; then by its
+people (the distinct names present, as in its presence list); then by its newest message.
+So a room two addresses took part in is above every room one address made, whatever that
+address sends, under however many names.
+
+The candidates are never a scan of every room: the MAX_ROOMS most taken part in
+(``ROOMS_BY_ADDRESSES_KEY``), the rooms with a live presence (``PRESENT_ROOMS_KEY``, refreshed
+by every connection's heartbeat, stream/presence.py) and the MAX_ROOMS with the
+newest message (``ACTIVE_ROOMS_KEY``, kept by the bridge with every batch, so a rebuild
+from Kafka restores it). Their counts of addresses are pruned as they are read
+(lua/directory.lua); a room whose count fell is ranked lower from then on, so a room it held
+out of the top MAX_ROOMS comes in at the next read. Each worker computes the list at most
+once per ``cache_s``, whoever asks.
 """
 
 import time
@@ -13,10 +22,12 @@ from typing import TypedDict
 
 from redis import Redis
 
+from chat_common import participants
 from chat_common.messages import ACTIVE_ROOMS_KEY, PRESENT_ROOMS_KEY, presence_key
 
 RECENT_MS = 24 * 3600 * 1000  # a room is listed for a day after its last message
 MAX_ROOMS = 100
+IDLE_DROPPED_PER_READ = 1000  # rooms nobody took part in for a day, dropped from the ranking per read
 
 
 class Listed(TypedDict):
@@ -31,9 +42,17 @@ class Directory:
         self.cache_s = cache_s
         self._cached: list[Listed] | None = None
         self._cached_at = 0.0
+        self._count = redis.register_script(participants.lua_with_participants("stream/directory.lua"))
+        self._took_part = redis.register_script(participants.lua_with_participants("stream/took_part.lua"))
+
+    def took_part(self, room: str, address: str) -> None:
+        """A stream opened to ``room`` from ``address`` (its digest): the address takes part,
+        if someone posted in the room during the last day. Raises RedisError."""
+        self._took_part(keys=participants.keys_of(room),
+                        args=[room, address, int(time.time()), participants.WINDOW_S])
 
     def rooms(self) -> list[Listed]:
-        """[{"room", "people", "last_ts"}], busiest first, at most MAX_ROOMS; last_ts is
+        """[{"room", "people", "last_ts"}], at most MAX_ROOMS, in the order above; last_ts is
         None for a room with people but no message in the last day."""
         if self._cached is not None and time.monotonic() - self._cached_at < self.cache_s:
             return self._cached
@@ -48,25 +67,40 @@ class Directory:
         pipe.zremrangebyscore(PRESENT_ROOMS_KEY, "-inf", now)
         pipe.zrange(PRESENT_ROOMS_KEY, 0, -1)
         pipe.zrevrangebyscore(ACTIVE_ROOMS_KEY, "+inf", since_ms, start=0, num=MAX_ROOMS, withscores=True)
-        _, _, present, recent = pipe.execute()
+        pipe.zrevrange(participants.ROOMS_BY_ADDRESSES_KEY, 0, MAX_ROOMS - 1)
+        _, _, present, recent, most_taken_part = pipe.execute()
         present_rooms: list[str] = [room.decode() for room in present]
-        last_ts = {room.decode(): int(ts) for room, ts in recent}
+        candidates = sorted({room.decode() for room, _ in recent} | {room.decode() for room in most_taken_part}
+                            | set(present_rooms))
+        if not candidates:
+            return []
 
         pipe = self.redis.pipeline(transaction=False)
         for room in present_rooms:
             pipe.zrangebyscore(presence_key(room), now, "+inf")
-        if present_rooms:
-            pipe.zmscore(ACTIVE_ROOMS_KEY, present_rooms)
-        answers = pipe.execute()
-        people = {room: len({m.decode().split("\n", 1)[0] for m in members})
-                  for room, members in zip(present_rooms, answers[:len(present_rooms)], strict=True)}
-        if present_rooms:
-            last_ts.update({room: int(ts) for room, ts in zip(present_rooms, answers[-1], strict=True)
-                            if ts is not None and ts >= since_ms})
+        pipe.zmscore(ACTIVE_ROOMS_KEY, candidates)
+        keys = [participants.ROOMS_BY_ADDRESSES_KEY, participants.ROOMS_TOOK_PART_KEY,
+                *map(participants.addresses_key, candidates)]
+        self._count(keys=keys,
+                    args=[int(now), participants.WINDOW_S, IDLE_DROPPED_PER_READ, *candidates], client=pipe)
+        *live, newest, counts = pipe.execute()
+        seats = {room: [member.decode().split("\n") for member in members]
+                 for room, members in zip(present_rooms, live, strict=True)}
+        people = {room: len({seat[0] for seat in room_seats}) for room, room_seats in seats.items()}
+        addresses = {room: max(int(count), len({_address(seat) for seat in seats.get(room, [])}))
+                     for room, count in zip(candidates, counts, strict=True)}
+        last_ts = {room: int(ts) for room, ts in zip(candidates, newest, strict=True)
+                   if ts is not None and ts >= since_ms}
 
         listed: list[Listed] = [
             {"room": room, "people": people.get(room, 0), "last_ts": last_ts.get(room)}
-            for room in set(last_ts) | {room for room, count in people.items() if count}
+            for room in candidates if people.get(room) or room in last_ts
         ]
-        listed.sort(key=lambda r: (-r["people"], -(r["last_ts"] or 0), r["room"]))
+        listed.sort(key=lambda r: (-addresses[r["room"]], -r["people"], -(r["last_ts"] or 0), r["room"]))
         return listed[:MAX_ROOMS]
+
+
+def _address(seat: list[str]) -> str:
+    """Who a presence member (name, connection, address digest) counts as: its address; a
+    member without one (written before addresses were kept) counts as its connection."""
+    return seat[2] if len(seat) > 2 and seat[2] else seat[1]

@@ -5,6 +5,7 @@ from chat_common.errors import ApiError
 
 REDIS_RETRY_S = 2
 HISTORY_RETRY_S = 2
+OPEN_STREAMS_RETRY_S = 10  # as the gateway's own answer to the same
 
 
 def redis_unavailable(what: str = "Live updates are") -> ApiError:
@@ -20,6 +21,12 @@ def draining() -> ApiError:
 def too_many_streams(retry_after_s: int) -> ApiError:
     return ApiError(429, "too_many_streams", "Too many streams opened from your address; wait a little.",
                     retry_after=retry_after_s)
+
+
+def too_many_open_streams() -> ApiError:
+    return ApiError(429, "too_many_streams",
+                    "Too many open streams from your address; close some tabs, then try again.",
+                    retry_after=OPEN_STREAMS_RETRY_S)
 
 
 def history_rebuilding() -> ApiError:

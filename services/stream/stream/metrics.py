@@ -12,13 +12,18 @@ CONNECTS = with_labels(
 )
 DISCONNECTS = with_labels(
     Counter(
-        "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error).", ["reason"]
+        "chat_stream_disconnects_total", "SSE connections ended, by reason (client, slow, drain, error, removed).",
+        ["reason"]
     ),
-    "client", "slow", "drain", "error",
+    "client", "slow", "drain", "error", "removed",
 )
 CUT_OFF = Counter("chat_stream_clients_cut_off_total", "Clients disconnected because their buffer filled up.")
 STREAMS_REFUSED = Counter(
     "chat_stream_opens_refused_total", "Streams refused because their address opened STREAM_OPENS_PER_IP this window."
+)
+OPEN_STREAMS_REFUSED = Counter(
+    "chat_stream_open_streams_refused_total",
+    "Streams refused because their address held STREAM_CONNECTIONS_PER_IP streams open already.",
 )
 RESUMES = with_labels(
     Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),

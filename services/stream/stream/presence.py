@@ -1,6 +1,7 @@
 """Who is in a room, and the names their sessions hold.
 
-Presence: one sorted-set member per open connection, scored by its expiry. A connection
+Presence: one sorted-set member per open connection (its name, its id and the digest of
+its client address, chat_common.participants), scored by its expiry. A connection
 refreshes its member with every heartbeat, so members of a crashed process expire by
 themselves; a connection that closes leaves at once (its close is seen: hangup.py). Joins
 and leaves that change the list of names are published on the room's channel as flask-sse
@@ -32,10 +33,11 @@ class Seat:
     user: str
     connection: str
     session: str | None  # the browser session, if it has one
+    address: str = ""  # the client address's digest: the directory counts addresses present
 
     @property
     def member(self) -> str:
-        return f"{self.user}\n{self.connection}"
+        return f"{self.user}\n{self.connection}\n{self.address}"
 
     @property
     def hold(self) -> str:
@@ -56,10 +58,10 @@ class Presence:
         _, members = pipe.execute()
         return sorted({member.decode().split("\n", 1)[0] for member in members})
 
-    def join(self, room: str, user: str, session: str | None = None) -> Seat:
-        """Add a connection (and hold its name for its session); return its seat, to
-        refresh and leave later."""
-        seat = Seat(room, user, uuid.uuid4().hex, session)
+    def join(self, room: str, user: str, session: str | None = None, address: str = "") -> Seat:
+        """Add a connection from ``address`` (a digest; and hold its name for its session);
+        return its seat, to refresh and leave later."""
+        seat = Seat(room, user, uuid.uuid4().hex, session, address)
         before = self.users(room)
         self.refresh(seat)
         if user not in before:

@@ -3,6 +3,7 @@
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 
+from chat_common.private import is_private
 from stream import errors, metrics, params
 from stream.history import READ_ERRORS
 from stream.services import services
@@ -15,6 +16,7 @@ rooms = Blueprint("rooms", __name__)
 def room_history(room: str) -> Response:
     s = services()
     room = params.room(room)
+    s.private.check(room)  # a private room: its members only
     limit = params.count("limit", s.config.history_default, s.config.history_limit)
     before = params.message_id(request.args.get("before"), "before")
     try:
@@ -33,14 +35,17 @@ def room_history(room: str) -> Response:
 @rooms.get("/stream/rooms")
 def room_directory() -> Response:
     try:
-        return jsonify({"rooms": services().directory.rooms()})
+        # Private rooms are never listed (their members have the link).
+        return jsonify({"rooms": [r for r in services().directory.rooms() if not is_private(r["room"])]})
     except RedisError:
         raise errors.redis_unavailable("The room list is") from None
 
 
 @rooms.get("/stream/rooms/<room>/presence")
 def room_presence(room: str) -> Response:
+    room = params.room(room)
+    services().private.check(room)
     try:
-        return jsonify({"users": services().presence.users(params.room(room))})
+        return jsonify({"users": services().presence.users(room)})
     except RedisError:
         raise errors.redis_unavailable("Presence is") from None

@@ -8,8 +8,9 @@ from stream.config import Config
 from stream.directory import Directory
 from stream.history import History
 from stream.hub import Hub
-from stream.limits import StreamOpens
+from stream.limits import OpenStreams, StreamOpens
 from stream.presence import Presence
+from stream.private import Guard
 
 EXTENSION = "chat.stream"
 
@@ -22,6 +23,8 @@ class Services:
     presence: Presence
     directory: Directory
     opens: StreamOpens
+    open_streams: OpenStreams
+    private: Guard  # private rooms: members only
 
 
 def services() -> Services:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from chat_common.errors import ApiError
 from chat_common.messages import sse_comment, sse_frame
+from chat_common.participants import address_tag
 from chat_common.sessions import session_id
 from stream import errors, metrics, params
 from stream.hangup import HasFileno, watch_hangup
@@ -37,22 +38,26 @@ streams = Blueprint("streams", __name__)
 def room_stream(room: str) -> Response:
     s = services()
     room = params.room(room)
+    member = s.private.check(room)  # a private room: its members only (private.py)
     count = params.count("history", s.config.history_default, s.config.history_limit)
     last_id = params.resume_position()
     user = params.user()
     if request.method == "HEAD":
         return _head()
     # Subscribed first, then history read: live events and history overlap, no gap.
-    client = _open_stream(s, room, "resume" if last_id is not None else "fresh")
+    client, place = _open_stream(s, room, "resume" if last_id is not None else "fresh")
     seat = None
     try:
         events, head, reset = s.history.opening(room, last_id, count, client=request.remote_addr)
+        address = address_tag(s.config.session_secret, request.remote_addr)
+        s.directory.took_part(room, address)  # the directory ranks rooms by the addresses in them
         # A browser session holds the name while connected (a signed-in name needs no hold).
         session = None if g.get("user") else session_id()
-        seat = s.presence.join(room, user, session) if user else None
+        seat = s.presence.join(room, user, session, address) if user else None
         users = s.presence.users(room)
     except READ_ERRORS as error:
         s.hub.leave(client)
+        _give_back(s, place)
         if seat:
             try:
                 s.presence.leave(seat)
@@ -62,7 +67,7 @@ def room_stream(room: str) -> Response:
     if last_id is not None:
         metrics.RESUMES.labels("reset" if reset else "exact").inc()
     prelude, frames, position = opening(events, head, reset, last_id, s.config.retry_ms, _users_json(users))
-    return _stream_response(s, client, prelude, frames, position, seat)
+    return _stream_response(s, client, place, prelude, frames, position, seat, member)
 
 
 @streams.get("/stream")
@@ -70,16 +75,18 @@ def flask_sse_stream() -> Response:
     """flask-sse's own endpoint: live events of ?channel= (default "sse"), nothing else."""
     s = services()
     room = params.room(request.args.get("channel", "sse"))
+    member = s.private.check(room)
     if request.method == "HEAD":
         return _head()
-    client = _open_stream(s, room, "flask_sse")
+    client, place = _open_stream(s, room, "flask_sse")
     try:
         position = s.history.head(room)  # nothing older than the connect, also from a gap fill
     except RedisError:
         s.hub.leave(client)
+        _give_back(s, place)
         raise errors.redis_unavailable() from None
     prelude = sse_comment("connected") + b"retry: %d\n\n" % s.config.retry_ms
-    return _stream_response(s, client, prelude, [], position)
+    return _stream_response(s, client, place, prelude, [], position, member=member)
 
 
 def history_error(error: Exception, room: str) -> ApiError:
@@ -96,47 +103,69 @@ def history_error(error: Exception, room: str) -> ApiError:
     raise error
 
 
-def _open_stream(s: Services, room: str, kind: str) -> Client:
-    """Count the stream against its address, then join the room's live events."""
+def _open_stream(s: Services, room: str, kind: str) -> tuple[Client, str]:
+    """Count the stream against its address (opened this window, and open now), then join
+    the room's live events. The place is given back when the stream ends."""
     if s.hub.draining:
         raise errors.draining()
+    address = request.remote_addr
     try:
-        wait_s = s.opens.admit(request.remote_addr)
+        wait_s = s.opens.admit(address)
+        token = s.open_streams.take(address) if wait_s is None else ""
     except RedisError:
         raise errors.redis_unavailable() from None  # fail closed: no count, no stream
     if wait_s is not None:
         metrics.STREAMS_REFUSED.inc()
         raise errors.too_many_streams(wait_s)
+    if token is None:
+        metrics.OPEN_STREAMS_REFUSED.inc()
+        raise errors.too_many_open_streams()
+    place = token  # the stream's place among its address's open ones ("": no cap)
     client = Client(room, s.config.client_queue, **_socket_of(request))
     try:
         s.hub.join(client)
     except RedisError:
+        _give_back(s, place)
         raise errors.redis_unavailable() from None
     metrics.CONNECTS.labels(kind).inc()
-    return client
+    return client, place
 
 
-def _stream_response(s: Services, client: Client, prelude: bytes, frames: list[Frame], position: int,
-                     seat: Seat | None = None) -> Response:
+def _give_back(s: Services, place: str) -> None:
+    try:
+        s.open_streams.give_back(place)
+    except RedisError:
+        pass  # the place expires with its TTL
+
+
+def _stream_response(s: Services, client: Client, place: str, prelude: bytes, frames: list[Frame],
+                     position: int, seat: Seat | None = None, member: str | None = None) -> Response:
     """The SSE body: ``prelude`` (a comment, the retry hint, the reader's position),
     ``frames`` (what the connect asked for), then the client's live events and heartbeats
     until it leaves (its close is seen at once: hangup.py), falls behind or the worker
     drains. ``position``: every message of the room at or below it was in ``frames`` or
-    was not asked for."""
-    presence = s.presence
+    was not asked for. ``member``: in a private room, the reader, whose stream ends if
+    they are removed."""
+    presence, open_streams = s.presence, s.open_streams
     sock = _socket_of(request).get("sock")
+
+    def on_beat() -> None:  # the worker's places and the stream's presence stay alive, busy room or not
+        open_streams.refresh()
+        if seat:
+            presence.refresh(seat)
 
     def body(opening: bytes, kinds: list[str]) -> Iterator[bytes]:
         metrics.CONNECTIONS.inc()
-        stop_watch = None
+        stop_watch = stop_member = None
         try:
             for kind in kinds:
                 metrics.EVENTS_SENT.labels(metrics.event_kind(kind)).inc()
             yield opening  # gunicorn writes the headers, then this
             del opening, kinds  # a stream lives long: it keeps nothing of its opening
             # From here on the client writes its own events to the socket (hub.py).
-            on_beat = (lambda: presence.refresh(seat)) if seat else None  # presence stays alive, busy room or not
             stop_watch = watch_hangup(sock, lambda: client.close("client"))  # leave at once when the reader goes
+            if member is not None:
+                stop_member = s.private.watch(client, member)  # removed: the stream ends
             client.run(position, on_beat)
         except (RedisError, OSError) as error:
             client.closed = client.closed or "error"
@@ -144,9 +173,12 @@ def _stream_response(s: Services, client: Client, prelude: bytes, frames: list[F
         finally:
             if stop_watch is not None:
                 stop_watch()
+            if stop_member is not None:
+                stop_member()
             metrics.CONNECTIONS.dec()
             metrics.DISCONNECTS.labels(client.closed or "client").inc()
             s.hub.leave(client)
+            _give_back(s, place)
             if client.closed == "drain":
                 client.disconnect()
             if seat:
