@@ -206,3 +206,19 @@ def test_a_warmed_store_applies_its_first_batch_in_one_call(store, redis):
     assert store.apply([(0, message(5), True)]) == [WRITTEN]
     calls = {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in redis.info("commandstats").items()}
     assert calls["evalsha"] == 1 and "eval" not in calls and "script|load" not in calls
+
+
+def test_a_burst_in_one_room_goes_out_in_arrays_of_at_most_64(redis):
+    store = Store(redis, 1000, 1_000_000, 60, IDLE_TTL_S)
+    redis.hset(STATE_KEY, mapping={"ready:0": 1, "indexed:0": 0})
+    pubsub = redis.pubsub()
+    pubsub.subscribe(ROOM)
+    pubsub.get_message(timeout=1)
+    assert store.apply([(0, message(offset), True) for offset in range(1, 151)]) == [WRITTEN] * 150
+    sizes, ids = [], []
+    while (published := pubsub.get_message(timeout=0.5)) is not None:
+        events = json.loads(published["data"])
+        sizes.append(len(events))
+        ids += [int(event["id"]) for event in events]
+    assert sizes == [64, 64, 22] and ids == list(range(1, 151))
+    pubsub.close()

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "chat:hub"  # never published to; keeps the pub/sub connection subscribed
 IDLE_PING_S = 5.0
-MAX_BATCH = 64  # events written to a socket at once when a client has several waiting
+MAX_BATCH = 64  # events written to a socket at once when a client has several waiting (bridge: LIVE_EVENTS_MAX)
 
 
 class Item:
