@@ -20,8 +20,8 @@ class Config(env.CommonConfig):
     max_poll_records: int
     # The broker answers a fetch once it holds fetch_min_bytes, or fetch_max_wait_ms passed.
     # Kept at Kafka's 1 byte / 500 ms: a fetch returns what arrived, and records pile up into
-    # big batches on their own when they come fast (measured: 1.3-5.7 records a poll at
-    # 200 msg/s, 150-320 at 2,000 msg/s). Waiting 5 ms for 64 KiB cannot batch 200 msg/s
+    # big batches on their own when they come fast (measured: 1.1-5.7 records a poll at
+    # 200 msg/s, 53-320 at 2,000 msg/s). Waiting 5 ms for 64 KiB cannot batch 200 msg/s
     # (one record per 5 ms) and costs an idle bridge 19% of a core in empty fetches (0.75%
     # with the defaults), so it buys nothing below capacity.
     fetch_min_bytes: int
