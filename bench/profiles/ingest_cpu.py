@@ -1,7 +1,7 @@
 """Ingest's CPU per acknowledged POST, with ingest alone doing the work.
 
     .venv/bin/python bench/profiles/ingest_cpu.py [--posters 64] [--seconds 15] [--rounds 3]
-                                                  [--record OUT.svg] [--env NAME=VALUE ...]
+                                                  [--rates 50,200,2000] [--record OUT.svg] [--env NAME=VALUE ...]
 
 Starts the local stack on free ports (in .run/ingest-cpu/), with the benchmark's settings
 (rate limits lifted), then stops the bridge and the stream service so that the machine's
@@ -10,6 +10,9 @@ benchmark's load generator: each posts again as soon as its last POST is answere
 through the gateway for ``--seconds``, ``--rounds`` times after a warm-up; each round reads
 ingest's CPU time (user + system, the gunicorn master and its workers, /proc via psutil)
 before and after: acknowledged POSTs/s, ingest's CPU per POST and POSTs/s per ingest core.
+``--rates`` first posts at each of these paced rates for ``--seconds`` (the benchmark's
+paced senders, 2.5 msg/s each, one request in flight each): ingest's CPU per acknowledged
+POST and the POSTs' latency where records have fewer chances to share a produce request.
 
 ``--record OUT.svg`` adds one more round, not counted, in which py-spy records one ingest
 worker (only threads holding the GIL, none idle, without pausing it) into a flame graph.
@@ -44,6 +47,7 @@ async def closed_round(target: loadgen.Target, rooms: list[str], pids: dict[str,
     return {
         "acked": posts, "errors": closed["errors"], "posts_per_s": round(posts / closed["seconds"]),
         "post_p50_ms": round(stats.nearest_rank(closed["post_ms"], 0.5), 1),
+        "post_p99_ms": round(stats.nearest_rank(closed["post_ms"], 0.99), 1),
         "ingest_us_per_post": round(used["ingest"] / posts * 1e6),
         "posts_per_ingest_core": round(posts / used["ingest"]),
         "ingest_system_share": round(ingest.system / used["ingest"], 2),
@@ -54,12 +58,35 @@ async def closed_round(target: loadgen.Target, rooms: list[str], pids: dict[str,
     }
 
 
+async def paced_round(target: loadgen.Target, readers: loadgen.Readers, rate: float, pids: dict[str, int],
+                      args: argparse.Namespace) -> dict[str, Any]:
+    before = cpu.snapshot(pids)
+    step = await loadgen.run_step(target, readers, rate, args.seconds, 100_000)
+    used = cpu.used(before, cpu.snapshot(pids))
+    posts = step["acked"]
+    return {
+        "rate": rate, "acked": posts, "errors": step["post_errors"],
+        "posts_per_s": round(posts / step["send_seconds"]),  # below ``rate`` once ingest is saturated
+        "post_p50_ms": round(stats.nearest_rank(step["post_ms"], 0.5), 1),
+        "post_p99_ms": round(stats.nearest_rank(step["post_ms"], 0.99), 1),
+        "ingest_us_per_post": round(used["ingest"] / posts * 1e6),
+        "load": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str, Any]:
     pids = {name: stack.pid(name) for name in PROGRAMS}
     target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
     rooms = [f"ingest-{i}" for i in range(ROOMS)]
     await loadgen.ingest_closed_loop(target, rooms, args.posters, 3)  # warm up: connections, metadata
-    result: dict[str, Any] = {"rounds": [await closed_round(target, rooms, pids, args) for _ in range(args.rounds)]}
+    result: dict[str, Any] = {"paced": []}
+    if args.rates:
+        senders = loadgen.Readers(target, rooms, 0)  # the rooms to post to, nobody reading them
+        await senders.open()
+        result["paced"] = [await paced_round(target, senders, float(rate), pids, args)
+                           for rate in args.rates.split(",")]
+        await senders.close()
+    result["rounds"] = [await closed_round(target, rooms, pids, args) for _ in range(args.rounds)]
     if args.record:
         worker = psutil.Process(pids["ingest"]).children()[0].pid
         spy = subprocess.Popen([str(stacks.VENV_BIN / "py-spy"), "record", "-p", str(worker), "-d",
@@ -75,6 +102,7 @@ def main() -> None:
     parser.add_argument("--posters", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="", help="paced rates (msg/s, comma-separated) measured first")
     parser.add_argument("--record", help="also record one ingest worker into this flame graph (svg)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()

@@ -14,6 +14,14 @@ from chat_common.gunicorn_common import (  # noqa: F401 (gunicorn reads these na
 from chat_common.logs import gunicorn_logconfig
 
 bind = env_str("INGEST_BIND", "127.0.0.1:8001")
+# Two processes of 16 threads, each process one Kafka producer. One process of 64 threads
+# (every POST of the instance feeding one producer, one request in flight) makes records
+# share produce requests more, but costs more CPU per POST at load, in GIL contention:
+# alternated on one stack, five rounds each (medians, on a shared, busy 2-core machine;
+# bench/README.md, "Ingest: sharing produce requests"): records per batch in Kafka's log
+# 2.16 against 1.63 with 64 closed-loop posters, but 2,311 against 1,877 µs of ingest CPU per
+# POST; 4,025 against 4,150 at 50 msg/s, 2,844 against 2,994 at 200 (within the noise);
+# 103 against 155 MB. Kept: the CPU is what a POST costs.
 workers = env_int("INGEST_WORKERS", 2)
 worker_class = "gthread"
 threads = env_int("INGEST_THREADS", 16)
@@ -29,6 +37,9 @@ logconfig_dict = gunicorn_logconfig("ingest", log_level(), access_log=env_str("A
 
 
 def post_worker_init(worker):
+    # Before the worker accepts a connection: its producer connected, Redis's scripts loaded
+    # (ingest.app.WarmUp), so that no request waits for them.
+    worker.wsgi.extensions["chat.warm_up"].start()
     settle_heap()
 
 

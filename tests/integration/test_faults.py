@@ -33,9 +33,9 @@ class Sender(threading.Thread):
     """Posts ``count`` messages into ``room``, retrying each with its client_id until it
     is acknowledged, as the web page does."""
 
-    def __init__(self, base, room, count, pause=0.01):
+    def __init__(self, base, room, count, pause=0.01, headers=None):
         super().__init__(daemon=True)
-        self.base, self.room, self.count, self.pause = base, room, count, pause
+        self.base, self.room, self.count, self.pause, self.headers = base, room, count, pause, headers
         self.acked = []
         self.posted_at = []  # time.monotonic() of the attempt that was acknowledged, per message
         self.refusals = 0
@@ -46,7 +46,8 @@ class Sender(threading.Thread):
             while True:
                 try:
                     posted_at = time.monotonic()
-                    response = post(self.base, self.room, user=f"sender{i % 4}", text=f"m{i}", client_id=client_id)
+                    response = post(self.base, self.room, user=f"sender{i % 4}", text=f"m{i}", client_id=client_id,
+                                    headers=self.headers)
                     if response.status_code == 201:
                         self.posted_at.append(posted_at)
                         self.acked.append(response.json()["id"])
@@ -97,18 +98,19 @@ def published_again_s(clients, sender, since, timeout=60):
     raise TimeoutError(f"nothing posted after the fault was delivered within {timeout} s")
 
 
-def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80, figures=None):
+def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80, figures=None, room=None, headers=None):
     """Readers follow a room while a sender posts; ``fault(clients, sender)`` strikes after
     ``after`` acks (with ``after=0``, before the sender starts: the readers have no message
-    yet). Every reader must end with every acknowledged message once, in order.
+    yet). Every reader must end with every acknowledged message once, in order. ``room`` and
+    ``headers``: a room of the test's own (a private one) and the session that reads and posts.
 
     The report's ``longest_pause_s`` is the longest wait any reader had between two
     messages from the fault on: what a person in the room would notice. ``figures(clients,
     sender, struck_at, result)`` adds figures of its own."""
     base = stack.settings.gateway_url
-    room = new_room("fault")
-    clients = [SseClient(stream_url(base, room, history=0), reconnect=True) for _ in range(readers)]
-    sender = Sender(base, room, messages)
+    room = room or new_room("fault")
+    clients = [SseClient(stream_url(base, room, history=0), headers=headers, reconnect=True) for _ in range(readers)]
+    sender = Sender(base, room, messages, headers=headers)
     try:
         for client in clients:  # the connect is complete (history, then presence): it has its position
             assert client.wait_for(lambda c: any(e.event == "presence" for e in c.received))
@@ -134,6 +136,20 @@ def fault_mid_flow(stack, fault, name, messages=300, readers=2, after=80, figure
         for client in clients:
             client.close()
         stack.wait_ready(120)
+
+
+@pytest.mark.parametrize("service", ["bridge", "stream"])
+def test_kill_9_mid_flow_in_a_private_room_loses_and_repeats_nothing(stack, service):
+    """A private room's members through a kill: the same invariants as in a public room; the
+    restarted service checks their membership again and lets them back in."""
+    base = stack.settings.gateway_url
+    member = session_headers(base)
+    created = httpx.post(f"{base}/api/rooms", json={"private": True}, headers=member, timeout=10)
+    assert created.status_code == 201, created.text
+    clients, _ = fault_mid_flow(stack, lambda *_: kill_9(stack, service), f"kill-9-{service}-private-room",
+                                messages=150, after=40, room=created.json()["room"], headers=member)
+    if service == "stream":
+        assert all(client.connects >= 2 for client in clients)
 
 
 @pytest.mark.parametrize("service", ["bridge", "ingest", "stream"])

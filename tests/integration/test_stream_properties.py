@@ -34,11 +34,14 @@ def base(stack):
 
 def header_value(text):
     """A header as a client would send it: Latin-1 bytes where the text fits (WSGI reads
-    headers as Latin-1, so U+00B2 reaches the service as itself), else UTF-8 bytes."""
+    headers as Latin-1, so U+00B2 reaches the service as itself), else UTF-8 bytes; without
+    leading or trailing spaces and tabs, which HTTP cannot carry in a value (a server trims
+    them, and the client refuses to send them)."""
     try:
-        return text.encode("latin-1")
+        value = text.encode("latin-1")
     except UnicodeEncodeError:
-        return text.encode("utf-8")
+        value = text.encode("utf-8")
+    return value.strip(b" \t")
 
 
 def status_of_stream(base, path, params=None, headers=None):

@@ -490,3 +490,21 @@ def test_after_a_reset_the_new_position_rides_on_the_reset_event_itself():
     assert _blocks(b"".join(frame for frame, _ in events)) == [
         ("reset", "39"), ("message", "40"), ("message", "41"), ("presence", None)]
     assert position == 45  # later messages pass live; 42-45 were other rooms' records
+
+
+def test_a_room_s_events_published_together_reach_its_readers_in_order_in_one_write():
+    """The bridge publishes a room's records of one batch as one JSON array of flask-sse
+    payloads; each is an event of its own, in order, and a payload alone still works."""
+    hub = Hub(None, RoomLog(0))
+    transport = MemoryTransport()
+    client = Client(ROOM, limit=64, transport=transport)
+    writer = _running(client, position=4)
+    hub.rooms[ROOM] = Room()
+    hub.rooms[ROOM].clients.add(client)
+    together = "[" + ",".join(live_payload(_json(id), "message", str(id)) for id in (5, 6, 7)) + "]"
+    hub._dispatch(ROOM, together.encode(), 0.0)
+    hub._dispatch(ROOM, live_payload(_json(8), "message", "8").encode(), 0.0)
+    assert len(transport.writes) == 2
+    assert _ids(_dechunk(b"".join(transport.writes))) == [5, 6, 7, 8]
+    client.close("drain")
+    writer.get(timeout=1)

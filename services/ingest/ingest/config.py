@@ -9,7 +9,11 @@ from chat_common import config as env
 class Config(env.CommonConfig):
     produce_timeout_s: float  # a POST waits at most this long for Kafka's acknowledgement
     kafka_linger_ms: int
-    kafka_max_in_flight: int  # produce requests in flight per broker connection (records arriving meanwhile batch)
+    # Produce requests in flight per broker connection (records arriving meanwhile batch). 1
+    # made no difference per worker: records per batch 1.69 and 1.47 against 1.75 and 1.51
+    # with 64 closed-loop posters over 2 x 16 threads (partitions are muted while one of
+    # their batches is in flight, so a partition's records batch either way).
+    kafka_max_in_flight: int
     retry_after_s: int  # Retry-After sent with 503 while Kafka is unreachable
     rate_limit_window_s: int
     rate_limit_user: int  # messages per window per user name

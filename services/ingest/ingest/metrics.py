@@ -32,6 +32,15 @@ PRODUCE_ERRORS = with_labels(
     ),
     "unreachable", "KafkaTimeoutError",
 )
+PRODUCER_CONNECTS = with_labels(
+    Counter(
+        "chat_ingest_producer_connects_total",
+        "Kafka producers made (connected, the topic's metadata fetched), by what made one: a worker warming up"
+        " (at start, or its readiness check) or a request that found none (after a failure): that request waits.",
+        ["by"],
+    ),
+    "warm_up", "request",
+)
 REPLAYED = Counter("chat_ingest_replayed_total",
                    "Retried POSTs answered with the message already stored for their client_id.")
 RATE_LIMIT_ERRORS = Counter(

@@ -18,7 +18,8 @@ class KafkaUnavailable(Exception):
 
 
 class Producer:
-    """Created lazily (Kafka may start after us) and shared by the worker's threads."""
+    """The worker's one producer, shared by its threads. Made before the worker serves
+    (``warm_up``, from app.WarmUp); made again by the next request after a failure."""
 
     RECONNECT_COOLDOWN_S = 1.0
 
@@ -27,11 +28,10 @@ class Producer:
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self._failed_at = 0.0
-        self._connected_once = False
 
     def _create(self) -> KafkaProducer:
         timeout_ms = int(self.config.produce_timeout_s * 1000)
-        return KafkaProducer(
+        producer = KafkaProducer(
             bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
             client_id="chat-ingest",
             acks="all",
@@ -50,8 +50,15 @@ class Producer:
             # recording them costs CPU on every record and request.
             metrics_enabled=False,
         )
+        try:
+            # The topic's partitions and their leaders, now: else the first send waits for them.
+            producer.partitions_for(self.config.kafka_topic)
+        except KafkaError:
+            producer.close(timeout=0)
+            raise
+        return producer
 
-    def _get(self) -> KafkaProducer:
+    def _get(self, made_by: str = "request") -> KafkaProducer:
         if self._producer is not None:
             return self._producer
         with self._lock:
@@ -60,7 +67,7 @@ class Producer:
                     raise KafkaUnavailable("kafka unreachable (cooling down)")
                 try:
                     self._producer = self._create()
-                    self._connected_once = True
+                    metrics.PRODUCER_CONNECTS.labels(made_by).inc()
                     log.info("kafka producer connected", extra={"bootstrap": self.config.kafka_bootstrap_servers})
                 except KafkaError as error:
                     self._failed_at = time.monotonic()
@@ -111,15 +118,14 @@ class Producer:
         except Exception:
             log.exception("closing a failed kafka producer")
 
-    def ready(self) -> bool:
-        """Connected to Kafka at least once. After that the pod stays in rotation while
-        Kafka is away, so that clients get this service's JSON 503 with Retry-After."""
-        if not self._connected_once:
-            try:
-                self._get()
-            except KafkaUnavailable:
-                pass
-        return self._connected_once
+    def warm_up(self) -> bool:
+        """Connect now if not connected (bootstrap, the topic's metadata); whether connected."""
+        try:
+            self._get("warm_up")
+        except KafkaUnavailable as error:
+            log.warning("kafka producer not connected yet", extra={"error": str(error)})
+            return False
+        return True
 
     def close(self) -> None:
         if self._producer is not None:

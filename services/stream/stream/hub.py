@@ -32,7 +32,7 @@ from redis import Redis
 from redis.client import PubSub
 from redis.exceptions import RedisError
 
-from chat_common.messages import channel, parse_live, sse_comment, sse_frame
+from chat_common.messages import channel, parse_live_events, sse_comment, sse_frame
 from chat_common.private import REMOVED_EVENT
 from stream import metrics
 from stream.transport import SocketTransport, Transport, http_chunk
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "chat:hub"  # never published to; keeps the pub/sub connection subscribed
 IDLE_PING_S = 5.0
-MAX_BATCH = 64  # events written to a socket at once when a client has several waiting
+MAX_BATCH = 64  # events written to a socket at once when a client has several waiting (bridge: LIVE_EVENTS_MAX)
 
 
 class Item:
@@ -484,30 +484,35 @@ class Hub:
 
     def _collect(self, batch: Batch, name: str, payload: bytes, received_at: float) -> None:
         """Parse and format one pub/sub message (once per worker) into ``batch``: room ->
-        its Items in order."""
+        its Items in order. A message holds one event, or several of the room (the bridge's
+        records of one batch)."""
         room = self.rooms.get(name)
         if room is None:
             return
         try:
-            event, data, id = parse_live(payload)
-            frame = sse_frame(data, event=event, id=id)
+            events = [(event, data, id, ts, sse_frame(data, event=event, id=id))
+                      for event, data, id, ts in parse_live_events(payload)]
         except ValueError:
             metrics.DROPPED.inc()
             log.warning("dropped a pub/sub payload that is not a safe flask-sse message", extra={"room": name})
             return
-        if event == REMOVED_EVENT:  # for this worker, not its readers
-            self._deliver(batch)  # what was published before the removal still reaches them
-            self._remove(room, data)
-            return
-        kind = metrics.event_kind(event)
-        metrics.LIVE_RECEIVED.labels(kind).inc()
-        # Events without an id (presence, typing) reach every client; they are never in
-        # history and never move a client's position.
-        numeric_id = int(id) if id is not None and id.isdigit() else None
-        ts = _message_ts(data) if event == "message" else None
-        batch.setdefault(name, []).append(Item(frame, numeric_id, ts, received_at, kind))
-        if numeric_id is not None:
-            log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
+        for event, data, id, ts, frame in events:
+            if event == REMOVED_EVENT:  # for this worker, not its readers
+                self._deliver(batch)  # what was published before the removal still reaches them
+                self._remove(room, data)
+                continue
+            kind = metrics.event_kind(event)
+            metrics.LIVE_RECEIVED.labels(kind).inc()
+            # Events without an id (presence, typing) reach every client; they are never in
+            # history and never move a client's position.
+            numeric_id = int(id) if id is not None and id.isdigit() else None
+            if event != "message":
+                ts = None
+            elif ts is None:
+                ts = _message_ts(data)
+            batch.setdefault(name, []).append(Item(frame, numeric_id, ts, received_at, kind))
+            if numeric_id is not None:
+                log.info("message fanned out", extra={"msg_id": id, "room": name, "clients": len(room.clients)})
 
     @staticmethod
     def _remove(room: Room, data: str) -> None:

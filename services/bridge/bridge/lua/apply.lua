@@ -16,8 +16,74 @@
 -- Idle rooms: history, meta and deletes expire idle_ttl after the room's last apply; the
 -- deleted set and the offset index stay (scrollback needs them). A room without meta is read
 -- with floor = last:<partition>; when it gets a record again, that is its floor.
+--
+-- `call` is what one script call shares (new_call ... finish): the state hash, the bounds, each
+-- partition's ready, last and indexed (read once, last written back once), the rooms whose
+-- window was written (their TTLs set once) and each room's live events (one PUBLISH a room). A script call is atomic, so nothing can read between
+-- a record's writes and the call's end: each record is applied as if on its own. Measured on a
+-- batch of 200 records in 1,000 rooms: 17.8 Redis commands per record before, 11 with this.
 
 local OUTSIDE = 3  -- advance's answer for a record to apply outside the window (rec.keep '0')
+-- Events of a room in one PUBLISH at most: as many as a stream hands its readers at once
+-- (stream/hub.py MAX_BATCH), so a burst in one room reaches them as it did one by one.
+local LIVE_EVENTS_MAX = 64
+
+local function new_call(state, bounds)
+  return {state = state, bounds = bounds, partitions = {}, touched = {}, live = {}, channels = {}}
+end
+
+-- A live event, published at the call's end with the other events of its room.
+local function live(call, rec)
+  local events = call.live[rec.channel]
+  if events == nil then
+    events = {}
+    call.live[rec.channel] = events
+    call.channels[#call.channels + 1] = rec.channel
+  end
+  events[#events + 1] = rec.payload
+end
+
+-- A partition's ready, last (newest offset applied, -1: none) and indexed, read once per call.
+local function partition_of(call, number)
+  local part = call.partitions[number]
+  if part == nil then
+    local fields = redis.call('HMGET', call.state, 'ready:' .. number, 'last:' .. number, 'indexed:' .. number)
+    part = {ready = fields[1] ~= false, last = tonumber(fields[2] or '-1'), indexed = tonumber(fields[3] or '')}
+    call.partitions[number] = part
+  end
+  return part
+end
+
+-- The call's end: one PUBLISH per room, of its one event or a JSON array of its events in
+-- order (LIVE_EVENTS_MAX at most) (a subscriber reads either; stream/hub.py); each partition's last:<partition> written
+-- back; each written room's window living idle_ttl from now.
+local function finish(call)
+  for _, name in ipairs(call.channels) do
+    local events = call.live[name]
+    if #events == 1 then
+      redis.call('PUBLISH', name, events[1])
+    else
+      for first = 1, #events, LIVE_EVENTS_MAX do
+        local last = math.min(first + LIVE_EVENTS_MAX - 1, #events)
+        redis.call('PUBLISH', name, '[' .. table.concat(events, ',', first, last) .. ']')
+      end
+    end
+  end
+  for number, part in pairs(call.partitions) do
+    if part.moved then redis.call('HSET', call.state, 'last:' .. number, part.moved) end
+  end
+  if call.bounds.idle_ttl <= 0 then return end
+  for _, room in pairs(call.touched) do
+    redis.call('EXPIRE', room.history, call.bounds.idle_ttl)
+    redis.call('EXPIRE', room.meta, call.bounds.idle_ttl)
+    if room.deletes then redis.call('EXPIRE', room.deletes, call.bounds.idle_ttl) end
+  end
+end
+
+-- The room's window was written: its TTLs are set at the call's end.
+local function touch(call, room)
+  call.touched[room.meta] = room
+end
 
 -- Whether the room had records before (its window may have expired since): its offset index
 -- or its deleted set, which never expire.
@@ -27,13 +93,19 @@ end
 
 -- What every record does first: -1 if Redis lost the partition's history; last:<partition>
 -- moved up to the record; 0 if the room applied it already; OUTSIDE for a record that only
--- goes to the keys that never expire; else the room's last moved to it and nil (go on).
-local function advance(state, room, rec)
-  if redis.call('HEXISTS', state, 'ready:' .. rec.partition) == 0 then return -1 end
+-- goes to the keys that never expire; else nil (go on). room.fields: what the room's meta gets
+-- (its last moved to the record; written with the rest of the record's meta by the caller);
+-- room.bytes: meta's bytes as read.
+local function advance(call, room, rec)
+  local part = partition_of(call, rec.partition)
+  if not part.ready then return -1 end
   local offset = tonumber(rec.offset)
-  local applied = tonumber(redis.call('HGET', state, 'last:' .. rec.partition) or '-1')
-  if offset > applied then redis.call('HSET', state, 'last:' .. rec.partition, rec.offset) end
-  local last = redis.call('HGET', room.meta, 'last')
+  local applied = part.last
+  if offset > applied then part.last, part.moved = offset, rec.offset end
+  local meta = redis.call('HMGET', room.meta, 'last', 'bytes')
+  local last = meta[1]
+  room.bytes = tonumber(meta[2] or '')
+  room.fields = {'last', rec.offset}
   if last then
     if offset <= tonumber(last) then return 0 end
   elseif offset <= applied and traced(room) then
@@ -42,53 +114,40 @@ local function advance(state, room, rec)
     return OUTSIDE
   elseif applied >= 0 and traced(room) then
     -- the window expired: readers took last:<partition> as its floor meanwhile, and it stays so
-    redis.call('HSET', room.meta, 'floor', applied)
+    room.fields = {'floor', applied, 'last', rec.offset}
   end
-  redis.call('HSET', room.meta, 'last', rec.offset)
   return nil
-end
-
--- The room's window (history, meta, deletes) lives idle_ttl from now: called after every write.
-local function refresh(room, bounds)
-  if bounds.idle_ttl <= 0 then return end
-  redis.call('EXPIRE', room.history, bounds.idle_ttl)
-  redis.call('EXPIRE', room.meta, bounds.idle_ttl)
-  if room.deletes then redis.call('EXPIRE', room.deletes, bounds.idle_ttl) end
 end
 
 -- The bytes of JSON the window holds (meta's `bytes`; summed once for a window stored without it).
 local function window_bytes(room)
-  local size = redis.call('HGET', room.meta, 'bytes')
-  if size then return tonumber(size) end
-  size = 0
+  if room.bytes then return room.bytes end
+  local size = 0
   for _, member in ipairs(redis.call('ZRANGE', room.history, 0, -1)) do size = size + #member end
   return size
 end
 
--- A new floor: ids at or below it may have left the window; the deletes at or below it are no
--- longer needed (a resume from there gets a reset).
-local function move_floor(room, floor)
-  redis.call('HSET', room.meta, 'floor', floor)
-  if room.deletes then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
-end
-
 -- The room's offset index (index.py): from indexed:<partition> on, the live path appends;
 -- increasing, as last:<partition>.
-local function index_message(state, room, rec)
-  local indexed = redis.call('HGET', state, 'indexed:' .. rec.partition)
+local function index_message(call, room, rec)
+  local indexed = partition_of(call, rec.partition).indexed
   local offset = tonumber(rec.offset)
-  if indexed and offset >= tonumber(indexed) then redis.call('APPEND', room.offsets, struct.pack('>I8', offset)) end
+  if indexed and offset >= indexed then redis.call('APPEND', room.offsets, struct.pack('>I8', offset)) end
 end
 
-local function apply_message(state, room, rec, data, has_cid, bounds)
-  local done = advance(state, room, rec)
+local function apply_message(call, room, rec, data, has_cid)
+  local bounds = call.bounds
+  local done = advance(call, room, rec)
   if done and done ~= OUTSIDE then return done end
   -- the client_id key holds the id first stored with it (readers take the message by that id)
   if has_cid == '1' and not redis.call('SET', room.cid, rec.offset, 'NX', 'EX', bounds.cid_ttl) then
-    if not done then refresh(room, bounds) end
+    if not done then
+      redis.call('HSET', room.meta, unpack(room.fields))
+      touch(call, room)
+    end
     return 2
   end
-  index_message(state, room, rec)
+  index_message(call, room, rec)
   if done == OUTSIDE then return 1 end
   local size = window_bytes(room) + #data
   redis.call('ZADD', room.history, tonumber(rec.offset), data)
@@ -99,10 +158,17 @@ local function apply_message(state, room, rec, data, has_cid, bounds)
     if #oldest == 0 then break end
     size, count, floor = size - #oldest[1], count - 1, oldest[2]
   end
-  redis.call('HSET', room.meta, 'bytes', size)
-  if floor then move_floor(room, floor) end
-  refresh(room, bounds)
-  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  local fields = room.fields
+  fields[#fields + 1], fields[#fields + 2] = 'bytes', size
+  -- A new floor: ids at or below it may have left the window; the deletes at or below it are
+  -- no longer needed (a resume from there gets a reset).
+  if floor then
+    fields[#fields + 1], fields[#fields + 2] = 'floor', floor
+    if room.deletes then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
+  end
+  redis.call('HSET', room.meta, unpack(fields))
+  touch(call, room)
+  if rec.publish == '1' then live(call, rec) end
   return 1
 end
 
@@ -112,26 +178,25 @@ end
 -- room's deleted set (read by Kafka scrollback) and, keyed by the tombstone's id, the
 -- room's deletes (read by a resume from before it), which keep what lies above the room's
 -- floor. A tombstone is never in the room's offset index: it is no message.
-local function apply_tombstone(state, room, rec, target, bounds)
-  local done = advance(state, room, rec)
+local function apply_tombstone(call, room, rec, target)
+  local done = advance(call, room, rec)
   if done and done ~= OUTSIDE then return done end
   redis.call('SADD', room.deleted, target)
   if done == OUTSIDE then return 1 end
+  local fields = room.fields
   local gone = redis.call('ZRANGEBYSCORE', room.history, target, target)
   if #gone > 0 then
     local size = window_bytes(room)
     redis.call('ZREMRANGEBYSCORE', room.history, target, target)
     for _, member in ipairs(gone) do size = size - #member end
-    redis.call('HSET', room.meta, 'bytes', size)
+    fields[#fields + 1], fields[#fields + 2] = 'bytes', size
   end
-  if redis.call('ZSCORE', room.deletes, target) then
-    refresh(room, bounds)
-    return 2
-  end
+  redis.call('HSET', room.meta, unpack(fields))
+  touch(call, room)
+  if redis.call('ZSCORE', room.deletes, target) then return 2 end
   redis.call('ZADD', room.deletes, tonumber(rec.offset), target)
   local floor = redis.call('HGET', room.meta, 'floor')
   if floor then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
-  refresh(room, bounds)
-  if rec.publish == '1' then redis.call('PUBLISH', rec.channel, rec.payload) end
+  if rec.publish == '1' then live(call, rec) end
   return 1
 end

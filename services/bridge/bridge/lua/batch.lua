@@ -8,6 +8,7 @@
 -- batch (only ever later, so replays change nothing).
 local bounds = {max = tonumber(ARGV[1]), max_bytes = tonumber(ARGV[2]), cid_ttl = tonumber(ARGV[3]),
                 idle_ttl = tonumber(ARGV[4])}
+local call = new_call(KEYS[1], bounds)
 local outcomes, newest = {}, {}
 local n = (#ARGV - 4) / 11
 for r = 0, n - 1 do
@@ -17,12 +18,13 @@ for r = 0, n - 1 do
   local rec = {offset = ARGV[a + 2], partition = ARGV[a + 3], publish = ARGV[a + 4], keep = ARGV[a + 5],
                channel = ARGV[a + 6], payload = ARGV[a + 7]}
   if ARGV[a + 1] == 'm' then
-    outcomes[r + 1] = apply_message(KEYS[1], room, rec, ARGV[a + 10], ARGV[a + 11], bounds)
+    outcomes[r + 1] = apply_message(call, room, rec, ARGV[a + 10], ARGV[a + 11])
     local name, ts = ARGV[a + 8], tonumber(ARGV[a + 9])
     if not newest[name] or ts > newest[name] then newest[name] = ts end
   else
-    outcomes[r + 1] = apply_tombstone(KEYS[1], room, rec, ARGV[a + 10], bounds)
+    outcomes[r + 1] = apply_tombstone(call, room, rec, ARGV[a + 10])
   end
 end
+finish(call)
 for name, ts in pairs(newest) do redis.call('ZADD', KEYS[2], 'GT', ts, name) end
 return outcomes

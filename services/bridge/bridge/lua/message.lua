@@ -10,4 +10,7 @@ local rec = {offset = ARGV[1], partition = ARGV[6], publish = ARGV[7], keep = '1
              payload = ARGV[3]}
 local bounds = {max = tonumber(ARGV[5]), max_bytes = tonumber(ARGV[11] or '') or math.huge,
                 cid_ttl = tonumber(ARGV[9]), idle_ttl = tonumber(ARGV[12] or '') or 0}
-return apply_message(KEYS[3], room, rec, ARGV[2], ARGV[8], bounds)
+local call = new_call(KEYS[3], bounds)
+local outcome = apply_message(call, room, rec, ARGV[2], ARGV[8])
+finish(call)
+return outcome
