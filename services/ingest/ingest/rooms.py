@@ -122,7 +122,13 @@ def _address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _invite_body(room: str, token: str, status: int) -> Response:
+def _new_invite(room: str, owner: str, status: int, logged: str) -> Response:
+    """Write the room's record with a new invite token (older links stop working); answer
+    ``status`` with its invite link."""
+    token = new_invite()
+    record = RoomRecord(room, owner, invite_hash(token))
+    _write(record, record.value())
+    log.info(logged, extra={"room": room})
     response = jsonify({"room": room, "private": True, "invite_url": invite_url(room, token)})
     response.status_code = status
     return response
@@ -139,11 +145,7 @@ def create_room() -> Response:
     room = new_room_name()
     _admit(room, [Budget("ip", _address(), 1, config.rate_limit_ip, config.rate_limit_window_s),
                   Budget("ip_rooms", _address(), 1, config.rate_limit_ip_rooms, config.rate_limit_rooms_window_s)])
-    token = new_invite()
-    record = RoomRecord(room, owner, invite_hash(token))
-    _write(record, record.value())
-    log.info("private room created", extra={"room": room})
-    return _invite_body(room, token, 201)
+    return _new_invite(room, owner, 201, "private room created")
 
 
 @rooms_api.post("/api/rooms/<room>/members")
@@ -200,12 +202,7 @@ def rotate_invite(room: str) -> Response:
     validation.check_room(room)
     if not is_private(room):
         raise not_found()
-    owner = _require_owner(room)
-    token = new_invite()
-    record = RoomRecord(room, owner, invite_hash(token))
-    _write(record, record.value())
-    log.info("private room invite rotated", extra={"room": room})
-    return _invite_body(room, token, 200)
+    return _new_invite(room, _require_owner(room), 200, "private room invite rotated")
 
 
 @rooms_api.delete("/api/rooms/<room>/members/<path:member>")
