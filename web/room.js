@@ -8,6 +8,7 @@ import { Composer } from "./room-composer.js";
 import { OlderMessages } from "./room-history.js";
 import { PrivateRoom, isPrivate } from "./room-private.js";
 import { TypingIndicator } from "./room-typing.js";
+import { LastVisit } from "./room-unread.js";
 import { startSession } from "./send.js";
 import { Timeline, mentions, nameElement } from "./timeline.js";
 
@@ -22,9 +23,11 @@ export class RoomPage {
   typing;
   alerts;
   composer;
+  lastVisit;
 
   constructor(room) {
     this.room = room;
+    this.lastVisit = new LastVisit(room);
     this.name = store.get(NAME_KEY, "") || null;
     this.timeline = new Timeline($("#messages"), $("#scroller"), {
       isOwn: (message) => message.user === this.name,
@@ -85,6 +88,7 @@ export class RoomPage {
   onMessage(message) {
     this.typing.stopTyping(message.user); // their message is here: they are no longer typing it
     const added = this.timeline.add([message], { live: true });
+    if (this.caughtUp) this.lastVisit.remember(this.timeline.newestId());
     if (added && this.caughtUp && message.user !== this.name) {
       announce(`${message.user}: ${message.text.slice(0, 200)}`);
       if (!document.hidden) return;
@@ -94,8 +98,13 @@ export class RoomPage {
 
   onCaughtUp() {
     this.caughtUp = true;
-    if (!this.shownOnce) this.timeline.scrollToBottom(); // the first view starts at the latest
+    // The first view starts at the latest, or at what arrived since the last visit.
+    if (!this.shownOnce) {
+      this.timeline.scrollToBottom();
+      this.lastVisit.markOnce(this.timeline, $("#scroller"));
+    }
     this.shownOnce = true;
+    this.lastVisit.remember(this.timeline.newestId());
     this.history.onCaughtUp();
   }
 
@@ -143,6 +152,6 @@ export class RoomPage {
   showUnseen(count) {
     const pill = $("#new-pill");
     pill.hidden = count === 0;
-    pill.textContent = count === 1 ? "1 new message ↓" : `${count} new messages ↓`;
+    pill.textContent = `Jump to latest (${count} new)`;
   }
 }

@@ -138,6 +138,8 @@ export class Timeline {
   #byId = new Map();
   #byClientId = new Map();
   #unseen = 0;
+  #newAfter = null; // the newest id shown at the reader's last visit: "New messages" sits after it
+  #divider = null;
 
   /**
    * @param {HTMLOListElement} list
@@ -164,6 +166,26 @@ export class Timeline {
 
   oldestId() {
     return this.#order[0] ?? null;
+  }
+
+  newestId() {
+    return this.#order.at(-1) ?? null;
+  }
+
+  /** How many shown messages are newer than ``id``. */
+  countAfter(id) {
+    return this.#order.length - this.#indexAfter(id);
+  }
+
+  /**
+   * Mark where what the reader has not seen starts: a "New messages" divider before the
+   * first message newer than ``id``, kept there as older pages and new messages arrive.
+   * Returns the divider (or null when no newer message is shown).
+   */
+  markNewAfter(id) {
+    this.#newAfter = id;
+    this.#placeDivider();
+    return this.#divider?.isConnected ? this.#divider : null;
   }
 
   atBottom() {
@@ -256,7 +278,7 @@ export class Timeline {
 
   /** Mark the page's own messages and the reader's mentions again (the name changed). */
   refreshOwn() {
-    for (const item of this.#list.children) {
+    for (const item of this.#list.querySelectorAll(".msg")) {
       item.classList.toggle("own", this.#isOwn({ user: item.dataset.user }));
       this.#showText(item, item.querySelector(".msg-text").textContent, item.dataset.user);
     }
@@ -274,6 +296,7 @@ export class Timeline {
       const next = item.nextElementSibling;
       item.remove();
       if (next) this.#regroup(next);
+      this.#placeDivider();
     }, true);
   }
 
@@ -285,6 +308,7 @@ export class Timeline {
     }
     this.#order = [];
     this.#byId.clear();
+    this.#placeDivider();
     this.#setUnseen(0);
   }
 
@@ -322,6 +346,30 @@ export class Timeline {
     this.#regroup(item);
     if (item.nextElementSibling) this.#regroup(item.nextElementSibling);
     if (oldNext && oldNext !== item.nextElementSibling) this.#regroup(oldNext);
+    this.#placeDivider();
+  }
+
+  /** The first index whose id is greater than ``id``. */
+  #indexAfter(id) {
+    const index = this.#index(id);
+    return this.#order[index] === id ? index + 1 : index;
+  }
+
+  /** The divider before the first message newer than the last visit's, or nowhere. */
+  #placeDivider() {
+    if (this.#newAfter === null) return;
+    const first = this.#byId.get(this.#order[this.#indexAfter(this.#newAfter)]);
+    const divider = this.#divider;
+    if (divider && divider.nextElementSibling === first) return;
+    const oldNext = divider?.nextElementSibling;
+    if (!first) {
+      divider?.remove();
+    } else {
+      this.#divider ??= newDivider();
+      this.#list.insertBefore(this.#divider, first);
+      this.#regroup(first);
+    }
+    if (oldNext && oldNext !== first) this.#regroup(oldNext);
   }
 
   /** Binary search: the first index whose id is not smaller than ``id``. */
@@ -425,6 +473,18 @@ export class Timeline {
     this.#unseen = count;
     this.#onUnseen(count);
   }
+}
+
+/** "New messages": a list item of its own, so a screen reader meets it among the messages. */
+function newDivider() {
+  const item = document.createElement("li");
+  item.className = "new-divider";
+  item.id = "new-divider";
+  item.tabIndex = -1;
+  const label = document.createElement("span");
+  label.textContent = "New messages";
+  item.append(label);
+  return item;
 }
 
 function statusText(text) {

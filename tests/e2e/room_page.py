@@ -33,7 +33,7 @@ def send(page, text):
 
 def shown(page):
     """The messages on the page, top to bottom: [{id, user, text, state, own}]."""
-    return page.locator("#messages > li").evaluate_all(
+    return page.locator("#messages > li.msg").evaluate_all(
         """items => items.map(li => ({
             id: li.dataset.id ?? null,
             user: li.dataset.user,
