@@ -1,7 +1,10 @@
 """The page at 360 px and on a desktop, light and dark: fits, and is saved for a look.
 
-Pictures go to test-artifacts/screenshots/ (docs/screenshots/ holds a copy for the README).
+Pictures go to test-artifacts/screenshots/; `make screenshots` runs this file alone and copies
+them into docs/screenshots/ for the README.
 """
+
+import json
 
 import pytest
 from playwright.sync_api import expect
@@ -18,24 +21,42 @@ CONVERSATION = [
 ]
 
 
+LEFT_AFTER = 2  # "you" left the room after this message, and came back for the rest
+
+
 @pytest.fixture(scope="module")
 def conversation(stack):
-    """A room with a short conversation; "you" is the person looking at it."""
+    """A room with a short conversation; "you" is the person looking at it. Returns the
+    room and the id of the last message "you" saw before leaving."""
     base = stack.settings.gateway_url
     room = new_room("release")
+    ids = []
     for user, text in CONVERSATION:
-        assert post(base, room, user="sam" if user == "you" else user, text=text).status_code == 201
-    return room
+        response = post(base, room, user="sam" if user == "you" else user, text=text)
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    return room, ids[LEFT_AFTER]
+
+
+def came_back(page, room, seen_id):
+    """The page as a browser that last showed ``seen_id`` in ``room`` has it."""
+    seen = json.dumps(json.dumps({room: seen_id}))
+    page.add_init_script(f"localStorage.setItem('chatroom.seen', {seen})")
+    return page
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size, viewport", [("desktop", DESKTOP), ("mobile", MOBILE)])
 def test_the_room_fits_and_reads_well(open_page, conversation, scheme, size, viewport):
-    page = join(open_page(viewport=viewport, color_scheme=scheme, timezone_id="Europe/Paris"), conversation, "sam")
-    join(open_page(), conversation, "Maya")  # someone else is here too
+    room, seen_id = conversation
+    page = open_page(viewport=viewport, color_scheme=scheme, timezone_id="Europe/Paris")
+    join(came_back(page, room, seen_id), room, "sam")
+    join(open_page(), room, "Maya")  # someone else is here too
     expect(page.locator("#people-summary")).to_contain_text("2 here")
     messages = wait_shown(page, len(CONVERSATION))
     assert [m["own"] for m in messages] == [user == "you" for user, _ in CONVERSATION]
+    expect(page.locator("#new-divider")).to_be_visible()
+    page.locator("#scroller").evaluate("s => { s.scrollTop = s.scrollHeight; }")
     page.get_by_role("textbox", name="Message").fill("Shall I close the release ticket?")
     page.mouse.move(0, 0)
 
@@ -52,11 +73,13 @@ def test_the_room_fits_and_reads_well(open_page, conversation, scheme, size, vie
 
 @pytest.mark.parametrize("size, viewport", [("desktop", DESKTOP), ("mobile", MOBILE)])
 def test_the_lobby_fits(open_page, conversation, size, viewport):
+    room, _ = conversation
     page = open_page(viewport=viewport)
-    join(page, conversation, "sam")
+    join(page, room, "sam")
     page.goto("/")
     recent = page.get_by_role("list", name="Your recent rooms")
-    expect(recent.get_by_role("link", name=f"#{conversation}")).to_be_visible()
+    expect(recent.get_by_role("link", name=f"#{room}")).to_be_visible()
+    expect(page.locator(f'#directory-rooms li[data-room="{room}"]')).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / "screenshots" / f"lobby-{size}.png")
