@@ -14,6 +14,7 @@ from support import (
     history,
     new_room,
     post,
+    services_beside,
     session_headers,
     stream_url,
     wait_applied,
@@ -264,3 +265,24 @@ def test_kafka_scrollback_folds_later_edits_reactions_and_deletes_into_older_mes
         time.sleep(0.2)
     assert whole[deep]["reactions"] == {THUMBS: {"count": 1, "users": ["bob"]}} and "edited_ts" in whole[deep]
     assert whole[reply["id"]]["reply_to"] == {"id": ids[6], "deleted": True}
+
+
+def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(stack, kafka, tmp_path):
+    """An edit spends the author's post budget; reactions a per-name budget of their own.
+    A separate ingest with small budgets, its address named in X-Forwarded-For."""
+    budget, window_s = 3, 600
+    with services_beside(stack, ["ingest"], tmp_path, RATE_LIMIT_USER=str(budget),
+                         RATE_LIMIT_USER_REACTIONS=str(budget), RATE_LIMIT_WINDOW_S=str(window_s)) as urls:
+        base, room, me = urls["ingest"], new_room("change-budget"), {"X-Forwarded-For": "10.250.1.9"}
+        mine = {**session_headers(stack.settings.gateway_url), **me}
+        id = post(base, room, user="ann", text="v0", headers=mine).json()["id"]
+        wait_applied(stack.settings.gateway_url, room, id)
+        assert [edit(base, room, id, f"v{i}", mine).status_code for i in (1, 2)] == [200, 200]  # ann: 3 stored
+        assert [react(base, room, id, "bob", emoji=e, headers=me).status_code for e in "👍🎉🔥"] == [204] * 3
+        before = end_offsets(kafka)
+        for response in (edit(base, room, id, "v3", mine), react(base, room, id, "bob", emoji="🚀", headers=me)):
+            assert response.status_code == 429, response.text
+            assert response.json()["error"]["code"] == "rate_limited"
+            assert 1 <= int(response.headers["Retry-After"]) <= window_s
+        assert end_offsets(kafka) == before
+        assert react(base, room, id, "cy", headers=me).status_code == 204  # another name has its own
