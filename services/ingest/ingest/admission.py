@@ -119,8 +119,11 @@ class Budgets:
 
     def reaction(self, user: str, address: str) -> list[Budget]:
         c, window = self.config, self.config.rate_limit_window_s
+        # Each reaction stays in Redis while its message does (its name in the message's
+        # reactions): the day's post budget bounds what one address leaves there.
         return [Budget("ip", address, 1, c.rate_limit_ip, window),
-                Budget("user_reactions", user, 1, c.rate_limit_user_reactions, window)]
+                Budget("user_reactions", user, 1, c.rate_limit_user_reactions, window),
+                Budget("ip_day", address, 1, c.rate_limit_ip_day, DAY_S)]
 
     def delete_by(self, author: str) -> list[Budget]:
         return [Budget("user", author, 1, self.config.rate_limit_user, self.config.rate_limit_window_s)]
