@@ -30,7 +30,7 @@ from bridge import metrics
 from bridge.config import Config
 from chat_common.kafka_reader import log_reader
 from chat_common.lua import lua_source
-from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+from chat_common.messages import STATE_KEY, message_or_none, offsets_key, pack_offsets, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,8 @@ class Indexer:
             for record in batches.get(tp, []):
                 if record.offset >= high:
                     break
-                try:
-                    message = Message.from_kafka(record.value, record.offset)
-                except (ValueError, KeyError, TypeError):
+                message = message_or_none(record.value, record.offset)  # edits, reactions: no message
+                if message is None:
                     continue
                 if message.client_id is not None:
                     if (message.room, message.client_id) in seen:
