@@ -16,8 +16,7 @@ from chat_common.sessions import session_id
 from ingest import metrics, validation
 from ingest.deletes import may_delete
 from ingest.rooms import require_member
-from ingest.routes import _address, _admit, _ingest, _produce
-from ingest.targets import latest, target
+from ingest.targets import address, admit, current, latest, produce, target
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +28,14 @@ def edit_message(room: str, id: str) -> Response:
     """A message's new text: 200 once Kafka holds the edit record. The same text again
     answers 200 and writes nothing. The address's budgets are spent before the message is
     read back from Kafka (refused edits cost them too), the author's once allowed."""
-    ingest = _ingest()
+    ingest = current()
     validation.check_room(room)
     offset = validation.clean_message_id(id)
     require_member(room)  # a private room: its members only (ingest/rooms.py)
     body_bytes = len(request.get_data())
     body = validation.parse_body(request)
     text = validation.clean_text(body.get("text"))
-    _admit(room, ingest.budgets.edit(_address(), body_bytes))
+    admit(ingest, room, ingest.budgets.edit(address(), body_bytes))
     message = target(ingest, room, offset, "edited")
     if not may_delete(message, g.get("user"), session_id(), ingest.config.moderators):
         raise ApiError(403, "forbidden", "Only the person who sent a message can edit it.")
@@ -44,10 +43,10 @@ def edit_message(room: str, id: str) -> Response:
     if text_now == text:
         metrics.CHANGE_REPEATS.labels("edit").inc()
         return _edited(str(offset), text, edited_ts)
-    _admit(room, ingest.budgets.edit_by(message.user, _address(), body_bytes))
+    admit(ingest, room, ingest.budgets.edit_by(message.user, address(), body_bytes))
     edit = Edit(room=room, target=str(offset), text=text, edited_ts=round(time.time(), 3), ts=int(time.time() * 1000),
                 by=g.get("user") or message.user)
-    edit_id = _produce(room, edit.kafka_value(), "edited")
+    edit_id = produce(ingest, room, edit.kafka_value(), "edited")
     metrics.CHANGES.labels("edit").inc()
     log.info("edit produced", extra={"msg_id": str(offset), "edit_id": str(edit_id), "room": room})
     return _edited(str(offset), text, edit.edited_ts)

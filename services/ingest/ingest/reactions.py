@@ -15,8 +15,7 @@ from chat_common.errors import ApiError
 from chat_common.messages import REACTION_EMOJI, Reaction, clean_emoji
 from ingest import metrics, validation
 from ingest.rooms import require_member
-from ingest.routes import _address, _admit, _ingest, _produce
-from ingest.targets import reactions_of, target
+from ingest.targets import address, admit, current, produce, reactions_of, target
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +43,15 @@ def _react(room: str, id: str, emoji: str, on: bool) -> Response:
     require_member(room)  # a private room: its members only (ingest/rooms.py)
     body = validation.parse_body(request)
     user = g.get("user") or validation.clean_user(body.get("user"))  # the sign-in proxy's name wins
-    ingest = _ingest()
-    _admit(room, ingest.budgets.reaction(user, _address()), user)
+    ingest = current()
+    admit(ingest, room, ingest.budgets.reaction(user, address()), user)
     target(ingest, room, offset, "stored")
     if (user in reactions_of(ingest, room, str(offset)).get(stored_emoji, [])) == on:
         metrics.CHANGE_REPEATS.labels("reaction").inc()
         return Response(status=204)
     reaction = Reaction(room=room, target=str(offset), emoji=stored_emoji, user=user, on=on,
                         ts=int(time.time() * 1000))
-    reaction_id = _produce(room, reaction.kafka_value(), "stored")
+    reaction_id = produce(ingest, room, reaction.kafka_value(), "stored")
     metrics.CHANGES.labels("reaction").inc()
     log.info("reaction produced", extra={"msg_id": str(offset), "reaction_id": str(reaction_id), "room": room})
     return Response(status=204)

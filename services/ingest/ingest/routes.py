@@ -37,7 +37,6 @@ LIMIT_MESSAGES = {  # budget scope -> what a 429 tells the sender
     "ip_rooms": "Too many new rooms from your address; wait {} s, or post in an existing room.",
     "ip_typing": "Too many typing signals from your address; wait {} s.",
     "ip_deletes": "Too many deletes from your address; wait {} s.",
-    "user_reactions": "Too many reactions; wait {} s.",
     "ip_day": "Your address has sent its messages for today; wait {} s.",
     "ip_bytes_day": "Your address has sent its share of text for today; wait {} s.",
 }

@@ -1,22 +1,67 @@
 """What edits, reactions and replies share: the message they name, read back from Kafka
 (deletes.py) and not deleted, and its latest state as the bridge keeps it in Redis (the
-room's edits and reactions hashes)."""
+room's edits and reactions hashes); and, for their routes, the request's checks and the
+produce, as routes.py makes them for posts."""
 
 import json
 import logging
 from typing import TYPE_CHECKING
 
+from flask import current_app, g, request
 from redis.exceptions import RedisError
 
 from chat_common import errors
 from chat_common.errors import ApiError
 from chat_common.messages import Message, edits_key, quote_of, reactions_key
+from chat_common.sessions import session_id
+from ingest import metrics
+from ingest.admission import Budget
 from ingest.producer import KafkaUnavailable
 
 if TYPE_CHECKING:
     from ingest.routes import Ingest
 
 log = logging.getLogger(__name__)
+
+LIMIT_MESSAGES = {  # budget scope -> what a 429 tells the sender
+    "user": "Too many messages and edits; wait {} s before sending again.",
+    "ip": "Too many requests from your address; wait {} s.",
+    "ip_bytes": "Too much sent from your address; wait {} s.",
+    "ip_day": "Your address has sent its messages for today; wait {} s.",
+    "ip_bytes_day": "Your address has sent its share of text for today; wait {} s.",
+    "user_reactions": "Too many reactions; wait {} s.",
+}
+
+
+def current() -> "Ingest":
+    ingest: Ingest = current_app.extensions["chat.ingest"]
+    return ingest
+
+
+def address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def admit(ingest: "Ingest", room: str, budgets: list[Budget], user: str | None = None) -> None:
+    """One Redis round trip (admission.py): 409 if a session present in the room holds
+    ``user`` and this request is not from it (a signed-in name needs no hold), else 429 if a
+    budget is spent."""
+    verdict = ingest.admission.check(room, budgets, session=session_id(),
+                                     name=None if user is None or g.get("user") else user)
+    if verdict.name_taken:
+        raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; pick another name.')
+    if verdict.limited:
+        scope, wait_s = verdict.limited
+        metrics.RATE_LIMITED.labels(scope).inc()
+        raise errors.rate_limited(LIMIT_MESSAGES[scope].format(wait_s), wait_s)
+
+
+def produce(ingest: "Ingest", room: str, value: bytes, doing: str) -> int:
+    try:
+        return ingest.producer.send(room, value)
+    except KafkaUnavailable as error:
+        log.warning("kafka unavailable", extra={"room": room, "error": str(error)})
+        raise errors.kafka_unavailable(ingest.config.retry_after_s, doing) from error
 
 
 def find(ingest: "Ingest", room: str, id: int, doing: str) -> Message | None:

@@ -24,8 +24,9 @@ def fold(redis: Redis, room: str, rows: Sequence[Row]) -> list[Row]:
     if not rows:
         return []
     ids = [id for _, id in rows]
-    replies = {index: json.loads(data) for index, (data, _) in enumerate(rows) if '"reply_to":' in data}
-    reply_ids = [str(fields["reply_to"]["id"]) for fields in replies.values()]
+    parsed = {index: json.loads(data) for index, (data, _) in enumerate(rows) if '"reply_to":' in data}
+    replies = {index: fields for index, fields in parsed.items() if isinstance(fields.get("reply_to"), dict)}
+    reply_ids = [str(fields["reply_to"].get("id")) for fields in replies.values()]
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(edits_key(room), ids)
     pipe.hmget(reactions_key(room), ids)
