@@ -166,6 +166,10 @@ export class Timeline {
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
     }, { passive: true });
+    // A press anywhere but the picker or its button closes the picker.
+    document.addEventListener("pointerdown", (event) => {
+      if (!event.target.closest?.(".picker, .msg-actions")) this.#closePickers();
+    });
   }
 
   get size() {
@@ -520,8 +524,7 @@ export class Timeline {
   /** Open the reaction picker under a message, or close it. */
   #togglePicker(item, opener) {
     const open = item.querySelector(".picker");
-    for (const other of this.#list.querySelectorAll(".picker")) other.remove();
-    for (const other of this.#list.querySelectorAll('[aria-expanded="true"]')) other.setAttribute("aria-expanded", "false");
+    this.#closePickers();
     if (open) {
       opener.focus();
       return;
@@ -537,6 +540,11 @@ export class Timeline {
     opener.setAttribute("aria-expanded", "true");
     this.#keepingView(() => item.querySelector(".msg-reactions").after(box), true);
     box.querySelector("button").focus();
+  }
+
+  #closePickers() {
+    for (const open of this.#list.querySelectorAll(".picker")) open.remove();
+    for (const opener of this.#list.querySelectorAll('[aria-expanded="true"]')) opener.setAttribute("aria-expanded", "false");
   }
 
   #showReactions(item, reactions) {
