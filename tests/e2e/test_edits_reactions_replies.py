@@ -174,3 +174,32 @@ def test_a_reply_quotes_the_original_leads_back_to_it_through_older_pages_and_sa
     wait_shown(ann, 50)
     expect(message(ann, "8080, through nginx").locator(".msg-quote")).to_have_text("deleted message")
     assert not ann.problems and not bob.problems
+
+
+def test_a_page_that_was_offline_gets_the_edit_and_the_reaction_it_missed_once_back(open_page):
+    room = new_room("e2e-resume")
+    ann = join(open_page(), room, "ann")
+    bob = join(open_page(), room, "bob")
+    send(ann, "lunch at noon")
+    send(ann, "at the usual place")
+    wait_shown(bob, 2)
+
+    bob.context.set_offline(True)
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "offline")
+    ann.get_by_role("textbox", name="Message").press("ArrowUp")
+    box = ann.get_by_role("textbox", name="Edit your message")
+    box.fill("at the new place")
+    box.press("Enter")
+    first = message(ann, "lunch at noon")
+    first.hover()
+    first.get_by_role("button", name="Add a reaction").click()
+    ann.get_by_role("group", name="Pick a reaction").get_by_role("button", name="done").click()
+    expect(chip(ann, "lunch at noon", "done")).to_have_text("✅ 1")
+
+    # Back online, the stream resumes after the last id Bob saw: both changes, once.
+    bob.context.set_offline(False)
+    expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(chip(bob, "lunch at noon", "done")).to_have_text("✅ 1")
+    assert wait_until(lambda: edited(bob, "at the new place")), shown(bob)
+    assert texts(bob) == ["lunch at noon", "at the new place"]
+    assert not ann.problems and not bob.problems
