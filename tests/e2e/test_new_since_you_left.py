@@ -4,7 +4,7 @@ starts, and a "Jump to latest" button while reading back, two people in real bro
 from playwright.sync_api import expect
 from room_page import join, send, shown, wait_shown, wait_until
 from support import new_room
-from test_history import post_many
+from test_history import post_many, scroll_to_the_start
 
 # The divider's neighbours, top to bottom: the message before it and the one after it.
 AROUND_DIVIDER = """d => [d.previousElementSibling?.querySelector('.msg-text')?.textContent ?? null,
@@ -64,3 +64,21 @@ def test_coming_back_shows_what_is_new_since_the_last_visit_and_jumps_to_the_lat
     wait_shown(ann, 34)
     expect(ann.locator("#new-divider")).to_have_count(0)
     assert len(away) == 30 and not ann.problems and not bob.problems
+
+
+def test_more_news_than_the_first_page_moves_the_divider_up_as_older_pages_load(open_page, stack):
+    base = stack.settings.gateway_url
+    room = new_room("e2e-unread-deep")
+    ann = join(open_page(), room, "ann")
+    send(ann, "last thing I saw")
+    wait_shown(ann, 1)
+    ann.goto("/")
+    post_many(base, room, 70, user="cat", prefix="away")
+
+    join(ann, room, "ann")
+    expect(ann.locator("#announcer")).to_have_text("At least 50 new messages since your last visit.")
+    scroll_to_the_start(ann)
+    assert len(shown(ann)) == 71
+    assert ann.locator("#new-divider").evaluate(AROUND_DIVIDER) == ["last thing I saw", "away 000"]
+    expect(ann.locator("#new-divider")).to_have_count(1)
+    assert not ann.problems
