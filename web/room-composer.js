@@ -44,7 +44,7 @@ export class Composer {
     const result = await setReaction(this.#page.room, id, emoji, on, this.#page.name);
     if (result.ok) {
       // The stream's reaction event brings the counts, for everyone.
-      announce(on ? `Reacted with ${reactionName(emoji)}.` : `Took back ${reactionName(emoji)}.`);
+      announce(on ? `Reacted with ${reactionName(emoji)}.` : `Removed your ${reactionName(emoji)} reaction.`);
       return;
     }
     if (result.code === "name_taken") {

@@ -3,6 +3,7 @@
 
 import { RoomStream, compareIds } from "./live.js";
 import { $, NAME_KEY, ROOMS_KEY, announce, store, takeFocusRequest } from "./page.js";
+import { reactionName } from "./reactions.js";
 import { Alerts } from "./room-alerts.js";
 import { Composer } from "./room-composer.js";
 import { MessageEditor } from "./room-edit.js";
@@ -11,7 +12,6 @@ import { PrivateRoom, isPrivate } from "./room-private.js";
 import { TypingIndicator } from "./room-typing.js";
 import { LastVisit } from "./room-unread.js";
 import { startSession } from "./send.js";
-import { reactionName } from "./reactions.js";
 import { Timeline, mentions, nameElement } from "./timeline.js";
 
 export class RoomPage {

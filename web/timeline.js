@@ -213,6 +213,8 @@ export class Timeline {
   edit(id, text, editedTs) {
     const item = this.#byId.get(id);
     if (!item || typeof text !== "string") return false;
+    // An older edit arriving after a newer one (the page's own PATCH answered first) changes nothing.
+    if (Number(editedTs) < Number(item.dataset.editedTs ?? 0)) return false;
     this.#keepingView(() => {
       this.#showText(item, text, item.dataset.user);
       this.#markEdited(item, editedTs);

@@ -203,3 +203,28 @@ def test_a_page_that_was_offline_gets_the_edit_and_the_reaction_it_missed_once_b
     assert wait_until(lambda: edited(bob, "at the new place")), shown(bob)
     assert texts(bob) == ["lunch at noon", "at the new place"]
     assert not ann.problems and not bob.problems
+
+
+def test_markup_in_an_edit_and_in_a_quote_stays_text(open_page):
+    room = new_room("e2e-markup")
+    ann = join(open_page(), room, "ann")
+    bob = join(open_page(), room, "<b>bob</b>")
+    payload = '<img src=x onerror="window.pwned=1"><b>bold</b>'
+    send(ann, "plain words")
+    wait_shown(bob, 1)
+    ann.get_by_role("textbox", name="Message").press("ArrowUp")
+    box = ann.get_by_role("textbox", name="Edit your message")
+    box.fill(payload)
+    box.press("Enter")
+    assert wait_until(lambda: edited(bob, payload)), shown(bob)
+    asked = message(bob, payload)
+    asked.hover()
+    asked.get_by_role("button", name="Reply to this message").click()
+    send(bob, "<script>window.pwned=2</script>")
+    for page in (ann, bob):
+        reply = message(page, "<script>window.pwned=2</script>")
+        expect(reply.locator(".msg-quote")).to_have_text(f"ann{payload}")
+        expect(reply.locator(".msg-author")).to_have_text("<b>bob</b>")
+        assert page.locator("#messages img, #messages b, #messages script").count() == 0
+        assert page.evaluate("window.pwned") is None
+    assert not ann.problems and not bob.problems
