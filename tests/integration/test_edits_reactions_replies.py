@@ -8,6 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from support import (
     SseClient,
     delete_message,
@@ -247,13 +248,14 @@ def test_kafka_scrollback_folds_later_edits_reactions_and_deletes_into_older_mes
     base, room = stack.settings.gateway_url, new_room("change-deep")
     mine = session_headers(base)
     with httpx.Client(base_url=base, timeout=10, headers=mine) as client:
-        ids = [client.post(f"/api/rooms/{room}/messages", json={"user": "ann", "text": f"m{i:03}"}).json()["id"]
-               for i in range(HISTORY_MAX + 30)]
+        # Names of their own: per-name budgets are shared by every test of the stack.
+        ids = [client.post(f"/api/rooms/{room}/messages", json={"user": f"deep{i % 10}", "text": f"m{i:03}"}
+                           ).json()["id"] for i in range(HISTORY_MAX + 30)]
     deep = ids[5]  # only in Kafka now
     assert edit(base, room, deep, "deep, edited", mine).status_code == 200
     assert react(base, room, deep, "bob").status_code == 204
     reply = httpx.post(f"{base}/api/rooms/{room}/messages", headers=mine, timeout=10,
-                       json={"user": "ann", "text": "a reply", "reply_to": ids[6]}).json()
+                       json={"user": "deep0", "text": "a reply", "reply_to": ids[6]}).json()
     assert delete_message(base, room, ids[6], mine).status_code == 204
     wait_applied(base, room, reply["id"])
     deadline = time.monotonic() + 20
@@ -275,14 +277,60 @@ def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(sta
                          RATE_LIMIT_USER_REACTIONS=str(budget), RATE_LIMIT_WINDOW_S=str(window_s)) as urls:
         base, room, me = urls["ingest"], new_room("change-budget"), {"X-Forwarded-For": "10.250.1.9"}
         mine = {**session_headers(stack.settings.gateway_url), **me}
-        id = post(base, room, user="ann", text="v0", headers=mine).json()["id"]
+        id = post(base, room, user="budget-ann", text="v0", headers=mine).json()["id"]
         wait_applied(stack.settings.gateway_url, room, id)
-        assert [edit(base, room, id, f"v{i}", mine).status_code for i in (1, 2)] == [200, 200]  # ann: 3 stored
-        assert [react(base, room, id, "bob", emoji=e, headers=me).status_code for e in "👍🎉🔥"] == [204] * 3
+        assert [edit(base, room, id, f"v{i}", mine).status_code for i in (1, 2)] == [200, 200]  # 3 stored
+        assert [react(base, room, id, "budget-bob", emoji=e, headers=me).status_code for e in "👍🎉🔥"] == [204] * 3
         before = end_offsets(kafka)
-        for response in (edit(base, room, id, "v3", mine), react(base, room, id, "bob", emoji="🚀", headers=me)):
+        for response in (edit(base, room, id, "v3", mine), react(base, room, id, "budget-bob", emoji="🚀", headers=me)):
             assert response.status_code == 429, response.text
             assert response.json()["error"]["code"] == "rate_limited"
             assert 1 <= int(response.headers["Retry-After"]) <= window_s
         assert end_offsets(kafka) == before
-        assert react(base, room, id, "cy", headers=me).status_code == 204  # another name has its own
+        assert react(base, room, id, "budget-cy", headers=me).status_code == 204  # another name has its own
+
+
+def counted(stack):
+    """Every hop's /metrics as {(name, labels): value}, summed over its workers."""
+    samples = {}
+    for service in ("ingest", "bridge", "stream"):
+        text = httpx.get(stack.settings.service_url(service) + "/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0) + sample.value
+    return samples
+
+
+def grown(before, after, name, **labels):
+    def total(samples):
+        return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+    return total(after) - total(before)
+
+
+def test_each_hop_counts_edits_reactions_and_replies_by_kind(stack):
+    base, room = stack.settings.gateway_url, new_room("change-metrics")
+    mine = session_headers(base)
+    id = post(base, room, user="metrics-ann", text="count me", headers=mine).json()["id"]
+    wait_applied(base, room, id)
+    reader = SseClient(stream_url(base, room))
+    try:
+        assert reader.wait_messages(1)
+        before = counted(stack)
+        assert edit(base, room, id, "counted", mine).status_code == 200
+        assert react(base, room, id, "metrics-bob").status_code == 204
+        assert httpx.post(f"{base}/api/rooms/{room}/messages", timeout=10,
+                          json={"user": "metrics-bob", "text": "yes", "reply_to": id}).status_code == 201
+        assert reader.wait_for(lambda c: events(c, "reaction") and events(c, "edit") and len(c.messages()) == 2)
+        deadline = time.monotonic() + 10
+        while grown(before, after := counted(stack), "chat_stream_events_sent_total", event="reaction") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        reader.close()
+    for kind in ("edit", "reaction", "reply"):
+        assert grown(before, after, "chat_ingest_changes_total", kind=kind) == 1, kind
+    for kind in ("edit", "reaction"):
+        assert grown(before, after, "chat_bridge_changes_applied_total", kind=kind, outcome="written") == 1, kind
+        assert grown(before, after, "chat_stream_live_received_total", event=kind) >= 1, kind
+        assert grown(before, after, "chat_stream_events_sent_total", event=kind) >= 1, kind

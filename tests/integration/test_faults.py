@@ -364,7 +364,7 @@ def _changes(client, kind):
 def test_kill_9_of_the_bridge_between_a_message_and_its_edit_and_reaction_each_arrives_once(stack):
     base, room = stack.settings.gateway_url, new_room("change-kill")
     mine = session_headers(base)
-    id = post(base, room, text="helo", headers=mine).json()["id"]
+    id = post(base, room, user="kill-ann", text="helo", headers=mine).json()["id"]
     wait_applied(base, room, id)
     reader = SseClient(stream_url(base, room), reconnect=True)
     try:
@@ -386,13 +386,13 @@ def test_kill_9_of_the_bridge_between_a_message_and_its_edit_and_reaction_each_a
 def test_redis_restarted_empty_after_an_edit_and_reactions_they_come_back_from_kafka(stack):
     base, room = stack.settings.gateway_url, new_room("change-redis")
     mine = session_headers(base)
-    id = post(base, room, text="first", headers=mine).json()["id"]
+    id = post(base, room, user="redis-ann", text="first", headers=mine).json()["id"]
     assert _edit(base, room, id, "latest", mine).status_code == 200
-    for user in ("ann", "bob"):
+    for user in ("redis-ann", "redis-bob"):
         assert _react(base, room, id, user).status_code == 204
-    last = post(base, room, text="after").json()["id"]
+    last = post(base, room, user="redis-ann", text="after").json()["id"]
     wait_applied(base, room, last)
-    expected = {"👍": {"count": 2, "users": ["ann", "bob"]}}
+    expected = {"👍": {"count": 2, "users": ["redis-ann", "redis-bob"]}}
     deadline = time.monotonic() + 20
     while history(base, room)["messages"][0].get("reactions") != expected:
         assert time.monotonic() < deadline

@@ -412,8 +412,8 @@ def deleted_key(room: str) -> str:
 
 
 def edits_key(room: str) -> str:
-    # hash: message id -> its latest {"text", "edited_ts"} (bridge, from the edit records); kept as
-    # the deleted set is: Kafka scrollback folds it into messages read from the log
+    # hash: message id -> its latest {"text", "edited_ts"} (bridge, from the edit records); no TTL:
+    # Kafka scrollback folds it into messages read from the log; trimmed with the offset index
     return f"chat:room:{room}:edits"
 
 

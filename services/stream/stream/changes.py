@@ -17,15 +17,25 @@ def _dumps(fields: object) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
-def fold(redis: Redis, room: str, rows: Sequence[Row]) -> list[Row]:
+def changed_keys(room: str) -> tuple[str, str]:
+    """The keys whose existence says whether a room has any edit or reaction: a read asks
+    (EXISTS) in the round trip it makes anyway, and folds only if so."""
+    return edits_key(room), reactions_key(room)
+
+
+def fold(redis: Redis, room: str, rows: Sequence[Row], changed: bool = True) -> list[Row]:
     """``rows`` with their latest text and ``edited_ts``, their ``reactions`` and, for a reply
-    whose original was deleted since, ``reply_to`` {"id", "deleted": true}: one round trip
-    (none for no rows); a message nothing changed keeps its JSON as stored."""
+    whose original was deleted since, ``reply_to`` {"id", "deleted": true}: one round trip;
+    none for no rows, nor when the room has no edit or reaction (``changed`` false, as read
+    with ``changed_keys``) and no row is a reply. A message nothing changed keeps its JSON as
+    stored."""
     if not rows:
         return []
-    ids = [id for _, id in rows]
     parsed = {index: json.loads(data) for index, (data, _) in enumerate(rows) if '"reply_to":' in data}
     replies = {index: fields for index, fields in parsed.items() if isinstance(fields.get("reply_to"), dict)}
+    if not changed and not replies:
+        return list(rows)
+    ids = [id for _, id in rows]
     reply_ids = [str(fields["reply_to"].get("id")) for fields in replies.values()]
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(edits_key(room), ids)

@@ -23,7 +23,7 @@ from chat_common.messages import (
     parse_live,
     room_partition,
 )
-from stream.changes import fold
+from stream.changes import changed_keys, fold
 from stream.config import Config
 from stream.scrollback import Busy, ClientLimited, Scrollback
 
@@ -146,6 +146,7 @@ class History:
 
         def reads(pipe: Pipeline) -> None:
             pipe.exists(offsets_key(room))
+            pipe.exists(*changed_keys(room))
             if last_id is not None:
                 pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
                 pipe.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
@@ -163,10 +164,12 @@ class History:
                 gevent.sleep(0.2)
         head, rows = snapshot.head, snapshot.rest
         logged = rows.pop(0)
+        changed = bool(rows.pop(0))
         latest = list(reversed(rows.pop())) if count > 0 else []
         if last_id is not None and snapshot.floor <= last_id <= head:
             messages, deletes, changes = rows
-            events: list[Event] = [("message", data, id) for data, id in fold(self.redis, room, _decoded(messages))]
+            events: list[Event] = [("message", data, id)
+                                   for data, id in fold(self.redis, room, _decoded(messages), changed)]
             events += [("delete", data, id) for data, id in _deletes(deletes)]
             events += _changes(changes)
             return sorted(events, key=lambda event: int(event[2])), head, False
@@ -174,7 +177,8 @@ class History:
             recent = _decoded(latest)
         else:
             recent = self._from_log(room, snapshot.partition, head + 1, count, client)
-        return [("message", data, id) for data, id in fold(self.redis, room, recent)], head, last_id is not None
+        shown = fold(self.redis, room, recent, changed)
+        return [("message", data, id) for data, id in shown], head, last_id is not None
 
     def _from_log(self, room: str, partition: int, below: int, count: int, client: str | None) -> list[Row]:
         """The room's last ``count`` messages below ``below`` read from Kafka (scrollback.py),
@@ -223,10 +227,12 @@ class History:
         """Up to ``limit`` messages older than ``before_id`` (None: the newest), oldest
         first, and whether older ones exist. Beyond the Redis window, read Kafka."""
         upper = "+inf" if before_id is None else f"({before_id}"
-        partition, floor, (rows,) = self._state(
-            room, lambda pipe: pipe.zrevrangebyscore(history_key(room), upper, "-inf", start=0, num=limit + 1,
-                                                     withscores=True)
-        )
+
+        def reads(pipe: Pipeline) -> None:
+            pipe.zrevrangebyscore(history_key(room), upper, "-inf", start=0, num=limit + 1, withscores=True)
+            pipe.exists(*changed_keys(room))
+
+        partition, floor, (rows, changed) = self._state(room, reads)
         found = [(m.decode(), int(s)) for m, s in rows if int(s) > floor]
         page = Page(source="redis")
         if len(found) <= limit and floor >= 0:
@@ -239,7 +245,8 @@ class History:
                 page.next_before = older.cursor
                 page.older_removed = older.older_removed and older.cursor is None
         page.more = len(found) > limit or page.next_before is not None
-        page.messages = [m for m, _ in fold(self.redis, room, [(m, str(i)) for m, i in reversed(found[:limit])])]
+        shown = fold(self.redis, room, [(m, str(i)) for m, i in reversed(found[:limit])], bool(changed))
+        page.messages = [m for m, _ in shown]
         return page
 
 

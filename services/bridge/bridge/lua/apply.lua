@@ -17,7 +17,8 @@
 --
 -- Idle rooms: history, meta and deletes expire idle_ttl after the room's last apply, changes
 -- idle_ttl after its last change (one EXPIRE a change, none a message); the
--- deleted set, the edits and reactions hashes and the offset index stay (scrollback needs them). A room without meta is read
+-- deleted set, the edits and reactions hashes and the offset index stay (scrollback needs them;
+-- the indexer trims the last three to what the log retains, trim.lua). A room without meta is read
 -- with floor = last:<partition>; when it gets a record again, that is its floor.
 --
 -- `call` is what one script call shares (new_call ... finish): the state hash, the bounds, each
