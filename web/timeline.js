@@ -166,6 +166,13 @@ export class Timeline {
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
     }, { passive: true });
+    // Touch screens have no hover: a tap on a message shows its actions (and hides the others').
+    list.addEventListener("click", (event) => {
+      const item = event.target.closest(".msg");
+      if (!item || event.target.closest("button, a, form")) return;
+      for (const other of list.querySelectorAll(".msg.show-actions")) if (other !== item) other.classList.remove("show-actions");
+      item.classList.toggle("show-actions");
+    });
     // A press anywhere but the picker or its button closes the picker.
     document.addEventListener("pointerdown", (event) => {
       if (!event.target.closest?.(".picker, .msg-actions")) this.#closePickers();

@@ -3,7 +3,7 @@
 import re
 
 from playwright.sync_api import expect
-from room_page import join, message, send, shown, texts, wait_shown, wait_until
+from room_page import MOBILE, join, message, send, shown, texts, wait_shown, wait_until
 from support import new_room
 from test_history import post_many
 
@@ -227,4 +227,25 @@ def test_markup_in_an_edit_and_in_a_quote_stays_text(open_page):
         expect(reply.locator(".msg-author")).to_have_text("<b>bob</b>")
         assert page.locator("#messages img, #messages b, #messages script").count() == 0
         assert page.evaluate("window.pwned") is None
+    assert not ann.problems and not bob.problems
+
+
+def test_on_a_phone_a_tap_on_a_message_shows_its_actions(open_page):
+    room = new_room("e2e-tap")
+    ann = join(open_page(), room, "ann")
+    bob = join(open_page(viewport=MOBILE, has_touch=True, is_mobile=True), room, "bob")
+    send(ann, "anyone for coffee?")
+    wait_shown(bob, 1)
+    asked = message(bob, "anyone for coffee?")
+    react = asked.get_by_role("button", name="Add a reaction")
+    bob.mouse.move(0, 0)  # nothing under the pointer: the actions are hidden
+    bar = asked.locator(".msg-actions")
+    expect(bar).to_have_css("opacity", "0")
+    asked.tap()
+    expect(bar).to_have_css("opacity", "1")
+    react.tap()
+    bob.get_by_role("group", name="Pick a reaction").get_by_role("button", name="heart").tap()
+    expect(chip(ann, "anyone for coffee?", "heart")).to_have_text("❤️ 1")
+    asked.get_by_role("button", name="Reply to this message").tap()
+    expect(bob.locator("#reply-bar")).to_contain_text("Replying to ann")
     assert not ann.problems and not bob.problems
