@@ -30,7 +30,15 @@ from bridge import metrics
 from bridge.config import Config
 from chat_common.kafka_reader import log_reader
 from chat_common.lua import lua_source
-from chat_common.messages import STATE_KEY, Message, offsets_key, pack_offsets, room_partition
+from chat_common.messages import (
+    STATE_KEY,
+    edits_key,
+    message_or_none,
+    offsets_key,
+    pack_offsets,
+    reactions_key,
+    room_partition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +144,7 @@ class Indexer:
 
     def trim(self, partitions: frozenset[int]) -> None:
         """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
-        removed from the log since the last trim."""
+        removed from the log since the last trim, and the edits and reactions of those messages."""
         count = self.redis.hget(STATE_KEY, "partitions")
         if count is None or not partitions:
             return
@@ -151,7 +159,7 @@ class Indexer:
             room = key.decode().split(":")[2]
             partition = room_partition(room, int(count))
             if partition in moved:
-                dropped += self._trim(keys=[key], args=[beginnings[partition]])
+                dropped += self._trim(keys=[key, edits_key(room), reactions_key(room)], args=[beginnings[partition]])
         for partition in moved:
             self._trimmed[partition] = beginnings[partition]
         log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
@@ -171,9 +179,8 @@ class Indexer:
             for record in batches.get(tp, []):
                 if record.offset >= high:
                     break
-                try:
-                    message = Message.from_kafka(record.value, record.offset)
-                except (ValueError, KeyError, TypeError):
+                message = message_or_none(record.value, record.offset)  # edits, reactions: no message
+                if message is None:
                     continue
                 if message.client_id is not None:
                     if (message.room, message.client_id) in seen:

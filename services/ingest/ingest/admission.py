@@ -105,6 +105,27 @@ class Budgets:
         return [Budget("ip", address, 1, c.rate_limit_ip, window),
                 Budget("ip_deletes", address, 1, c.rate_limit_ip_deletes, window)]
 
+    def edit(self, address: str, body_bytes: int) -> list[Budget]:
+        """Spent before the message is read back from Kafka: refused edits count too."""
+        c, window = self.config, self.config.rate_limit_window_s
+        return [Budget("ip", address, 1, c.rate_limit_ip, window),
+                Budget("ip_bytes", address, body_bytes, c.rate_limit_ip_bytes, window)]
+
+    def edit_by(self, author: str, address: str, body_bytes: int) -> list[Budget]:
+        """An edit stores a new text as a post does: the author's and the day's budgets."""
+        c = self.config
+        return [Budget("user", author, 1, c.rate_limit_user, c.rate_limit_window_s),
+                Budget("ip_day", address, 1, c.rate_limit_ip_day, DAY_S),
+                Budget("ip_bytes_day", address, body_bytes, c.rate_limit_ip_bytes_day, DAY_S)]
+
+    def reaction(self, user: str, address: str) -> list[Budget]:
+        c, window = self.config, self.config.rate_limit_window_s
+        # Each reaction stays in Redis while its message does (its name in the message's
+        # reactions): the day's post budget bounds what one address leaves there.
+        return [Budget("ip", address, 1, c.rate_limit_ip, window),
+                Budget("user_reactions", user, 1, c.rate_limit_user_reactions, window),
+                Budget("ip_day", address, 1, c.rate_limit_ip_day, DAY_S)]
+
     def delete_by(self, author: str) -> list[Budget]:
         return [Budget("user", author, 1, self.config.rate_limit_user, self.config.rate_limit_window_s)]
 

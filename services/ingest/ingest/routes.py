@@ -24,6 +24,7 @@ from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.rooms import require_member
+from ingest.targets import quote
 from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,15 @@ def post_message(room: str) -> Response:
         metrics.REPLAYED.inc()
         return Response(stored, status=201, content_type="application/json")
 
+    reply_to = quote(_ingest(), room, body.get("reply_to"))  # read back from Kafka only for a reply
     sid = session_id()
     message = Message(room=room, user=user, text=text, ts=int(time.time() * 1000), client_id=client_id,
-                      session=session_tag(sid) if sid else None)  # who may delete it later
+                      session=session_tag(sid) if sid else None,  # who may delete it later
+                      reply_to=reply_to)
     stored_message = replace(message, id=str(_produce(room, message.kafka_value(), "stored")))
     metrics.MESSAGES_ACCEPTED.inc()
+    if reply_to is not None:
+        metrics.CHANGES.labels("reply").inc()
     log.info("message produced", extra={"msg_id": stored_message.id, "room": room, "client_id": client_id})
     return Response(stored_message.to_json(), status=201, content_type="application/json")
 
