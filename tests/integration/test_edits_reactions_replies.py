@@ -9,6 +9,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
 from support import (
     SseClient,
     delete_message,
@@ -334,3 +335,30 @@ def test_each_hop_counts_edits_reactions_and_replies_by_kind(stack):
         assert grown(before, after, "chat_bridge_changes_applied_total", kind=kind, outcome="written") == 1, kind
         assert grown(before, after, "chat_stream_live_received_total", event=kind) >= 1, kind
         assert grown(before, after, "chat_stream_events_sent_total", event=kind) >= 1, kind
+
+
+def test_while_redis_is_full_edits_reactions_and_replies_are_refused_and_nothing_is_produced(stack, kafka):
+    """Redis over its maxmemory with noeviction (as the chart runs it): the budget checks
+    cannot be made, so each is refused with 503 and Retry-After, never let through."""
+    base, room = stack.settings.gateway_url, new_room("change-full")
+    mine = session_headers(base)
+    id = post(base, room, user="full-ann", text="mine", headers=mine).json()["id"]
+    wait_applied(base, room, id)
+    before = end_offsets(kafka)
+    redis = Redis.from_url(stack.settings.redis_url)
+    policy = redis.config_get("maxmemory-policy")["maxmemory-policy"]
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", 1)
+    try:
+        for response in (edit(base, room, id, "while full", mine), react(base, room, id, "full-bob"),
+                         httpx.post(f"{base}/api/rooms/{room}/messages", timeout=10,
+                                    json={"user": "full-bob", "text": "re", "reply_to": id})):
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "redis_unavailable"
+            assert int(response.headers["Retry-After"]) >= 1
+        assert end_offsets(kafka) == before
+    finally:
+        redis.config_set("maxmemory", 0)
+        redis.config_set("maxmemory-policy", policy)
+        redis.close()
+    assert edit(base, room, id, "after", mine).status_code == 200  # back as soon as Redis takes writes
