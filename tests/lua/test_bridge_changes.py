@@ -115,3 +115,23 @@ def test_a_rebuild_of_old_records_folds_changes_without_a_window(store, redis, p
     assert json.loads(redis.hget(edits_key(ROOM), "5"))["text"] == "fixed"
     assert json.loads(redis.hget(reactions_key(ROOM), "5")) == {"👍": ["bob"]}
     assert live(pubsub) == []
+
+
+def test_a_message_holds_at_most_its_reactions_and_one_more_changes_nothing(redis, pubsub):
+    redis.hset(STATE_KEY, mapping={"ready:0": 1, "indexed:0": 0})
+    store = Store(redis, 3, 1_000_000, 60, 3600, reactions_max=3)  # (user, emoji) reactions per message
+    store.apply([(0, message(5), True)])
+    assert store.apply([(0, react(6, 5, "ann"), True), (0, react(7, 5, "bob"), True),
+                        (0, react(8, 5, "ann", "🎉"), True)]) == [WRITTEN] * 3
+    live(pubsub)
+    full = redis.hget(reactions_key(ROOM), "5")
+    # one more, by a new name or of another emoji (an older ingest's, or raced past its check)
+    assert store.apply([(0, react(9, 5, "cy"), True), (0, react(10, 5, "bob", "🔥"), True)]) == [DUPLICATE] * 2
+    assert redis.hget(reactions_key(ROOM), "5") == full
+    assert redis.zcard(changes_key(ROOM)) == 3 and live(pubsub) == []
+    # taking one back is always applied, and then there is room for one more
+    assert store.apply([(0, react(11, 5, "bob", on=False), True), (0, react(12, 5, "cy"), True)]) == [WRITTEN] * 2
+    assert json.loads(redis.hget(reactions_key(ROOM), "5")) == {"👍": ["ann", "cy"], "🎉": ["ann"]}
+    before = {key: redis.dump(key) for key in redis.keys("*")}
+    assert store.apply([(0, react(9, 5, "cy"), True)]) == [REPLAYED]  # a replay changes nothing
+    assert {key: redis.dump(key) for key in redis.keys("*")} == before

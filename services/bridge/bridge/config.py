@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from chat_common import config as env
+from chat_common.messages import REACTIONS_PER_MESSAGE_MAX
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,7 @@ class Config(env.CommonConfig):
     history_max_bytes: int  # and at most this many bytes of message JSON per room
     room_idle_ttl_s: int  # a room's window (history, meta, deletes) expires this long after its last record
     client_id_ttl_s: int  # how long a client_id is remembered for de-duplication
+    reactions_per_message_max: int  # (user, emoji) reactions a message holds at most
     rebuild_depth: int  # when Redis comes back empty, re-read at most this many records per partition
     index_chunk: int  # records per step when the indexer fills in a partition's older offsets
     poll_timeout_ms: int
@@ -38,6 +40,7 @@ class Config(env.CommonConfig):
             history_max_bytes=env.env_int("HISTORY_MAX_BYTES", 262_144),
             room_idle_ttl_s=env.env_int("ROOM_IDLE_TTL_S", 21_600),
             client_id_ttl_s=env.env_int("CLIENT_ID_TTL_S", 86400),
+            reactions_per_message_max=env.env_int("REACTIONS_PER_MESSAGE_MAX", REACTIONS_PER_MESSAGE_MAX),
             rebuild_depth=env.env_int("BRIDGE_REBUILD_DEPTH", 100_000),
             index_chunk=env.env_int("BRIDGE_INDEX_CHUNK", 100_000),
             poll_timeout_ms=env.env_int("BRIDGE_POLL_TIMEOUT_MS", 500),

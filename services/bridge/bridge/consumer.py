@@ -62,7 +62,7 @@ class Bridge:
         self.config = config
         self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.store = Store(self.redis, config.history_max, config.history_max_bytes, config.client_id_ttl_s,
-                           config.room_idle_ttl_s)
+                           config.room_idle_ttl_s, config.reactions_per_message_max)
         self.consumer: KafkaConsumer | None = None
         self.stopping = threading.Event()
         self.last_loop = 0.0  # monotonic time of the last completed poll, for readiness

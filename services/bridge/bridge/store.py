@@ -10,6 +10,7 @@ from redis import Redis
 from chat_common.lua import lua_source
 from chat_common.messages import (
     ACTIVE_ROOMS_KEY,
+    REACTIONS_PER_MESSAGE_MAX,
     STATE_KEY,
     Edit,
     Reaction,
@@ -42,12 +43,13 @@ Item = tuple[int, Record, bool]
 
 class Store:
     def __init__(self, redis: Redis, history_max: int, history_max_bytes: int, client_id_ttl_s: int,
-                 room_idle_ttl_s: int) -> None:
+                 room_idle_ttl_s: int, reactions_max: int = REACTIONS_PER_MESSAGE_MAX) -> None:
         self.redis = redis
         self.history_max = history_max
         self.history_max_bytes = history_max_bytes
         self.client_id_ttl_s = client_id_ttl_s
         self.room_idle_ttl_s = room_idle_ttl_s
+        self.reactions_max = reactions_max  # (user, emoji) reactions a message holds at most
         self._batch = redis.register_script(BATCH_SCRIPT)
 
     def apply(self, items: Sequence[Item], now_ms: int | None = None) -> list[int]:
@@ -62,7 +64,8 @@ class Store:
             now_ms = int(time.time() * 1000)
         idle_since_ms = now_ms - self.room_idle_ttl_s * 1000 if self.room_idle_ttl_s > 0 else None
         keys = [STATE_KEY, ACTIVE_ROOMS_KEY]
-        args: list[str | int] = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s]
+        args: list[str | int] = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s,
+                                   self.reactions_max]
         for partition, message, publish in items:
             room = message.room
             keep = publish or idle_since_ms is None or message.ts >= idle_since_ms

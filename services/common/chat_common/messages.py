@@ -215,6 +215,11 @@ class Edit:
 # each reaction costs fixed bytes, and the page's picker shows exactly what is accepted.
 REACTION_EMOJI = ("👍", "👎", "❤️", "😂", "🎉", "😮", "😢", "🙏", "✅", "👀", "🔥", "🚀")
 REACTION_USERS_SHOWN = 20  # names listed per emoji in reads and events (the count is exact)
+# The default of REACTIONS_PER_MESSAGE_MAX, the (user, emoji) reactions a message holds at most
+# (ingest refuses one more with 409, the bridge's apply ignores it): each reaction is applied by
+# decoding and encoding them all in Redis's one thread, measured at 0.25 ms with 1,000 on a
+# message (7.4 ms with 10,000, 152 ms with 50,000).
+REACTIONS_PER_MESSAGE_MAX = 1000
 
 
 def clean_emoji(value: str) -> str | None:

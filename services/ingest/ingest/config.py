@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from chat_common import config as env
+from chat_common.messages import REACTIONS_PER_MESSAGE_MAX
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Config(env.CommonConfig):
     rate_limit_ip_typing: int  # typing signals per window per client address
     rate_limit_ip_deletes: int  # deletes per window per client address, refused ones included
     rate_limit_user_reactions: int  # reactions added or taken back per window per user name
+    reactions_per_message_max: int  # (user, emoji) reactions a message holds at most
     rate_limit_ip_rooms: int  # rooms created (a post to a room with no state yet) per rooms window per address
     rate_limit_rooms_window_s: int
     rate_limit_ip_day: int  # posts per day per client address
@@ -50,6 +52,7 @@ class Config(env.CommonConfig):
             rate_limit_ip_typing=env.env_int("RATE_LIMIT_IP_TYPING", 60),
             rate_limit_ip_deletes=env.env_int("RATE_LIMIT_IP_DELETES", 30),
             rate_limit_user_reactions=env.env_int("RATE_LIMIT_USER_REACTIONS", 30),
+            reactions_per_message_max=env.env_int("REACTIONS_PER_MESSAGE_MAX", REACTIONS_PER_MESSAGE_MAX),
             rate_limit_ip_rooms=env.env_int("RATE_LIMIT_IP_ROOMS", 10),
             rate_limit_rooms_window_s=env.env_int("RATE_LIMIT_ROOMS_WINDOW_S", 3600),
             rate_limit_ip_day=env.env_int("RATE_LIMIT_IP_DAY", 20_000),

@@ -46,9 +46,14 @@ def _react(room: str, id: str, emoji: str, on: bool) -> Response:
     ingest = current()
     admit(ingest, room, ingest.budgets.reaction(user, address()), user)
     target(ingest, room, offset, "stored")
-    if (user in reactions_of(ingest, room, str(offset)).get(stored_emoji, [])) == on:
+    reactions = reactions_of(ingest, room, str(offset))
+    if (user in reactions.get(stored_emoji, [])) == on:
         metrics.CHANGE_REPEATS.labels("reaction").inc()
         return Response(status=204)
+    # One more is refused once the message holds its share (the bridge's apply holds the same
+    # bound); taking one back always goes through.
+    if on and sum(len(users) for users in reactions.values()) >= ingest.config.reactions_per_message_max:
+        raise ApiError(409, "reactions_full", "This message has all the reactions it can hold.")
     reaction = Reaction(room=room, target=str(offset), emoji=stored_emoji, user=user, on=on,
                         ts=int(time.time() * 1000))
     reaction_id = produce(ingest, room, reaction.kafka_value(), "stored")
