@@ -8,12 +8,13 @@ X-Forwarded-For (the stack's ingest trusts one proxy), so no other test shares i
 
 import itertools
 import json
+import time
 
 import httpx
 from redis import Redis
 from support import new_room, post, services_beside, session_headers, typing, wait_applied
 
-from chat_common.messages import client_id_key, history_key
+from chat_common.messages import client_id_key, edits_key, history_key
 
 _addresses = itertools.count(1)
 
@@ -63,6 +64,39 @@ def test_an_address_over_its_daily_budgets_is_refused_for_the_rest_of_the_day(st
         assert [post(base, room, user=f"u{i}", text=big, headers=me).status_code for i in range(5)] == [201] * 5
         assert_limited(post(base, room, user="sixth", text=big, headers=me), 86_400)
         assert post(base, room, user="other", text=big, headers=address()).status_code == 201
+
+
+def test_an_address_editing_spends_its_byte_budgets_and_redis_keeps_only_the_latest_text(stack, end_offsets,
+                                                                                         tmp_path):
+    """An edit carries up to 4,000 characters: its body spends the address's byte budgets, the
+    window's and the day's, as a post does; and a message's edits replace each other in Redis."""
+    gateway, big = stack.settings.gateway_url, "x" * 3900  # about 3.9 KB a body
+    window_s = 600
+    for n, (scope, budget, wait_s) in enumerate((("RATE_LIMIT_IP_BYTES", 10_000, window_s),
+                                                 ("RATE_LIMIT_IP_BYTES_DAY", 10_000, 86_400))):
+        (tmp_path / scope).mkdir()
+        with services_beside(stack, ["ingest"], tmp_path / scope, RATE_LIMIT_WINDOW_S=str(window_s),
+                             **{scope: str(budget)}) as urls:
+            base, room, me = urls["ingest"], new_room(f"edit-bytes{n}"), address()
+            mine = {**session_headers(gateway), **me}
+            id = post(base, room, user="editor", text="v0", headers=mine).json()["id"]
+            wait_applied(gateway, room, id)
+            assert [edit(base, room, id, big + str(i), mine).status_code for i in (1, 2)] == [200, 200]
+            before = end_offsets()
+            refused = edit(base, room, id, big + "3", mine)  # two edits' bytes, not two requests, spent it
+            assert_limited(refused, wait_s)
+            assert int(refused.headers["Retry-After"]) > wait_s - 60
+            assert end_offsets() == before
+        redis = Redis.from_url(stack.settings.redis_url)
+        deadline = time.monotonic() + 20
+        while json.loads(redis.hget(edits_key(room), id) or '{"text": ""}')["text"] != big + "2":
+            assert time.monotonic() < deadline, "the bridge did not apply the edit"
+            time.sleep(0.05)
+        assert redis.hlen(edits_key(room)) == 1  # the latest text only, whatever the number of edits
+
+
+def edit(base, room, id, text, headers):
+    return httpx.patch(f"{base}/api/rooms/{room}/messages/{id}", json={"text": text}, headers=headers, timeout=10)
 
 
 def test_an_address_over_its_typing_budget_is_refused_whatever_names_it_uses(stack, tmp_path):

@@ -291,6 +291,29 @@ def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(sta
         assert react(base, room, id, "budget-cy", headers=me).status_code == 204  # another name has its own
 
 
+def test_a_message_full_of_reactions_refuses_one_more_and_still_takes_one_back(stack, kafka, tmp_path):
+    """REACTIONS_PER_MESSAGE_MAX bounds the (user, emoji) reactions a message holds, whatever
+    names one address uses. A separate ingest with a bound of 3."""
+    gateway = stack.settings.gateway_url
+    with services_beside(stack, ["ingest"], tmp_path, REACTIONS_PER_MESSAGE_MAX="3") as urls:
+        base, room, me = urls["ingest"], new_room("react-full"), {"X-Forwarded-For": "10.250.1.10"}
+        id = post(base, room, text="vote", headers=me).json()["id"]
+        wait_applied(gateway, room, id)
+        assert [react(base, room, id, user, emoji=e, headers=me).status_code
+                for user, e in (("full-a", THUMBS), ("full-b", THUMBS), ("full-a", "🎉"))] == [204] * 3
+        wait_shown(gateway, room, id, lambda m: sum(r["count"] for r in m.get("reactions", {}).values()) == 3)
+        before = end_offsets(kafka)
+        refused(react(base, room, id, "full-c", headers=me), 409, "reactions_full")  # a new name
+        refused(react(base, room, id, "full-b", emoji="🔥", headers=me), 409, "reactions_full")  # a new emoji
+        assert react(base, room, id, "full-a", headers=me).status_code == 204  # already there: nothing to add
+        assert end_offsets(kafka) == before
+        assert shown(gateway, room, id)["reactions"] == {THUMBS: {"count": 2, "users": ["full-a", "full-b"]},
+                                                          "🎉": {"count": 1, "users": ["full-a"]}}
+        assert react(base, room, id, "full-a", on=False, headers=me).status_code == 204  # taking back: always
+        wait_shown(gateway, room, id, lambda m: m["reactions"][THUMBS]["count"] == 1)
+        assert react(base, room, id, "full-c", headers=me).status_code == 204  # room for one again
+
+
 def counted(stack):
     """Every hop's /metrics as {(name, labels): value}, summed over its workers."""
     samples = {}

@@ -15,6 +15,7 @@ from chat_common.messages import (
     Tombstone,
     changes_key,
     edits_key,
+    meta_key,
     reactions_key,
 )
 
@@ -135,3 +136,20 @@ def test_a_message_holds_at_most_its_reactions_and_one_more_changes_nothing(redi
     before = {key: redis.dump(key) for key in redis.keys("*")}
     assert store.apply([(0, react(9, 5, "cy"), True)]) == [REPLAYED]  # a replay changes nothing
     assert {key: redis.dump(key) for key in redis.keys("*")} == before
+
+
+def test_a_room_keeps_at_most_history_max_changes_and_its_floor_rises_past_those_dropped(store, redis):
+    """Edits and reactions move no floor of their own: the changes would otherwise grow for as
+    long as the room is not idle. The store's HISTORY_MAX is 3."""
+    store.apply([(0, message(5), True)])
+    users = ["ann", "bob", "cy", "dee", "eve"]
+    assert store.apply([(0, react(6 + i, 5, user), True) for i, user in enumerate(users)]) == [WRITTEN] * 5
+    assert [int(score) for _, score in redis.zrange(changes_key(ROOM), 0, -1, withscores=True)] == [8, 9, 10]
+    assert redis.hget(meta_key(ROOM), "floor") == b"7"  # a resume from before 8 gets a reset
+    assert store.apply([(0, edit(11, 5, "fixed"), True)]) == [WRITTEN]
+    assert redis.zcard(changes_key(ROOM)) == 3 and redis.hget(meta_key(ROOM), "floor") == b"8"
+    # a message that pushes an older one out of the window leaves the floor where it is
+    assert store.apply([(0, message(o), True) for o in (12, 13, 14)]) == [WRITTEN] * 3
+    assert redis.hget(meta_key(ROOM), "floor") == b"8"
+    assert store.apply([(0, message(15), True)]) == [WRITTEN]
+    assert redis.hget(meta_key(ROOM), "floor") == b"12"

@@ -217,9 +217,11 @@ REACTION_EMOJI = ("👍", "👎", "❤️", "😂", "🎉", "😮", "😢", "�
 REACTION_USERS_SHOWN = 20  # names listed per emoji in reads and events (the count is exact)
 # The default of REACTIONS_PER_MESSAGE_MAX, the (user, emoji) reactions a message holds at most
 # (ingest refuses one more with 409, the bridge's apply ignores it): each reaction is applied by
-# decoding and encoding them all in Redis's one thread, measured at 0.25 ms with 1,000 on a
-# message (7.4 ms with 10,000, 152 ms with 50,000).
-REACTIONS_PER_MESSAGE_MAX = 1000
+# decoding and encoding them all in Redis's one thread. Measured per apply on Redis 7 (fastest of
+# 40, round trip taken off): 0.16-0.21 ms with 250 short names, 0.39-0.60 ms with 250 of the
+# longest (32 four-byte characters); 500: 0.21-0.25 and 0.62-0.85 ms; 1,000: 0.29-0.32 and
+# 1.25-1.33 ms; 10,000 short names 1.9-2.2 ms, 50,000 12-29 ms (medians twice that).
+REACTIONS_PER_MESSAGE_MAX = 250
 
 
 def clean_emoji(value: str) -> str | None:
