@@ -19,7 +19,7 @@ from datetime import datetime
 import pytest
 from k8s_manifests import HELM_DIR, tool
 
-from cluster.cluster import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, ROOT
+from cluster.cluster import BIN, INGRESS_CLASS, INGRESS_NAMESPACE, INGRESS_URL, NODE_IP, ROOT
 
 # The first test may wait for the cold builds (cluster/build.sh) and the pods' start.
 pytestmark = pytest.mark.timeout(3600)
@@ -30,6 +30,7 @@ REGISTRY = "localhost/chatroom-cluster/"
 THROUGH_INGRESS = ROOT / "tests" / "cluster" / "through_ingress.py"
 CHAT_IN_CHROMIUM = ROOT / "tests" / "cluster" / "chat_in_chromium.py"
 UNDER_FLOW = ROOT / "tests" / "cluster" / "under_flow.py"
+STREAM_CAP = ROOT / "tests" / "cluster" / "stream_cap.py"
 # The scripts above import the tests' helpers (support.py, the e2e room page) from these folders.
 SCRIPT_ENV = f"PYTHONPATH={ROOT / 'tests' / 'e2e'}:{ROOT / 'tests'}"
 
@@ -63,7 +64,12 @@ def what_the_pods_say(cluster):
 
 # Three brokers, as docs/kubernetes.md tells for an existing cluster: a broker may then be killed
 # under the flow without losing an acknowledged message (min.insync.replicas=2).
-EXTRA_VALUES = {"kafka": ["-f", HELM_DIR / "kafka" / "values-ha.yaml"]}
+# A per-address cap on open streams small enough to reach in a test, above what the other tests
+# hold open from the one address they all come from (three readers, and those a killed stream
+# pod held, until they expire).
+STREAM_CONNECTIONS_PER_IP = 12
+EXTRA_VALUES = {"kafka": ["-f", HELM_DIR / "kafka" / "values-ha.yaml"],
+                "chatroom": ["--set-string", f"stream.env.STREAM_CONNECTIONS_PER_IP={STREAM_CONNECTIONS_PER_IP}"]}
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +179,58 @@ def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
     assert "PASS: message 0 came back on the stream" in result.stdout, result.stdout
 
 
+def pods_selected(cluster, namespace, peer):
+    """The pods a NetworkPolicy peer of a policy in ``namespace`` selects (matchLabels only)."""
+    def selector(part):
+        assert not part.get("matchExpressions"), peer
+        return ",".join(f"{k}={v}" for k, v in part.get("matchLabels", {}).items())
+    if "namespaceSelector" in peer:
+        found = json.loads(cluster.kubectl("get", "namespaces", "-l", selector(peer["namespaceSelector"]),
+                                           "-o", "json").stdout)["items"]
+        namespaces = [n["metadata"]["name"] for n in found]
+    else:
+        namespaces = [namespace]
+    return [p for ns in namespaces
+            for p in json.loads(cluster.kubectl("get", "pods", "-n", ns, "-l", selector(peer.get("podSelector", {})),
+                                                "-o", "json").stdout)["items"]]
+
+
+def test_dns_and_the_ingress_controller_are_pods_that_the_charts_network_policies_select(installed):
+    # CoreDNS: the Service kube-dns in kube-system, the pods' resolver (kubelet's clusterDNS),
+    # and its pod, from the image built here. Every pod resolving a Service's name (the app's
+    # pods finding Kafka and Redis, helm test's finding ingest) asked it.
+    dns = json.loads(installed.kubectl("get", "service", "kube-dns", "-n", "kube-system", "-o", "json").stdout)
+    assert dns["spec"]["selector"] == {"k8s-app": "kube-dns"}
+    for namespace, selector, image in (("kube-system", "k8s-app=kube-dns", "coredns"),
+                                       (INGRESS_NAMESPACE, "app.kubernetes.io/name=traefik", "traefik")):
+        found = json.loads(installed.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)
+        assert [condition(p, "Ready").get("status") for p in found["items"]] == ["True"], found["items"]
+        assert found["items"][0]["spec"]["containers"][0]["image"].startswith(f"{REGISTRY}{image}:")
+    # Every peer the chart's policies name is a pod that exists here (the DNS pods in kube-system,
+    # the ingress controller's namespace, Kafka, Redis, the app's own, helm test's pod), but
+    # Prometheus's: none runs in this cluster.
+    policies = json.loads(installed.kubectl("get", "networkpolicies", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    unmatched, matched = [], {}
+    for policy in policies:
+        spec = policy["spec"]
+        peers = [peer for rule in spec.get("ingress", []) for peer in rule.get("from", [])] + \
+                [peer for rule in spec.get("egress", []) for peer in rule.get("to", [])]
+        for peer in peers:
+            if "ipBlock" in peer:
+                continue
+            selected = [p["metadata"]["name"] for p in pods_selected(installed, NAMESPACE, peer)]
+            if selected:
+                matched.setdefault(json.dumps(peer, sort_keys=True), set()).update(selected)
+            else:
+                unmatched.append(peer)
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert all(peer == monitoring for peer in unmatched), unmatched
+    for namespace in ("kube-system", INGRESS_NAMESPACE):
+        peer = next(p for p in matched if f'"kubernetes.io/metadata.name": "{namespace}"' in p)
+        assert matched[peer], peer
+    print(f"\nthe policies' peers and the pods they select: {({k: sorted(v) for k, v in matched.items()})}")
+
+
 def test_the_ingress_controller_serves_the_charts_ingresses_and_says_so_in_their_status(installed):
     deadline = time.monotonic() + 120
     while True:
@@ -239,3 +297,18 @@ def test_pods_killed_and_a_refused_eviction_under_a_steady_flow_lose_repeat_or_r
         assert texts == acked, (f"{len(texts)} received, {len(acked)} acknowledged; missing {missing[:10]}; "
                                 f"{len(texts) - len(set(texts))} twice")
     assert all(seen["ids_rise"]), seen["ids_rise"]
+
+
+def test_the_stream_service_caps_open_streams_per_address_behind_the_ingress(installed):
+    # From one address through Traefik (which passes it in X-Forwarded-For): the stream service
+    # itself refuses the stream over its cap (STREAM_CONNECTIONS_PER_IP), whatever the ingress.
+    result = installed.run("env", SCRIPT_ENV, sys.executable, STREAM_CAP, INGRESS_URL,
+                           STREAM_CONNECTIONS_PER_IP + 1, timeout=300, check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    seen = json.loads(result.stdout)
+    print(f"\n{seen['opened']} streams open from one address, then {seen['refusal']}")
+    assert seen["refusal"] is not None, f"{seen['opened']} streams open, none refused"
+    assert seen["refusal"]["status"] == 429, seen["refusal"]
+    assert json.loads(seen["refusal"]["body"])["error"]["code"] == "too_many_streams", seen["refusal"]
+    assert seen["refusal"]["retry_after"], seen["refusal"]
+    assert 0 < seen["opened"] <= STREAM_CONNECTIONS_PER_IP, seen
