@@ -88,7 +88,8 @@ class Node:
 
     def serve_the_charts(self, timeout: float = 300) -> None:
         """What the charts need of the cluster once the node is ready: volumes for their claims,
-        and CoreDNS and Traefik running as pods (until each Deployment's pod is Ready)."""
+        and CoreDNS and Traefik running as pods (until each Deployment's pod is Ready), and
+        metrics-server (Ready once it has scraped the kubelet; not waited for)."""
         self._volumes()
         self._kubectl("apply", "--server-side", "-f", "-", input=json.dumps(
             {"apiVersion": "v1", "kind": "List", "items": system_pods(images(self.bin))}))

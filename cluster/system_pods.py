@@ -2,8 +2,10 @@
 `k8s-app: kube-dns` and the Service `kube-dns` at DNS_SERVICE_IP, in kube-system: the address
 kubelet gives the pods as their resolver) and Traefik (a Deployment in the namespace
 INGRESS_NAMESPACE serving the Ingresses of the class INGRESS_CLASS, its entry point a hostPort on
-NODE_IP:80). Each reads the API server through the `kubernetes` Service with a ServiceAccount of
-its own, allowed what its upstream chart allows. The images are cluster/images/build.sh's
+NODE_IP:80), and metrics-server in kube-system (the resource metrics API, metrics.k8s.io, that
+`kubectl top` and the HorizontalPodAutoscalers read: it scrapes each kubelet's
+/metrics/resource). Each reads the API server through the `kubernetes` Service with a
+ServiceAccount of its own, allowed what its upstream manifests allow. The images are cluster/images/build.sh's
 (the binaries of cluster/build.sh alone in an image)."""
 
 import json
@@ -132,6 +134,54 @@ def traefik(image: str) -> list[Manifest]:
              "spec": {"controller": "traefik.io/ingress-controller"}}]
 
 
+METRICS_SERVER_PORT = 10250  # upstream's: the pod's own port, not the node's kubelet
+
+
+def metrics_server(image: str) -> list[Manifest]:
+    """As upstream's components.yaml (v0.8.0), but: the kubelet's serving certificate is its own
+    self-signed one here (no certificate bootstrap), so metrics-server does not verify it
+    (--kubelet-insecure-tls), nor the API server metrics-server's (insecureSkipTLSVerify)."""
+    labels = {"k8s-app": "metrics-server"}
+    def probe(path: str) -> Manifest:
+        return {"httpGet": {"scheme": "HTTPS", "port": METRICS_SERVER_PORT, "path": path}, "periodSeconds": 10,
+                "timeoutSeconds": 3, "failureThreshold": 3}
+
+    container = {
+        "name": "metrics-server", "image": image, "imagePullPolicy": "Never",
+        "args": ["--cert-dir=/tmp", f"--secure-port={METRICS_SERVER_PORT}",
+                 "--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
+                 "--metric-resolution=15s", "--kubelet-insecure-tls"],
+        "ports": [{"name": "https", "containerPort": METRICS_SERVER_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe("/readyz"), "livenessProbe": probe("/livez"),
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}}
+    deployment = _deployment("metrics-server", "kube-system", labels, container, ("metrics-server", "/etc/unused"))
+    pod = deployment["spec"]["template"]["spec"]
+    pod["containers"][0]["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    pod["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+    return [*_access("metrics-server", "kube-system", [
+                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]),
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": "metrics-server:system:auth-delegator"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "system:auth-delegator"},
+             "subjects": [{"kind": "ServiceAccount", "name": "metrics-server", "namespace": "kube-system"}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "metrics-server-auth-reader", "namespace": "kube-system"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "extension-apiserver-authentication-reader"},
+             "subjects": [{"kind": "ServiceAccount", "name": "metrics-server", "namespace": "kube-system"}]},
+            deployment,
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "metrics-server", "namespace": "kube-system", "labels": labels},
+             "spec": {"selector": labels, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}},
+            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+             "metadata": {"name": "v1beta1.metrics.k8s.io", "labels": labels},
+             "spec": {"service": {"name": "metrics-server", "namespace": "kube-system"},
+                      "group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": True,
+                      "groupPriorityMinimum": 100, "versionPriority": 100}}]
+
+
 def system_pods(images: dict[str, str]) -> list[Manifest]:
-    """CoreDNS's and Traefik's objects, with the images built here."""
-    return coredns(images["coredns"]) + traefik(images["traefik"])
+    """CoreDNS's, Traefik's and metrics-server's objects, with the images built here."""
+    return coredns(images["coredns"]) + traefik(images["traefik"]) + metrics_server(images["metrics-server"])

@@ -11,8 +11,9 @@
 #                                       the Prometheus JMX exporter's agent for its metrics
 #   redis                               Debian's redis-server
 #   pause                               Debian's catatonit, the pods' sandbox
-#   coredns, traefik                    the static binaries cluster/build.sh built, alone in an
-#                                       image (the cluster's DNS and ingress controller pods)
+#   coredns, traefik, metrics-server    the static binaries cluster/build.sh built, alone in an
+#                                       image (the cluster's DNS, ingress controller and
+#                                       resource metrics pods)
 #
 # Base images: mmdebstrap makes a Debian root filesystem tar from the Debian mirror, buildah
 # turns it into an image. The Dockerfiles take their base image as a build argument whose
@@ -210,9 +211,9 @@ if ! have pause "$pause_tag"; then
   save pause "$ref"
 fi
 
-# --- CoreDNS and Traefik: the binaries cluster/build.sh built (static: no cgo), alone ----------
+# --- CoreDNS, Traefik, metrics-server: the binaries cluster/build.sh built (static), alone -----
 # Tagged by their cache entry's name (the release and a hash of its module's files).
-for name in coredns traefik; do
+for name in coredns traefik metrics-server; do
   bin=$ROOT/.cache/cluster/$name
   [ -x "$bin" ] || { echo "$SELF: $bin is missing (cluster/build.sh $name builds it)" >&2; exit 1; }
   built=$(basename "$(dirname "$(readlink -f "$bin")")")
