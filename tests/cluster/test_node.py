@@ -31,6 +31,7 @@ THROUGH_INGRESS = ROOT / "tests" / "cluster" / "through_ingress.py"
 CHAT_IN_CHROMIUM = ROOT / "tests" / "cluster" / "chat_in_chromium.py"
 UNDER_FLOW = ROOT / "tests" / "cluster" / "under_flow.py"
 STREAM_CAP = ROOT / "tests" / "cluster" / "stream_cap.py"
+AUTOSCALING = ROOT / "tests" / "cluster" / "autoscaling.py"
 # The scripts above import the tests' helpers (support.py, the e2e room page) from these folders.
 SCRIPT_ENV = f"PYTHONPATH={ROOT / 'tests' / 'e2e'}:{ROOT / 'tests'}"
 
@@ -231,6 +232,27 @@ def test_dns_and_the_ingress_controller_are_pods_that_the_charts_network_policie
     print(f"\nthe policies' peers and the pods they select: {({k: sorted(v) for k, v in matched.items()})}")
 
 
+def test_metrics_server_serves_the_pods_usage_and_the_stream_autoscaler_reads_it(installed):
+    # metrics-server scrapes the kubelet every 15 s; the autoscaler reads metrics.k8s.io every 15 s.
+    deadline = time.monotonic() + 300
+    while True:
+        top = installed.kubectl("top", "pods", "-n", NAMESPACE, "--no-headers", check=False)
+        hpa = json.loads(installed.kubectl("get", "hpa", "chatroom-stream", "-n", NAMESPACE, "-o", "json").stdout)
+        cpu = [m["resource"]["current"] for m in hpa["status"].get("currentMetrics") or []
+               if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        if (top.returncode == 0 and cpu and "averageUtilization" in cpu[0]) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    system = installed.kubectl("get", "pods", "-n", "kube-system", "-o", "wide", check=False).stdout
+    assert top.returncode == 0, f"{top.stderr}\n{system}"
+    used = {line.split()[0]: line.split()[1:3] for line in top.stdout.splitlines()}
+    assert {p["metadata"]["name"] for p in running(installed)} <= set(used), used
+    assert cpu and "averageUtilization" in cpu[0], hpa["status"]
+    active = next(c for c in hpa["status"]["conditions"] if c["type"] == "ScalingActive")
+    assert active["status"] == "True", active
+    print(f"\nkubectl top pods: {used}\nthe stream autoscaler reads: {cpu[0]}")
+
+
 def test_the_ingress_controller_serves_the_charts_ingresses_and_says_so_in_their_status(installed):
     deadline = time.monotonic() + 120
     while True:
@@ -312,3 +334,23 @@ def test_the_stream_service_caps_open_streams_per_address_behind_the_ingress(ins
     assert json.loads(seen["refusal"]["body"])["error"]["code"] == "too_many_streams", seen["refusal"]
     assert seen["refusal"]["retry_after"], seen["refusal"]
     assert 0 < seen["opened"] <= STREAM_CONNECTIONS_PER_IP, seen
+
+
+def test_the_stream_autoscaler_scales_out_and_in_on_metrics_under_a_flow_losing_nothing(installed):
+    # Last: it upgrades the release (the stream autoscaler's target and bounds).
+    result = installed.run("env", SCRIPT_ENV, f"KUBECTL={BIN / 'kubectl'}", f"HELM={tool('helm')}", sys.executable,
+                           AUTOSCALING, INGRESS_URL, NAMESPACE, "chatroom", HELM_DIR / "chatroom", timeout=1200,
+                           check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
+    seen = json.loads(result.stdout)
+    print(f"\n{len(seen['acked'])} messages acknowledged, {seen['retries']} posts retried, "
+          f"connects per reader: {seen['connects']}")
+    for step in seen["steps"]:
+        print(f"  stream scaled to {step['to']} pods after {step['after_s']} s; longest pause between "
+              f"acknowledgements {step['longest_ack_pause_s']} s, between messages to a reader "
+              f"{step['longest_read_pause_s']} s")
+    acked = seen["acked"]
+    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 4 * 20
+    for texts in seen["readers"]:
+        assert texts == acked, f"{len(texts)} received, {len(acked)} acknowledged"
+    assert all(seen["ids_rise"]), seen["ids_rise"]
