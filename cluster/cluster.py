@@ -3,8 +3,8 @@ that nothing of the cluster listens on the machine's network and everything it m
 with it: etcd, kube-apiserver, kube-controller-manager and kube-scheduler; and, unless started
 without a node, containerd (Debian's, with runc and the CNI bridge and portmap plugins), kubelet,
 kube-proxy (iptables), with the images of cluster/images/build.sh imported into containerd, and
-as pods CoreDNS (the Service kube-dns in kube-system) and Traefik (the ingress controller: the
-IngressClass INGRESS_CLASS, at NODE_IP:80 by a hostPort).
+as pods CoreDNS (the Service kube-dns in kube-system), Traefik (the ingress controller: the
+IngressClass INGRESS_CLASS, at NODE_IP:80 by a hostPort) and metrics-server (metrics.k8s.io).
 
     python -m cluster.cluster start           # what `make cluster` does (builds first: cluster/build.sh)
     python -m cluster.cluster start --no-node # the control plane alone

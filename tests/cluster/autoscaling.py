@@ -7,8 +7,10 @@ cluster's network namespace by tests/cluster/test_node.py:
 The flow is under_flow.py's (a poster retrying each message until acknowledged, three readers
 resuming by Last-Event-ID). The release is upgraded (`helm upgrade --reuse-values`) with a
 target CPU use of 1% of the pods' request, at most 3 pods and no scale-down stabilization: what
-the readers cost is then over the target and the autoscaler adds a pod; then with a target of
-100%, and it removes one (the readers on it resume on the others). Prints as JSON what
+the readers cost is then over the target and the autoscaler adds a pod; three more readers
+connect then, one after the other, which the ingress's round robin spreads over the three pods;
+then with a target of 100% the autoscaler removes one, the newest (the ReplicaSet's choice),
+and the late reader on it resumes on another. Prints as JSON what
 under_flow.py prints for its faults, for the scale-out and the scale-in: the seconds each took
 and the longest pauses meanwhile."""
 
@@ -61,6 +63,9 @@ def main(base, namespace, release, chart):
             wait_for_pods(namespace, selector, count)
             done = time.monotonic()
             poster.wait_for(len(poster.acked) + FLOW)
+            if count == SCALED["maxReplicas"]:  # (the ingress has long since seen the new pod)
+                readers += [SseClient(stream_url(base, room, user=f"late-{n}", history=0), reconnect=True)
+                            for n in range(count)]
             steps.append({"to": count, "after_s": round(done - started, 1), "window": (started, time.monotonic())})
     finally:
         poster.stopping.set()
@@ -73,7 +78,10 @@ def main(base, namespace, release, chart):
         start, end = step.pop("window")
         step["longest_ack_pause_s"] = longest_pause(poster.acked_at, start, end)
         step["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in readers)
-    return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers],
+    late = readers[3:]
+    return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers[:3]],
+            "late_readers": [[m["text"] for m in r.messages()] for r in late],
+            "late_connects": [r.connects for r in late],
             "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in itertools.pairwise(r.messages()))
                          for r in readers],
             "connects": [r.connects for r in readers], "retries": poster.retries, "steps": steps}

@@ -349,8 +349,14 @@ def test_the_stream_autoscaler_scales_out_and_in_on_metrics_under_a_flow_losing_
         print(f"  stream scaled to {step['to']} pods after {step['after_s']} s; longest pause between "
               f"acknowledgements {step['longest_ack_pause_s']} s, between messages to a reader "
               f"{step['longest_read_pause_s']} s")
+    print(f"  readers connected after the scale-out: connects {seen['late_connects']}")
     acked = seen["acked"]
     assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 4 * 20
     for texts in seen["readers"]:
         assert texts == acked, f"{len(texts)} received, {len(acked)} acknowledged"
+    # Those connected after the scale-out: everything from their first message on, once, in order;
+    # one of them was on the pod removed and resumed on another.
+    for texts in seen["late_readers"]:
+        assert texts and texts == acked[acked.index(texts[0]):], f"{len(texts)} received"
+    assert max(seen["late_connects"]) > 1, seen["late_connects"]
     assert all(seen["ids_rise"]), seen["ids_rise"]
