@@ -1,9 +1,10 @@
 """A one-node Kubernetes on this machine, run inside a network and mount namespace of its own, so
 that nothing of the cluster listens on the machine's network and everything it mounts goes away
 with it: etcd, kube-apiserver, kube-controller-manager and kube-scheduler; and, unless started
-without a node, containerd (Debian's, with runc and the CNI bridge plugin), kubelet, kube-proxy
-(iptables), CoreDNS and Traefik (the ingress controller: the IngressClass INGRESS_CLASS at
-NODE_IP:80), with the images of cluster/images/build.sh imported into containerd.
+without a node, containerd (Debian's, with runc and the CNI bridge and portmap plugins), kubelet,
+kube-proxy (iptables), with the images of cluster/images/build.sh imported into containerd, and
+as pods CoreDNS (the Service kube-dns in kube-system), Traefik (the ingress controller: the
+IngressClass INGRESS_CLASS, at NODE_IP:80 by a hostPort) and metrics-server (metrics.k8s.io).
 
     python -m cluster.cluster start           # what `make cluster` does (builds first: cluster/build.sh)
     python -m cluster.cluster start --no-node # the control plane alone
@@ -15,10 +16,11 @@ The namespaces are held by one process (`sleep`, made by `unshare`); every progr
 is started inside them with `nsenter`. Inside, the API server is at https://127.0.0.1:6443 and the
 node's address is NODE_IP on a bridge of its own; pods get addresses of POD_CIDR on the bridge
 cni0 and their own network namespaces, Services addresses of SERVICE_CIDR (kube-proxy's
-iptables rules in the cluster's namespace), names from CoreDNS at NODE_IP:53, and Ingresses of the
-class INGRESS_CLASS are served by Traefik at http://NODE_IP (it sends to the pods' addresses, which
-the node reaches through cni0). CoreDNS and Traefik are processes of the node, as kubelet is,
-reading the API server with the admin kubeconfig. In the cluster's
+iptables rules in the cluster's namespace), names from CoreDNS's pod (the Service kube-dns at
+DNS_SERVICE_IP), and Ingresses of the class INGRESS_CLASS are served by Traefik's pod at
+http://NODE_IP (a hostPort: the portmap plugin's DNAT; it sends to the pods' addresses). Both read
+the API server through the `kubernetes` Service with ServiceAccounts of their own
+(cluster/system_pods.py). In the cluster's
 mount namespace /run, /var/log and /var/lib/cni are its own (tmpfs: containerd's state, the pods'
 network namespaces and log links), and the kernel settings kubelet would change for the whole
 machine (KUBELET_SYSCTLS) are files of the run directory bind-mounted over /proc/sys. The pods'
@@ -30,11 +32,12 @@ with the test process if that is killed. Standard library only.
 
 The parts: cluster/layout.py (folders, addresses, the build), namespaces.py (the holder, running
 and ending programs in it), cgroups.py, pki.py (certificates, kubeconfigs), control_plane.py,
-node.py and node_files.py, images.py; `Cluster` here starts and stops them in order.
+node.py and node_files.py, system_pods.py, images.py; `Cluster` here starts and stops them in order.
 """
 
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,19 +46,31 @@ from pathlib import Path
 
 from cluster.control_plane import ControlPlane, Stage
 from cluster.images import helm_values, images
-from cluster.layout import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, NODE_NAME, ROOT, RUN_DIR, build, kubernetes_version
+from cluster.layout import (
+    BIN,
+    INGRESS_CLASS,
+    INGRESS_NAMESPACE,
+    INGRESS_URL,
+    NODE_IP,
+    NODE_NAME,
+    ROOT,
+    RUN_DIR,
+    build,
+    kubernetes_version,
+)
 from cluster.namespaces import Namespaces
 from cluster.node import Node
 
 # What the tests take from here.
-__all__ = ["BIN", "INGRESS_CLASS", "INGRESS_URL", "NODE_IP", "ROOT", "Cluster", "build", "kubernetes_version"]
+__all__ = ["BIN", "INGRESS_CLASS", "INGRESS_NAMESPACE", "INGRESS_URL", "NODE_IP", "ROOT", "Cluster", "build",
+           "kubernetes_version"]
 
 
 class Cluster:
     def __init__(self, run_dir: str | Path = RUN_DIR, bin_dir: str | Path = BIN, die_with_me: bool = False,
                  node: bool = True):
         """die_with_me: every process of the cluster is killed when this process ends.
-        node: also run the node (containerd, kubelet, kube-proxy, CoreDNS, Traefik); without it, pods are
+        node: also run the node (containerd, kubelet, kube-proxy; CoreDNS and Traefik pods); without it, pods are
         made but never scheduled."""
         self.run_dir = Path(run_dir)
         self.bin = Path(bin_dir)
@@ -93,7 +108,7 @@ class Cluster:
     def helm_values(self) -> dict[str, list[str]]:
         """The --set arguments, per release, that point each chart at these images (and the
         chatroom chart's Ingress at the cluster's ingress controller)."""
-        return helm_values(self.bin, INGRESS_CLASS)
+        return helm_values(self.bin, INGRESS_CLASS, INGRESS_NAMESPACE)
 
     def ready(self) -> bool:
         return self.control_plane.ready() and (not self.node or self.the_node.ready())
@@ -102,7 +117,8 @@ class Cluster:
         """Starts the cluster unless it is already running from this run directory: etcd and the
         API server, then (once the API server has made its default roles, which they need) the
         controller manager and the scheduler; with a node, containerd, the images imported into
-        it, then kubelet, kube-proxy and CoreDNS, until the node is Ready and CoreDNS answers."""
+        it, then kubelet and kube-proxy until the node is Ready, then CoreDNS's and Traefik's
+        pods until they are Ready."""
         if self.ready():
             return self
         self.stop()
@@ -159,12 +175,13 @@ class Cluster:
                  f"{self.holder()}): etcd, kube-apiserver, kube-controller-manager, kube-scheduler"]
         if self.node:
             values = self.helm_values()
-            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy, CoreDNS, Traefik; the images of",
-                      "cluster/images/build.sh imported). Install the charts as docs/kubernetes.md tells, with them:",
+            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy; CoreDNS and Traefik pods; the",
+                      "images of cluster/images/build.sh imported). Install the charts as docs/kubernetes.md tells, "
+                      "with them:",
                       f"    {run} kubectl apply -f k8s/namespace.yaml"]
             for release in ("redis", "kafka", "chatroom"):
                 lines.append(f"    {run} helm upgrade --install {release} helm/{release} -n chatroom --wait "
-                             f"--timeout 15m {' '.join(values[release])}")
+                             f"--timeout 15m {shlex.join(values[release])}")
             lines.append(f"    {run} helm test chatroom -n chatroom --logs")
             lines += [f"The page is then at {INGRESS_URL}/ inside the namespace (Traefik, the IngressClass "
                       f"{INGRESS_CLASS}), e.g.:",
@@ -186,7 +203,7 @@ def main(argv: list[str]) -> int:
     if command == "start":
         build()
         print("==> starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler; containerd "
-              "(importing the images), kubelet, kube-proxy, CoreDNS, Traefik", flush=True)
+              "(importing the images), kubelet, kube-proxy; CoreDNS and Traefik pods", flush=True)
         cluster.start()
         print(cluster.describe())
     elif command == "stop":

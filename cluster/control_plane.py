@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from cluster.layout import API_PORT, ETCD_CLIENT, ETCD_PEER, NODE_IP, SERVICE_CIDR
 from cluster.namespaces import Namespaces
-from cluster.pki import make_certificates, write_kubeconfig
+from cluster.pki import FRONT_PROXY_CLIENT, make_certificates, write_kubeconfig
 
 
 class Stage(NamedTuple):
@@ -63,6 +63,16 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'service-account.pub'}",
                 f"--service-account-signing-key-file={pki / 'service-account.key'}",
+                # The aggregation layer (metrics-server's metrics.k8s.io): the API server proxies
+                # to it as FRONT_PROXY_CLIENT, naming the user in headers it trusts; straight to
+                # the pod's address (no Service hop from the API server's own network).
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                "--enable-aggregator-routing=true",
                 "--authorization-mode=Node,RBAC",
                 # PodSecurity is on by default; named so that no change of defaults drops it.
                 "--enable-admission-plugins=NodeRestriction,PodSecurity",

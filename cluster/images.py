@@ -1,6 +1,7 @@
 """The images cluster/images/build.sh built: their references, the Helm values that point the
 charts at them, and their import into the node's containerd (no registry is ever asked)."""
 
+import json
 from pathlib import Path
 
 
@@ -16,9 +17,10 @@ def image_archives(bin_dir: Path) -> list[Path]:
     return [bin_dir / "images" / name / "image.tar" for name in images(bin_dir)]
 
 
-def helm_values(bin_dir: Path, ingress_class: str) -> dict[str, list[str]]:
+def helm_values(bin_dir: Path, ingress_class: str, ingress_namespace: str) -> dict[str, list[str]]:
     """The --set arguments, per release, that point each chart at these images (and the
-    chatroom chart's Ingress at the cluster's ingress controller, ``ingress_class``)."""
+    chatroom chart's Ingress at the cluster's ingress controller, ``ingress_class``, whose pods
+    in ``ingress_namespace`` its NetworkPolicies admit)."""
     built = images(bin_dir)
 
     def repository_and_tag(name: str) -> list[str]:
@@ -30,4 +32,6 @@ def helm_values(bin_dir: Path, ingress_class: str) -> dict[str, list[str]]:
             # The cluster's Kafka image has the metrics agent (cluster/images/build.sh).
             "kafka": ["--set-string", ",".join(repository_and_tag("kafka")), "--set", "metrics.enabled=true"],
             "chatroom": ["--set-string", f"image.registry={registry.rpartition('/')[0]},image.tag={tag},"
-                                         f"ingress.className={ingress_class}"]}
+                                         f"ingress.className={ingress_class}",
+                         "--set-json", "networkPolicy.ingressController=" + json.dumps([{"namespaceSelector": {
+                             "matchLabels": {"kubernetes.io/metadata.name": ingress_namespace}}}])]}

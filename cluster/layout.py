@@ -22,12 +22,13 @@ KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "k
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"  # the Service kube-dns (CoreDNS's pods), the pods' resolver
 API_PORT = 6443
 ETCD_CLIENT = "http://127.0.0.1:2379"
 ETCD_PEER = "http://127.0.0.1:2380"
 INGRESS_CLASS = "traefik"  # Traefik's own default name and controller (traefik.io/ingress-controller)
-INGRESS_URL = f"http://{NODE_IP}"  # Traefik's entry point for the Ingresses, inside the namespace
-TRAEFIK_PING = "http://127.0.0.1:8082/ping"  # its health (an entry point of its own, loopback only)
+INGRESS_NAMESPACE = "traefik"  # where Traefik's pod runs
+INGRESS_URL = f"http://{NODE_IP}"  # Traefik's entry point for the Ingresses (a hostPort), inside the namespace
 
 
 def kubernetes_version() -> str:

@@ -1,18 +1,18 @@
-"""The node, in the cluster's namespaces: containerd (the images imported into it), kubelet,
-kube-proxy, CoreDNS and Traefik; its mounts, cgroup and files, when it is ready, and what it
-serves the charts (PersistentVolumes, the IngressClass)."""
+"""The node, in the cluster's namespaces: containerd (the images imported into it), kubelet and
+kube-proxy; its mounts, cgroup and files, when it is ready, and what it serves the charts
+(PersistentVolumes; CoreDNS and Traefik as pods, cluster/system_pods.py)."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from cluster.cgroups import make_cgroup
 from cluster.control_plane import Stage
 from cluster.images import image_archives, images
-from cluster.layout import INGRESS_CLASS, KUBELET_SYSCTLS, NODE_IP, NODE_NAME, TRAEFIK_PING, VOLUMES
+from cluster.layout import INGRESS_NAMESPACE, KUBELET_SYSCTLS, NODE_IP, NODE_NAME, VOLUMES
 from cluster.namespaces import Namespaces
 from cluster.node_files import write_node_files
+from cluster.system_pods import system_pods
 
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 
@@ -27,8 +27,7 @@ class Node:
         """The node's mounts, its cgroup (``cgroup``) and configuration files."""
         self._mounts()
         make_cgroup(cgroup)
-        write_node_files(self.run_dir, self.run_dir / "pki", self.namespaces.kubeconfig,
-                         images(self.bin)["pause"], cgroup)
+        write_node_files(self.run_dir, self.run_dir / "pki", images(self.bin)["pause"], cgroup)
 
     def _mounts(self) -> None:
         """In the cluster's mount namespace: tmpfs on /run (containerd's state and socket, runc's,
@@ -47,11 +46,10 @@ class Node:
         subprocess.run(self.namespaces.inside("sh", "-c", "\n".join(script)), check=True)
 
     def stages(self) -> list[Stage]:
-        """containerd; then, once the images are imported into it, kubelet, kube-proxy, CoreDNS
-        and Traefik, until the node is Ready and CoreDNS and Traefik answer."""
+        """containerd; then, once the images are imported into it, kubelet and kube-proxy,
+        until the node is Ready."""
         return [Stage((("containerd", self.containerd_command),), self.containerd_ready),
-                Stage((("kubelet", self.kubelet_command), ("kube-proxy", self.kube_proxy_command),
-                       ("coredns", self.coredns_command), ("traefik", self.traefik_command)), self.ready)]
+                Stage((("kubelet", self.kubelet_command), ("kube-proxy", self.kube_proxy_command)), self.ready)]
 
     def containerd_command(self) -> list[object]:
         return ["containerd", f"--config={self.run_dir / 'containerd.toml'}", "--log-level=warn"]
@@ -64,12 +62,6 @@ class Node:
 
     def kube_proxy_command(self) -> list[object]:
         return [self.bin / "kube-proxy", f"--config={self.run_dir / 'kube-proxy.yaml'}"]
-
-    def coredns_command(self) -> list[object]:
-        return [self.bin / "coredns", f"-conf={self.run_dir / 'Corefile'}"]
-
-    def traefik_command(self) -> list[object]:
-        return [self.bin / "traefik", f"--configFile={self.run_dir / 'traefik.yaml'}"]
 
     def ctr(self, *args: object, timeout: float = 300) -> "subprocess.CompletedProcess[str]":
         return self.namespaces.run("ctr", f"--address={CONTAINERD_SOCKET}", "--namespace=k8s.io", *args,
@@ -89,22 +81,21 @@ class Node:
         return self.namespaces.run(self.bin / "kubectl", *args, check=check, input=input)
 
     def ready(self) -> bool:
-        """The node is Ready, CoreDNS answers (its `ready` plugin: synced with the API server)
-        and so does Traefik."""
+        """The node is Ready."""
         ready = self._kubectl("get", "node", NODE_NAME, "-o",
                               'jsonpath={.status.conditions[?(@.type=="Ready")].status}', check=False)
-        if ready.stdout.strip() != "True":
-            return False
-        probe = ("import urllib.request\n"
-                 f"for url in ('http://127.0.0.1:8181/ready', '{TRAEFIK_PING}'):\n"
-                 "    urllib.request.urlopen(url, timeout=5)")
-        return self.namespaces.run(sys.executable, "-c", probe, check=False, timeout=30).returncode == 0
+        return ready.stdout.strip() == "True"
 
-    def serve_the_charts(self) -> None:
-        """What the charts need of the cluster once the node is ready: volumes for their claims
-        and Traefik's IngressClass."""
+    def serve_the_charts(self, timeout: float = 300) -> None:
+        """What the charts need of the cluster once the node is ready: volumes for their claims,
+        and CoreDNS and Traefik running as pods (until each Deployment's pod is Ready), and
+        metrics-server (Ready once it has scraped the kubelet; not waited for)."""
         self._volumes()
-        self._ingress_class()
+        self._kubectl("apply", "--server-side", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": system_pods(images(self.bin))}))
+        for namespace, name in (("kube-system", "coredns"), (INGRESS_NAMESPACE, "traefik")):
+            self.namespaces.run(self.bin / "kubectl", "rollout", "status", "deployment", name, "-n", namespace,
+                                f"--timeout={round(timeout)}s", timeout=timeout + 30)
 
     def _volumes(self) -> None:
         """VOLUMES hostPath PersistentVolumes without a storage class, each a folder of the run
@@ -121,9 +112,3 @@ class Node:
                                    "hostPath": {"path": str(path), "type": "Directory"}}})
         self._kubectl("apply", "--server-side", "-f", "-",
                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-
-    def _ingress_class(self) -> None:
-        """The IngressClass INGRESS_CLASS, Traefik's (its provider serves the Ingresses naming it)."""
-        self._kubectl("apply", "--server-side", "-f", "-", input=json.dumps({
-            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": INGRESS_CLASS},
-            "spec": {"controller": "traefik.io/ingress-controller"}}))

@@ -1,18 +1,17 @@
-"""The node's configuration files: containerd's, the CNI bridge's, kubelet's, kube-proxy's,
-CoreDNS's and Traefik's."""
+"""The node's configuration files: containerd's, the CNI bridge's, kubelet's and kube-proxy's."""
 
 import json
 import shutil
 from pathlib import Path
 
-from cluster.layout import CLUSTER_DOMAIN, INGRESS_CLASS, NODE_IP, NODE_NAME, NODE_POD_SUBNET, POD_CIDR, TRAEFIK_PING
+from cluster.layout import CLUSTER_DOMAIN, DNS_SERVICE_IP, NODE_IP, NODE_NAME, NODE_POD_SUBNET, POD_CIDR
 from cluster.pki import write_kubeconfig
 
 
-def write_node_files(run: Path, pki: Path, kubeconfig: Path, pause_image: str, cgroup: str) -> None:
-    """containerd's, CNI's, kubelet's, kube-proxy's, CoreDNS's and Traefik's configuration, in
-    the run directory ``run``; ``kubeconfig``: the admin's (CoreDNS reads the API server with it),
-    ``pause_image``: the pods' sandbox, ``cgroup``: the run's (kubelet's cgroupRoot)."""
+def write_node_files(run: Path, pki: Path, pause_image: str, cgroup: str) -> None:
+    """containerd's, CNI's, kubelet's and kube-proxy's configuration, in the run directory
+    ``run``; ``pki``: the certificates, ``pause_image``: the pods' sandbox, ``cgroup``: the run's
+    (kubelet's cgroupRoot)."""
     for folder in ("cni", "pod-logs"):
         (run / folder).mkdir(exist_ok=True)
     (run / "containerd.toml").write_text(f"""\
@@ -47,7 +46,9 @@ state = "/run/containerd"
                      "hairpinMode": True,
                      "ipam": {"type": "host-local", "dataDir": str(run / "cni-ipam"),
                               "ranges": [[{"subnet": NODE_POD_SUBNET}]],
-                              "routes": [{"dst": "0.0.0.0/0"}]}}]}, indent=2) + "\n")
+                              "routes": [{"dst": "0.0.0.0/0"}]}},
+                    # hostPorts (Traefik's entry point on the node's address), by iptables DNAT.
+                    {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=2) + "\n")
     write_kubeconfig(run / "kubelet.kubeconfig", pki, "kubelet")
     write_kubeconfig(run / "kube-proxy.kubeconfig", pki, "kube-proxy")
     (run / "kubelet.yaml").write_text(json.dumps({
@@ -59,7 +60,7 @@ state = "/run/containerd"
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                            "x509": {"clientCAFile": str(pki / "ca.crt")}},
         "authorization": {"mode": "Webhook"},
-        "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [NODE_IP],
+        "clusterDomain": CLUSTER_DOMAIN, "clusterDNS": [DNS_SERVICE_IP],
         "resolvConf": "",  # the pods know the cluster's names only
         # The images cannot be pulled again: never collect them.
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
@@ -77,34 +78,4 @@ state = "/run/containerd"
         # Leave the machine's conntrack table size and timeouts alone.
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
                       "tcpCloseWaitTimeout": "0s"},
-    }, indent=2) + "\n")
-    (run / "Corefile").write_text(f"""\
-.:53 {{
-    errors
-    health 127.0.0.1:8080
-    ready 127.0.0.1:8181
-    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {kubeconfig} chatroom
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }}
-    cache 30
-    loadbalance
-}}
-""")
-    # Traefik: the Ingresses of the class INGRESS_CLASS (KUBECONFIG is the admin's, env()).
-    # No timeout on reading a request or on the answer: an SSE response lasts as long as
-    # its reader (text/event-stream is passed on as written, unbuffered).
-    (run / "traefik.yaml").write_text(json.dumps({
-        "entryPoints": {
-            "web": {"address": f"{NODE_IP}:80",
-                    "transport": {"respondingTimeouts": {"readTimeout": "0s", "writeTimeout": "0s",
-                                                         "idleTimeout": "180s"}}},
-            "ping": {"address": TRAEFIK_PING.split("/")[2]}},
-        "ping": {"entryPoint": "ping"},
-        # ingressEndpoint: the address it writes in the status of the Ingresses it serves.
-        "providers": {"kubernetesIngress": {"ingressClass": INGRESS_CLASS,
-                                            "ingressEndpoint": {"ip": NODE_IP}}},
-        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
-        "log": {"level": "WARN"},
     }, indent=2) + "\n")

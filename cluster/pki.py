@@ -6,6 +6,8 @@ from pathlib import Path
 
 from cluster.layout import API_PORT, KUBERNETES_SERVICE_IP, NODE_IP, NODE_NAME
 
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the name aggregated API servers accept as the front proxy
+
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
@@ -15,10 +17,11 @@ def make_certificates(pki: Path) -> None:
     """A CA; the API server's serving certificate; client certificates for the admin (group
     system:masters), the controller manager, the scheduler, kube-proxy and the node's kubelet
     (the users Kubernetes' default RBAC roles and the Node authorizer name), and the API
-    server's own to the kubelet; the service-account signing key. EC keys: quick to make.
-    Those already in ``pki`` are kept."""
+    server's own to the kubelet, and the one it presents to aggregated API servers
+    (metrics-server) as their front proxy; the service-account signing key. EC keys: quick to
+    make. Those already in ``pki`` are kept."""
     pki.mkdir(parents=True, exist_ok=True)
-    if (pki / "service-account.pub").exists() and (pki / "apiserver-kubelet-client.crt").exists():
+    if (pki / "service-account.pub").exists() and (pki / "front-proxy-client.crt").exists():
         return
 
     def key(name: str) -> None:
@@ -38,7 +41,8 @@ def make_certificates(pki: Path) -> None:
             ("kube-proxy", "/CN=system:kube-proxy", "extendedKeyUsage=clientAuth\n"),
             ("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}", "extendedKeyUsage=clientAuth\n"),
             ("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
-             "extendedKeyUsage=clientAuth\n")):
+             "extendedKeyUsage=clientAuth\n"),
+            ("front-proxy-client", f"/CN={FRONT_PROXY_CLIENT}", "extendedKeyUsage=clientAuth\n")):
         key(name)
         (pki / f"{name}.ext").write_text(ext)
         _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)

@@ -11,6 +11,9 @@
 #                                       the Prometheus JMX exporter's agent for its metrics
 #   redis                               Debian's redis-server
 #   pause                               Debian's catatonit, the pods' sandbox
+#   coredns, traefik, metrics-server    the static binaries cluster/build.sh built, alone in an
+#                                       image (the cluster's DNS, ingress controller and
+#                                       resource metrics pods)
 #
 # Base images: mmdebstrap makes a Debian root filesystem tar from the Debian mirror, buildah
 # turns it into an image. The Dockerfiles take their base image as a build argument whose
@@ -207,4 +210,21 @@ if ! have pause "$pause_tag"; then
   bah commit --quiet --rm "$c" "$ref" >/dev/null
   save pause "$ref"
 fi
+
+# --- CoreDNS, Traefik, metrics-server: the binaries cluster/build.sh built (static), alone -----
+# Tagged by their cache entry's name (the release and a hash of its module's files).
+for name in coredns traefik metrics-server; do
+  bin=$ROOT/.cache/cluster/$name
+  [ -x "$bin" ] || { echo "$SELF: $bin is missing (cluster/build.sh $name builds it)" >&2; exit 1; }
+  built=$(basename "$(dirname "$(readlink -f "$bin")")")
+  tag=${built#"$name"-}-$(key "$name binary image")
+  have "$name" "$tag" && continue
+  ref=$REGISTRY/$name:$tag
+  step "$ref: $built"
+  c=$(bah from --quiet scratch)
+  bah copy --quiet "$c" "$(readlink -f "$bin")" "/$name"
+  bah config --entrypoint "[\"/$name\"]" --user 65532:65532 "$c"
+  bah commit --quiet --rm "$c" "$ref" >/dev/null
+  save "$name" "$ref"
+done
 exit 0

@@ -1,13 +1,15 @@
 """The charts running on the one-node cluster built here (cluster/): the project's images, built
 from its Dockerfiles without a registry (cluster/images/build.sh) and imported into the node's
 containerd, run as pods. The releases are installed as docs/kubernetes.md tells users (the
-namespace labelled Pod Security `restricted`, enforced; redis, kafka, then chatroom, each with
-`--wait`), pointed at those images; every pod becomes Ready and `helm test` (a pod that posts a
+namespace labelled Pod Security `restricted`, enforced; redis, kafka (three brokers), then
+chatroom, each with `--wait`), pointed at those images; every pod becomes Ready and `helm test` (a pod that posts a
 message to ingest and reads it back from the stream service) passes. Through the cluster's ingress
 controller (Traefik, serving the chart's Ingresses of its class), the page is served and messages
 posted reach SSE readers as they are published, each once, in order; two people chat in
-Chromium through it; and a pod of each service deleted under a steady flow through it loses,
-repeats or reorders nothing for the readers."""
+Chromium through it; and under a steady flow through it, a pod of each service, the Redis and
+one of the three Kafka brokers (values-ha.yaml) killed without a grace period, and an eviction
+of the last available ingest pod refused by its PodDisruptionBudget, lose, repeat or reorder
+nothing for the readers (the pauses each fault caused are printed)."""
 
 import json
 import sys
@@ -17,7 +19,7 @@ from datetime import datetime
 import pytest
 from k8s_manifests import HELM_DIR, tool
 
-from cluster.cluster import BIN, INGRESS_CLASS, INGRESS_URL, NODE_IP, ROOT
+from cluster.cluster import BIN, INGRESS_CLASS, INGRESS_NAMESPACE, INGRESS_URL, NODE_IP, ROOT
 
 # The first test may wait for the cold builds (cluster/build.sh) and the pods' start.
 pytestmark = pytest.mark.timeout(3600)
@@ -28,6 +30,8 @@ REGISTRY = "localhost/chatroom-cluster/"
 THROUGH_INGRESS = ROOT / "tests" / "cluster" / "through_ingress.py"
 CHAT_IN_CHROMIUM = ROOT / "tests" / "cluster" / "chat_in_chromium.py"
 UNDER_FLOW = ROOT / "tests" / "cluster" / "under_flow.py"
+STREAM_CAP = ROOT / "tests" / "cluster" / "stream_cap.py"
+AUTOSCALING = ROOT / "tests" / "cluster" / "autoscaling.py"
 # The scripts above import the tests' helpers (support.py, the e2e room page) from these folders.
 SCRIPT_ENV = f"PYTHONPATH={ROOT / 'tests' / 'e2e'}:{ROOT / 'tests'}"
 
@@ -59,9 +63,19 @@ def what_the_pods_say(cluster):
     return "\n".join(out)
 
 
+# Three brokers, as docs/kubernetes.md tells for an existing cluster: a broker may then be killed
+# under the flow without losing an acknowledged message (min.insync.replicas=2).
+# A per-address cap on open streams small enough to reach in a test, above what the other tests
+# hold open from the one address they all come from (three readers, and those a killed stream
+# pod held, until they expire).
+STREAM_CONNECTIONS_PER_IP = 12
+EXTRA_VALUES = {"kafka": ["-f", HELM_DIR / "kafka" / "values-ha.yaml"],
+                "chatroom": ["--set-string", f"stream.env.STREAM_CONNECTIONS_PER_IP={STREAM_CONNECTIONS_PER_IP}"]}
+
+
 @pytest.fixture(scope="module")
 def installed(node_cluster):
-    """redis, kafka and chatroom installed with `--wait` (helm waits for every pod Ready and for
+    """redis, kafka (three brokers) and chatroom installed with `--wait` (helm waits for every pod Ready and for
     Kafka's post-install Job that makes the topic); the seconds each release took."""
     cluster = node_cluster
     cluster.kubectl("apply", "--server-side", "-f", NAMESPACE_YAML)
@@ -74,16 +88,17 @@ def installed(node_cluster):
     for release in ("redis", "kafka", "chatroom"):
         started = time.monotonic()
         result = helm(cluster, "upgrade", "--install", release, HELM_DIR / release, "-n", NAMESPACE,
-                      "--wait", "--timeout", "15m", *values[release], check=False, timeout=1000)
+                      "--wait", "--timeout", "15m", *values[release], *EXTRA_VALUES.get(release, ()),
+                      check=False, timeout=1000)
         assert result.returncode == 0, f"{release}: {result.stderr}\n{what_the_pods_say(cluster)}"
         seconds[release] = round(time.monotonic() - started)
     print(f"\nhelm upgrade --install --wait, seconds per release: {seconds}")
     return cluster
 
 
-# The charts' defaults: one broker, one Redis, two of each of the app's components (ingest's and
+# The charts' defaults but three brokers (values-ha.yaml): one Redis, two of each of the app's components (ingest's and
 # stream's second pod comes from their HorizontalPodAutoscaler's minReplicas, after the install).
-EXPECTED = {"redis-": 1, "kafka-": 1, "chatroom-ingest-": 2, "chatroom-stream-": 2, "chatroom-bridge-": 2,
+EXPECTED = {"redis-": 1, "kafka-": 3, "chatroom-ingest-": 2, "chatroom-stream-": 2, "chatroom-bridge-": 2,
             "chatroom-web-": 2}
 
 
@@ -121,8 +136,9 @@ def test_every_pod_of_the_three_releases_runs_the_images_built_here_and_is_ready
 
 # What the JMX exporter's agent serves, read from inside the cluster's network namespace.
 FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-BROKER_HEALTHY = {"kafka_server_replicamanager_underreplicatedpartitions": 0.0,
-                  "kafka_controller_kafkacontroller_activecontrollercount": 1.0}
+UNDER_REPLICATED = "kafka_server_replicamanager_underreplicatedpartitions"
+ACTIVE_CONTROLLER = "kafka_controller_kafkacontroller_activecontrollercount"
+BROKER_GAUGES = (UNDER_REPLICATED, ACTIVE_CONTROLLER)
 
 
 def samples(text):
@@ -131,21 +147,27 @@ def samples(text):
     return {pair[0]: float(pair[1]) for pair in pairs if len(pair) >= 2}
 
 
-def test_the_brokers_metrics_endpoint_says_it_is_the_controller_with_nothing_under_replicated(installed):
+def test_the_brokers_metrics_endpoints_say_one_is_the_controller_with_nothing_under_replicated(installed):
     # The cluster installs the kafka chart with metrics.enabled (its image has the agent).
-    pod = json.loads(installed.kubectl("get", "pod", "kafka-0", "-n", NAMESPACE, "-o", "json").stdout)
-    port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
-    url = f"http://{pod['status']['podIP']}:{port}/metrics"
     deadline = time.monotonic() + 120
-    while True:  # the controller's gauges settle once the broker has caught up with the quorum
-        result = installed.run(sys.executable, "-c", FETCH, url, check=False, timeout=30)
-        seen = {name: value for name, value in samples(result.stdout).items() if name in BROKER_HEALTHY}
-        if seen == BROKER_HEALTHY or time.monotonic() > deadline:
+    while True:  # the gauges settle once the brokers have caught up with the quorum
+        seen = {}
+        for n in range(EXPECTED["kafka-"]):
+            pod = json.loads(installed.kubectl("get", "pod", f"kafka-{n}", "-n", NAMESPACE, "-o", "json").stdout)
+            port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+            url = f"http://{pod['status']['podIP']}:{port}/metrics"
+            result = installed.run(sys.executable, "-c", FETCH, url, check=False, timeout=30)
+            assert result.returncode == 0 or time.monotonic() < deadline, f"{url}: {result.stderr}"
+            seen[f"kafka-{n}"] = {name: value for name, value in samples(result.stdout).items()
+                                  if name in BROKER_GAUGES}
+        under_replicated = {pod: gauges.get(UNDER_REPLICATED) for pod, gauges in seen.items()}
+        controllers = sum(gauges.get(ACTIVE_CONTROLLER, 0) for gauges in seen.values())
+        healthy = all(value == 0 for value in under_replicated.values()) and controllers == 1
+        if healthy or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert result.returncode == 0, f"{url}: {result.stderr}"
-    assert seen == BROKER_HEALTHY, result.stdout[-2000:]
-    print(f"\n{url}: {len(result.stdout.splitlines())} lines, {seen}")
+    assert healthy, seen
+    print(f"\nbrokers' metrics: {seen}")
 
 
 def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
@@ -156,6 +178,79 @@ def test_helm_test_posts_a_message_and_reads_it_back_from_the_stream(installed):
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
     assert "Phase:          Succeeded" in result.stdout, result.stdout
     assert "PASS: message 0 came back on the stream" in result.stdout, result.stdout
+
+
+def pods_selected(cluster, namespace, peer):
+    """The pods a NetworkPolicy peer of a policy in ``namespace`` selects (matchLabels only)."""
+    def selector(part):
+        assert not part.get("matchExpressions"), peer
+        return ",".join(f"{k}={v}" for k, v in part.get("matchLabels", {}).items())
+    if "namespaceSelector" in peer:
+        found = json.loads(cluster.kubectl("get", "namespaces", "-l", selector(peer["namespaceSelector"]),
+                                           "-o", "json").stdout)["items"]
+        namespaces = [n["metadata"]["name"] for n in found]
+    else:
+        namespaces = [namespace]
+    return [p for ns in namespaces
+            for p in json.loads(cluster.kubectl("get", "pods", "-n", ns, "-l", selector(peer.get("podSelector", {})),
+                                                "-o", "json").stdout)["items"]]
+
+
+def test_dns_and_the_ingress_controller_are_pods_that_the_charts_network_policies_select(installed):
+    # CoreDNS: the Service kube-dns in kube-system, the pods' resolver (kubelet's clusterDNS),
+    # and its pod, from the image built here. Every pod resolving a Service's name (the app's
+    # pods finding Kafka and Redis, helm test's finding ingest) asked it.
+    dns = json.loads(installed.kubectl("get", "service", "kube-dns", "-n", "kube-system", "-o", "json").stdout)
+    assert dns["spec"]["selector"] == {"k8s-app": "kube-dns"}
+    for namespace, selector, image in (("kube-system", "k8s-app=kube-dns", "coredns"),
+                                       (INGRESS_NAMESPACE, "app.kubernetes.io/name=traefik", "traefik")):
+        found = json.loads(installed.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)
+        assert [condition(p, "Ready").get("status") for p in found["items"]] == ["True"], found["items"]
+        assert found["items"][0]["spec"]["containers"][0]["image"].startswith(f"{REGISTRY}{image}:")
+    # Every peer the chart's policies name is a pod that exists here (the DNS pods in kube-system,
+    # the ingress controller's namespace, Kafka, Redis, the app's own, helm test's pod), but
+    # Prometheus's: none runs in this cluster.
+    policies = json.loads(installed.kubectl("get", "networkpolicies", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    unmatched, matched = [], {}
+    for policy in policies:
+        spec = policy["spec"]
+        peers = [peer for rule in spec.get("ingress", []) for peer in rule.get("from", [])] + \
+                [peer for rule in spec.get("egress", []) for peer in rule.get("to", [])]
+        for peer in peers:
+            if "ipBlock" in peer:
+                continue
+            selected = [p["metadata"]["name"] for p in pods_selected(installed, NAMESPACE, peer)]
+            if selected:
+                matched.setdefault(json.dumps(peer, sort_keys=True), set()).update(selected)
+            else:
+                unmatched.append(peer)
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert all(peer == monitoring for peer in unmatched), unmatched
+    for namespace in ("kube-system", INGRESS_NAMESPACE):
+        peer = next(p for p in matched if f'"kubernetes.io/metadata.name": "{namespace}"' in p)
+        assert matched[peer], peer
+    print(f"\nthe policies' peers and the pods they select: {({k: sorted(v) for k, v in matched.items()})}")
+
+
+def test_metrics_server_serves_the_pods_usage_and_the_stream_autoscaler_reads_it(installed):
+    # metrics-server scrapes the kubelet every 15 s; the autoscaler reads metrics.k8s.io every 15 s.
+    deadline = time.monotonic() + 300
+    while True:
+        top = installed.kubectl("top", "pods", "-n", NAMESPACE, "--no-headers", check=False)
+        hpa = json.loads(installed.kubectl("get", "hpa", "chatroom-stream", "-n", NAMESPACE, "-o", "json").stdout)
+        cpu = [m["resource"]["current"] for m in hpa["status"].get("currentMetrics") or []
+               if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
+        if (top.returncode == 0 and cpu and "averageUtilization" in cpu[0]) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    system = installed.kubectl("get", "pods", "-n", "kube-system", "-o", "wide", check=False).stdout
+    assert top.returncode == 0, f"{top.stderr}\n{system}"
+    used = {line.split()[0]: line.split()[1:3] for line in top.stdout.splitlines()}
+    assert {p["metadata"]["name"] for p in running(installed)} <= set(used), used
+    assert cpu and "averageUtilization" in cpu[0], hpa["status"]
+    active = next(c for c in hpa["status"]["conditions"] if c["type"] == "ScalingActive")
+    assert active["status"] == "True", active
+    print(f"\nkubectl top pods: {used}\nthe stream autoscaler reads: {cpu[0]}")
 
 
 def test_the_ingress_controller_serves_the_charts_ingresses_and_says_so_in_their_status(installed):
@@ -200,20 +295,68 @@ def test_two_people_chat_in_chromium_through_the_ingress(installed):
     assert not seen["problems"], seen["problems"]
 
 
-def test_a_pod_of_each_service_deleted_under_a_steady_flow_loses_repeats_or_reorders_nothing(installed):
+def test_pods_killed_and_a_refused_eviction_under_a_steady_flow_lose_repeat_or_reorder_nothing(installed):
     # Readers and poster through the ingress, in the cluster's network namespace; the script
-    # deletes an ingest, a stream and a bridge pod in turn while messages flow.
+    # kills (no grace period) an ingest, a stream, a bridge, the Redis and a Kafka broker pod in
+    # turn while messages flow, then evicts an ingest pod and has the eviction of the last one
+    # refused by its PodDisruptionBudget.
     result = installed.run("env", SCRIPT_ENV, f"KUBECTL={BIN / 'kubectl'}", sys.executable, UNDER_FLOW, INGRESS_URL,
-                           NAMESPACE, "chatroom", timeout=1500, check=False)
+                           NAMESPACE, "chatroom", "redis", "kafka", timeout=1500, check=False)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
     seen = json.loads(result.stdout)
-    print(f"\n{len(seen['acked'])} messages acknowledged, {seen['retries']} posts retried, pods deleted: "
-          f"{seen['deleted']}, connects per reader: {seen['connects']}")
-    assert len(seen["deleted"]) == 3
+    print(f"\n{len(seen['acked'])} messages acknowledged, {seen['retries']} posts retried, "
+          f"connects per reader: {seen['connects']}")
+    for fault in seen["faults"]:
+        print(f"  {fault['fault']}: replacement Ready after {fault['ready_after_s']} s; longest pause between "
+              f"acknowledgements {fault['longest_ack_pause_s']} s, between messages to a reader "
+              f"{fault['longest_read_pause_s']} s")
+    assert len(seen["faults"]) == 6
+    assert "refused" in seen["faults"][-1]["fault"] and "disruption budget" in seen["faults"][-1]["fault"]
     acked = seen["acked"]
-    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 6 * 20
+    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 12 * 20
     for texts in seen["readers"]:  # every acknowledged message once, in the order posted
         missing = [t for t in acked if t not in texts]
         assert texts == acked, (f"{len(texts)} received, {len(acked)} acknowledged; missing {missing[:10]}; "
                                 f"{len(texts) - len(set(texts))} twice")
+    assert all(seen["ids_rise"]), seen["ids_rise"]
+
+
+def test_the_stream_service_caps_open_streams_per_address_behind_the_ingress(installed):
+    # From one address through Traefik (which passes it in X-Forwarded-For): the stream service
+    # itself refuses the stream over its cap (STREAM_CONNECTIONS_PER_IP), whatever the ingress.
+    result = installed.run("env", SCRIPT_ENV, sys.executable, STREAM_CAP, INGRESS_URL,
+                           STREAM_CONNECTIONS_PER_IP + 1, timeout=300, check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    seen = json.loads(result.stdout)
+    print(f"\n{seen['opened']} streams open from one address, then {seen['refusal']}")
+    assert seen["refusal"] is not None, f"{seen['opened']} streams open, none refused"
+    assert seen["refusal"]["status"] == 429, seen["refusal"]
+    assert json.loads(seen["refusal"]["body"])["error"]["code"] == "too_many_streams", seen["refusal"]
+    assert seen["refusal"]["retry_after"], seen["refusal"]
+    assert 0 < seen["opened"] <= STREAM_CONNECTIONS_PER_IP, seen
+
+
+def test_the_stream_autoscaler_scales_out_and_in_on_metrics_under_a_flow_losing_nothing(installed):
+    # Last: it upgrades the release (the stream autoscaler's target and bounds).
+    result = installed.run("env", SCRIPT_ENV, f"KUBECTL={BIN / 'kubectl'}", f"HELM={tool('helm')}", sys.executable,
+                           AUTOSCALING, INGRESS_URL, NAMESPACE, "chatroom", HELM_DIR / "chatroom", timeout=1200,
+                           check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
+    seen = json.loads(result.stdout)
+    print(f"\n{len(seen['acked'])} messages acknowledged, {seen['retries']} posts retried, "
+          f"connects per reader: {seen['connects']}")
+    for step in seen["steps"]:
+        print(f"  stream scaled to {step['to']} pods after {step['after_s']} s; longest pause between "
+              f"acknowledgements {step['longest_ack_pause_s']} s, between messages to a reader "
+              f"{step['longest_read_pause_s']} s")
+    print(f"  readers connected after the scale-out: connects {seen['late_connects']}")
+    acked = seen["acked"]
+    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 4 * 20
+    for texts in seen["readers"]:
+        assert texts == acked, f"{len(texts)} received, {len(acked)} acknowledged"
+    # Those connected after the scale-out: everything from their first message on, once, in order;
+    # one of them was on the pod removed and resumed on another.
+    for texts in seen["late_readers"]:
+        assert texts and texts == acked[acked.index(texts[0]):], f"{len(texts)} received"
+    assert max(seen["late_connects"]) > 1, seen["late_connects"]
     assert all(seen["ids_rise"]), seen["ids_rise"]
