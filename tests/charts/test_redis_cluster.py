@@ -74,7 +74,8 @@ def test_create_job_is_a_hook_that_creates_only_an_unformed_cluster():
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     script = cluster_config(docs)["create.sh"]
     # The create runs in the branch where the first node knows no other node.
-    branch = re.search(r'if \[ "\$known" -gt 1 \]; then\n(.*?)\n\s*else\n(.*?)\n\s*fi', script, re.S)
+    assert 'if [ "$known" -gt 1 ]; then formed="$address"; fi' in script
+    branch = re.search(r'if \[ -n "\$formed" \]; then\n(.*?)\n\s*else\n(.*?)\n\s*fi', script, re.S)
     assert branch and "--cluster create" not in branch.group(1) and "--cluster create" in branch.group(2)
     assert "cluster_state:ok" in script
     assert job["spec"]["activeDeadlineSeconds"] > 0
