@@ -38,6 +38,7 @@ SCENARIOS = {
         "kafka": ["--set", "metrics.enabled=true,metrics.podMonitor.enabled=true,metrics.podMonitor.release=kps"],
     },
     "gateway": {"chatroom": ["--set", "gateway.enabled=true,ingress.enabled=false"]},
+    "redis-cluster": {"redis": ["-f", "helm/redis/values-cluster.yaml"]},
 }
 
 

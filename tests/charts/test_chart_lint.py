@@ -78,8 +78,11 @@ def test_redis_password_kept_by_the_app_chart_when_no_existing_secret():
         ("kafka", ["--set", "topic.partitions=0"], "partitions"),
         ("redis", ["--set", "auth.password=p@ss/word"], "password"),
         ("redis", ["--set-json", "networkPolicy.clients=[]"], "clients"),
+        # Fewer than three primaries cannot elect a replica in a failover.
+        ("redis", ["--set", "cluster.enabled=true,cluster.masters=2"], "masters"),
     ],
-    ids=["kafka-cluster-id", "kafka-no-brokers", "kafka-no-partitions", "redis-password", "redis-open-to-all"],
+    ids=["kafka-cluster-id", "kafka-no-brokers", "kafka-no-partitions", "redis-password", "redis-open-to-all",
+         "redis-cluster-too-few-masters"],
 )
 def test_kafka_and_redis_values_schemas_refuse_broken_values(chart, args, complaint):
     result = run(tool("helm"), "template", chart, str(HELM_DIR / chart), "--kube-version", KUBE_VERSIONS[-1],

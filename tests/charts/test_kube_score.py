@@ -15,7 +15,7 @@ IGNORED = ["container-image-pull-policy"]
 IGNORED_IN = {"dev": ["deployment-replicas"]}
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "ha", "monitoring", "dev"])
+@pytest.mark.parametrize("scenario", ["defaults", "ha", "monitoring", "dev", "redis-cluster"])
 def test_kube_score_passes(scenario, tmp_path):
     path = tmp_path / f"{scenario}.yaml"
     path.write_text(render_text(scenario))

@@ -42,7 +42,8 @@ OUTSIDERS = [
 ]
 
 # Short names of the charts' pods, by component label.
-COMPONENT_NAMES = {"broker": "kafka", "server": "redis", "topics": "kafka-topics"}
+COMPONENT_NAMES = {"broker": "kafka", "server": "redis", "topics": "kafka-topics",
+                   "cluster-create": "redis-cluster-create"}
 
 
 def matches(selector, labels):
@@ -176,6 +177,17 @@ def test_policies_allow_exactly_the_hop_graph(scenario):
 def test_monitoring_adds_only_the_redis_exporter_and_kafka_metrics_scrapes():
     graph = hop_graph(render("monitoring"))
     assert graph - EXPECTED == {("prometheus", "redis", "9121/TCP"), ("prometheus", "kafka", "9404/TCP")}
+    assert EXPECTED - graph == set()
+
+
+def test_redis_cluster_adds_only_its_nodes_bus_replication_and_create_job():
+    """Cluster mode: the nodes talk to each other on the bus and the Redis port (replication),
+    the create Job reaches them, both look names up; clients reach every node, nobody else any."""
+    graph = hop_graph(render("redis-cluster"))
+    assert graph - EXPECTED == {
+        ("redis", "redis", "6379/TCP"), ("redis", "redis", "16379/TCP"),
+        ("redis-cluster-create", "redis", "6379/TCP"), *dns("redis", "redis-cluster-create"),
+    }
     assert EXPECTED - graph == set()
 
 

@@ -63,3 +63,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "redis.flavor" -}}
 {{- if contains "valkey" .Values.image.repository }}valkey{{ else }}redis{{ end }}
 {{- end }}
+
+{{/* Egress to the cluster's DNS (kube-dns), for the cluster mode's name look-ups. */}}
+{{- define "redis.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
