@@ -7,10 +7,9 @@ from collections.abc import Iterable, Sequence
 
 from redis import Redis
 
+from chat_common import keys
 from chat_common.lua import lua_source
 from chat_common.messages import (
-    ACTIVE_ROOMS_KEY,
-    STATE_KEY,
     Message,
     Tombstone,
     channel,
@@ -43,7 +42,8 @@ class Store:
         self.history_max_bytes = history_max_bytes
         self.client_id_ttl_s = client_id_ttl_s
         self.room_idle_ttl_s = room_idle_ttl_s
-        self._batch = redis.register_script(BATCH_SCRIPT)
+        self._batch_source = keys.script(BATCH_SCRIPT)
+        self._batch = redis.register_script(self._batch_source)
 
     def apply(self, items: Sequence[Item], now_ms: int | None = None) -> list[int]:
         """Apply ``(partition, message or tombstone, publish)`` items in order, in one Lua
@@ -53,10 +53,20 @@ class Store:
         window would have expired by now, so a rebuild holds no more than Redis did."""
         if not items:
             return []
+        if keys.cluster() and len({partition for partition, _, _ in items}) > 1:
+            # One call per partition: its keys are one shard's (chat_common/keys.py). Each
+            # partition's records keep their order; the outcomes go back to the items' order.
+            outcomes: dict[int, int] = {}
+            for partition in sorted({partition for partition, _, _ in items}):
+                mine = [i for i, item in enumerate(items) if item[0] == partition]
+                for i, outcome in zip(mine, self.apply([items[i] for i in mine], now_ms), strict=True):
+                    outcomes[i] = outcome
+            return [outcomes[i] for i in range(len(items))]
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         idle_since_ms = now_ms - self.room_idle_ttl_s * 1000 if self.room_idle_ttl_s > 0 else None
-        keys = [STATE_KEY, ACTIVE_ROOMS_KEY]
+        first = items[0][0]  # one partition in cluster mode; one state hash for all on one node
+        names = [keys.state_key(first), keys.active_rooms_key(first)]
         args: list[str | int] = [self.history_max, self.history_max_bytes, self.client_id_ttl_s, self.room_idle_ttl_s]
         for partition, message, publish in items:
             room = message.room
@@ -65,27 +75,30 @@ class Store:
             assert message.id is not None  # parse_record gives every record its offset as id
             head: list[str | int] = [message.id, partition, int(publish), int(keep), channel(room)]
             if isinstance(message, Tombstone):
-                keys += [*room_keys, client_id_key(room, "-")]
+                names += [*room_keys, client_id_key(room, "-")]
                 args += ["d", *head, live_payload(message.event_data(), "delete", message.id), room, message.ts,
                          message.target, ""]
                 continue
             data, cid = message.to_json(), message.client_id
-            keys += [*room_keys, client_id_key(room, cid or "-")]
+            names += [*room_keys, client_id_key(room, cid or "-")]
             args += ["m", *head, live_payload(data, "message", message.id), room, message.ts, data,
                      int(cid is not None)]
-        return [int(outcome) for outcome in self._batch(keys, args)]
+        return [int(outcome) for outcome in self._batch(names, args)]
 
     def warm(self) -> None:
         """Load the batch script into Redis now: the first batch after a start would otherwise
         pay a refused EVALSHA, then the script's text and its compilation."""
-        self.redis.script_load(BATCH_SCRIPT)
+        self.redis.script_load(self._batch_source)
 
     def unready_partitions(self, partitions: Iterable[int]) -> list[int]:
         """The partitions whose history Redis does not hold (Redis new or restarted empty)."""
         ordered = sorted(partitions)
         if not ordered:
             return []
-        flags = self.redis.hmget(STATE_KEY, [f"ready:{p}" for p in ordered])
+        pipe = self.redis.pipeline(transaction=False)
+        for p in ordered:
+            pipe.hget(keys.state_key(p), f"ready:{p}")
+        flags = pipe.execute()
         return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
 
     def mark_rebuilding(self, partition: int, floor: int, partitions: int) -> None:
@@ -94,6 +107,6 @@ class Store:
         partition count, tells readers which partition holds a room. The offset index
         holds the partition from ``floor + 1`` on (index.py fills in what is older)."""
         self.redis.hset(
-            STATE_KEY, mapping={"partitions": partitions, f"floor:{partition}": floor, f"ready:{partition}": 1,
-                                f"indexed:{partition}": floor + 1}
+            keys.state_key(partition), mapping={"partitions": partitions, f"floor:{partition}": floor,
+                                                f"ready:{partition}": 1, f"indexed:{partition}": floor + 1}
         )

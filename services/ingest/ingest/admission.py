@@ -24,7 +24,7 @@ from typing import Literal
 from redis import Redis
 from redis.exceptions import RedisError
 
-from chat_common import errors, participants
+from chat_common import errors, keys, participants
 from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
 from ingest.config import Config
@@ -39,7 +39,7 @@ NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no stat
 def created_key(room: str) -> str:
     # string with the rooms window's TTL: an address was admitted to create this room, so
     # its next posts (before the bridge writes the room's meta hash) do not count it again
-    return f"chat:room:{room}:created"
+    return keys.room_key(room, "created")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class Budget:
     limit: int
     window_s: int
 
-    def key(self) -> str:
-        return f"chat:ratelimit:{self.scope}:{self.who}"
+    def key(self, room: str | None = None) -> str:
+        """Spent for ``room``: in its slot in cluster mode (chat_common/keys.py)."""
+        return keys.budget_key(self.scope, self.who, room)
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,17 @@ class Admission:
         other than ``session``?) and ``budgets`` (spent); the first that refuses decides.
         If none does, the address digest ``took_part`` takes part in the room.
         ApiError 503 if Redis does not answer."""
-        keys = [client_id_key(room, client_id) if client_id else "", history_key(room),
-                name_hold_key(room, name) if name is not None else "", meta_key(room), created_key(room),
-                *participants.keys_of(room),
-                *(budget.key() for budget in budgets)]
+        unused = keys.placeholder(room)
+        names = [client_id_key(room, client_id) if client_id else unused, history_key(room),
+                 name_hold_key(room, name) if name is not None else unused, meta_key(room), created_key(room),
+                 *participants.keys_of(room),
+                 *(budget.key(room) for budget in budgets)]
         args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or "",
                                  took_part, room, participants.WINDOW_S]
         for budget in budgets:
             args += [budget.amount, budget.limit, budget.window_s]
         try:
-            result = self._admit(keys, args)
+            result = self._admit(names, args)
         except RedisError as error:
             if name is not None:
                 metrics.NAME_CHECK_ERRORS.inc()
