@@ -17,13 +17,13 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState
-from redis import Redis
 from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from bridge import index, metrics
 from bridge.config import Config
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Item, Store
+from chat_common import redis_client
 from chat_common.messages import Tombstone, parse_record
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-pyth
 class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis_client.configure(config)
+        self.redis = redis_client.connect(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.store = Store(self.redis, config.history_max, config.history_max_bytes, config.client_id_ttl_s,
                            config.room_idle_ttl_s)
         self.consumer: KafkaConsumer | None = None
@@ -310,7 +311,7 @@ class Bridge:
             return
         self.next_memory_update = time.monotonic() + REDIS_MEMORY_INTERVAL_S
         try:
-            memory = self.redis.info("memory")
+            memory = redis_client.fullest_memory(self.redis)
         except RedisError as error:
             log.warning("reading redis memory failed", extra={"error": str(error)})
             return
