@@ -1,0 +1,169 @@
+"""The key map in cluster mode (chat_common/keys.py), against a real Redis Cluster of three
+primaries with a replica each: every script and MULTI/EXEC the services run, with rooms of
+every partition, is accepted (Redis Cluster refuses a call whose keys are in several slots:
+CROSSSLOT) and does what it does on one node; live events reach a sharded subscriber."""
+
+import time
+
+import pytest
+from redis import RedisCluster
+from support import redis_cluster
+
+from bridge.index import PREPEND_SCRIPT, TRIM_SCRIPT
+from bridge.store import WRITTEN, Store
+from chat_common import keys
+from chat_common.messages import Message, Tombstone, channel, history_key, offsets_key, pack_offsets, room_partition
+from chat_common.private import Access, Membership, PrivateRooms, RoomRecord
+from ingest.admission import NEW_ROOM, Admission, Budget
+from ingest.typing_signals import Typing
+from stream.config import Config as StreamConfig
+from stream.directory import Directory
+from stream.history import History
+from stream.limits import OpenStreams, StreamOpens
+from stream.presence import Presence
+from stream.scrollback.budget import ClientBudget
+from stream.scrollback.lookup import IndexLookup
+
+PARTITIONS = 6
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    before = keys.layout()
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as ports:
+        keys.configure(keys.CLUSTER, PARTITIONS)
+        client = RedisCluster(host="127.0.0.1", port=ports[0])
+        try:
+            yield client
+        finally:
+            client.close()
+            keys.configure(keys.CLUSTER if before.cluster else keys.SINGLE, before.partitions)
+
+
+def rooms_of_every_partition(prefix):
+    """Two rooms of each partition."""
+    found = {}
+    n = 0
+    while len(found) < 2 * PARTITIONS:
+        room = f"{prefix}-{n}"
+        partition = room_partition(room, PARTITIONS)
+        if sum(1 for p in found.values() if p == partition) < 2:
+            found[room] = partition
+        n += 1
+    return found
+
+
+def test_a_partition_s_keys_share_a_slot_and_partitions_spread_over_the_shards(cluster):
+    slots = {}
+    for room, partition in rooms_of_every_partition("slot").items():
+        names = [keys.room_key(room, "history"), keys.room_key(room, "cid:x"), keys.budget_key("ip", "a", room),
+                 keys.state_key(partition), keys.active_rooms_key(partition), keys.rooms_took_part_key(partition),
+                 keys.placeholder(room), channel(room)]
+        assert len({cluster.cluster_keyslot(name) for name in names}) == 1
+        slots[partition] = cluster.keyslot(keys.state_key(partition))
+    owners = {cluster.nodes_manager.get_node_from_slot(slot).name for slot in slots.values()}
+    assert len(owners) == 3  # six partitions over three primaries
+
+
+def test_the_bridge_applies_a_batch_of_every_partition_and_publishes_on_the_shards(cluster):
+    rooms = rooms_of_every_partition("apply")
+    pubsub = cluster.pubsub()
+    for room in rooms:
+        pubsub.ssubscribe(channel(room))
+    store = Store(cluster, history_max=100, history_max_bytes=1 << 20, client_id_ttl_s=60, room_idle_ttl_s=3600)
+    now = int(time.time() * 1000)
+    for partition in set(rooms.values()):
+        store.mark_rebuilding(partition, -1, PARTITIONS)
+    items = []
+    for i, (room, partition) in enumerate(rooms.items()):
+        items.append((partition, Message(room, "ann", f"hello {i}", now, client_id=f"c{i}", id=str(10 + i)), True))
+    first_room, first_partition = next(iter(rooms.items()))
+    items.append((first_partition, Tombstone(first_room, "10", now, id="100"), True))
+    assert store.apply(items)[:-1] == [WRITTEN] * len(rooms)
+    assert store.apply(items) != [WRITTEN] * len(items)  # a replay changes nothing
+    assert store.unready_partitions(range(PARTITIONS)) == []
+    for room in list(rooms)[1:]:
+        assert len(cluster.zrange(history_key(room), 0, -1)) == 1
+    assert cluster.zrange(history_key(first_room), 0, -1) == []  # deleted
+    received = {}
+    deadline = time.monotonic() + 10
+    while len(received) < len(rooms) and time.monotonic() < deadline:
+        for node in list(pubsub.node_pubsub_mapping):
+            message = pubsub.get_sharded_message(target_node=cluster.get_node(node_name=node), timeout=0.1)
+            if message and message["type"] == "smessage":
+                received[keys.room_of_channel(message["channel"].decode())] = message["data"]
+    assert set(received) == set(rooms)
+    pubsub.close()
+
+    history = History(cluster, StreamConfig.from_env())
+    i, room = next((i, room) for i, room in enumerate(rooms) if rooms[room] != first_partition)
+    assert [row[1] for row in history.window(room)] == [str(10 + i)]
+    assert [row[1] for row in history.deletes_after(first_room, -1)] == ["100"]
+    # the snapshot (one MULTI/EXEC: the partition's state and the room's window) on its shard
+    assert history.head(room) == max(10 + j for j, other in enumerate(rooms) if rooms[other] == rooms[room])
+    assert history._snapshot(room, lambda pipe: pipe.zcard(history_key(room))).rest == [1]
+
+
+def test_ingest_admits_a_post_with_its_checks_and_budgets_in_one_call(cluster):
+    seed = cluster.get_default_node()
+    decoded = RedisCluster(host=seed.host, port=seed.port, decode_responses=True)  # as ingest's client
+    admission = Admission(decoded, 1.0)
+    budgets = [Budget("user", "ann", 1, 10, 60), Budget("ip", "1.2.3.4", 1, 10, 60),
+               Budget("ip_rooms", "1.2.3.4", NEW_ROOM, 10, 60)]
+    for room in rooms_of_every_partition("admit"):
+        verdict = admission.check(room, budgets, client_id="c1", name="ann", session="s1", took_part="digest")
+        assert not verdict.name_taken and verdict.limited is None and verdict.replay_id is None
+        verdict = admission.check(room, [Budget("ip", "1.2.3.4", 1, 10, 60)])  # no client_id, no name
+        assert verdict.limited is None
+        cluster.set(keys.room_key(room, "cid:c2"), "7")
+        assert admission.check(room, budgets, client_id="c2").replay_id == "7"
+        assert Typing(decoded, 2.0).signal(room, "ann") == 0
+    decoded.close()
+
+
+def test_the_stream_s_scripts_and_snapshots_run_on_the_room_s_shard(cluster):
+    presence = Presence(cluster, 30)
+    directory = Directory(cluster, cache_s=0)
+    lookup = IndexLookup(cluster, ClientBudget(cluster, 1000, 60))
+    opens, open_streams = StreamOpens(cluster, 100, 60), OpenStreams(cluster, 10, 30)
+    rooms = rooms_of_every_partition("stream")
+    admission = Admission(cluster, 1.0)
+    seats = []
+    for room, partition in rooms.items():
+        admission.check(room, took_part="digest")  # a post: the room gets addresses
+        seat = presence.join(room, "ann", session="s1", address="digest")
+        assert presence.users(room) == ["ann"]
+        seats.append(seat)
+        directory.took_part(room, "other")
+        cluster.set(offsets_key(room), pack_offsets([3, 5, 9]))
+        found = lookup.find(room, partition, below=10, count=2, beginning=0, ahead=1, client="1.2.3.4")
+        assert found.entries == [5, 9] and found.ahead == [3]
+    assert opens.admit("1.2.3.4") is None
+    assert open_streams.take("1.2.3.4") is not None
+    listed = {entry["room"] for entry in directory.rooms()}  # counted on every partition's shard
+    assert listed >= set(rooms)  # people in them
+    for seat in seats:
+        presence.leave(seat)
+        assert presence.users(seat.room) == []
+
+
+def test_the_indexer_and_private_rooms_scripts_keep_to_one_slot(cluster):
+    rooms = rooms_of_every_partition("index")
+    prepend, trim = cluster.register_script(PREPEND_SCRIPT), cluster.register_script(TRIM_SCRIPT)
+    by_partition = {}
+    for room, partition in rooms.items():
+        by_partition.setdefault(partition, []).append(room)
+    for partition, mine in by_partition.items():
+        cluster.hset(keys.state_key(partition), f"indexed:{partition}", 20)
+        assert prepend(keys=[keys.state_key(partition), *map(offsets_key, mine)],
+                       args=[partition, 20, 10, *(pack_offsets([11, 12]) for _ in mine)]) == 1
+        for room in mine:
+            trim(keys=[offsets_key(room)], args=[12])  # the log begins at 12
+            # the newest removed offset stays, as the mark that the room lost older messages
+            assert cluster.get(offsets_key(room)) == pack_offsets([11, 12])
+    private = PrivateRooms(cluster)
+    room = "_" + "a" * 32
+    assert private.apply(RoomRecord(room, "s:owner", "hash"), 1)
+    assert private.apply(Membership(room, "s:guest", True), 2)
+    cluster.hset("chat:private:state", "ready", "1")
+    assert private.access(room, "s:guest") == Access.MEMBER
