@@ -81,7 +81,7 @@ class ClusterHub(Hub):
         node = self.cluster.nodes_manager.get_node_from_slot(self.cluster.keyslot(channel(room)))
         return f"{node.host}:{node.port}"
 
-    def _listener(self, node: str) -> Listener:
+    def _listener_for(self, node: str) -> Listener:
         listener = self.listeners.get(node)
         if listener is None:
             listener = self.listeners[node] = Listener(node)
@@ -91,7 +91,7 @@ class ClusterHub(Hub):
     def _subscribe(self, room: str, refill: bool) -> None:
         """Subscribe ``room`` with the listener of its owner (now, if it is connected; else
         once it is); ``refill``: re-offer its window once subscribed."""
-        listener = self._listener(self._node_of(room))
+        listener = self._listener_for(self._node_of(room))
         self.owner[room] = listener
         listener.rooms.add(room)
         if refill:
