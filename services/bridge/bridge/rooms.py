@@ -116,7 +116,7 @@ class RoomsApplier:
             self._mark_ready()
 
     def _mark_ready(self) -> None:
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:  # the cluster client's default is False
             try:
                 pipe.watch(STATE_KEY)
                 if pipe.hget(STATE_KEY, "epoch") != self.epoch.encode():

@@ -197,7 +197,8 @@ class ClusterHub(Hub):
         # from here on subscribes itself, every earlier one is (re)subscribed here.
         subscribe = [channel(name) for name in listener.rooms]
         listener.connected.set()
-        pubsub.ssubscribe(*subscribe)  # connects: an error here retries with backoff
+        for name in subscribe:  # one SSUBSCRIBE each: Redis refuses channels of several slots in one
+            pubsub.ssubscribe(name)  # the first connects: an error here retries with backoff
         if listener.pending:
             metrics.REDIS_RECONNECTS.inc()
         # ``pending`` is read as the confirmations come: a room moved in meanwhile is re-offered too
