@@ -50,11 +50,17 @@ def not_indexed(redis: Redis, partitions: Iterable[int]) -> list[int]:
     ordered = sorted(partitions)
     if not ordered:
         return []
-    pipe = redis.pipeline(transaction=False)
-    for p in ordered:
-        pipe.hget(keys.state_key(p), f"indexed:{p}")
-    flags = pipe.execute()
-    return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+    if not keys.cluster():
+        flags = redis.hmget(keys.state_key(0), [f"indexed:{p}" for p in ordered])
+        return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+    missing = []
+    for p in ordered:  # one shard not answering leaves the others' partitions checked
+        try:
+            if redis.hget(keys.state_key(p), f"indexed:{p}") is None:
+                missing.append(p)
+        except RedisError:
+            continue
+    return missing
 
 
 def adopt(redis: Redis, ends: Mapping[int, int]) -> None:

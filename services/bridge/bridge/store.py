@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from chat_common import keys
 from chat_common.lua import lua_source
@@ -29,6 +30,7 @@ BATCH_SCRIPT = lua_source("bridge/apply.lua", "bridge/batch.lua")
 APPLY_SCRIPT = lua_source("bridge/apply.lua", "bridge/message.lua")
 
 NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
+UNAVAILABLE = -2  # cluster mode: the partition's shard did not answer (the bridge reads it again)
 
 # What the bridge applies: (partition, the record, publish it live?)
 Item = tuple[int, Message | Tombstone, bool]
@@ -56,11 +58,20 @@ class Store:
         if keys.cluster() and len({partition for partition, _, _ in items}) > 1:
             # One call per partition: its keys are one shard's (chat_common/keys.py). Each
             # partition's records keep their order; the outcomes go back to the items' order.
+            # A shard that does not answer fails its partitions only (UNAVAILABLE), so the
+            # others' rooms go on while its replica takes over; none answering raises.
             outcomes: dict[int, int] = {}
+            failed: RedisError | None = None
             for partition in sorted({partition for partition, _, _ in items}):
                 mine = [i for i, item in enumerate(items) if item[0] == partition]
-                for i, outcome in zip(mine, self.apply([items[i] for i in mine], now_ms), strict=True):
+                try:
+                    results = self.apply([items[i] for i in mine], now_ms)
+                except RedisError as error:
+                    failed, results = error, [UNAVAILABLE] * len(mine)
+                for i, outcome in zip(mine, results, strict=True):
                     outcomes[i] = outcome
+            if failed is not None and all(outcome == UNAVAILABLE for outcome in outcomes.values()):
+                raise failed
             return [outcomes[i] for i in range(len(items))]
         if now_ms is None:
             now_ms = int(time.time() * 1000)
@@ -95,11 +106,17 @@ class Store:
         ordered = sorted(partitions)
         if not ordered:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for p in ordered:
-            pipe.hget(keys.state_key(p), f"ready:{p}")
-        flags = pipe.execute()
-        return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+        if not keys.cluster():
+            flags = self.redis.hmget(keys.state_key(0), [f"ready:{p}" for p in ordered])
+            return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+        unready = []
+        for p in ordered:  # one shard not answering leaves the others' partitions checked
+            try:
+                if self.redis.hget(keys.state_key(p), f"ready:{p}") is None:
+                    unready.append(p)
+            except RedisError:
+                continue  # unknown for now: checked again in a moment
+        return unready
 
     def mark_rebuilding(self, partition: int, floor: int, partitions: int) -> None:
         """From now on the partition is written again; ids at or below ``floor`` are gone,

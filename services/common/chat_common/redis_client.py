@@ -12,6 +12,8 @@ prevents.
 from typing import cast
 
 from redis import Redis, RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from chat_common import keys
 from chat_common.config import CommonConfig
@@ -21,11 +23,16 @@ def configure(config: CommonConfig) -> None:
     keys.configure(config.redis_mode, config.kafka_topic_partitions)
 
 
-def connect(url: str, **options: object) -> Redis:
+def connect(url: str, fail_fast: bool = False, **options: object) -> Redis:
     """A client for ``url`` in the configured mode. The cluster client is typed as ``Redis``:
-    it has the same command methods, which is all the services call."""
+    it has the same command methods, which is all the services call. ``fail_fast`` (cluster
+    mode): a command whose node does not answer fails after one more try, rather than
+    retrying with backoff until a replica took over (redis-py's default: 10 tries), so a
+    caller serving several shards (the bridge) goes on with the others meanwhile."""
     if keys.cluster():
         options.pop("db", None)  # a cluster has database 0 only
+        if fail_fast:
+            options["retry"] = Retry(NoBackoff(), 1)
         return cast(Redis, RedisCluster.from_url(url, **options))
     return Redis.from_url(url, **options)
 
