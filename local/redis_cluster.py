@@ -5,6 +5,7 @@ create`` once they run. Without persistence, as the single node: a node that com
 empty rejoins (its nodes.conf keeps who it is) as the replica of the one that took over.
 """
 
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from pathlib import Path
 # 1 s locally, so a failover is over within 3 s; the chart's default is Redis's own 15 s.
 NODE_TIMEOUT_MS = 1000
 FORM_TIMEOUT_S = 60.0
+# A node started again (its nodes.conf is there) waits this long first, as a restarted pod
+# takes seconds: by then its replica has taken its slots over, and it joins as the replica.
+# Back sooner, it would take its slots back empty (no persistence): its partitions' history
+# would be rebuilt from Kafka rather than kept by the replica.
+RESTART_DELAY_S = 3
 
 
 def parse_mode(text: str | None) -> int:
@@ -33,6 +39,11 @@ def node_program(n: int) -> str:
 
 
 def node_command(host: str, port: int, bus_port: int, folder: Path, maxmemory: str) -> str:
+    server = _server_command(host, port, bus_port, folder, maxmemory)
+    return shlex.join(["sh", "-c", f"if [ -s {folder}/nodes.conf ]; then sleep {RESTART_DELAY_S}; fi; exec {server}"])
+
+
+def _server_command(host: str, port: int, bus_port: int, folder: Path, maxmemory: str) -> str:
     """One node: as the single one (no persistence, bounded, refusing writes when full), in
     cluster mode. ``cluster-require-full-coverage no``: while a shard has no primary, the
     others keep answering for their slots (their rooms do not pause)."""
