@@ -37,6 +37,14 @@ charts: install-test
 e2e: install-test
 	$(PYTHON) -m pytest tests/e2e
 
+# docs/screenshots/ taken again from a real stack and the page as it is now (desktop and mobile,
+# light and dark, and the lobby): tests/e2e/test_screenshots.py saves them, this copies them over.
+.PHONY: screenshots
+screenshots: install-test
+	rm -rf test-artifacts/screenshots
+	$(PYTHON) -m pytest -p no:cacheprovider tests/e2e/test_screenshots.py
+	cp test-artifacts/screenshots/*.png docs/screenshots/
+
 # The charts against a one-node Kubernetes built from source (cluster/, docs/kubernetes.md).
 cluster-tests: install-test
 	$(PYTHON) -m pytest tests/cluster

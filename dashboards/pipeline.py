@@ -250,6 +250,15 @@ def ingest() -> list[PanelBuilder]:
                 target(summed(rate("chat_ingest_typing_total", "ingest")), "typing signals"),
             ]),
         timeseries(
+            "Edits, reactions and replies",
+            "Changes to messages acknowledged by Kafka, by kind (edit, reaction added or taken back, reply: a "
+            "post quoting another), and repeats answered without writing (the same text, a reaction already "
+            "there or gone). Their refusals are under \"Refused before producing\".",
+            "ops", [
+                target(summed(rate("chat_ingest_changes_total", "ingest"), by="kind"), "{{kind}}"),
+                target(summed(rate("chat_ingest_change_repeats_total", "ingest"), by="kind"), "repeated: {{kind}}"),
+            ]),
+        timeseries(
             "Messages accepted per pod",
             "Messages acknowledged by Kafka and answered 201, per ingest pod: the Service spreads POSTs "
             "over the pods, so the lines should stay close; one at 0 while others carry the load is a pod "
@@ -302,6 +311,13 @@ def bridge() -> list[PanelBuilder]:
             "and event: delete was published; rebuilt = re-applied from Kafka after Redis lost its data; "
             "replayed = applied before; duplicate = the message was already deleted.",
             "ops", [target(summed(rate("chat_bridge_deletes_applied_total", "bridge"), by="outcome"), "{{outcome}}")]),
+        timeseries(
+            "Edits and reactions applied, by kind and outcome",
+            "Edit and reaction records applied to Redis: written = folded into the message and its event "
+            "published; rebuilt = re-applied from Kafka after Redis lost its data; replayed = applied before; "
+            "duplicate = its message was deleted, or the reaction was there (or gone) already.",
+            "ops", [target(summed(rate("chat_bridge_changes_applied_total", "bridge"), by="kind, outcome"),
+                           "{{kind}}: {{outcome}}")]),
         timeseries(
             "Redis memory used and maxmemory",
             "Memory Redis uses and its maxmemory, as the bridges read them (INFO memory, every 5 s). Under "
@@ -367,6 +383,16 @@ def stream() -> list[PanelBuilder]:
                 target(summed(rate("chat_stream_live_received_total", "stream", 'event=~"delete|typing"'), by="event"),
                        "from Redis: {{event}}"),
                 target(summed(rate("chat_stream_events_sent_total", "stream", 'event=~"delete|typing"'), by="event"),
+                       "to clients: {{event}}"),
+            ], width=12),
+        timeseries(
+            "Edits and reactions fanned out",
+            "Edit and reaction events received from Redis pub/sub (once per stream worker with readers in "
+            "the room) and written to client sockets (once per reader).",
+            "ops", [
+                target(summed(rate("chat_stream_live_received_total", "stream", 'event=~"edit|reaction"'), by="event"),
+                       "from Redis: {{event}}"),
+                target(summed(rate("chat_stream_events_sent_total", "stream", 'event=~"edit|reaction"'), by="event"),
                        "to clients: {{event}}"),
             ], width=12),
         timeseries(

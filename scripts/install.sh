@@ -31,6 +31,8 @@ need_cmd mvn /usr/bin/mvn maven
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_missing+=(python3-venv)
 if [ "$want" = test ]; then
   need_cmd chromium /usr/bin/chromium chromium
+  # Reactions are emoji: without a font for them the browser tests' screenshots show boxes.
+  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || apt_missing+=(fonts-noto-color-emoji)
   need_cmd promtool /usr/bin/promtool prometheus
 fi
 if [ ${#apt_missing[@]} -gt 0 ]; then

@@ -24,6 +24,8 @@ const POSITION = /^(-1|\d+)$/;
  * @property {(users: string[]) => void} onPresence  who is in the room now
  * @property {(user: string) => void} onTyping  someone is typing (never stored, no id)
  * @property {(id: string) => void} onDelete  the message with this id was taken back
+ * @property {(edit: {id: string, text: string, edited_ts: number}) => void} onEdit  a message's new text
+ * @property {(change: {id: string, reactions: object}) => void} onReaction  a message's reactions now
  * @property {() => void} onReset  the page's position left the retained window: drop what is shown
  * @property {() => void} onCaughtUp  history (or the missed messages) delivered; live from here
  * @property {(state: "connecting"|"connected"|"reconnecting"|"offline", retryInS?: number) => void} onState
@@ -87,6 +89,12 @@ export class RoomStream {
     source.addEventListener("presence", (event) => this.#onPresence(event));
     source.addEventListener("typing", (event) => this.#onTyping(event));
     source.addEventListener("delete", (event) => this.#onDelete(event));
+    source.addEventListener("edit", (event) => this.#onChange(event, (data) => {
+      if (typeof data.text === "string") this.#handlers.onEdit(data);
+    }));
+    source.addEventListener("reaction", (event) => this.#onChange(event, (data) => {
+      if (data.reactions && typeof data.reactions === "object") this.#handlers.onReaction(data);
+    }));
     source.addEventListener("reset", (event) => {
       this.#handlers.onReset();
       this.#advance(event.lastEventId);
@@ -122,6 +130,20 @@ export class RoomStream {
     } catch {
       // not a delete event
     }
+  }
+
+  /** An edit or a reaction: a record of its own in the room's log (its id is a position, like a
+   * tombstone's) about the message ``data.id``. */
+  #onChange(event, handle) {
+    this.#advance(event.lastEventId);
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    const target = String(data?.id ?? "");
+    if (/^\d+$/.test(target)) handle({ ...data, id: target });
   }
 
   #onTyping(event) {

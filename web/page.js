@@ -11,7 +11,8 @@ export const store = {
   get(key, fallback) {
     try {
       const value = JSON.parse(localStorage.getItem(key));
-      return Array.isArray(value) === Array.isArray(fallback) && typeof value === typeof fallback ? value : fallback;
+      return value !== null && Array.isArray(value) === Array.isArray(fallback) && typeof value === typeof fallback
+        ? value : fallback;
     } catch {
       return fallback;
     }

@@ -1,11 +1,21 @@
-// Writing in a room: the composer (count, sending, retrying), the name form, and taking one's
-// own message back.
+// Writing in a room: the composer (count, sending, retrying, replying), the name form, reacting,
+// and taking one's own message back.
 
 import { $, NAME_KEY, announce, store } from "./page.js";
-import { MAX_TEXT, deleteMessage, nameProblem, newClientId, normaliseText, postMessage, textLength } from "./send.js";
+import { reactionName } from "./reactions.js";
+import {
+  MAX_TEXT, deleteMessage, nameProblem, newClientId, normaliseText, postMessage, setReaction, textLength,
+} from "./send.js";
+import { nameElement } from "./timeline.js";
+
+const QUOTE_CHARS = 200; // a reply quotes the first line of the original, at most this long
+
+/** What a reply quotes: the first line of the text, at most QUOTE_CHARS characters. */
+export const quoteOf = (text) => [...text.split("\n")[0]].slice(0, QUOTE_CHARS).join("");
 
 export class Composer {
   #page;
+  replyTo = null; // {id, user, text}: the message the next one answers
 
   /** ``page``: the room page, whose name, room, timeline, typing and connect this uses. */
   constructor(page) {
@@ -20,11 +30,59 @@ export class Composer {
     if (!window.confirm("Delete this message for everyone?")) return;
     const result = await deleteMessage(this.#page.room, id);
     if (result.ok) {
-      this.#page.timeline.remove(id); // the stream's delete event follows, for everyone else too
+      this.#page.messageGone(id); // the stream's delete event follows, for everyone else too
       announce("Message deleted.");
       return;
     }
     this.showError(result.code === "forbidden" ? "Only the browser that sent a message can delete it." : result.text);
+  }
+
+  // -- reactions --
+
+  async react(id, emoji, on) {
+    if (!this.#page.name) return;
+    const result = await setReaction(this.#page.room, id, emoji, on, this.#page.name);
+    if (result.ok) {
+      // The stream's reaction event brings the counts, for everyone.
+      announce(on ? `Reacted with ${reactionName(emoji)}.` : `Removed your ${reactionName(emoji)} reaction.`);
+      return;
+    }
+    if (result.code === "name_taken") {
+      this.askName(true);
+      $("#name-error").textContent = result.text;
+      $("#name-input").focus();
+      return;
+    }
+    if (result.code === "message_deleted") this.#page.messageGone(id);
+    this.showError(result.code === "message_deleted" ? "That message was deleted." : result.text);
+  }
+
+  // -- replying --
+
+  /** The next message answers the one with this id: say so above the box. */
+  startReply(id) {
+    const message = this.#page.timeline.message(id);
+    if (!message) return;
+    this.replyTo = { id, user: message.user, text: quoteOf(message.text) };
+    $("#reply-label").replaceChildren("Replying to ", nameElement(message.user));
+    $("#reply-bar").hidden = false;
+    $("#composer-text").focus();
+    announce(`Replying to ${message.user}. Escape cancels.`);
+  }
+
+  cancelReply(say = true) {
+    if (!this.replyTo) return;
+    this.replyTo = null;
+    $("#reply-bar").hidden = true;
+    $("#reply-label").replaceChildren();
+    if (say) announce("Reply cancelled.");
+  }
+
+  /** A message went away: a reply being written to it cannot be sent. */
+  replyGone(id) {
+    if (this.replyTo?.id !== id) return;
+    this.cancelReply(false);
+    this.showError("The message you were replying to was deleted.");
   }
 
   // -- the name --
@@ -86,10 +144,22 @@ export class Composer {
       this.#page.typing.signalTyping();
     });
     input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey) {
+      const plain = !event.shiftKey && !event.isComposing && !event.altKey && !event.ctrlKey && !event.metaKey;
+      if (event.key === "Enter" && plain) {
         event.preventDefault();
         form.requestSubmit();
+      } else if (event.key === "ArrowUp" && plain && !input.value) {
+        // As in Slack: up in an empty box edits your last message.
+        const id = this.#page.timeline.lastOwnId();
+        if (id && this.#page.editor.start(id)) event.preventDefault();
+      } else if (event.key === "Escape" && this.replyTo) {
+        event.preventDefault();
+        this.cancelReply();
       }
+    });
+    $("#reply-cancel").addEventListener("click", () => {
+      this.cancelReply();
+      input.focus();
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -127,6 +197,8 @@ export class Composer {
       return;
     }
     const message = { client_id: newClientId(), user: this.#page.name, text, ts: Date.now() };
+    if (this.replyTo) message.reply_to = this.replyTo;
+    this.cancelReply(false);
     this.#page.timeline.addPending(message);
     input.value = "";
     this.updateCount();
@@ -136,7 +208,9 @@ export class Composer {
 
   async deliver(message) {
     const { client_id: clientId, user, text } = message;
-    const result = await postMessage(this.#page.room, { user, text, client_id: clientId });
+    const body = { user, text, client_id: clientId };
+    if (message.reply_to) body.reply_to = message.reply_to.id;
+    const result = await postMessage(this.#page.room, body);
     if (result.ok) {
       this.#page.timeline.confirm(clientId, result.message);
       if ($("#composer-error").dataset.kind !== "length") this.showError("");
@@ -163,7 +237,10 @@ export class Composer {
     if (!input.value) {
       input.value = text;
       this.updateCount();
+      // Still a reply, unless what it answered is what made it fail.
+      if (message.reply_to && result.code !== "invalid_reply_to" && !this.replyTo) this.startReply(message.reply_to.id);
     }
+    if (result.code === "invalid_reply_to") this.showError("The message you replied to was deleted: this one is not a reply now.");
     if (result.code === "name_taken") {
       // Someone present in the room holds this name: ask for another one.
       this.askName(true);

@@ -10,6 +10,8 @@ export class OlderMessages {
   cursor = null; // where the last page's scan of the log stopped: the next page continues below it
   olderRemoved = false; // the log's retention removed older messages of the room
   loading = false;
+  failed = false; // the last page could not be loaded
+  #inflight = Promise.resolve();
   generation = 0; // bumped by a reset: answers to older requests are dropped
   #room;
   #timeline;
@@ -40,7 +42,13 @@ export class OlderMessages {
     this.more = true;
   }
 
-  async loadOlder() {
+  /** Load the page before the oldest message shown; resolves once it is in (or failed). */
+  loadOlder() {
+    if (!this.loading) this.#inflight = this.#loadPage();
+    return this.#inflight;
+  }
+
+  async #loadPage() {
     if (this.loading || !this.more || !this.#caughtUp()) return;
     const before = this.cursor ?? this.#timeline.oldestId();
     if (before === null) {
@@ -68,6 +76,7 @@ export class OlderMessages {
     } finally {
       this.loading = false;
     }
+    this.failed = failed;
     this.updateHistoryEdge(failed);
     if (!failed) this.fillView();
   }

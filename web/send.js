@@ -63,7 +63,7 @@ export async function startSession() {
 /**
  * POST one message. Never throws: a failure comes back as a plain-words explanation.
  * @param {string} room
- * @param {{user: string, text: string, client_id: string}} body
+ * @param {{user: string, text: string, client_id: string, reply_to?: string}} body
  * @returns {Promise<Sent | Refused>}
  */
 export async function postMessage(room, body) {
@@ -92,21 +92,58 @@ export async function postMessage(room, body) {
  * @returns {Promise<{ok: true} | Refused>}
  */
 export async function deleteMessage(room, id) {
+  const result = await request("DELETE", messagePath(room, id), null, "The message was not deleted");
+  return result.ok ? { ok: true } : result;
+}
+
+/**
+ * Change the text of a message this page's session sent. Never throws.
+ * @param {string} room
+ * @param {string} id
+ * @param {string} text
+ * @returns {Promise<{ok: true, message: {id: string, text: string, edited_ts: number}} | Refused>}
+ */
+export async function editMessage(room, id, text) {
+  const result = await request("PATCH", messagePath(room, id), { text }, "The edit was refused");
+  return result.ok ? { ok: true, message: result.payload ?? { id, text } } : result;
+}
+
+/**
+ * Add (``on``) or take back the reader's reaction to a message. Never throws.
+ * @param {string} room
+ * @param {string} id
+ * @param {string} emoji  one of REACTIONS
+ * @param {boolean} on
+ * @param {string} user
+ * @returns {Promise<{ok: true} | Refused>}
+ */
+export async function setReaction(room, id, emoji, on, user) {
+  const path = `${messagePath(room, id)}/reactions/${encodeURIComponent(emoji)}`;
+  const result = await request(on ? "PUT" : "DELETE", path, { user }, "The reaction was refused");
+  return result.ok ? { ok: true } : result;
+}
+
+const messagePath = (room, id) => `/api/rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}`;
+
+/** One request about a message; a 2xx is ``{ok: true, payload}``, anything else a Refused. */
+async function request(method, path, body, refusal) {
   let response;
   try {
-    response = await fetch(`/api/rooms/${encodeURIComponent(room)}/messages/${encodeURIComponent(id)}`, {
-      method: "DELETE",
-      headers: { Accept: "application/json" },
+    response = await fetch(path, {
+      method,
+      headers: { Accept: "application/json", ...(body ? { "Content-Type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch {
     return refused(0, "network", "Could not reach the chat server. Check your connection, then retry.", 0);
   }
-  if (response.status === 204) return { ok: true };
-  const payload = await response.json().catch(() => null);
+  const payload = response.status === 204 ? null : await response.json().catch(() => null);
+  if (response.ok) return { ok: true, payload };
   const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10) || 0;
   const error = payload?.error ?? {};
-  return refused(response.status, error.code ?? "unknown", explain(response.status, error.message, retryAfter), retryAfter);
+  const text = explain(response.status, error.message, retryAfter).replace(/^The message was refused/, refusal);
+  return refused(response.status, error.code ?? "unknown", text, retryAfter);
 }
 
 function refused(status, code, text, retryAfter) {

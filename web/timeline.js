@@ -7,9 +7,11 @@
 // message's id; a 201 only places it until the stream's copy arrives.
 
 import { compareIds } from "./live.js";
+import { chips, picker } from "./reactions.js";
 
 const FOLLOW_SLACK_PX = 48;
 const GROUP_MS = 5 * 60 * 1000;
+const FLASH_MS = 2000; // how long the message a quote leads to stays highlighted
 const LINK = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -132,30 +134,42 @@ export class Timeline {
   #isOwn;
   #me;
   #onDeleteRequest;
+  #actions;
   #deleted = new Set(); // ids taken back: never shown again, whatever answer arrives late
   #onUnseen;
   #order = []; // ids of confirmed messages, ascending
   #byId = new Map();
   #byClientId = new Map();
   #unseen = 0;
+  #newAfter = null; // the newest id shown at the reader's last visit: "New messages" sits after it
+  #divider = null;
 
   /**
    * @param {HTMLOListElement} list
    * @param {HTMLElement} scroller  the element that scrolls the list
    * @param {{isOwn: (message: object) => boolean, me: () => string | null, onUnseen: (count: number) => void,
-   *   onDeleteRequest: (id: string) => void}} options
-   *   me: the reader's name, whose mentions are highlighted; onDeleteRequest: Delete pressed on an own message
+   *   onDeleteRequest: (id: string) => void, onEditRequest: (id: string) => void,
+   *   onReplyRequest: (id: string) => void, onReact: (id: string, emoji: string, on: boolean) => void,
+   *   onQuote: (id: string) => void}} options
+   *   me: the reader's name, whose mentions are highlighted; onDeleteRequest, onEditRequest: Delete or
+   *   Edit pressed on an own message; onReplyRequest: Reply pressed; onReact: a chip or the picker
+   *   pressed; onQuote: a reply's quote pressed (show the message it quotes)
    */
-  constructor(list, scroller, { isOwn, me, onUnseen, onDeleteRequest }) {
+  constructor(list, scroller, { isOwn, me, onUnseen, onDeleteRequest, ...actions }) {
     this.#list = list;
     this.#scroller = scroller;
     this.#isOwn = isOwn;
     this.#me = me;
     this.#onDeleteRequest = onDeleteRequest;
+    this.#actions = actions;
     this.#onUnseen = onUnseen;
     scroller.addEventListener("scroll", () => {
       if (this.#unseen && this.atBottom()) this.#setUnseen(0);
     }, { passive: true });
+    // A press anywhere but the picker or its button closes the picker.
+    document.addEventListener("pointerdown", (event) => {
+      if (!event.target.closest?.(".picker, .msg-actions")) this.#closePickers();
+    });
   }
 
   get size() {
@@ -164,6 +178,94 @@ export class Timeline {
 
   oldestId() {
     return this.#order[0] ?? null;
+  }
+
+  newestId() {
+    return this.#order.at(-1) ?? null;
+  }
+
+  /** The shown message with this id (its list item), or null. */
+  item(id) {
+    return this.#byId.get(id) ?? null;
+  }
+
+  /** The message as it is shown now: {id, user, text, reactions}, or null. */
+  message(id) {
+    const item = this.#byId.get(id);
+    if (!item) return null;
+    return { id, user: item.dataset.user, text: item.querySelector(".msg-text").textContent, reactions: item.reactions };
+  }
+
+  isDeleted(id) {
+    return this.#deleted.has(id);
+  }
+
+  /** The newest of the reader's own stored messages (what ArrowUp edits), or null. */
+  lastOwnId() {
+    for (let i = this.#order.length - 1; i >= 0; i -= 1) {
+      const item = this.#byId.get(this.#order[i]);
+      if (item.classList.contains("own") && item.dataset.state === "sent") return this.#order[i];
+    }
+    return null;
+  }
+
+  /** A message's new text (an edit): shown with the "(edited)" mark. */
+  edit(id, text, editedTs) {
+    const item = this.#byId.get(id);
+    if (!item || typeof text !== "string") return false;
+    // An older edit arriving after a newer one (the page's own PATCH answered first) changes nothing.
+    if (Number(editedTs) < Number(item.dataset.editedTs ?? 0)) return false;
+    this.#keepingView(() => {
+      this.#showText(item, text, item.dataset.user);
+      this.#markEdited(item, editedTs);
+    }, true);
+    return true;
+  }
+
+  /** A message's current reactions (the full counts, as the server sends them). */
+  react(id, reactions) {
+    const item = this.#byId.get(id);
+    if (!item) return false;
+    this.#keepingView(() => this.#showReactions(item, reactions), true);
+    return true;
+  }
+
+  /** Scroll to a shown message and highlight it for a moment; false if it is not shown. */
+  reveal(id) {
+    const item = this.#byId.get(id);
+    if (!item) return false;
+    item.scrollIntoView({ block: "center" });
+    item.tabIndex = -1;
+    item.focus({ preventScroll: true });
+    item.classList.remove("flash");
+    void item.offsetWidth; // restart the highlight if it is already running
+    item.classList.add("flash");
+    clearTimeout(item.flashTimer);
+    item.flashTimer = setTimeout(() => item.classList.remove("flash"), FLASH_MS);
+    return true;
+  }
+
+  /** Turn every quote of ``id`` into "deleted message": the original is gone. */
+  quoteGone(id) {
+    for (const quote of this.#list.querySelectorAll(`.msg-quote:not(.deleted)[data-reply-to="${CSS.escape(id)}"]`)) {
+      quote.replaceWith(deletedQuote(id));
+    }
+  }
+
+  /** How many shown messages are newer than ``id``. */
+  countAfter(id) {
+    return this.#order.length - this.#indexAfter(id);
+  }
+
+  /**
+   * Mark where what the reader has not seen starts: a "New messages" divider before the
+   * first message newer than ``id``, kept there as older pages and new messages arrive.
+   * Returns the divider (or null when no newer message is shown).
+   */
+  markNewAfter(id) {
+    this.#newAfter = id;
+    this.#placeDivider();
+    return this.#divider?.isConnected ? this.#divider : null;
   }
 
   atBottom() {
@@ -256,15 +358,17 @@ export class Timeline {
 
   /** Mark the page's own messages and the reader's mentions again (the name changed). */
   refreshOwn() {
-    for (const item of this.#list.children) {
+    for (const item of this.#list.querySelectorAll(".msg")) {
       item.classList.toggle("own", this.#isOwn({ user: item.dataset.user }));
       this.#showText(item, item.querySelector(".msg-text").textContent, item.dataset.user);
+      this.#showReactions(item, item.reactions);
     }
   }
 
-  /** A message was taken back: remove it, and never show it again. */
+  /** A message was taken back: remove it, and never show it again; replies to it say so. */
   remove(id) {
     this.#deleted.add(id);
+    this.quoteGone(id);
     const item = this.#byId.get(id);
     if (!item) return;
     this.#keepingView(() => {
@@ -274,6 +378,7 @@ export class Timeline {
       const next = item.nextElementSibling;
       item.remove();
       if (next) this.#regroup(next);
+      this.#placeDivider();
     }, true);
   }
 
@@ -285,12 +390,19 @@ export class Timeline {
     }
     this.#order = [];
     this.#byId.clear();
+    this.#placeDivider();
     this.#setUnseen(0);
   }
 
   #addOne(message) {
     const id = String(message.id);
-    if (this.#byId.has(id) || this.#deleted.has(id)) return false;
+    if (this.#deleted.has(id)) return false;
+    const shown = this.#byId.get(id);
+    if (shown) {
+      // Read again (a history page that overlaps): a later edit than the one shown still counts.
+      if (Number(message.edited_ts) > Number(shown.dataset.editedTs ?? 0)) this.edit(id, message.text, message.edited_ts);
+      return false;
+    }
     const mine = message.client_id ? this.#byClientId.get(message.client_id) : null;
     if (mine) {
       // The page's own message (pending, failed or placed by its 201): the stream's id wins.
@@ -322,6 +434,30 @@ export class Timeline {
     this.#regroup(item);
     if (item.nextElementSibling) this.#regroup(item.nextElementSibling);
     if (oldNext && oldNext !== item.nextElementSibling) this.#regroup(oldNext);
+    this.#placeDivider();
+  }
+
+  /** The first index whose id is greater than ``id``. */
+  #indexAfter(id) {
+    const index = this.#index(id);
+    return this.#order[index] === id ? index + 1 : index;
+  }
+
+  /** The divider before the first message newer than the last visit's, or nowhere. */
+  #placeDivider() {
+    if (this.#newAfter === null) return;
+    const first = this.#byId.get(this.#order[this.#indexAfter(this.#newAfter)]);
+    const divider = this.#divider;
+    if (divider && divider.nextElementSibling === first) return;
+    const oldNext = divider?.nextElementSibling;
+    if (!first) {
+      divider?.remove();
+    } else {
+      this.#divider ??= newDivider();
+      this.#list.insertBefore(this.#divider, first);
+      this.#regroup(first);
+    }
+    if (oldNext && oldNext !== first) this.#regroup(oldNext);
   }
 
   /** Binary search: the first index whose id is not smaller than ``id``. */
@@ -357,14 +493,101 @@ export class Timeline {
     const body = document.createElement("p");
     body.className = "msg-text";
     body.dir = "auto"; // a right-to-left text reads right to left, inside its own paragraph
-    // Shown on the page's own messages once stored (CSS); the server decides who may.
-    const remove = button("Delete", "Delete this message for everyone", () => {
-      if (item.dataset.id) this.#onDeleteRequest(item.dataset.id);
-    });
-    remove.classList.add("msg-delete");
-    item.append(meta, body, remove);
+    const reactions = document.createElement("div");
+    reactions.className = "msg-reactions";
+    item.append(meta);
+    if (message.reply_to && typeof message.reply_to === "object") item.append(this.#quote(message.reply_to));
+    item.append(body, reactions, this.#actionBar(item));
     this.#showText(item, message.text, message.user);
+    if (message.edited_ts) this.#markEdited(item, message.edited_ts);
+    this.#showReactions(item, message.reactions);
     return item;
+  }
+
+  /** Reply, React, and on one's own messages Edit and Delete: shown on hover or focus (CSS). */
+  #actionBar(item) {
+    const bar = document.createElement("div");
+    bar.className = "msg-actions";
+    const withId = (action) => () => {
+      if (item.dataset.id) action(item.dataset.id);
+    };
+    const reply = button("Reply", "Reply to this message", withId((id) => this.#actions.onReplyRequest(id)));
+    const react = button("React", "Add a reaction", () => this.#togglePicker(item, react));
+    react.setAttribute("aria-expanded", "false");
+    // Edit and Delete only on the page's own messages (CSS); the server decides who may.
+    const edit = button("Edit", "Edit this message", withId((id) => this.#actions.onEditRequest(id)));
+    edit.classList.add("msg-edit", "own-only");
+    const remove = button("Delete", "Delete this message for everyone", withId((id) => this.#onDeleteRequest(id)));
+    remove.classList.add("msg-delete", "own-only");
+    bar.append(reply, react, edit, remove);
+    return bar;
+  }
+
+  /** Open the reaction picker under a message, or close it. */
+  #togglePicker(item, opener) {
+    const open = item.querySelector(".picker");
+    this.#closePickers();
+    if (open) {
+      opener.focus();
+      return;
+    }
+    const close = () => {
+      box.remove();
+      opener.setAttribute("aria-expanded", "false");
+      opener.focus();
+    };
+    const box = picker(item.reactions, this.#me(), (emoji, on) => {
+      if (item.dataset.id) this.#actions.onReact(item.dataset.id, emoji, on);
+    }, close);
+    opener.setAttribute("aria-expanded", "true");
+    this.#keepingView(() => item.querySelector(".msg-reactions").after(box), true);
+    box.querySelector("button").focus();
+  }
+
+  #closePickers() {
+    for (const open of this.#list.querySelectorAll(".picker")) open.remove();
+    for (const opener of this.#list.querySelectorAll('[aria-expanded="true"]')) opener.setAttribute("aria-expanded", "false");
+  }
+
+  #showReactions(item, reactions) {
+    item.reactions = reactions && typeof reactions === "object" ? reactions : {};
+    item.querySelector(".msg-reactions").replaceChildren(...chips(item.reactions, this.#me(), (emoji, on) => {
+      if (item.dataset.id) this.#actions.onReact(item.dataset.id, emoji, on);
+    }));
+  }
+
+  #markEdited(item, editedTs) {
+    const ts = Number(editedTs) * 1000;
+    item.dataset.editedTs = String(editedTs);
+    let mark = item.querySelector(".msg-edited");
+    if (!mark) {
+      mark = document.createElement("span");
+      mark.className = "msg-edited";
+      mark.textContent = "(edited)";
+      item.querySelector(".msg-text").after(mark);
+    }
+    mark.title = Number.isFinite(ts) && ts > 0 ? `Edited ${fullFormat.format(new Date(ts))}` : "Edited";
+  }
+
+  /** The quote a reply starts with: who and what it answers; pressing it shows the original. */
+  #quote(replyTo) {
+    const id = String(replyTo.id ?? "");
+    if (replyTo.deleted || this.#deleted.has(id) || typeof replyTo.user !== "string") return deletedQuote(id);
+    const quote = document.createElement("button");
+    quote.type = "button";
+    quote.className = "msg-quote";
+    quote.dataset.replyTo = id;
+    const text = String(replyTo.text ?? "");
+    quote.setAttribute("aria-label", `In reply to ${replyTo.user}: ${text}. Show that message`);
+    const author = nameElement(replyTo.user);
+    author.className = "quote-author";
+    const words = document.createElement("span");
+    words.className = "quote-text";
+    words.dir = "auto";
+    words.textContent = text;
+    quote.append(author, words);
+    quote.addEventListener("click", () => this.#actions.onQuote(id));
+    return quote;
   }
 
   /** The text of a message, with the reader's mentions marked (never in their own messages). */
@@ -425,6 +648,27 @@ export class Timeline {
     this.#unseen = count;
     this.#onUnseen(count);
   }
+}
+
+/** "New messages": a list item of its own, so a screen reader meets it among the messages. */
+function newDivider() {
+  const item = document.createElement("li");
+  item.className = "new-divider";
+  item.id = "new-divider";
+  item.tabIndex = -1;
+  const label = document.createElement("span");
+  label.textContent = "New messages";
+  item.append(label);
+  return item;
+}
+
+/** A reply's quote once the message it answers is gone. */
+function deletedQuote(id) {
+  const quote = document.createElement("p");
+  quote.className = "msg-quote deleted";
+  quote.dataset.replyTo = id;
+  quote.textContent = "deleted message";
+  return quote;
 }
 
 function statusText(text) {

@@ -15,7 +15,14 @@ paced senders, 2.5 msg/s each, one request in flight each): ingest's CPU per ack
 POST and the POSTs' latency where records have fewer chances to share a produce request.
 
 ``--record OUT.svg`` adds one more round, not counted, in which py-spy records one ingest
-worker (only threads holding the GIL, none idle, without pausing it) into a flame graph.
+worker (only threads holding the GIL, none idle, without pausing it) into a flame graph;
+``--record OUT.txt``, into py-spy's raw collapsed stacks (one line per stack with its count),
+and the round's figures then say where a POST's CPU goes (``parts_us_per_post``): each
+sample is given to the library whose code it was running (the frame nearest the leaf that
+belongs to one; the standard library's frames go to their caller), or to kafka-python's
+sender thread as a whole, and each part's share of the samples is scaled by the round's
+ingest CPU per POST. The samples are those holding the GIL, so system calls made without it
+are spread over the parts in proportion: a breakdown, not a second measurement.
 Prints one JSON object, with the machine's load average before and after.
 """
 
@@ -33,6 +40,40 @@ from bench.kit import cpu, loadgen, stacks, stats
 
 PROGRAMS = ("ingest", "kafka", "redis", "nginx")
 ROOMS = 20
+# (part, what a frame's file path contains): the first library found from the leaf up takes the sample
+LIBRARIES = (
+    ("log line", ("/logging/", "/pythonjsonlogger/")),
+    ("metrics", ("/prometheus_client/",)),
+    ("redis-py", ("/redis/",)),
+    ("kafka-python: send and wait", ("/kafka/",)),
+    ("ingest and chat_common", ("/ingest/", "/chat_common/")),
+    ("flask and werkzeug", ("/flask/", "/werkzeug/")),
+    ("gunicorn", ("/gunicorn/",)),
+)
+SENDER_THREAD = "Sender.run (kafka/producer/sender.py"
+
+
+def parts(raw_stacks: str) -> dict[str, float]:
+    """Each part's share of the samples in py-spy's raw output ("frame;frame;... count")."""
+    counts: dict[str, int] = {}
+    for line in raw_stacks.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        part = "other (thread pool, interpreter)"
+        if any(frame.startswith(SENDER_THREAD) for frame in frames):
+            part = "kafka-python: sender thread"
+        else:
+            for frame in reversed(frames):
+                where = frame[frame.find("(") + 1:]
+                found = next((name for name, paths in LIBRARIES if any(p in "/" + where for p in paths)), None)
+                if found:
+                    part = found
+                    break
+        counts[part] = counts.get(part, 0) + int(count)
+    total = sum(counts.values()) or 1
+    return {part: n / total for part, n in sorted(counts.items(), key=lambda item: -item[1])}
 
 
 async def closed_round(target: loadgen.Target, rooms: list[str], pids: dict[str, int],
@@ -90,10 +131,16 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
     if args.record:
         worker = psutil.Process(pids["ingest"]).children()[0].pid
         spy = subprocess.Popen([str(stacks.VENV_BIN / "py-spy"), "record", "-p", str(worker), "-d",
-                                str(args.seconds), "-r", "100", "--gil", "--nonblocking", "-o", args.record],
+                                str(args.seconds), "-r", "100", "--gil", "--nonblocking", "-o", args.record,
+                                "--format", "raw" if args.record.endswith(".txt") else "flamegraph"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         result["recorded"] = await closed_round(target, rooms, pids, args)
         spy.wait()
+        if args.record.endswith(".txt"):
+            per_post = result["recorded"]["ingest_us_per_post"]
+            with open(args.record) as raw:
+                result["recorded"]["parts_us_per_post"] = {part: round(share * per_post)
+                                                           for part, share in parts(raw.read()).items()}
     return result
 
 
@@ -103,7 +150,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rates", default="", help="paced rates (msg/s, comma-separated) measured first")
-    parser.add_argument("--record", help="also record one ingest worker into this flame graph (svg)")
+    parser.add_argument("--record", help="also record one ingest worker: a flame graph (.svg) or raw stacks (.txt)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
     load_before = [round(x, 2) for x in os.getloadavg()]

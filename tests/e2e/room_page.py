@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import time
 
 import httpx
@@ -32,18 +33,25 @@ def send(page, text):
 
 
 def shown(page):
-    """The messages on the page, top to bottom: [{id, user, text, state, own}]."""
-    return page.locator("#messages > li").evaluate_all(
+    """The messages on the page, top to bottom: [{id, user, text, state, own, edited}]."""
+    return page.locator("#messages > li.msg").evaluate_all(
         """items => items.map(li => ({
             id: li.dataset.id ?? null,
             user: li.dataset.user,
             text: li.querySelector('.msg-text').textContent,
             state: li.dataset.state,
             own: li.classList.contains('own'),
+            edited: Boolean(li.querySelector('.msg-edited')),
             time: li.querySelector('time').textContent,
             ts: Number(li.dataset.ts),
         }))"""
     )
+
+
+def message(page, text):
+    """The message whose text is exactly ``text`` (a reply quoting it is another message)."""
+    return page.locator("#messages > li.msg").filter(
+        has=page.locator(".msg-text", has_text=re.compile(f"^{re.escape(text)}$")))
 
 
 def texts(page):

@@ -109,7 +109,7 @@ def test_new_messages_follow_at_the_bottom_and_wait_behind_a_pill_while_reading_
     page.wait_for_timeout(300)
     top = scroller.evaluate("s => s.scrollTop")
     post_many(base, room, 2, user="pat", prefix="waiting")
-    expect(pill).to_have_text("2 new messages ↓")
+    expect(pill).to_have_text("Jump to latest (2 new)")
     assert scroller.evaluate("s => s.scrollTop") == top
     # The page's own message always brings the view down.
     send(page, "mine")
@@ -117,7 +117,7 @@ def test_new_messages_follow_at_the_bottom_and_wait_behind_a_pill_while_reading_
     expect(pill).to_be_hidden()
     scroller.evaluate("s => { s.scrollTop = 0; }")
     post_many(base, room, 1, user="pat", prefix="one more")
-    expect(pill).to_have_text("1 new message ↓")
+    expect(pill).to_have_text("Jump to latest (1 new)")
     pill.click()
     assert wait_until(lambda: distance() < 50)
     expect(pill).to_be_hidden()

@@ -2,7 +2,7 @@
 older chunks of the log, and trimmed to what the log retains."""
 
 from bridge.index import PREPEND_SCRIPT, TRIM_SCRIPT
-from chat_common.messages import STATE_KEY, offsets_key, pack_offsets, unpack_offsets
+from chat_common.messages import STATE_KEY, edits_key, offsets_key, pack_offsets, reactions_key, unpack_offsets
 
 A, B = offsets_key("a"), offsets_key("b")
 
@@ -39,3 +39,14 @@ def test_trimming_drops_what_retention_removed_but_keeps_the_newest_of_it_as_a_m
     assert unpack_offsets(redis.get(A)) == [9, 20, 30]
     assert trim(keys=[A], args=[15]) == 0  # again: nothing more
     assert trim(keys=[B], args=[15]) == 0 and not redis.exists(B)
+
+
+def test_trimming_drops_the_edits_and_reactions_of_the_messages_retention_removed(redis):
+    trim = redis.register_script(TRIM_SCRIPT)
+    edits, reactions = edits_key("a"), reactions_key("a")
+    redis.set(A, pack_offsets([3, 8, 20]))
+    redis.hset(edits, mapping={"3": "old", "8": "old", "20": "kept"})
+    redis.hset(reactions, mapping={str(i): "{}" for i in range(2500)})  # more than one HDEL takes
+    assert trim(keys=[A, edits, reactions], args=[15]) == 1
+    assert redis.hkeys(edits) == [b"20"]
+    assert sorted(int(id) for id in redis.hkeys(reactions)) == list(range(15, 2500))

@@ -344,6 +344,9 @@ class RoomLog:
     def deletes_after(self, room, last_id):
         return []  # nothing is deleted here
 
+    def changes_after(self, room, last_id):
+        return []  # nothing is edited here
+
     def opening(self, last_id, count):
         """(events, head, reset), as History.opening reads them."""
         messages = [m for m in self.window(ROOM) if int(m[1]) > last_id] if last_id is not None else (

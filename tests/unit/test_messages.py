@@ -7,12 +7,19 @@ from flask_sse import Message as FlaskSseMessage
 from kafka.partitioner.default import DefaultPartitioner
 
 from chat_common.messages import (
+    REACTION_EMOJI,
+    Edit,
     Message,
+    Reaction,
+    clean_emoji,
     is_valid_room,
     live_payload,
+    message_or_none,
     normalize_user,
     parse_live,
     parse_live_events,
+    parse_record,
+    quote_of,
     room_partition,
     sse_frame,
 )
@@ -154,3 +161,35 @@ def test_different_names_stay_apart(name, other):
     from chat_common.messages import fold_name
 
     assert fold_name(other) != fold_name(name)
+
+
+def test_edits_and_reactions_are_records_of_their_own_and_no_message():
+    edit = Edit(room="r", target="5", text="fixed", edited_ts=1.5, ts=2, by="ann")
+    assert parse_record(edit.kafka_value(), 9) == Edit(room="r", target="5", text="fixed", edited_ts=1.5, ts=2,
+                                                        by="ann", id="9")
+    assert json.loads(edit.event_data()) == {"id": "5", "text": "fixed", "edited_ts": 1.5}
+    reaction = Reaction(room="r", target="5", emoji="\u2764\ufe0f", user="bob", on=False, ts=3)
+    assert parse_record(reaction.kafka_value(), 10) == Reaction(room="r", target="5", emoji="\u2764\ufe0f",
+                                                                user="bob", on=False, ts=3, id="10")
+    assert message_or_none(edit.kafka_value(), 9) is None and message_or_none(reaction.kafka_value(), 10) is None
+    for hostile in ({"room": "r", "edit": "x5", "text": "t", "edited_ts": 1, "ts": 1},
+                    {"room": "r", "react": "5", "emoji": "💩", "user": "u", "on": True, "ts": 1},
+                    {"room": "r", "react": "5", "emoji": "👍", "user": 7, "on": True, "ts": 1}):
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            parse_record(json.dumps(hostile), 1)
+
+
+def test_reaction_emoji_are_a_closed_set_with_the_bare_heart_taken_as_the_red_one():
+    assert len(REACTION_EMOJI) == 12 and all(clean_emoji(e) == e for e in REACTION_EMOJI)
+    assert clean_emoji("\u2764") == "\u2764\ufe0f"
+    assert [clean_emoji(e) for e in ("👍🏽", "👍👍", "", "a", "\u2764\ufe0f\ufe0f")] == [None] * 5
+
+
+def test_a_reply_keeps_the_first_line_of_its_original_and_survives_the_log():
+    original = Message(room="r", user="ann", text="one\ntwo", ts=1, id="4")
+    assert quote_of(original) == {"id": "4", "user": "ann", "text": "one"}
+    assert quote_of(original, "x" * 300 + "\nmore")["text"] == "x" * 200
+    reply = Message(room="r", user="bob", text="yes", ts=2, reply_to=quote_of(original))
+    assert Message.from_kafka(reply.kafka_value(), 6).reply_to == {"id": "4", "user": "ann", "text": "one"}
+    assert json.loads(Message.from_kafka(reply.kafka_value(), 6).to_json())["reply_to"]["id"] == "4"
+    assert "reply_to" not in Message(room="r", user="bob", text="no", ts=2).to_json()

@@ -24,7 +24,7 @@ from bridge import index, metrics
 from bridge.config import Config
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, UNAVAILABLE, WRITTEN, Item, Store
 from chat_common import redis_client
-from chat_common.messages import Tombstone, parse_record
+from chat_common.messages import Edit, Reaction, Tombstone, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class Bridge:
         for tp, batch in batches.items():
             for record in batch:
                 try:
-                    message = parse_record(record.value, record.offset)  # a Message or a Tombstone
+                    message = parse_record(record.value, record.offset)  # a Message, Tombstone, Edit or Reaction
                 except (ValueError, KeyError, TypeError):
                     metrics.APPLIED.labels("invalid").inc()
                     log.error("skipping a record that is not a chat message",
@@ -272,6 +272,7 @@ class Bridge:
         unavailable: dict[int, int] = {}  # partition -> its first record not applied
         applied: Counter[str] = Counter()  # counted once per batch: a label lookup costs 2 µs
         deleted: Counter[str] = Counter()
+        changed: Counter[tuple[str, str]] = Counter()
         for (partition, message, publish), record, outcome in zip(items, records, outcomes, strict=True):
             if outcome == NOT_READY:
                 lost.setdefault(partition, record.offset)
@@ -283,11 +284,16 @@ class Bridge:
             applied[label] += 1
             if isinstance(message, Tombstone):
                 deleted[label] += 1  # duplicate: the message was deleted before
+            elif isinstance(message, Edit | Reaction):
+                changed[("edit" if isinstance(message, Edit) else "reaction", label)] += 1
             if outcome != WRITTEN or not publish:
                 continue
             metrics.APPLY_LATENCY.observe(max(0.0, now_ms - record.timestamp) / 1000)
             if isinstance(message, Tombstone):
                 log.info("delete published", extra={"msg_id": message.target, "tombstone_id": message.id,
+                                                    "room": message.room})
+            elif isinstance(message, Edit | Reaction):
+                log.info("change published", extra={"msg_id": message.target, "change_id": message.id,
                                                     "room": message.room})
             else:
                 log.info("message published", extra={"msg_id": message.id, "room": message.room})
@@ -295,6 +301,8 @@ class Bridge:
             metrics.APPLIED.labels(label).inc(count)
         for label, count in deleted.items():
             metrics.DELETES_APPLIED.labels(label).inc(count)
+        for (kind, label), count in changed.items():
+            metrics.CHANGES_APPLIED.labels(kind, label).inc(count)
         for partition, offset in lost.items():
             self.rebuild(partition, offset)
         for partition, offset in unavailable.items():

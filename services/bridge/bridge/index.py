@@ -31,7 +31,7 @@ from bridge.config import Config
 from chat_common import keys
 from chat_common.kafka_reader import log_reader
 from chat_common.lua import lua_source
-from chat_common.messages import Message, offsets_key, pack_offsets, room_partition
+from chat_common.messages import edits_key, message_or_none, offsets_key, pack_offsets, reactions_key, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Indexer:
 
     def trim(self, partitions: frozenset[int]) -> None:
         """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
-        removed from the log since the last trim."""
+        removed from the log since the last trim, and the edits and reactions of those messages."""
         count = self.redis.hget(keys.state_key(min(partitions, default=0)), "partitions")
         if count is None or not partitions:
             return
@@ -161,7 +161,7 @@ class Indexer:
             room = keys.room_of_key(key.decode())
             partition = room_partition(room, int(count))
             if partition in moved:
-                dropped += self._trim(keys=[key], args=[beginnings[partition]])
+                dropped += self._trim(keys=[key, edits_key(room), reactions_key(room)], args=[beginnings[partition]])
         for partition in moved:
             self._trimmed[partition] = beginnings[partition]
         log.info("offset indexes trimmed to the log's beginning", extra={"partitions": sorted(moved),
@@ -181,9 +181,8 @@ class Indexer:
             for record in batches.get(tp, []):
                 if record.offset >= high:
                     break
-                try:
-                    message = Message.from_kafka(record.value, record.offset)
-                except (ValueError, KeyError, TypeError):
+                message = message_or_none(record.value, record.offset)  # edits, reactions: no message
+                if message is None:
                     continue
                 if message.client_id is not None:
                     if (message.room, message.client_id) in seen:

@@ -30,6 +30,17 @@ DELETES_APPLIED = with_labels(
     ),
     "written", "rebuilt", "replayed", "duplicate",
 )
+CHANGE_KINDS = ("edit", "reaction")
+CHANGE_OUTCOMES = ("written", "rebuilt", "replayed", "duplicate")
+CHANGES_APPLIED = Counter(
+    "chat_bridge_changes_applied_total",
+    "Edit and reaction records applied to Redis, by kind and outcome: written (folded into the message + live "
+    "event), rebuilt, replayed, duplicate (its message was deleted, or the reaction was there or gone already).",
+    ["kind", "outcome"],
+)
+for _kind in CHANGE_KINDS:  # a zero series for each (as with_labels does for one label)
+    for _outcome in CHANGE_OUTCOMES:
+        CHANGES_APPLIED.labels(_kind, _outcome)
 APPLY_LATENCY = Histogram(
     "chat_bridge_kafka_to_redis_seconds",
     "Time from a record's Kafka timestamp to its publication in Redis.",

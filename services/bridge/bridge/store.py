@@ -11,16 +11,21 @@ from redis.exceptions import RedisError
 from chat_common import keys
 from chat_common.lua import lua_source
 from chat_common.messages import (
-    Message,
+    Edit,
+    Reaction,
+    Record,
     Tombstone,
+    changes_key,
     channel,
     client_id_key,
     deleted_key,
     deletes_key,
+    edits_key,
     history_key,
     live_payload,
     meta_key,
     offsets_key,
+    reactions_key,
 )
 
 # The scripts (lua/): apply.lua, the apply of one record, is put before each script that runs it.
@@ -33,7 +38,7 @@ NOT_READY, REPLAYED, WRITTEN, DUPLICATE = -1, 0, 1, 2
 UNAVAILABLE = -2  # cluster mode: the partition's shard did not answer (the bridge reads it again)
 
 # What the bridge applies: (partition, the record, publish it live?)
-Item = tuple[int, Message | Tombstone, bool]
+Item = tuple[int, Record, bool]
 
 
 class Store:
@@ -48,7 +53,7 @@ class Store:
         self._batch = redis.register_script(self._batch_source)
 
     def apply(self, items: Sequence[Item], now_ms: int | None = None) -> list[int]:
-        """Apply ``(partition, message or tombstone, publish)`` items in order, in one Lua
+        """Apply ``(partition, record, publish)`` items in order, in one Lua
         call (one round trip, nothing of another client in between); return one outcome per
         item. A record read again by a rebuild (not published) that is older than the idle
         TTL (``now_ms``: now, by default) goes only to the keys that never expire: its room's
@@ -83,17 +88,26 @@ class Store:
             room = message.room
             keep = publish or idle_since_ms is None or message.ts >= idle_since_ms
             room_keys = [history_key(room), meta_key(room), deletes_key(room), deleted_key(room), offsets_key(room)]
+            changes = [changes_key(room), edits_key(room), reactions_key(room)]
             assert message.id is not None  # parse_record gives every record its offset as id
             head: list[str | int] = [message.id, partition, int(publish), int(keep), channel(room)]
             if isinstance(message, Tombstone):
-                names += [*room_keys, client_id_key(room, "-")]
+                names += [*room_keys, client_id_key(room, "-"), *changes]
                 args += ["d", *head, live_payload(message.event_data(), "delete", message.id), room, message.ts,
                          message.target, ""]
-                continue
-            data, cid = message.to_json(), message.client_id
-            names += [*room_keys, client_id_key(room, cid or "-")]
-            args += ["m", *head, live_payload(data, "message", message.id), room, message.ts, data,
-                     int(cid is not None)]
+            elif isinstance(message, Edit):
+                names += [*room_keys, client_id_key(room, "-"), *changes]
+                args += ["e", *head, live_payload(message.event_data(), "edit", message.id), room, message.ts,
+                         message.target, message.stored()]
+            elif isinstance(message, Reaction):  # its live event, with the counts after it, is made in Lua
+                names += [*room_keys, client_id_key(room, "-"), *changes]
+                args += ["r", *head, "", room, message.ts, message.target,
+                         ("+" if message.on else "-") + message.emoji + "\n" + message.user]
+            else:
+                data, cid = message.to_json(), message.client_id
+                names += [*room_keys, client_id_key(room, cid or "-"), *changes]
+                args += ["m", *head, live_payload(data, "message", message.id), room, message.ts, data,
+                         int(cid is not None)]
         return [int(outcome) for outcome in self._batch(names, args)]
 
     def warm(self) -> None:

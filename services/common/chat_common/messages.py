@@ -88,12 +88,16 @@ class Message:
     client_id: str | None = None
     id: str | None = None
     session: str | None = None  # session_tag of the sender's session; only in Kafka, never shown
+    # a reply: the quoted message as it was when this one was posted, {"id", "user", "text"}
+    reply_to: dict[str, str] | None = None
 
     def kafka_value(self) -> bytes:
         fields: dict[str, object] = {"room": self.room, "user": self.user, "text": self.text, "ts": self.ts,
                                      "client_id": self.client_id}
         if self.session is not None:
             fields["session"] = self.session
+        if self.reply_to is not None:
+            fields["reply_to"] = self.reply_to
         return _dumps(fields).encode()
 
     @classmethod
@@ -110,16 +114,18 @@ class Message:
             client_id=fields.get("client_id"),
             id=str(offset),
             session=fields.get("session"),
+            reply_to=_reply_to(fields.get("reply_to")),
         )
 
     @classmethod
     def from_stored(cls, data: bytes | str) -> "Message":
         """The message from its ``to_json()`` form (Redis history, client_id records)."""
         fields = json.loads(data)
-        return cls(**{name: fields.get(name) for name in ("room", "user", "text", "ts", "client_id", "id")})
+        return cls(**{name: fields.get(name) for name in ("room", "user", "text", "ts", "client_id", "id")},
+                   reply_to=_reply_to(fields.get("reply_to")))
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        fields: dict[str, object] = {
             "id": self.id,
             "room": self.room,
             "user": self.user,
@@ -127,6 +133,9 @@ class Message:
             "ts": self.ts,
             "client_id": self.client_id,
         }
+        if self.reply_to is not None:
+            fields["reply_to"] = self.reply_to
+        return fields
 
     def to_json(self) -> str:
         """Deterministic: the same record always gives the same bytes (idempotent writes)."""
@@ -151,10 +160,108 @@ class Tombstone:
         return _dumps({"id": self.target})
 
 
-def parse_record(value: bytes | str, offset: int) -> "Message | Tombstone":
-    """A record of the chat topic: a Message or a Tombstone. ValueError, KeyError or
-    TypeError for anything else."""
+REPLY_QUOTE_MAX_CHARS = 200  # a reply keeps the first line of the original, at most this long
+
+
+def _reply_to(value: object) -> dict[str, str] | None:
+    """A record's reply_to snapshot, or None (absent, or not the shape ingest writes)."""
+    if not isinstance(value, dict):
+        return None
+    quote = {name: value.get(name) for name in ("id", "user", "text")}
+    return {k: v for k, v in quote.items() if isinstance(v, str)} if isinstance(quote["id"], str) else None
+
+
+def quote_of(message: Message, text: str | None = None) -> dict[str, str]:
+    """The reply_to snapshot of ``message`` (its latest ``text`` if edited): the first line."""
+    first_line = (message.text if text is None else text).split("\n", 1)[0]
+    assert message.id is not None
+    return {"id": message.id, "user": message.user, "text": first_line[:REPLY_QUOTE_MAX_CHARS]}
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A message's new text: a record in the room's log after the message, whose own offset is
+    its id. Readers get ``event: edit``, data {"id": <target>, "text", "edited_ts"}."""
+
+    room: str
+    target: str  # the edited message's id
+    text: str
+    edited_ts: float  # seconds
+    ts: int  # ms, as every record's
+    by: str | None = None
+    id: str | None = None
+
+    def kafka_value(self) -> bytes:
+        return _dumps({"room": self.room, "edit": self.target, "text": self.text, "edited_ts": self.edited_ts,
+                       "ts": self.ts, "by": self.by}).encode()
+
+    def event_data(self) -> str:
+        return _dumps(self.state() | {"id": self.target})
+
+    def state(self) -> dict[str, object]:
+        """What a read folds into the message: {"text", "edited_ts"}."""
+        return {"text": self.text, "edited_ts": self.edited_ts}
+
+    def stored(self) -> str:
+        """The message's latest text as the bridge keeps it (``edits_key``)."""
+        return _dumps(self.state())
+
+
+# The reactions a message may get: a closed set, so that no grapheme of hostile input is parsed,
+# each reaction costs fixed bytes, and the page's picker shows exactly what is accepted.
+REACTION_EMOJI = ("👍", "👎", "❤️", "😂", "🎉", "😮", "😢", "🙏", "✅", "👀", "🔥", "🚀")
+REACTION_USERS_SHOWN = 20  # names listed per emoji in reads and events (the count is exact)
+
+
+def clean_emoji(value: str) -> str | None:
+    """The stored form of a reaction emoji, or None if it is not one of REACTION_EMOJI
+    (a bare U+2764 is taken as the red heart, U+2764 U+FE0F)."""
+    if value == "\u2764":
+        return "\u2764\ufe0f"
+    return value if value in REACTION_EMOJI else None
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """One person's reaction added (``on``) or taken back: a record in the room's log after the
+    message. Readers get ``event: reaction``, data {"id": <target>, "reactions": {...}} with the
+    message's full counts after it (the bridge computes them)."""
+
+    room: str
+    target: str
+    emoji: str
+    user: str
+    on: bool
+    ts: int
+    id: str | None = None
+
+    def kafka_value(self) -> bytes:
+        return _dumps({"room": self.room, "react": self.target, "emoji": self.emoji, "user": self.user,
+                       "on": self.on, "ts": self.ts}).encode()
+
+
+def reactions_shown(stored: dict[str, list[str]]) -> dict[str, dict[str, object]]:
+    """The reactions of a message as reads show them, from the bridge's {emoji: [users]}."""
+    return {emoji: {"count": len(users), "users": users[:REACTION_USERS_SHOWN]}
+            for emoji, users in stored.items() if users}
+
+
+Record = Message | Tombstone | Edit | Reaction
+
+
+def parse_record(value: bytes | str, offset: int) -> Record:
+    """A record of the chat topic: a Message, Tombstone, Edit or Reaction. ValueError, KeyError
+    or TypeError for anything else."""
     fields = json.loads(value)
+    if "edit" in fields:
+        return Edit(room=fields["room"], target=_target(fields["edit"]), text=_text(fields["text"]),
+                    edited_ts=float(fields["edited_ts"]), ts=int(fields["ts"]), by=fields.get("by"), id=str(offset))
+    if "react" in fields:
+        emoji = clean_emoji(fields["emoji"])
+        if emoji is None:
+            raise ValueError("not a reaction emoji")
+        return Reaction(room=fields["room"], target=_target(fields["react"]), emoji=emoji,
+                        user=_text(fields["user"]), on=bool(fields["on"]), ts=int(fields["ts"]), id=str(offset))
     if "delete" not in fields:
         return Message._from_fields(fields, offset)  # parsed once
     target = fields["delete"]
@@ -163,8 +270,20 @@ def parse_record(value: bytes | str, offset: int) -> "Message | Tombstone":
     return Tombstone(room=fields["room"], target=target, ts=int(fields["ts"]), by=fields.get("by"), id=str(offset))
 
 
+def _target(value: object) -> str:
+    if not isinstance(value, str) or not value.isdigit():
+        raise ValueError("a record names a message id")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a text")
+    return value
+
+
 def message_or_none(value: bytes | str, offset: int) -> Message | None:
-    """The chat message of a record, or None for a tombstone or anything else."""
+    """The chat message of a record, or None for a tombstone, edit, reaction or anything else."""
     try:
         record = parse_record(value, offset)
     except (ValueError, KeyError, TypeError):
@@ -288,6 +407,23 @@ def typing_key(room: str, user: str) -> str:
 
 def deleted_key(room: str) -> str:
     return room_key(room, "deleted")  # set: ids of the room's deleted messages (ingest at once, bridge from Kafka)
+
+
+def edits_key(room: str) -> str:
+    # hash: message id -> its latest {"text", "edited_ts"} (bridge, from the edit records); no TTL:
+    # Kafka scrollback folds it into messages read from the log; trimmed with the offset index
+    return room_key(room, "edits")
+
+
+def reactions_key(room: str) -> str:
+    # hash: message id -> {emoji: [users]} as JSON (bridge, from the reaction records); kept as edits
+    return room_key(room, "reactions")
+
+
+def changes_key(room: str) -> str:
+    # sorted set: score = edit or reaction record id, member = its live payload; above the floor,
+    # expiring with the window (a resume from before a change gets it once)
+    return room_key(room, "changes")
 
 
 def deletes_key(room: str) -> str:

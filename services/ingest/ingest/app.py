@@ -19,7 +19,9 @@ from ingest import metrics, validation
 from ingest.admission import ADMIT, Admission, Budgets
 from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog
+from ingest.edits import edits_api
 from ingest.producer import Producer
+from ingest.reactions import reactions_api
 from ingest.rooms import EXTENSION as PRIVATE_ROOMS
 from ingest.rooms import rooms_api
 from ingest.routes import Ingest, api
@@ -110,6 +112,8 @@ def create_app(config: Config | None = None) -> Flask:
     warm_up = WarmUp(producer, redis, (ADMIT, keys.script(SIGNAL)))
     app.extensions["chat.warm_up"] = warm_up
     app.register_blueprint(api)
+    app.register_blueprint(edits_api)
+    app.register_blueprint(reactions_api)
     app.extensions[PRIVATE_ROOMS] = PrivateRooms(redis)
     app.register_blueprint(rooms_api)
 

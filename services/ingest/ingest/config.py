@@ -21,6 +21,7 @@ class Config(env.CommonConfig):
     rate_limit_ip_bytes: int  # request-body bytes per window per client address
     rate_limit_ip_typing: int  # typing signals per window per client address
     rate_limit_ip_deletes: int  # deletes per window per client address, refused ones included
+    rate_limit_user_reactions: int  # reactions added or taken back per window per user name
     rate_limit_ip_rooms: int  # rooms created (a post to a room with no state yet) per rooms window per address
     rate_limit_rooms_window_s: int
     rate_limit_ip_day: int  # posts per day per client address
@@ -48,6 +49,7 @@ class Config(env.CommonConfig):
             rate_limit_ip_bytes=env.env_int("RATE_LIMIT_IP_BYTES", 262144),
             rate_limit_ip_typing=env.env_int("RATE_LIMIT_IP_TYPING", 60),
             rate_limit_ip_deletes=env.env_int("RATE_LIMIT_IP_DELETES", 30),
+            rate_limit_user_reactions=env.env_int("RATE_LIMIT_USER_REACTIONS", 30),
             rate_limit_ip_rooms=env.env_int("RATE_LIMIT_IP_ROOMS", 10),
             rate_limit_rooms_window_s=env.env_int("RATE_LIMIT_ROOMS_WINDOW_S", 3600),
             rate_limit_ip_day=env.env_int("RATE_LIMIT_IP_DAY", 20_000),

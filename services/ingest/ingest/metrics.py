@@ -13,11 +13,11 @@ REJECTED = with_labels(
     ),
     "invalid_room", "invalid_json", "invalid_body", "invalid_user", "invalid_text", "text_too_long",
     "invalid_client_id", "unsupported_media_type", "cross_origin", "name_taken", "rate_limited",
-    "host_not_allowed", "redis_unavailable",
+    "host_not_allowed", "redis_unavailable", "message_deleted", "invalid_emoji", "invalid_reply_to",
 )
 RATE_LIMITED = with_labels(
     Counter("chat_ingest_rate_limited_total", "Requests refused by a rate limit or budget, by scope.", ["scope"]),
-    "user", "ip", "ip_bytes", "ip_typing", "ip_deletes", "ip_rooms", "ip_day", "ip_bytes_day",
+    "user", "ip", "ip_bytes", "ip_typing", "ip_deletes", "ip_rooms", "ip_day", "ip_bytes_day", "user_reactions",
 )
 PRODUCE_SECONDS = Histogram(
     "chat_ingest_produce_duration_seconds",
@@ -55,3 +55,15 @@ DELETES = Counter("chat_ingest_deletes_total", "Tombstones acknowledged by Kafka
 DELETE_REPEATS = Counter("chat_ingest_delete_repeats_total",
                          "Deletes of a message already deleted: answered 204, nothing written.")
 TYPING = Counter("chat_ingest_typing_total", "Typing signals published to a room's readers (never stored).")
+CHANGES = with_labels(
+    Counter("chat_ingest_changes_total",
+            "Changes to messages acknowledged by Kafka, by kind: edit, reaction (added or taken back), reply "
+            "(a post quoting another).", ["kind"]),
+    "edit", "reaction", "reply",
+)
+CHANGE_REPEATS = with_labels(
+    Counter("chat_ingest_change_repeats_total",
+            "Edits to the same text and reactions already there (or already gone): answered, nothing written.",
+            ["kind"]),
+    "edit", "reaction",
+)

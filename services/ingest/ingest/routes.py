@@ -5,6 +5,7 @@ Before any of them (chat_common.ops): the Host is allowed and an unsafe request 
 the site's own pages. Every refusal is an ApiError, counted by the error handler (app.py).
 """
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.rooms import require_member
+from ingest.targets import quote
 from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,12 @@ class Ingest:
     deleted: Deleted
 
 
+# The digest of a client address (chat_common.participants), kept per process: a POST would
+# otherwise parse its address and compute an HMAC each time (7 µs in process, more under
+# load). Bounded: many addresses cost at most this many entries (about 200 bytes each).
+_address_tag = functools.lru_cache(maxsize=4096)(address_tag)
+
+
 def _ingest() -> Ingest:
     ingest: Ingest = current_app.extensions["chat.ingest"]
     return ingest
@@ -70,7 +78,7 @@ def _admit(room: str, budgets: list[Budget], user: str | None = None, client_id:
     request is not from it (a signed-in name needs no hold), else 429 if a budget is spent;
     admitted and ``takes_part``: the address takes part in the room (the directory ranks by it)."""
     ingest = _ingest()
-    took_part = address_tag(ingest.config.session_secret, _address()) if takes_part else ""
+    took_part = _address_tag(ingest.config.session_secret, _address()) if takes_part else ""
     verdict = ingest.admission.check(room, budgets, client_id=client_id, session=session_id(),
                                      name=None if user is None or g.get("user") else user, took_part=took_part)
     if verdict.name_taken:
@@ -119,11 +127,15 @@ def post_message(room: str) -> Response:
         metrics.REPLAYED.inc()
         return Response(stored, status=201, content_type="application/json")
 
+    reply_to = quote(_ingest(), room, body.get("reply_to"))  # read back from Kafka only for a reply
     sid = session_id()
     message = Message(room=room, user=user, text=text, ts=int(time.time() * 1000), client_id=client_id,
-                      session=session_tag(sid) if sid else None)  # who may delete it later
+                      session=session_tag(sid) if sid else None,  # who may delete it later
+                      reply_to=reply_to)
     stored_message = replace(message, id=str(_produce(room, message.kafka_value(), "stored")))
     metrics.MESSAGES_ACCEPTED.inc()
+    if reply_to is not None:
+        metrics.CHANGES.labels("reply").inc()
     log.info("message produced", extra={"msg_id": stored_message.id, "room": room, "client_id": client_id})
     return Response(stored_message.to_json(), status=201, content_type="application/json")
 

@@ -14,7 +14,16 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from chat_common import keys
-from chat_common.messages import deletes_key, history_key, meta_key, offsets_key, room_partition
+from chat_common.messages import (
+    changes_key,
+    deletes_key,
+    history_key,
+    meta_key,
+    offsets_key,
+    parse_live,
+    room_partition,
+)
+from stream.changes import changed_keys, fold
 from stream.config import Config
 from stream.scrollback import Busy, ClientLimited, Scrollback
 
@@ -129,7 +138,9 @@ class History:
         deletes of the room since (its tombstones), or, if some of those left the window
         or ``last_id`` is past the head (a topic recreated, a made-up id), ``reset`` and the
         last ``count`` messages; without: the last ``count`` messages (a deleted message
-        has left the window). A room without a window (its Redis state expired) gets its
+        has left the window). On a resume, the room's edits and reactions since come too
+        (each once); every message has its latest text and reactions (changes.fold).
+        A room without a window (its Redis state expired) gets its
         last ``count`` messages from the log, read as a history page is (a ``client``'s
         share of Kafka reads applies). Events are (event, json, id) in id order; ``head``
         as in ``_snapshot``."""
@@ -137,9 +148,11 @@ class History:
 
         def reads(pipe: Pipeline) -> None:
             pipe.exists(offsets_key(room))
+            pipe.exists(*changed_keys(room))
             if last_id is not None:
                 pipe.zrangebyscore(history_key(room), f"({last_id}", "+inf", withscores=True)
                 pipe.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
+                pipe.zrangebyscore(changes_key(room), f"({last_id}", "+inf")
             if count > 0:
                 pipe.zrevrange(history_key(room), 0, count - 1, withscores=True)
 
@@ -153,17 +166,21 @@ class History:
                 gevent.sleep(0.2)
         head, rows = snapshot.head, snapshot.rest
         logged = rows.pop(0)
+        changed = bool(rows.pop(0))
         latest = list(reversed(rows.pop())) if count > 0 else []
         if last_id is not None and snapshot.floor <= last_id <= head:
-            messages, deletes = rows
-            events: list[Event] = [("message", data, id) for data, id in _decoded(messages)]
+            messages, deletes, changes = rows
+            events: list[Event] = [("message", data, id)
+                                   for data, id in fold(self.redis, room, _decoded(messages), changed)]
             events += [("delete", data, id) for data, id in _deletes(deletes)]
+            events += _changes(changes)
             return sorted(events, key=lambda event: int(event[2])), head, False
         if snapshot.windowed or not logged or count <= 0:
             recent = _decoded(latest)
         else:
             recent = self._from_log(room, snapshot.partition, head + 1, count, client)
-        return [("message", data, id) for data, id in recent], head, last_id is not None
+        shown = fold(self.redis, room, recent, changed)
+        return [("message", data, id) for data, id in shown], head, last_id is not None
 
     def _from_log(self, room: str, partition: int, below: int, count: int, client: str | None) -> list[Row]:
         """The room's last ``count`` messages below ``below`` read from Kafka (scrollback.py),
@@ -186,10 +203,11 @@ class History:
             return -1
 
     def window(self, room: str) -> list[Row]:
-        """The whole Redis window of the room: (message json, id) oldest first."""
+        """The whole Redis window of the room: (message json, id) oldest first, each with its
+        latest text and reactions."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrange(history_key(room), 0, -1, withscores=True)
-        return _decoded(pipe.execute()[0])
+        return fold(self.redis, room, _decoded(pipe.execute()[0]))
 
     def deletes_after(self, room: str, last_id: int) -> list[Row]:
         """The room's tombstones above ``last_id`` (and above its floor: the bridge keeps
@@ -198,16 +216,25 @@ class History:
         pipe.zrangebyscore(deletes_key(room), f"({last_id}", "+inf", withscores=True)
         return _deletes(pipe.execute()[0])
 
+    def changes_after(self, room: str, last_id: int) -> list[Event]:
+        """The room's edits and reactions above ``last_id`` (and above its floor) as
+        (event, data, id), oldest first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(changes_key(room), f"({last_id}", "+inf")
+        return _changes(pipe.execute()[0])
+
     # -- paging back, into Kafka (scrollback.py) --------------------------------------------
 
     def before(self, room: str, before_id: int | None, limit: int, client: str | None = None) -> Page:
         """Up to ``limit`` messages older than ``before_id`` (None: the newest), oldest
         first, and whether older ones exist. Beyond the Redis window, read Kafka."""
         upper = "+inf" if before_id is None else f"({before_id}"
-        partition, floor, (rows,) = self._state(
-            room, lambda pipe: pipe.zrevrangebyscore(history_key(room), upper, "-inf", start=0, num=limit + 1,
-                                                     withscores=True)
-        )
+
+        def reads(pipe: Pipeline) -> None:
+            pipe.zrevrangebyscore(history_key(room), upper, "-inf", start=0, num=limit + 1, withscores=True)
+            pipe.exists(*changed_keys(room))
+
+        partition, floor, (rows, changed) = self._state(room, reads)
         found = [(m.decode(), int(s)) for m, s in rows if int(s) > floor]
         page = Page(source="redis")
         if len(found) <= limit and floor >= 0:
@@ -220,7 +247,8 @@ class History:
                 page.next_before = older.cursor
                 page.older_removed = older.older_removed and older.cursor is None
         page.more = len(found) > limit or page.next_before is not None
-        page.messages = [m for m, _ in reversed(found[:limit])]
+        shown = fold(self.redis, room, [(m, str(i)) for m, i in reversed(found[:limit])], bool(changed))
+        page.messages = [m for m, _ in shown]
         return page
 
 
@@ -232,3 +260,14 @@ def _deletes(rows: list[tuple[bytes, float]]) -> list[Row]:
     """A room's deletes (member = the deleted id, score = the tombstone's id) as the data
     and id of their ``delete`` events."""
     return [(f'{{"id":"{int(target):d}"}}', str(int(score))) for target, score in rows]
+
+
+def _changes(members: list[bytes]) -> list[Event]:
+    """A room's changes (members: the bridge's live payloads of its edits and reactions) as
+    their events."""
+    events: list[Event] = []
+    for member in members:
+        event, data, id = parse_live(member)
+        if event is not None and id is not None:
+            events.append((event, data, id))
+    return events

@@ -316,6 +316,8 @@ class RoomHistory(Protocol):
 
     def deletes_after(self, room: str, last_id: int) -> list[tuple[str, str]]: ...
 
+    def changes_after(self, room: str, last_id: int) -> list[tuple[str, str, str]]: ...
+
 
 Batch = dict[str, list[Item]]  # room -> its events, in order
 
@@ -481,10 +483,11 @@ class Hub:
             room.subscribed.set()
 
     def _fill_gap(self, name: str, room: Room) -> None:
-        """Re-offer the room's recent history, and the deletes above its floor, after a
-        reconnect; each client keeps only the ids newer than what it already has."""
+        """Re-offer the room's recent history, and the deletes, edits and reactions above its
+        floor, after a reconnect; each client keeps only the ids newer than what it already has."""
         events = [("message", data, id) for data, id in self.history.window(name)]
         events += [("delete", data, id) for data, id in self.history.deletes_after(name, -1)]
+        events += self.history.changes_after(name, -1)
         items = [Item(sse_frame(data, event=event, id=id), int(id), None, time.perf_counter(), event)
                  for event, data, id in sorted(events, key=lambda event: int(event[2]))]
         for start in range(0, len(items), MAX_BATCH):

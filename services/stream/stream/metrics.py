@@ -29,7 +29,8 @@ RESUMES = with_labels(
     Counter("chat_stream_resumes_total", "Reconnects with a Last-Event-ID, by outcome (exact, reset).", ["outcome"]),
     "exact", "reset",
 )
-EVENT_KINDS = ("message", "delete", "typing", "presence")  # label values; any other event is "other"
+# label values; any other event is "other"
+EVENT_KINDS = ("message", "delete", "edit", "reaction", "typing", "presence")
 EVENTS_SENT = with_labels(
     Counter("chat_stream_events_sent_total", "Events written to client sockets, by event type.", ["event"]),
     *EVENT_KINDS, "other",

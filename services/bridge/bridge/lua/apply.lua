@@ -2,19 +2,23 @@
 -- text is put before theirs (chat_common.lua.lua_source), so they can call these functions.
 --
 -- `room` names a room's keys: history, meta, deletes, deleted, offsets, cid (the record's
--- client_id key); a benchmark room may lack deletes and deleted. `rec` is the record: offset
+-- client_id key), changes, edits, reactions; a benchmark room may lack deletes, deleted and the
+-- last three. `rec` is the record: offset
 -- (decimal), partition, publish ('1': live), keep ('0': read again by a rebuild and older than
 -- the idle TTL, so its room's window would have expired by now), channel, payload (live).
 -- `bounds`: max (messages), max_bytes (of stored JSON), cid_ttl and idle_ttl (seconds; 0: no expiry).
 --
 -- Each apply returns -1 if Redis lost the partition's history (rebuild first), 0 if the record
 -- was applied already, 2 if it repeats what was stored (a client_id stored before; a second
--- tombstone of one message), 1 once written.
+-- tombstone of one message; an edit or reaction of a deleted message, a reaction already there
+-- or already gone), 1 once written.
 -- The state's last:<partition>, the newest offset applied in the partition, is every room's
 -- position there for readers: each later message of any of its rooms has a greater id.
 --
--- Idle rooms: history, meta and deletes expire idle_ttl after the room's last apply; the
--- deleted set and the offset index stay (scrollback needs them). A room without meta is read
+-- Idle rooms: history, meta and deletes expire idle_ttl after the room's last apply, changes
+-- idle_ttl after its last change (one EXPIRE a change, none a message); the
+-- deleted set, the edits and reactions hashes and the offset index stay (scrollback needs them;
+-- the indexer trims the last three to what the log retains, trim.lua). A room without meta is read
 -- with floor = last:<partition>; when it gets a record again, that is its floor.
 --
 -- `call` is what one script call shares (new_call ... finish): the state hash, the bounds, each
@@ -165,6 +169,7 @@ local function apply_message(call, room, rec, data, has_cid)
   if floor then
     fields[#fields + 1], fields[#fields + 2] = 'floor', floor
     if room.deletes then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
+    if room.changes then redis.call('ZREMRANGEBYSCORE', room.changes, '-inf', floor) end
   end
   redis.call('HSET', room.meta, unpack(fields))
   touch(call, room)
@@ -182,6 +187,8 @@ local function apply_tombstone(call, room, rec, target)
   local done = advance(call, room, rec)
   if done and done ~= OUTSIDE then return done end
   redis.call('SADD', room.deleted, target)
+  if room.edits then redis.call('HDEL', room.edits, target) end  -- no read shows it again
+  if room.reactions then redis.call('HDEL', room.reactions, target) end
   if done == OUTSIDE then return 1 end
   local fields = room.fields
   local gone = redis.call('ZRANGEBYSCORE', room.history, target, target)
@@ -198,5 +205,88 @@ local function apply_tombstone(call, room, rec, target)
   local floor = redis.call('HGET', room.meta, 'floor')
   if floor then redis.call('ZREMRANGEBYSCORE', room.deletes, '-inf', floor) end
   if rec.publish == '1' then live(call, rec) end
+  return 1
+end
+
+-- The room's meta written (its last moved to the record) and the window's TTLs set, for a
+-- record that changes nothing else in the window.
+local function moved(call, room)
+  redis.call('HSET', room.meta, unpack(room.fields))
+  touch(call, room)
+end
+
+-- An edit or reaction taken into the window: keyed by its record's id in the room's changes
+-- (read by a resume from before it; kept above the room's floor), and published live.
+local function changed(call, room, rec, payload)
+  moved(call, room)
+  redis.call('ZADD', room.changes, tonumber(rec.offset), payload)
+  if call.bounds.idle_ttl > 0 then redis.call('EXPIRE', room.changes, call.bounds.idle_ttl) end
+  local floor = redis.call('HGET', room.meta, 'floor')
+  if floor then redis.call('ZREMRANGEBYSCORE', room.changes, '-inf', floor) end
+  if rec.publish == '1' then
+    rec.payload = payload
+    live(call, rec)
+  end
+end
+
+-- An edit: the message's latest {"text", "edited_ts"} (`state`, JSON) in the room's edits
+-- hash, which every read folds into the message. Applied in the room's order (advance), so the
+-- latest edit wins; an edit of a deleted message changes nothing.
+local function apply_edit(call, room, rec, target, state)
+  local done = advance(call, room, rec)
+  if done and done ~= OUTSIDE then return done end
+  if redis.call('SISMEMBER', room.deleted, target) == 1 then
+    if not done then moved(call, room) end
+    return 2
+  end
+  redis.call('HSET', room.edits, target, state)
+  if done == OUTSIDE then return 1 end
+  changed(call, room, rec, rec.payload)
+  return 1
+end
+
+-- The reactions as reads and events show them: per emoji its count and its first `shown` users.
+local REACTION_USERS_SHOWN = 20  -- chat_common.messages.REACTION_USERS_SHOWN
+local function shown(counts)
+  local out = {}
+  for emoji, users in pairs(counts) do
+    local first = {}
+    for i = 1, math.min(#users, REACTION_USERS_SHOWN) do first[i] = users[i] end
+    out[emoji] = {count = #users, users = first}
+  end
+  return out
+end
+
+-- A reaction added ('+') or taken back ('-'): `change` is the sign, the emoji, a line feed and
+-- the user. The message's reactions ({emoji: [users]}, JSON) are in the room's reactions hash;
+-- the live event carries all of them after the change. One that is already there (or already
+-- gone), or of a deleted message, changes nothing.
+local function apply_reaction(call, room, rec, target, change)
+  local done = advance(call, room, rec)
+  if done and done ~= OUTSIDE then return done end
+  local on = string.sub(change, 1, 1) == '+'
+  local sep = string.find(change, '\n', 2, true)
+  local emoji, user = string.sub(change, 2, sep - 1), string.sub(change, sep + 1)
+  local stored = redis.call('HGET', room.reactions, target)
+  local counts = stored and cjson.decode(stored) or {}
+  local users = counts[emoji] or {}
+  local at = nil
+  for i, name in ipairs(users) do
+    if name == user then at = i break end
+  end
+  if on == (at ~= nil) or redis.call('SISMEMBER', room.deleted, target) == 1 then
+    if not done then moved(call, room) end
+    return 2
+  end
+  if on then users[#users + 1] = user else table.remove(users, at) end
+  if #users > 0 then counts[emoji] = users else counts[emoji] = nil end
+  if next(counts) == nil then
+    redis.call('HDEL', room.reactions, target)
+  else
+    redis.call('HSET', room.reactions, target, cjson.encode(counts))
+  end
+  if done == OUTSIDE then return 1 end
+  local data = '{"id":"' .. target .. '","reactions":' .. cjson.encode(shown(counts)) .. '}'
+  changed(call, room, rec, '{"data":' .. data .. ',"type":"reaction","id":"' .. rec.offset .. '"}')
   return 1
 end
