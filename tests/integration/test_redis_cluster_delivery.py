@@ -1,11 +1,14 @@
 """The chat through the stack on Redis Cluster (STACK_REDIS=cluster:3, REDIS_MODE=cluster):
-posts reach the live readers of rooms of every partition (so every shard) once and in
-order, history pages and a resume by id answer from the room's shard."""
+posts, edits and reactions reach the live readers of rooms of every partition (so every
+shard) once and in order, history pages and a resume by id answer from the room's shard."""
 
 import concurrent.futures
 import itertools
+import json
+from urllib.parse import quote
 
-from support import SseClient, history, new_room, post, stream_url, wait_applied
+import httpx
+from support import SseClient, history, new_room, post, session_headers, stream_url, wait_applied
 
 from chat_common.keys import room_partition
 
@@ -46,6 +49,24 @@ def test_posts_reach_live_readers_on_every_shard_once_in_order_and_resume_by_id(
             assert [m["id"] for m in resumed.messages()] == ids[6:]  # exactly the messages after it
         finally:
             resumed.close()
+
+        # an edit and a reaction of a message in each room: its readers get both once, reads fold them
+        mine = session_headers(base)
+        for room in rooms:
+            target = post(base, room, text="helo", headers=mine).json()["id"]
+            edited = httpx.patch(f"{base}/api/rooms/{room}/messages/{target}", json={"text": "hello"},
+                                 headers=mine, timeout=10)
+            assert edited.status_code == 200, edited.text
+            reacted = httpx.put(f"{base}/api/rooms/{room}/messages/{target}/reactions/{quote('👍')}",
+                                json={"user": "ann"}, headers=mine, timeout=10)
+            assert reacted.status_code == 204, reacted.text
+            for reader in readers[room]:
+                assert reader.wait_for(lambda c: [e.event for e in c.received if e.event in ("edit", "reaction")]
+                                       == ["edit", "reaction"], timeout=30)
+                [edit_data] = [json.loads(e.data) for e in reader.received if e.event == "edit"]
+                assert edit_data["id"] == target and edit_data["text"] == "hello"
+            shown = next(m for m in history(base, room)["messages"] if m["id"] == target)
+            assert shown["text"] == "hello" and shown["reactions"] == {"👍": {"count": 1, "users": ["ann"]}}
     finally:
         for client in itertools.chain.from_iterable(readers.values()):
             client.close()

@@ -3,6 +3,7 @@ primaries with a replica each: every script and MULTI/EXEC the services run, wit
 every partition, is accepted (Redis Cluster refuses a call whose keys are in several slots:
 CROSSSLOT) and does what it does on one node; live events reach a sharded subscriber."""
 
+import json
 import time
 
 import pytest
@@ -12,7 +13,20 @@ from support import redis_cluster
 from bridge.index import PREPEND_SCRIPT, TRIM_SCRIPT
 from bridge.store import WRITTEN, Store
 from chat_common import keys
-from chat_common.messages import Message, Tombstone, channel, history_key, offsets_key, pack_offsets, room_partition
+from chat_common.messages import (
+    Edit,
+    Message,
+    Reaction,
+    Tombstone,
+    changes_key,
+    channel,
+    edits_key,
+    history_key,
+    offsets_key,
+    pack_offsets,
+    reactions_key,
+    room_partition,
+)
 from chat_common.private import Access, Membership, PrivateRooms, RoomRecord
 from ingest.admission import NEW_ROOM, Admission, Budget
 from ingest.typing_signals import Typing
@@ -57,6 +71,7 @@ def test_a_partition_s_keys_share_a_slot_and_partitions_spread_over_the_shards(c
     slots = {}
     for room, partition in rooms_of_every_partition("slot").items():
         names = [keys.room_key(room, "history"), keys.room_key(room, "cid:x"), keys.budget_key("ip", "a", room),
+                 edits_key(room), reactions_key(room), changes_key(room),
                  keys.state_key(partition), keys.active_rooms_key(partition), keys.rooms_took_part_key(partition),
                  keys.placeholder(room), channel(room)]
         assert len({cluster.cluster_keyslot(name) for name in names}) == 1
@@ -158,12 +173,58 @@ def test_the_indexer_and_private_rooms_scripts_keep_to_one_slot(cluster):
         assert prepend(keys=[keys.state_key(partition), *map(offsets_key, mine)],
                        args=[partition, 20, 10, *(pack_offsets([11, 12]) for _ in mine)]) == 1
         for room in mine:
-            trim(keys=[offsets_key(room)], args=[12])  # the log begins at 12
+            cluster.hset(edits_key(room), mapping={"5": "{}", "12": "{}"})
+            cluster.hset(reactions_key(room), mapping={"5": "{}", "12": "{}"})
+            # the log begins at 12: the room's index, edits and reactions in one call
+            trim(keys=[offsets_key(room), edits_key(room), reactions_key(room)], args=[12])
             # the newest removed offset stays, as the mark that the room lost older messages
             assert cluster.get(offsets_key(room)) == pack_offsets([11, 12])
+            assert cluster.hkeys(edits_key(room)) == cluster.hkeys(reactions_key(room)) == [b"12"]
     private = PrivateRooms(cluster)
     room = "_" + "a" * 32
     assert private.apply(RoomRecord(room, "s:owner", "hash"), 1)
     assert private.apply(Membership(room, "s:guest", True), 2)
     cluster.hset("chat:private:state", "ready", "1")
     assert private.access(room, "s:guest") == Access.MEMBER
+
+
+def test_edits_and_reactions_apply_on_the_room_s_shard_and_every_read_folds_them(cluster):
+    rooms = rooms_of_every_partition("change")
+    pubsub = cluster.pubsub()
+    for room in rooms:
+        pubsub.ssubscribe(channel(room))
+    store = Store(cluster, history_max=100, history_max_bytes=1 << 20, client_id_ttl_s=60, room_idle_ttl_s=3600)
+    now = int(time.time() * 1000)
+    for partition in set(rooms.values()):
+        store.mark_rebuilding(partition, -1, PARTITIONS)
+    posts, changes = [], []
+    for i, (room, partition) in enumerate(rooms.items()):
+        target = str(100 + i)
+        posts.append((partition, Message(room, "ann", "helo", now, id=target), True))
+        changes += [(partition, Edit(room, target, "hello", 1.5, now, id=str(200 + i)), True),
+                    (partition, Reaction(room, target, "👍", "bob", True, now, id=str(300 + i)), True)]
+    assert store.apply(posts) == [WRITTEN] * len(posts)
+    assert store.apply(changes) == [WRITTEN] * len(changes)  # one batch of every partition, no CROSSSLOT
+    events = {}
+    deadline = time.monotonic() + 10
+    while sum(map(len, events.values())) < 3 * len(rooms) and time.monotonic() < deadline:
+        for node in list(pubsub.node_pubsub_mapping):
+            message = pubsub.get_sharded_message(target_node=cluster.get_node(node_name=node), timeout=0.1)
+            if message and message["type"] == "smessage":
+                value = json.loads(message["data"])
+                room = keys.room_of_channel(message["channel"].decode())
+                events.setdefault(room, []).extend(e["type"] for e in (value if isinstance(value, list) else [value]))
+    pubsub.close()
+    assert events == {room: ["message", "edit", "reaction"] for room in rooms}
+
+    history = History(cluster, StreamConfig.from_env())
+    expected = {"text": "hello", "edited_ts": 1.5, "reactions": {"👍": {"count": 1, "users": ["bob"]}}}
+    for i, room in enumerate(rooms):
+        [(data, _)] = history.window(room)
+        assert {k: json.loads(data).get(k) for k in expected} == expected
+        page = history.before(room, None, 10)
+        assert {k: json.loads(page.messages[0]).get(k) for k in expected} == expected
+        assert [event for event, _, _ in history.changes_after(room, 100 + i)] == ["edit", "reaction"]
+        # a resume from before the edit: the snapshot's MULTI/EXEC reads the changes with the window
+        replay, _, _ = history.opening(room, last_id=100 + i, count=0)
+        assert [event for event, _, _ in replay] == ["edit", "reaction"]
