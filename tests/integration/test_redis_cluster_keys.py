@@ -119,20 +119,37 @@ def test_the_bridge_applies_a_batch_of_every_partition_and_publishes_on_the_shar
     assert history._snapshot(room, lambda pipe: pipe.zcard(history_key(room))).rest == [1]
 
 
-def test_ingest_admits_a_post_with_its_checks_and_budgets_in_one_call(cluster):
+def test_ingest_admits_a_post_with_its_room_s_checks_and_its_address_s_budgets(cluster):
     seed = cluster.get_default_node()
     decoded = RedisCluster(host=seed.host, port=seed.port, decode_responses=True)  # as ingest's client
     admission = Admission(decoded, 1.0)
-    budgets = [Budget("user", "ann", 1, 10, 60), Budget("ip", "1.2.3.4", 1, 10, 60),
+    budgets = [Budget("user", "ann", 1, 10, 60), Budget("ip", "1.2.3.4", 1, 100, 60),
                Budget("ip_rooms", "1.2.3.4", NEW_ROOM, 10, 60)]
     for room in rooms_of_every_partition("admit"):
         verdict = admission.check(room, budgets, client_id="c1", name="ann", session="s1", took_part="digest")
         assert not verdict.name_taken and verdict.limited is None and verdict.replay_id is None
-        verdict = admission.check(room, [Budget("ip", "1.2.3.4", 1, 10, 60)])  # no client_id, no name
+        verdict = admission.check(room, [Budget("ip", "1.2.3.4", 1, 100, 60)])  # no client_id, no name
         assert verdict.limited is None
         cluster.set(keys.room_key(room, "cid:c2"), "7")
         assert admission.check(room, budgets, client_id="c2").replay_id == "7"
         assert Typing(decoded, 2.0).signal(room, "ann") == 0
+    decoded.close()
+
+
+def test_an_address_s_budget_holds_across_rooms_of_every_partition(cluster):
+    seed = cluster.get_default_node()
+    decoded = RedisCluster(host=seed.host, port=seed.port, decode_responses=True)  # as ingest's client
+    admission = Admission(decoded, 1.0)
+    rooms = list(rooms_of_every_partition("address"))  # twelve rooms over six partitions
+    limit = 4
+    verdicts = [admission.check(room, [Budget("user", f"u{i}", 1, 100, 60), Budget("ip", "5.6.7.8", 1, limit, 60)])
+                for i, room in enumerate(rooms)]
+    assert [v.limited is None for v in verdicts] == [True] * limit + [False] * (len(rooms) - limit)
+    assert all(v.limited[0] == "ip" for v in verdicts[limit:])
+    # a replay is answered before the address's budget is spent, so it is never counted
+    cluster.set(keys.room_key(rooms[0], "cid:r1"), "7")
+    assert admission.check(rooms[0], [Budget("ip", "9.9.9.9", 1, 1, 60)], client_id="r1").replay_id == "7"
+    assert cluster.get(keys.address_budget_key("ip", "9.9.9.9")) is None
     decoded.close()
 
 

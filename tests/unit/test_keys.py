@@ -23,6 +23,7 @@ def test_one_node_keeps_the_plain_names():
     assert keys.state_key(3) == "chat:state"
     assert channel("lobby") == "lobby"  # a flask_sse publisher reaches the room
     assert keys.budget_key("ip", "1.2.3.4", "lobby") == "chat:ratelimit:ip:1.2.3.4"
+    assert keys.address_budget_key("ip", "1.2.3.4") == "chat:ratelimit:ip:1.2.3.4"
     assert keys.placeholder("lobby") == ""
 
 
@@ -36,6 +37,12 @@ def test_cluster_mode_puts_a_partition_s_keys_and_its_rooms_channels_in_one_slot
         assert keys.room_of_channel(channel(room)) == room
         assert keys.room_of_key(keys.room_key(room, "offsets")) == room
     assert history_key("lobby") == f"chat:{{p{room_partition('lobby', 6)}}}:room:lobby:history"
+
+
+def test_cluster_mode_spends_an_address_s_budgets_on_one_slot_whatever_the_room(cluster_mode):
+    names = [keys.address_budget_key(scope, "2001:db8::1") for scope in ("ip", "ip_bytes", "ip_day")]
+    assert len({key_slot(name.encode()) for name in names}) == 1
+    assert len({key_slot(keys.address_budget_key("ip", a).encode()) for a in ("1.2.3.4", "1.2.3.5")}) == 2
 
 
 def test_cluster_mode_publishes_on_shard_channels(cluster_mode):

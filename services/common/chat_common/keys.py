@@ -16,15 +16,17 @@ Two layouts, one map (ARCHITECTURE.md, *Redis layout*):
   two hashes (``{<room>}``: its membership script), the private rooms' ready mark and an
   address's open streams (one key each per call).
 
-What cluster mode costs in the map: a per-address budget counts per partition of the rooms
-it is spent on (an address posting to rooms of all ``P`` partitions gets up to ``P`` times
-the limit), since a post's budgets are spent in the same call as its room's checks; and the
-directory reads ``P`` sets of each kind rather than one.
+What cluster mode costs in the map: an address's budgets are spent under its own tag
+(``address_budget_key``) in a call of their own after its room's checks, so a request costs
+two calls rather than one; the per-name budgets and the new-room count, spent with the room's
+checks, still count per partition of the rooms they are spent on; and the directory reads
+``P`` sets of each kind rather than one.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from hashlib import blake2b
 from typing import Protocol
 
 from kafka.partitioner.default import murmur2
@@ -110,6 +112,15 @@ def budget_key(scope: str, who: str, room: str | None = None) -> str:
     keys (one call), it is in that room's slot in cluster mode."""
     prefix = _room_prefix(room) if room is not None else "chat:"
     return f"{prefix}ratelimit:{scope}:{who}"
+
+
+def address_budget_key(scope: str, address: str) -> str:
+    """A client address's fixed-window counter: ``budget_key``'s name on one node; in cluster
+    mode under the address's own tag ``{a<digest>}`` (spent in a call of its own), so one
+    limit holds across the rooms of every partition."""
+    if not _layout.cluster:
+        return budget_key(scope, address)
+    return f"chat:{{a{blake2b(address.encode(), digest_size=8).hexdigest()}}}:ratelimit:{scope}:{address}"
 
 
 def channel(room: str) -> str:

@@ -26,6 +26,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from chat_common import errors, keys, participants
+from chat_common.lua import lua_source
 from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
 from ingest.config import Config
@@ -33,6 +34,7 @@ from ingest.config import Config
 log = logging.getLogger(__name__)
 
 ADMIT = participants.lua_with_participants("ingest/admit.lua")
+ADDRESS_BUDGETS = lua_source("ingest/budgets.lua")  # cluster mode: an address's budgets, on its own slot
 STORED, NAME_TAKEN, LIMITED = 1, 2, 3
 NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no state yet, else nothing
 
@@ -57,6 +59,11 @@ class Budget(NamedTuple):
     def key(self, room: str | None = None) -> str:
         """Spent for ``room``: in its slot in cluster mode (chat_common/keys.py)."""
         return keys.budget_key(self.scope, self.who, room)
+
+    def per_address(self) -> bool:
+        """A client address's counter (the ``ip`` scopes) with a plain amount: in cluster mode it is
+        spent under the address's own tag; the new-room count needs the room's keys."""
+        return self.scope.startswith("ip") and self.amount != NEW_ROOM
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class Admission:
         self.retry_after_s = retry_after_s
         self._redis = redis
         self._admit = redis.register_script(ADMIT)
+        self._address_budgets = redis.register_script(ADDRESS_BUDGETS)
         self._local = threading.local()
 
     def _client(self) -> Redis:
@@ -160,17 +168,26 @@ class Admission:
         other than ``session``?) and ``budgets`` (spent); the first that refuses decides.
         If none does, the address digest ``took_part`` takes part in the room.
         ApiError 503 if Redis does not answer."""
+        # Cluster mode: an address's budgets under its own tag, in a second call made only if the
+        # room's checks admit (so a replay or a refused name is still not counted); one node: one call.
+        address = [b for b in budgets if b.per_address()] if keys.cluster() else []
+        mine = [b for b in budgets if not b.per_address()] if address else list(budgets)
         unused = keys.placeholder(room)
         names = [client_id_key(room, client_id) if client_id else unused, history_key(room),
                  name_hold_key(room, name) if name is not None else unused, meta_key(room), created_key(room),
                  *participants.keys_of(room),
-                 *(budget.key(room) for budget in budgets)]
+                 *(budget.key(room) for budget in mine)]
         args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or "",
                                  took_part, room, participants.WINDOW_S]
-        for budget in budgets:
+        for budget in mine:
             args += [budget.amount, budget.limit, budget.window_s]
         try:
             result = self._admit(names, args, client=self._client())
+            if int(result[0]) == 0 and address:  # fails closed too: a RedisError is a 503
+                result = self._address_budgets(
+                    [keys.address_budget_key(b.scope, b.who) for b in address],
+                    [value for b in address for value in (b.amount, b.limit, b.window_s)], client=self._client())
+                mine = address
         except RedisError as error:
             if name is not None:
                 metrics.NAME_CHECK_ERRORS.inc()
@@ -184,6 +201,6 @@ class Admission:
         if verdict == NAME_TAKEN:
             return Verdict(name_taken=True)
         if verdict == LIMITED:
-            budget, wait_s = budgets[int(result[1]) - 1], int(result[2])
+            budget, wait_s = mine[int(result[1]) - 1], int(result[2])
             return Verdict(limited=(budget.scope, wait_s if wait_s > 0 else budget.window_s))
         return ADMITTED
