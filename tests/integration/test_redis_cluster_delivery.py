@@ -8,7 +8,7 @@ import json
 from urllib.parse import quote
 
 import httpx
-from support import SseClient, history, new_room, post, session_headers, stream_url, wait_applied
+from support import SseClient, history, new_room, post, services_beside, session_headers, stream_url, wait_applied
 
 from chat_common.keys import room_partition
 
@@ -70,3 +70,13 @@ def test_posts_reach_live_readers_on_every_shard_once_in_order_and_resume_by_id(
     finally:
         for client in itertools.chain.from_iterable(readers.values()):
             client.close()
+
+
+def test_an_address_s_request_budget_holds_across_rooms_of_every_partition(cluster_stack, tmp_path):
+    limit = 4
+    with services_beside(cluster_stack, ["ingest"], tmp_path, RATE_LIMIT_IP=str(limit)) as urls:
+        base, me = urls["ingest"], {"X-Forwarded-For": "10.251.3.9"}
+        rooms = rooms_of_every_partition()  # six rooms, one per partition, over three shards
+        statuses = [post(base, room, user=f"b{i}", headers=me).status_code for i, room in enumerate(rooms)]
+        assert statuses == [201] * limit + [429] * (len(rooms) - limit)
+        assert post(base, rooms[-1], user="other", headers={"X-Forwarded-For": "10.251.3.10"}).status_code == 201
