@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from chat_common import errors, keys, participants
@@ -162,6 +163,12 @@ class Admission:
                                                 single_connection_client=True)
         return client
 
+    def _drop_held(self) -> None:
+        client: Redis | None = getattr(self._local, "client", None)
+        if client is not None:
+            self._local.client = None
+            client.close()  # its connection goes back to the pool, disconnected
+
     def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
               name: str | None = None, session: str | None = None, took_part: str = "") -> Verdict:
         """Run the checks asked for: ``client_id`` (a retry?), ``name`` (held by a session
@@ -182,7 +189,13 @@ class Admission:
         for budget in mine:
             args += [budget.amount, budget.limit, budget.window_s]
         try:
-            result = self._admit(names, args, client=self._client())
+            try:
+                result = self._admit(names, args, client=self._client())
+            except RedisConnectionError:
+                # The held connection died with a Redis restarted since (redis-py gives a single
+                # connection no retry): once more on a new one, rather than a 503 per thread.
+                self._drop_held()
+                result = self._admit(names, args, client=self._client())
             if int(result[0]) == 0 and address:  # fails closed too: a RedisError is a 503
                 result = self._address_budgets(
                     [keys.address_budget_key(b.scope, b.who) for b in address],
