@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 from local.kafka_node import kafka_node_command
+from local.redis_cluster import node_command, node_program
 from local.settings import ROOT, SERVICES, TEMPLATES, VENV_BIN, Settings, instance_program
 
 PRIVATE_FILE_MODE = 0o600  # the session key, and supervisord.conf, which passes it to the services
@@ -75,6 +76,8 @@ class StackFiles:
             "PROMETHEUS_MULTIPROC_DIR": str(self.run_dir / "metrics" / program),
             "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
             "REDIS_URL": s.redis_url,
+            "REDIS_MODE": "cluster" if s.redis_masters else "single",
+            "KAFKA_TOPIC_PARTITIONS": str(s.partitions),
             f"{name.upper()}_BIND": f"{s.host}:{s.port(name, n)}",
         }
         if name == "bridge":
@@ -98,7 +101,11 @@ class StackFiles:
         """What supervisord runs, in start order (it stops them in reverse)."""
         s = self.settings
         programs = []
-        if not s.external_redis:
+        if not s.external_redis and s.redis_masters:
+            for n, (port, bus) in enumerate(s.redis_nodes(), 1):
+                programs.append(Program(node_program(n), node_command(
+                    s.host, port, bus, self.run_dir / "redis" / node_program(n), s.redis_maxmemory)))
+        elif not s.external_redis:
             # A cache without persistence, so a restart brings it back empty (the bridge
             # rebuilds); bounded as the chart's, and when full it refuses writes rather than
             # evict what the services need to be correct (they answer 503, failing closed).
@@ -131,6 +138,8 @@ class StackFiles:
         """The run directory's folders and every configuration file."""
         for sub in ("logs", "redis", "kafka", "nginx", "metrics"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        for n in range(1, 2 * self.settings.redis_masters + 1):
+            (self.run_dir / "redis" / node_program(n)).mkdir(exist_ok=True)
         if not self.settings.external_kafka:
             self._render("kafka.properties", self.run_dir / "kafka" / "server.properties")
             shutil.copy(TEMPLATES / "log4j2.properties", self.run_dir / "kafka" / "log4j2.properties")

@@ -6,6 +6,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local.redis_cluster import parse_mode as parse_redis_mode
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "local" / "templates"
 KAFKA_HOME = ROOT / ".cache" / "kafka"  # the broker's jars, put there by scripts/install.sh
@@ -51,6 +53,11 @@ class Settings:
     redis_port: int = 6379
     # As the chart's Redis (helm/redis/values.yaml); full, it refuses writes (noeviction).
     redis_maxmemory: str = "256mb"
+    # STACK_REDIS=cluster:<masters>: Redis Cluster with that many primaries, one replica each
+    # (local/redis_cluster.py); 0: one node
+    redis_masters: int = 0
+    redis_node_ports: list[int] = field(default_factory=list)  # each node's port (else redis_port + i)
+    redis_bus_ports: list[int] = field(default_factory=list)  # each node's cluster bus port (else + 10000)
     run_dir: Path = ROOT / ".run" / "local"
     kafka_home: Path = KAFKA_HOME
     partitions: int = 6
@@ -76,6 +83,7 @@ class Settings:
             kafka_metrics_port=int(env_or("KAFKA_METRICS_PORT", 9404)),
             redis_port=int(env_or("REDIS_PORT", 6379)),
             redis_maxmemory=env_or("STACK_REDIS_MAXMEMORY", "256mb"),
+            redis_masters=parse_redis_mode(os.environ.get("STACK_REDIS")),
             run_dir=Path(env_or("RUN_DIR", ROOT / ".run" / "local")).resolve(),
             partitions=int(env_or("KAFKA_TOPIC_PARTITIONS", 6)),
             stream_connections_per_ip=int(env_or("GATEWAY_STREAM_CONNECTIONS_PER_IP", 100)),
@@ -92,7 +100,16 @@ class Settings:
 
     @property
     def redis_url(self) -> str:
-        return self.external_redis or f"redis://{self.host}:{self.redis_port}/0"
+        """The single node, or in cluster mode the seed node the services learn the others from."""
+        port = self.redis_nodes()[0][0] if self.redis_masters else self.redis_port
+        return self.external_redis or f"redis://{self.host}:{port}/0"
+
+    def redis_nodes(self) -> list[tuple[int, int]]:
+        """(port, cluster bus port) of each node of a Redis Cluster: primaries first, then replicas."""
+        count = 2 * self.redis_masters
+        ports = self.redis_node_ports or [self.redis_port + i for i in range(count)]
+        buses = self.redis_bus_ports or [port + 10_000 for port in ports]
+        return list(zip(ports[:count], buses[:count], strict=True))
 
     @property
     def gateway_url(self) -> str:

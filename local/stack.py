@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from local import redis_cluster
 from local.kafka_node import create_topic, format_storage, kafka_cluster_id, kafka_format_command, kafka_node_command
 from local.rendering import StackFiles
 from local.settings import (
@@ -67,6 +68,9 @@ class Stack:
         self.prepare()
         self.supervisor.start()
         try:
+            if self.settings.redis_masters and not self.settings.external_redis:
+                redis_cluster.form(self.settings.host, [port for port, _ in self.settings.redis_nodes()],
+                                   self.supervisor.check_alive)
             self.create_topic(timeout)
             self.wait_ready(timeout)
         except BaseException:

@@ -7,7 +7,7 @@ with the chart's topology: several instances of each service behind the gateway.
 """
 
 import pytest
-from support import TEST_SERVICE_ENV, free_port
+from support import TEST_SERVICE_ENV, cluster_settings, free_port
 
 from local.stack import SERVICES, Settings, Stack, parse_replicas
 
@@ -54,6 +54,27 @@ def scaled_stack(tmp_path_factory):
         replicas=parse_replicas(CHART_TOPOLOGY),
         instance_ports={name: [free_port() for _ in range(MOST_INSTANCES)] for name in SERVICES},
         stream_connections_per_ip=400,  # every test client is 127.0.0.1; the scaling tests hold 260 streams
+        service_env=TEST_SERVICE_ENV,
+    )
+    running = Stack(settings, supervisor_log=str(run_dir / "supervisord.log")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory):
+    """The stack on Redis Cluster (STACK_REDIS=cluster:3: three primaries, one replica each),
+    the services in cluster mode (REDIS_MODE=cluster), with the chart's topology."""
+    run_dir = tmp_path_factory.mktemp("cluster-stack")
+    settings = cluster_settings(
+        run_dir,
+        gateway_port=free_port(),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        partitions=6,
+        replicas=parse_replicas(CHART_TOPOLOGY),
+        instance_ports={name: [free_port() for _ in range(MOST_INSTANCES)] for name in SERVICES},
+        stream_connections_per_ip=400,
         service_env=TEST_SERVICE_ENV,
     )
     running = Stack(settings, supervisor_log=str(run_dir / "supervisord.log")).start()

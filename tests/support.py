@@ -334,3 +334,41 @@ def whole_history(base_url, room):
 def delete_events(client):
     """The delete events an SseClient received, as (id, data)."""
     return [(e.id, json.loads(e.data)) for e in client.received if e.event == "delete"]
+
+
+@contextlib.contextmanager
+def redis_cluster(folder, masters=3):
+    """A Redis Cluster alone (no Kafka, no services) on free loopback ports, as the local
+    stack's STACK_REDIS=cluster:<masters> runs it: yields the nodes' ports, primaries first."""
+    from local.redis_cluster import form, node_command
+
+    ports = [free_port() for _ in range(2 * masters)]
+    processes = []
+    try:
+        for n, port in enumerate(ports, 1):
+            node = Path(folder) / f"redis-{n}"
+            node.mkdir(parents=True)
+            processes.append(subprocess.Popen(shlex.split(node_command("127.0.0.1", port, free_port(), node, "256mb")),
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def check_alive():
+            dead = [p.args for p in processes if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"redis nodes exited: {dead}")
+
+        form("127.0.0.1", ports, check_alive)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+def cluster_settings(run_dir, masters=3, **fields):
+    """The stack's settings with Redis Cluster (STACK_REDIS=cluster:<masters>) on free ports."""
+    from local.stack import Settings
+
+    return Settings(redis_port=free_port(), redis_masters=masters,
+                    redis_node_ports=[free_port() for _ in range(2 * masters)],
+                    redis_bus_ports=[free_port() for _ in range(2 * masters)], run_dir=run_dir, **fields)

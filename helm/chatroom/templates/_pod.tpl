@@ -106,6 +106,15 @@ spec:
         - name: REDIS_URL
           value: {{ printf "redis://%s:%d/%d" $root.Values.redis.host (int $root.Values.redis.port) (int $root.Values.redis.db) | quote }}
         {{- end }}
+        {{- if $root.Values.redis.cluster.enabled }}
+        {{- if ne (int $root.Values.redis.db) 0 }}
+        {{- fail "redis.cluster.enabled: Redis Cluster has database 0 only (redis.db)" }}
+        {{- end }}
+        - name: REDIS_MODE
+          value: cluster
+        - name: KAFKA_TOPIC_PARTITIONS
+          value: {{ $root.Values.redis.cluster.topicPartitions | quote }}
+        {{- end }}
       {{- end }}
       {{- with $svc.probes.startup }}
       startupProbe:

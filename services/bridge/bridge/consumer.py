@@ -17,13 +17,13 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import MemberState
-from redis import Redis
 from redis.exceptions import RedisError
 from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from bridge import index, metrics
 from bridge.config import Config
-from bridge.store import DUPLICATE, NOT_READY, REPLAYED, WRITTEN, Item, Store
+from bridge.store import DUPLICATE, NOT_READY, REPLAYED, UNAVAILABLE, WRITTEN, Item, Store
+from chat_common import redis_client
 from chat_common.messages import Edit, Reaction, Tombstone, parse_record
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 OUTCOMES = {WRITTEN: "written", REPLAYED: "replayed", DUPLICATE: "duplicate"}
 READY_CHECK_INTERVAL_S = 2.0
 LAG_INTERVAL_S = 1.0  # how often the lag gauges are updated
+# A partition whose Redis shard did not answer (cluster mode) is read again after this long:
+# a failover takes seconds, and the other partitions go on meanwhile.
+SHARD_RETRY_S = 0.2
 REDIS_MEMORY_INTERVAL_S = 5.0  # how often Redis's memory is read (INFO memory) for its gauges
 COMMITTED_TIMEOUT_MS = 5000  # asking the group for its commits after a failed batch
 
@@ -60,7 +63,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-pyth
 class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis_client.configure(config)
+        self.redis = redis_client.connect(config.redis_url, fail_fast=True, socket_timeout=5, socket_connect_timeout=2)
         self.store = Store(self.redis, config.history_max, config.history_max_bytes, config.client_id_ttl_s,
                            config.room_idle_ttl_s, config.reactions_per_message_max)
         self.consumer: KafkaConsumer | None = None
@@ -72,6 +76,7 @@ class Bridge:
         self.next_lag_update = 0.0
         self.next_memory_update = 0.0
         self.history_ready = False  # in the group, and Redis holds its partitions' history
+        self.held: dict[TopicPartition, float] = {}  # paused until (monotonic): their Redis shard did not answer
         self.publish_from: dict[int, int] = {}  # partition -> first offset to publish live after a rebuild
         self.indexer = index.Indexer(config, self.redis, self.stopping)
         self._thread: threading.Thread | None = None
@@ -218,6 +223,7 @@ class Bridge:
                 self.store.warm()  # ready means ready to apply at full speed
             self.history_ready = stable
 
+        self._resume_held()
         batches = self._kafka.poll(timeout_ms=self.config.poll_timeout_ms)
         self.last_loop = time.monotonic()
         if batches:
@@ -263,12 +269,16 @@ class Bridge:
         outcomes = self.store.apply(items)
         now_ms = time.time() * 1000
         lost: dict[int, int] = {}
+        unavailable: dict[int, int] = {}  # partition -> its first record not applied
         applied: Counter[str] = Counter()  # counted once per batch: a label lookup costs 2 µs
         deleted: Counter[str] = Counter()
         changed: Counter[tuple[str, str]] = Counter()
         for (partition, message, publish), record, outcome in zip(items, records, outcomes, strict=True):
             if outcome == NOT_READY:
                 lost.setdefault(partition, record.offset)
+                continue
+            if outcome == UNAVAILABLE:
+                unavailable.setdefault(partition, record.offset)
                 continue
             label = OUTCOMES[outcome] if publish or outcome != WRITTEN else "rebuilt"
             applied[label] += 1
@@ -295,6 +305,29 @@ class Bridge:
             metrics.CHANGES_APPLIED.labels(kind, label).inc(count)
         for partition, offset in lost.items():
             self.rebuild(partition, offset)
+        for partition, offset in unavailable.items():
+            self._hold(partition, offset)
+
+    def _hold(self, partition: int, offset: int) -> None:
+        """Read the partition again from ``offset`` in a moment: its Redis shard did not
+        answer (cluster mode), the other partitions' records were applied."""
+        metrics.ERRORS.labels("redis").inc()
+        log.warning("redis shard unavailable; partition retried", extra={"partition": partition, "offset": offset})
+        tp = TopicPartition(self.config.kafka_topic, partition)
+        self._kafka.seek(tp, offset)
+        self._kafka.pause(tp)
+        self.held[tp] = time.monotonic() + SHARD_RETRY_S
+
+    def _resume_held(self) -> None:
+        if not self.held:
+            return
+        now, assigned = time.monotonic(), self._kafka.assignment()
+        due = [tp for tp, until in self.held.items() if until <= now or tp not in assigned]
+        for tp in due:
+            del self.held[tp]
+        resume = [tp for tp in due if tp in assigned]
+        if resume:
+            self._kafka.resume(*resume)
 
     def rebuild(self, partition: int, resume_offset: int) -> None:
         """Redis holds nothing for this partition: re-read its recent past into history
@@ -318,7 +351,7 @@ class Bridge:
             return
         self.next_memory_update = time.monotonic() + REDIS_MEMORY_INTERVAL_S
         try:
-            memory = self.redis.info("memory")
+            memory = redis_client.fullest_memory(self.redis)
         except RedisError as error:
             log.warning("reading redis memory failed", extra={"error": str(error)})
             return

@@ -28,17 +28,10 @@ from redis.exceptions import RedisError
 
 from bridge import metrics
 from bridge.config import Config
+from chat_common import keys
 from chat_common.kafka_reader import log_reader
 from chat_common.lua import lua_source
-from chat_common.messages import (
-    STATE_KEY,
-    edits_key,
-    message_or_none,
-    offsets_key,
-    pack_offsets,
-    reactions_key,
-    room_partition,
-)
+from chat_common.messages import edits_key, message_or_none, offsets_key, pack_offsets, reactions_key, room_partition
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +50,17 @@ def not_indexed(redis: Redis, partitions: Iterable[int]) -> list[int]:
     ordered = sorted(partitions)
     if not ordered:
         return []
-    flags = redis.hmget(STATE_KEY, [f"indexed:{p}" for p in ordered])
-    return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+    if not keys.cluster():
+        flags = redis.hmget(keys.state_key(0), [f"indexed:{p}" for p in ordered])
+        return [p for p, flag in zip(ordered, flags, strict=True) if flag is None]
+    missing = []
+    for p in ordered:  # one shard not answering leaves the others' partitions checked
+        try:
+            if redis.hget(keys.state_key(p), f"indexed:{p}") is None:
+                missing.append(p)
+        except RedisError:
+            continue
+    return missing
 
 
 def adopt(redis: Redis, ends: Mapping[int, int]) -> None:
@@ -66,7 +68,7 @@ def adopt(redis: Redis, ends: Mapping[int, int]) -> None:
     offset): every record applied from then on is indexed by the live path (and any
     record before it, by the Indexer)."""
     for partition, end in sorted(ends.items()):
-        if redis.hsetnx(STATE_KEY, f"indexed:{partition}", end):
+        if redis.hsetnx(keys.state_key(partition), f"indexed:{partition}", end):
             log.info("offset index starts", extra={"partition": partition, "from_offset": end})
 
 
@@ -118,7 +120,7 @@ class Indexer:
     def step(self, partition: int) -> bool:
         """Index one chunk of the partition below ``indexed:<partition>``; return whether
         there was one."""
-        indexed = self.redis.hget(STATE_KEY, f"indexed:{partition}")
+        indexed = self.redis.hget(keys.state_key(partition), f"indexed:{partition}")
         if indexed is None:
             return False
         high = int(indexed)
@@ -132,7 +134,7 @@ class Indexer:
         entries = self._read(consumer, tp, low, high)
         rooms = sorted(entries)
         done = self._prepend(
-            keys=[STATE_KEY, *(offsets_key(room) for room in rooms)],
+            keys=[keys.state_key(partition), *(offsets_key(room) for room in rooms)],
             args=[partition, high, low, *(pack_offsets(entries[room]) for room in rooms)],
         )
         if done:
@@ -145,7 +147,7 @@ class Indexer:
     def trim(self, partitions: frozenset[int]) -> None:
         """Drop from the indexes of the rooms in ``partitions`` the offsets that retention
         removed from the log since the last trim, and the edits and reactions of those messages."""
-        count = self.redis.hget(STATE_KEY, "partitions")
+        count = self.redis.hget(keys.state_key(min(partitions, default=0)), "partitions")
         if count is None or not partitions:
             return
         consumer = self._reader()
@@ -155,8 +157,8 @@ class Indexer:
         if not moved:
             return
         dropped = 0
-        for key in self.redis.scan_iter(match=offsets_key("*"), count=1000):
-            room = key.decode().split(":")[2]
+        for key in self.redis.scan_iter(match=keys.room_key_pattern("offsets"), count=1000):
+            room = keys.room_of_key(key.decode())
             partition = room_partition(room, int(count))
             if partition in moved:
                 dropped += self._trim(keys=[key, edits_key(room), reactions_key(room)], args=[beginnings[partition]])

@@ -15,10 +15,10 @@ import threading
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
-from redis import Redis
 from redis.exceptions import RedisError, WatchError
 
 from bridge.config import Config
+from chat_common import redis_client
 from chat_common.private import STATE_KEY, PrivateRooms, parse_record
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ RETRY_S = 1.0
 class RoomsApplier:
     def __init__(self, config: Config, stopping: threading.Event) -> None:
         self.config = config
-        self.redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis_client.configure(config)
+        self.redis = redis_client.connect(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.rooms = PrivateRooms(self.redis)
         self.stopping = stopping
         self.consumer: KafkaConsumer | None = None
@@ -115,7 +116,7 @@ class RoomsApplier:
             self._mark_ready()
 
     def _mark_ready(self) -> None:
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:  # the cluster client's default is False
             try:
                 pipe.watch(STATE_KEY)
                 if pipe.hget(STATE_KEY, "epoch") != self.epoch.encode():

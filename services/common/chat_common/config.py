@@ -63,6 +63,8 @@ class CommonSettings(TypedDict):
     kafka_topic: str
     kafka_rooms_topic: str
     redis_url: str
+    redis_mode: str
+    kafka_topic_partitions: int
     log_level: str
     public_url: str
     allowed_hosts: frozenset[str]
@@ -76,6 +78,10 @@ class CommonConfig:
     kafka_topic: str
     kafka_rooms_topic: str  # private rooms and their members (compacted; chat_common/private.py)
     redis_url: str
+    # "single" (one Redis) or "cluster" (Redis Cluster; REDIS_URL names a seed node): chat_common/keys.py
+    redis_mode: str
+    # the topic's partition count: cluster mode places a room's keys by its partition (must be the topic's)
+    kafka_topic_partitions: int
     log_level: str
     public_url: str  # the site's address as browsers see it ("" = unknown): its origin may post
     allowed_hosts: frozenset[str]  # Host values public routes answer for ("*" = any); entries may name a port
@@ -88,6 +94,8 @@ class CommonConfig:
             kafka_topic=env_str("KAFKA_TOPIC", "chat.messages"),
             kafka_rooms_topic=env_str("KAFKA_ROOMS_TOPIC", "chat.rooms"),
             redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_mode=env_str("REDIS_MODE", "single"),
+            kafka_topic_partitions=env_int("KAFKA_TOPIC_PARTITIONS", 6),
             log_level=log_level(),
             public_url=public_url,
             allowed_hosts=allowed_hosts(env_str("ALLOWED_HOSTS", ""), public_url),

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from disarm import skeleton_key
-from kafka.partitioner.default import murmur2
 
+from chat_common.keys import channel as keys_channel
+from chat_common.keys import room_key
+from chat_common.keys import room_partition as room_partition  # where the services import it from
 from chat_common.lua import lua_source
 
 ROOM_PATTERN = re.compile(r"[a-z0-9_-]{1,64}\Z")
@@ -60,12 +62,6 @@ def normalize_user(value: object) -> str | None:
     if not any(map(_draws_something, user)) or not fold_name(user):
         return None
     return user
-
-
-def room_partition(room: str, partitions: int) -> int:
-    """The Kafka partition of a room: the producer's default (murmur2) partitioner."""
-    hashed: int = murmur2(room.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 # One encoder for every call: json.dumps with options builds an encoder per call (5 µs; 0.5 µs
@@ -378,7 +374,9 @@ def sse_comment(text: str) -> bytes:
     return (": " + _field("comment", text) + "\n\n").encode()
 
 
-# Redis layout, shared by the bridge (writer) and the stream service (reader).
+# Redis layout, shared by the bridge (writer) and the stream service (reader); the names come
+# from chat_common/keys.py (these constants are the single-node ones: keys.state_key(p) and so
+# on name them in either mode).
 STATE_KEY = "chat:state"  # hash: partitions; per partition ready:<p> -> 1, floor:<p> and last:<p> -> offset,
 # indexed:<p> -> the offset from which every record of the partition is in its room's offset index
 ACTIVE_ROOMS_KEY = "chat:rooms:active"  # sorted set: member = room, score = its newest message's ts (bridge)
@@ -386,15 +384,15 @@ PRESENT_ROOMS_KEY = "chat:rooms:present"  # sorted set: member = room, score = p
 
 
 def history_key(room: str) -> str:
-    return f"chat:room:{room}:history"  # sorted set: score = id, member = Message.to_json()
+    return room_key(room, "history")  # sorted set: score = id, member = Message.to_json()
 
 
 def meta_key(room: str) -> str:
-    return f"chat:room:{room}:meta"  # hash: last = newest id applied, floor = newest id trimmed
+    return room_key(room, "meta")  # hash: last = newest id applied, floor = newest id trimmed
 
 
 def presence_key(room: str) -> str:
-    return f"chat:room:{room}:presence"  # sorted set: member = user + "\n" + connection, score = expiry
+    return room_key(room, "presence")  # sorted set: member = user + "\n" + connection, score = expiry
 
 
 def fold_name(user: str) -> str:
@@ -407,41 +405,41 @@ def fold_name(user: str) -> str:
 def name_hold_key(room: str, user: str) -> str:
     # sorted set: member = session id + "\n" + connection, score = expiry (stream holds,
     # ingest checks); names that look alike share one key
-    return f"chat:room:{room}:name:{fold_name(user)}"
+    return room_key(room, "name:" + fold_name(user))
 
 
 def typing_key(room: str, user: str) -> str:
-    return f"chat:room:{room}:typing:{fold_name(user)}"  # string with a short TTL: the last typing signal
+    return room_key(room, "typing:" + fold_name(user))  # string with a short TTL: the last typing signal
 
 
 def deleted_key(room: str) -> str:
-    return f"chat:room:{room}:deleted"  # set: ids of the room's deleted messages (ingest at once, bridge from Kafka)
+    return room_key(room, "deleted")  # set: ids of the room's deleted messages (ingest at once, bridge from Kafka)
 
 
 def edits_key(room: str) -> str:
     # hash: message id -> its latest {"text", "edited_ts"} (bridge, from the edit records); no TTL:
     # Kafka scrollback folds it into messages read from the log; trimmed with the offset index
-    return f"chat:room:{room}:edits"
+    return room_key(room, "edits")
 
 
 def reactions_key(room: str) -> str:
     # hash: message id -> {emoji: [users]} as JSON (bridge, from the reaction records); kept as edits
-    return f"chat:room:{room}:reactions"
+    return room_key(room, "reactions")
 
 
 def changes_key(room: str) -> str:
     # sorted set: score = edit or reaction record id, member = its live payload; above the floor,
     # expiring with the window (a resume from before a change gets it once)
-    return f"chat:room:{room}:changes"
+    return room_key(room, "changes")
 
 
 def deletes_key(room: str) -> str:
-    return f"chat:room:{room}:deletes"  # sorted set: score = tombstone id, member = deleted id; above the floor
+    return room_key(room, "deletes")  # sorted set: score = tombstone id, member = deleted id; above the floor
 
 
 def offsets_key(room: str) -> str:
     # string: the room's offset index, every id of the room in increasing order, OFFSET_BYTES each
-    return f"chat:room:{room}:offsets"
+    return room_key(room, "offsets")
 
 
 OFFSET_BYTES = 8  # an offset in the index: unsigned, big-endian (Lua reads it with struct.unpack(">I8"))
@@ -462,8 +460,10 @@ OFFSETS_LUA = lua_source("chat_common/offsets.lua")
 
 
 def client_id_key(room: str, client_id: str) -> str:
-    return f"chat:room:{room}:cid:{client_id}"  # string: the id first stored for this client_id
+    return room_key(room, "cid:" + client_id)  # string: the id first stored for this client_id
 
 
 def channel(room: str) -> str:
-    return room  # flask-sse's channel: a flask_sse publisher with channel=<room> reaches the room
+    # flask-sse's channel on one node (a flask_sse publisher with channel=<room> reaches the
+    # room); a shard channel in cluster mode (keys.channel)
+    return keys_channel(room)

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 
+from chat_common import keys
 from chat_common.lua import lua_source
 
 WINDOW_S = 86_400  # an address counts in a room for a day after it last took part
@@ -34,12 +35,14 @@ _DOMAIN = b"room-directory\0"  # the digest differs from any other use of the se
 
 
 def addresses_key(room: str) -> str:
-    return f"chat:room:{room}:addresses"
+    return keys.room_key(room, "addresses")
 
 
 def keys_of(room: str) -> list[str]:
-    """The keys that recording or counting ``room``'s addresses touches, in the scripts' order."""
-    return [addresses_key(room), ROOMS_BY_ADDRESSES_KEY, ROOMS_TOOK_PART_KEY]
+    """The keys that recording or counting ``room``'s addresses touches, in the scripts' order
+    (the directory's two sets: the room's partition's in cluster mode, keys.py)."""
+    partition = keys.partition_of(room)
+    return [addresses_key(room), keys.rooms_by_addresses_key(partition), keys.rooms_took_part_key(partition)]
 
 
 def address_tag(secret: str, address: str | None) -> str:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from chat_common import keys
 from chat_common.lua import lua_source
 from chat_common.messages import channel, live_payload, session_tag
 
@@ -76,11 +77,11 @@ def member_id(signed_in: str | None, session: str | None) -> str | None:
 
 
 def room_key(room: str) -> str:
-    return f"chat:private:{room}"
+    return keys.private_room_key(room)
 
 
 def members_key(room: str) -> str:
-    return f"chat:private:{room}:members"
+    return keys.private_members_key(room)
 
 
 # -- records ------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class PrivateRooms:
     def announce_removal(self, room: str, member: str) -> None:
         """Tell every stream worker with readers in ``room`` that ``member`` was removed."""
         data = json.dumps({"member": member}, separators=(",", ":"))
-        self.redis.publish(channel(room), live_payload(data, event=REMOVED_EVENT))
+        keys.publish(self.redis, channel(room), live_payload(data, event=REMOVED_EVENT))
 
     def invite_matches(self, room: str, token: str) -> bool:
         stored = _text(self.redis.hget(room_key(room), "invite"))

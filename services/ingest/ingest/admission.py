@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from chat_common import errors, participants
+from chat_common import errors, keys, participants
+from chat_common.lua import lua_source
 from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
 from ingest.config import Config
@@ -33,6 +35,7 @@ from ingest.config import Config
 log = logging.getLogger(__name__)
 
 ADMIT = participants.lua_with_participants("ingest/admit.lua")
+ADDRESS_BUDGETS = lua_source("ingest/budgets.lua")  # cluster mode: an address's budgets, on its own slot
 STORED, NAME_TAKEN, LIMITED = 1, 2, 3
 NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no state yet, else nothing
 
@@ -40,7 +43,7 @@ NEW_ROOM: Literal["new"] = "new"  # a budget's amount: 1 if the room has no stat
 def created_key(room: str) -> str:
     # string with the rooms window's TTL: an address was admitted to create this room, so
     # its next posts (before the bridge writes the room's meta hash) do not count it again
-    return f"chat:room:{room}:created"
+    return keys.room_key(room, "created")
 
 
 class Budget(NamedTuple):
@@ -54,8 +57,14 @@ class Budget(NamedTuple):
     limit: int
     window_s: int
 
-    def key(self) -> str:
-        return f"chat:ratelimit:{self.scope}:{self.who}"
+    def key(self, room: str | None = None) -> str:
+        """Spent for ``room``: in its slot in cluster mode (chat_common/keys.py)."""
+        return keys.budget_key(self.scope, self.who, room)
+
+    def per_address(self) -> bool:
+        """A client address's counter (the ``ip`` scopes) with a plain amount: in cluster mode it is
+        spent under the address's own tag; the new-room count needs the room's keys."""
+        return self.scope.startswith("ip") and self.amount != NEW_ROOM
 
 
 @dataclass(frozen=True)
@@ -135,19 +144,30 @@ class Admission:
     client's pool, so with its settings): a connection borrowed from the pool for each call
     costs redis-py two process-id checks, a poll of the socket and its pool bookkeeping, about
     30 of the call's 120 to 150 us of CPU (measured in process). A failed call still retries
-    and reconnects as the client's own calls do."""
+    and reconnects as the client's own calls do. In cluster mode each call goes by the cluster
+    client (it routes the call to the shard of the room's slot, and follows a failover)."""
 
     def __init__(self, redis: Redis, retry_after_s: float) -> None:
         self.retry_after_s = retry_after_s
+        self._redis = redis
         self._admit = redis.register_script(ADMIT)
-        self._pool = redis.connection_pool
+        self._address_budgets = redis.register_script(ADDRESS_BUDGETS)
         self._local = threading.local()
 
     def _client(self) -> Redis:
+        if keys.cluster():
+            return self._redis
         client: Redis | None = getattr(self._local, "client", None)
         if client is None:  # connects now: a RedisError if Redis is not there
-            client = self._local.client = Redis(connection_pool=self._pool, single_connection_client=True)
+            client = self._local.client = Redis(connection_pool=self._redis.connection_pool,
+                                                single_connection_client=True)
         return client
+
+    def _drop_held(self) -> None:
+        client: Redis | None = getattr(self._local, "client", None)
+        if client is not None:
+            self._local.client = None
+            client.close()  # its connection goes back to the pool, disconnected
 
     def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
               name: str | None = None, session: str | None = None, took_part: str = "") -> Verdict:
@@ -155,16 +175,32 @@ class Admission:
         other than ``session``?) and ``budgets`` (spent); the first that refuses decides.
         If none does, the address digest ``took_part`` takes part in the room.
         ApiError 503 if Redis does not answer."""
-        keys = [client_id_key(room, client_id) if client_id else "", history_key(room),
-                name_hold_key(room, name) if name is not None else "", meta_key(room), created_key(room),
-                *participants.keys_of(room),
-                *(budget.key() for budget in budgets)]
+        # Cluster mode: an address's budgets under its own tag, in a second call made only if the
+        # room's checks admit (so a replay or a refused name is still not counted); one node: one call.
+        address = [b for b in budgets if b.per_address()] if keys.cluster() else []
+        mine = [b for b in budgets if not b.per_address()] if address else list(budgets)
+        unused = keys.placeholder(room)
+        names = [client_id_key(room, client_id) if client_id else unused, history_key(room),
+                 name_hold_key(room, name) if name is not None else unused, meta_key(room), created_key(room),
+                 *participants.keys_of(room),
+                 *(budget.key(room) for budget in mine)]
         args: list[str | int] = [int(bool(client_id)), int(name is not None), repr(time.time()), session or "",
                                  took_part, room, participants.WINDOW_S]
-        for budget in budgets:
+        for budget in mine:
             args += [budget.amount, budget.limit, budget.window_s]
         try:
-            result = self._admit(keys, args, client=self._client())
+            try:
+                result = self._admit(names, args, client=self._client())
+            except RedisConnectionError:
+                # The held connection died with a Redis restarted since (redis-py gives a single
+                # connection no retry): once more on a new one, rather than a 503 per thread.
+                self._drop_held()
+                result = self._admit(names, args, client=self._client())
+            if int(result[0]) == 0 and address:  # fails closed too: a RedisError is a 503
+                result = self._address_budgets(
+                    [keys.address_budget_key(b.scope, b.who) for b in address],
+                    [value for b in address for value in (b.amount, b.limit, b.window_s)], client=self._client())
+                mine = address
         except RedisError as error:
             if name is not None:
                 metrics.NAME_CHECK_ERRORS.inc()
@@ -178,6 +214,6 @@ class Admission:
         if verdict == NAME_TAKEN:
             return Verdict(name_taken=True)
         if verdict == LIMITED:
-            budget, wait_s = budgets[int(result[1]) - 1], int(result[2])
+            budget, wait_s = mine[int(result[1]) - 1], int(result[2])
             return Verdict(limited=(budget.scope, wait_s if wait_s > 0 else budget.window_s))
         return ADMITTED

@@ -10,6 +10,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from chat_common import keys, redis_client
 from chat_common.errors import ApiError
 from chat_common.ops import init_app
 from chat_common.private import PrivateRooms
@@ -97,7 +98,8 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.trusted_proxies)
 
-    redis = Redis.from_url(config.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
+    redis_client.configure(config)
+    redis = redis_client.connect(config.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True)
     producer = Producer(config)
     message_log = MessageLog(config)
     app.extensions["chat.producer"] = producer
@@ -107,7 +109,7 @@ def create_app(config: Config | None = None) -> Flask:
         admission=Admission(redis, config.retry_after_s), budgets=Budgets(config),
         typing=Typing(redis, config.typing_interval_s), deleted=Deleted(redis, config.retry_after_s),
     )
-    warm_up = WarmUp(producer, redis, (ADMIT, SIGNAL))
+    warm_up = WarmUp(producer, redis, (ADMIT, keys.script(SIGNAL)))
     app.extensions["chat.warm_up"] = warm_up
     app.register_blueprint(api)
     app.register_blueprint(edits_api)

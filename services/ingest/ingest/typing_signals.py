@@ -11,6 +11,7 @@ import json
 
 from redis import Redis
 
+from chat_common import keys
 from chat_common.lua import lua_source
 from chat_common.messages import channel, live_payload, typing_key
 
@@ -20,7 +21,7 @@ SIGNAL = lua_source("ingest/typing.lua")
 class Typing:
     def __init__(self, redis: Redis, interval_s: float) -> None:
         self.interval_ms = int(interval_s * 1000)
-        self._signal = redis.register_script(SIGNAL)
+        self._signal = redis.register_script(keys.script(SIGNAL))
 
     def signal(self, room: str, user: str) -> int:
         """Tell the room's readers that ``user`` is typing; return 0, or the seconds to wait

@@ -2,11 +2,12 @@
 directory (rooms.py), plus /healthz, /readyz, /metrics."""
 
 from flask import Flask
-from redis import BlockingConnectionPool, Redis
+from redis import BlockingConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from chat_common import keys, redis_client
 from chat_common.ops import init_app
 from chat_common.sessions import init_sessions
 from stream.config import Config
@@ -18,6 +19,7 @@ from stream.presence import Presence
 from stream.private import Guard
 from stream.rooms import rooms
 from stream.services import EXTENSION, Services
+from stream.shards import ClusterHub
 from stream.streams import opening, streams
 
 __all__ = ["create_app", "opening"]
@@ -28,17 +30,28 @@ def create_app(config: Config) -> Flask:
     if config.trusted_proxies:  # the client's address: for the limits per address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)  # type: ignore[method-assign]
 
-    # A bounded pool: thousands of greenlets share a few dozen Redis connections.
-    redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-        config.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=2,
-        health_check_interval=30,
-    ))
-    history = History(redis, config)
-    # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
-    pubsub_redis = Redis.from_url(
-        config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_keepalive=True,
-    )
-    hub = Hub(pubsub_redis, history, config.heartbeat_s)
+    redis_client.configure(config)
+    hub: Hub
+    if keys.cluster():
+        # One pool per node (redis-py's cluster client); the hub reads the slots with its own
+        # client and keeps a pub/sub connection per primary (stream/shards.py).
+        redis = redis_client.connect(config.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                                     health_check_interval=30)
+        history = History(redis, config)
+        hub = ClusterHub(RedisCluster.from_url(config.redis_url, socket_connect_timeout=2), history,
+                         config.heartbeat_s)
+    else:
+        # A bounded pool: thousands of greenlets share a few dozen Redis connections.
+        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            config.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=2,
+            health_check_interval=30,
+        ))
+        history = History(redis, config)
+        # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
+        pubsub_redis = Redis.from_url(
+            config.redis_url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2, socket_keepalive=True,
+        )
+        hub = Hub(pubsub_redis, history, config.heartbeat_s)
     app.extensions[EXTENSION] = Services(
         config=config,
         hub=hub,

@@ -21,9 +21,10 @@ import time
 from typing import TypedDict
 
 from redis import Redis
+from redis.client import Pipeline
 
-from chat_common import participants
-from chat_common.messages import ACTIVE_ROOMS_KEY, PRESENT_ROOMS_KEY, presence_key
+from chat_common import keys, participants
+from chat_common.messages import presence_key
 
 RECENT_MS = 24 * 3600 * 1000  # a room is listed for a day after its last message
 MAX_ROOMS = 100
@@ -62,34 +63,50 @@ class Directory:
     def _read(self) -> list[Listed]:
         now = time.time()
         since_ms = int(now * 1000) - RECENT_MS
+        # One set of each kind on one node; one per partition in cluster mode (chat_common/keys.py).
+        partitions = keys.directory_partitions()
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(ACTIVE_ROOMS_KEY, "-inf", f"({since_ms}")
-        pipe.zremrangebyscore(PRESENT_ROOMS_KEY, "-inf", now)
-        pipe.zrange(PRESENT_ROOMS_KEY, 0, -1)
-        pipe.zrevrangebyscore(ACTIVE_ROOMS_KEY, "+inf", since_ms, start=0, num=MAX_ROOMS, withscores=True)
-        pipe.zrevrange(participants.ROOMS_BY_ADDRESSES_KEY, 0, MAX_ROOMS - 1)
-        _, _, present, recent, most_taken_part = pipe.execute()
-        present_rooms: list[str] = [room.decode() for room in present]
-        candidates = sorted({room.decode() for room, _ in recent} | {room.decode() for room in most_taken_part}
-                            | set(present_rooms))
+        for p in partitions:
+            pipe.zremrangebyscore(keys.active_rooms_key(p), "-inf", f"({since_ms}")
+            pipe.zremrangebyscore(keys.present_rooms_key(p), "-inf", now)
+            pipe.zrange(keys.present_rooms_key(p), 0, -1)
+            pipe.zrevrangebyscore(keys.active_rooms_key(p), "+inf", since_ms, start=0, num=MAX_ROOMS, withscores=True)
+            pipe.zrevrange(keys.rooms_by_addresses_key(p), 0, MAX_ROOMS - 1)
+        replies = pipe.execute()
+        present_rooms: list[str] = []
+        named: set[str] = set()
+        for start in range(0, len(replies), 5):
+            _, _, present, recent, most_taken_part = replies[start:start + 5]
+            present_rooms += [room.decode() for room in present]
+            named |= {room.decode() for room, _ in recent} | {room.decode() for room in most_taken_part}
+        candidates = sorted(named | set(present_rooms))
         if not candidates:
             return []
+        groups: dict[int, list[str]] = {}
+        for room in candidates:
+            groups.setdefault(keys.partition_of(room), []).append(room)
 
         pipe = self.redis.pipeline(transaction=False)
         for room in present_rooms:
             pipe.zrangebyscore(presence_key(room), now, "+inf")
-        pipe.zmscore(ACTIVE_ROOMS_KEY, candidates)
-        keys = [participants.ROOMS_BY_ADDRESSES_KEY, participants.ROOMS_TOOK_PART_KEY,
-                *map(participants.addresses_key, candidates)]
-        self._count(keys=keys,
-                    args=[int(now), participants.WINDOW_S, IDLE_DROPPED_PER_READ, *candidates], client=pipe)
-        *live, newest, counts = pipe.execute()
+        for p, rooms in groups.items():
+            pipe.zmscore(keys.active_rooms_key(p), rooms)
+        # A script in the pipeline on one node; in cluster mode, one call per partition (a
+        # cluster pipeline would not load a script it lacks).
+        counted = [self._count_call(p, rooms, now, pipe if not keys.cluster() else None)
+                   for p, rooms in groups.items()]
+        replies = pipe.execute()
+        live = replies[:len(present_rooms)]
+        newest = [ts for reply in replies[len(present_rooms):len(present_rooms) + len(groups)] for ts in reply]
+        counts = [count for reply in (replies[len(present_rooms) + len(groups):] if not keys.cluster() else counted)
+                  for count in reply]
+        ordered = [room for rooms in groups.values() for room in rooms]
         seats = {room: [member.decode().split("\n") for member in members]
                  for room, members in zip(present_rooms, live, strict=True)}
         people = {room: len({seat[0] for seat in room_seats}) for room, room_seats in seats.items()}
         addresses = {room: max(int(count), len({_address(seat) for seat in seats.get(room, [])}))
-                     for room, count in zip(candidates, counts, strict=True)}
-        last_ts = {room: int(ts) for room, ts in zip(candidates, newest, strict=True)
+                     for room, count in zip(ordered, counts, strict=True)}
+        last_ts = {room: int(ts) for room, ts in zip(ordered, newest, strict=True)
                    if ts is not None and ts >= since_ms}
 
         listed: list[Listed] = [
@@ -98,6 +115,18 @@ class Directory:
         ]
         listed.sort(key=lambda r: (-addresses[r["room"]], -r["people"], -(r["last_ts"] or 0), r["room"]))
         return listed[:MAX_ROOMS]
+
+
+    def _count_call(self, partition: int, rooms: list[str], now: float, pipe: Pipeline | None) -> list[int]:
+        """Count ``rooms``' addresses (all of ``partition``, in cluster mode) with directory.lua:
+        queued on ``pipe``, or called now (its counts returned)."""
+        names = [keys.rooms_by_addresses_key(partition), keys.rooms_took_part_key(partition),
+                 *map(participants.addresses_key, rooms)]
+        args: list[str | int] = [int(now), participants.WINDOW_S, IDLE_DROPPED_PER_READ, *rooms]
+        if pipe is not None:
+            self._count(keys=names, args=args, client=pipe)
+            return []
+        return [int(count) for count in self._count(keys=names, args=args)]
 
 
 def _address(seat: list[str]) -> str:

@@ -13,8 +13,8 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 
+from chat_common import keys
 from chat_common.messages import (
-    STATE_KEY,
     changes_key,
     deletes_key,
     history_key,
@@ -98,17 +98,19 @@ class History:
         rebuilt Redis), the snapshot is read once more with the new one. So a snapshot is
         one round trip."""
         for _ in range(2):
-            partitions = self._partitions
+            # In cluster mode every service is given the count (the keys are placed by it).
+            partitions = self._partitions or (keys.layout().partitions if keys.cluster() else None)
             if partitions is None:
                 pipe = self.redis.pipeline(transaction=False)
-                pipe.hmget(STATE_KEY, "partitions")
+                pipe.hmget(keys.state_key(0), "partitions")
                 ((count,),) = pipe.execute()
                 if count is None:
                     raise NotReady(room)
                 partitions = int(count)
             partition = room_partition(room, partitions)
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hmget(STATE_KEY, "partitions", f"ready:{partition}", f"floor:{partition}", f"last:{partition}")
+            pipe.hmget(keys.state_key(partition), "partitions", f"ready:{partition}", f"floor:{partition}",
+                       f"last:{partition}")
             pipe.hmget(meta_key(room), "floor", "last")  # the bridge sets "last" with every apply
             pipe_extra(pipe)
             (count, ready, partition_floor, partition_last), (room_floor, room_last), *rest = pipe.execute()

@@ -422,12 +422,21 @@ class Hub:
         if resubscribed:
             pubsub.subscribe(*map(channel, resubscribed))
             metrics.REDIS_RECONNECTS.inc()
+        self._pump(pubsub, resubscribed)
+
+    def _pump(self, pubsub: PubSub, resubscribed: set[str], live: str = "message", confirmed: str = "subscribe",
+              room_of: Callable[[str], str] = str) -> None:
+        """Read ``pubsub`` until it fails: ``live`` messages (``smessage``: a shard channel's)
+        to the rooms' clients, ``confirmed`` subscriptions to their rooms (``room_of``: the
+        room a channel is of); a subscription of a room in ``resubscribed`` re-offers its
+        window (a gap may have been missed)."""
         while True:
             message = None
             # Blocked in the socket's read until a reply; redis-py's own timeout would poll
             # the socket first (twice). The timer ends only the wait (False: no exception).
             with gevent.Timeout(IDLE_PING_S, False):
-                message = pubsub.get_message(timeout=None)
+                # None: block (redis-py's documented value, outside its annotation)
+                message = pubsub.get_message(timeout=None)  # type: ignore[arg-type]
             if message is None:
                 pubsub.ping()  # the answer (or the error) comes back through the read
                 continue
@@ -436,17 +445,22 @@ class Hub:
             batch: Batch = {}
             count = 0
             while message is not None:
-                if message["type"] == "message":
-                    self._collect(batch, message["channel"].decode(), message["data"], time.perf_counter())
+                if message["type"] == live:
+                    self._collect(batch, room_of(message["channel"].decode()), message["data"], time.perf_counter())
                     count += 1
                 else:
                     self._deliver(batch)  # in order with what comes after it
-                    if message["type"] == "subscribe":
-                        self._subscribed(message["channel"].decode(), resubscribed)
+                    if message["type"] == confirmed:
+                        self._subscribed(room_of(message["channel"].decode()), resubscribed)
+                    elif message["type"] == "sunsubscribe":
+                        self._unsubscribed(room_of(message["channel"].decode()))
                 if count >= MAX_BATCH:
                     break
                 message = self._next_read(pubsub)
             self._deliver(batch)
+
+    def _unsubscribed(self, name: str) -> None:
+        """A shard channel's subscription ended (cluster mode, stream/shards.py)."""
 
     def _next_read(self, pubsub: PubSub) -> dict[str, Any] | None:
         """The next message of what was read from the socket already, else None.

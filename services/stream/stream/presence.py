@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from chat_common import keys
 from chat_common.lua import lua_source
-from chat_common.messages import PRESENT_ROOMS_KEY, channel, live_payload, name_hold_key, presence_key
+from chat_common.messages import channel, live_payload, name_hold_key, presence_key
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Presence:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(presence_key(seat.room), {seat.member: now + self.ttl_s})
         pipe.expire(presence_key(seat.room), self.ttl_s * 2)
-        pipe.zadd(PRESENT_ROOMS_KEY, {seat.room: now + self.ttl_s}, gt=True)  # the room directory
+        pipe.zadd(keys.present_rooms_key(keys.partition_of(seat.room)), {seat.room: now + self.ttl_s},
+                  gt=True)  # the room directory
         pipe.execute()
         if seat.session:
             self._hold(keys=[name_hold_key(seat.room, seat.user)],
@@ -90,4 +92,4 @@ class Presence:
 
     def _publish(self, room: str) -> None:
         data = json.dumps({"users": self.users(room)}, ensure_ascii=False, separators=(",", ":"))
-        self.redis.publish(channel(room), live_payload(data, "presence"))
+        keys.publish(self.redis, channel(room), live_payload(data, "presence"))

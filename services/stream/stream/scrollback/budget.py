@@ -3,6 +3,8 @@ checked by the index lookup in the same call as the lookup itself (lookup.py).""
 
 from redis import Redis
 
+from chat_common import keys
+
 
 class ClientLimited(Exception):
     """This client caused its share of Kafka reads for now."""
@@ -21,18 +23,20 @@ class ClientBudget:
         self.records = records
         self.window_s = window_s
 
-    def key(self, client: str | None) -> str:
-        """The client's count of records read (string with TTL)."""
-        return f"chat:ratelimit:scrollback:{client or 'unknown'}"
+    def key(self, client: str | None, room: str | None = None) -> str:
+        """The client's count of records read (string with TTL); read with ``room``'s index,
+        in its slot in cluster mode (chat_common/keys.py)."""
+        return keys.budget_key("scrollback", client or "unknown", room)
 
     def limited(self, ttl: int | None) -> ClientLimited:
         """The refusal of a client past its share, whose counter expires in ``ttl`` s."""
         return ClientLimited(ttl if ttl and ttl > 0 else self.window_s)
 
-    def charge(self, client: str | None, records: int) -> None:
-        """Count ``records`` read for ``client``; the window starts at its first charge."""
+    def charge(self, client: str | None, records: int, room: str | None = None) -> None:
+        """Count ``records`` read for ``client`` (from ``room``'s past); the window starts at its
+        first charge."""
         if records:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.incrby(self.key(client), records)
-            pipe.expire(self.key(client), self.window_s, nx=True)
+            pipe.incrby(self.key(client, room), records)
+            pipe.expire(self.key(client, room), self.window_s, nx=True)
             pipe.execute()

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from chat_common.keys import state_key
 from chat_common.lua import lua_source
-from chat_common.messages import STATE_KEY, deleted_key, offsets_key, unpack_offsets
+from chat_common.messages import deleted_key, offsets_key, unpack_offsets
 from stream import metrics
 from stream.scrollback.budget import ClientBudget
 
@@ -40,7 +41,7 @@ class IndexLookup:
         below them, in the same call as the client's share; raises ClientLimited past that
         share."""
         reply = self._script(
-            keys=[offsets_key(room), STATE_KEY, deleted_key(room), self.budget.key(client)],
+            keys=[offsets_key(room), state_key(partition), deleted_key(room), self.budget.key(client, room)],
             args=[below, count, partition, beginning, ahead, self.budget.records, LOOKUP_EXAMINED],
         )
         if reply[0] == b"limited":

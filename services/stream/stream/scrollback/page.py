@@ -49,7 +49,7 @@ class Scrollback:
             self.read(tp, room, below, count, result, deadline, client, ahead)
         finally:
             metrics.SCROLLBACK_SECONDS.observe(time.perf_counter() - started)
-            self.budget.charge(client, result.records)
+            self.budget.charge(client, result.records, room)
         if result.ahead and self.config.scrollback_prefetch and self.cache.size > 0:
             within_share = result.used + result.records < self.budget.records
             self.read_ahead.start(tp, room, result.ahead[-ahead:], client, within_share)

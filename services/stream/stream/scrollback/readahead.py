@@ -77,6 +77,6 @@ class ReadAhead:
             self._rooms.discard(room)
             metrics.SCROLLBACK_PREFETCH.labels(outcome).inc()
             try:
-                self.budget.charge(client, read)
+                self.budget.charge(client, read, room)
             except Exception:
                 log.warning("charging a read ahead to its client failed", exc_info=True)
