@@ -80,3 +80,21 @@ def test_an_address_s_request_budget_holds_across_rooms_of_every_partition(clust
         statuses = [post(base, room, user=f"b{i}", headers=me).status_code for i, room in enumerate(rooms)]
         assert statuses == [201] * limit + [429] * (len(rooms) - limit)
         assert post(base, rooms[-1], user="other", headers={"X-Forwarded-For": "10.251.3.10"}).status_code == 201
+
+
+def test_a_room_opens_on_a_shard_whose_last_room_was_left(cluster_stack):
+    """A worker's listener of a shard is subscribed to nothing once its last room's readers
+    leave; the next room of that shard must still open (it once waited for a subscription
+    that no one confirmed, and every stream of the shard got 503 from then on)."""
+    base = cluster_stack.settings.gateway_url
+    first = new_room("alone")
+    partition = room_partition(first, PARTITIONS)
+    rooms = [first]
+    while len(rooms) < 12:  # more than the stack's stream workers: some worker serves two in turn
+        room = new_room("alone")
+        if room_partition(room, PARTITIONS) == partition:
+            rooms.append(room)
+    for room in rooms:
+        with httpx.stream("GET", stream_url(base, room, history=0), timeout=15) as response:
+            assert response.status_code == 200, (room, response.status_code, response.read())
+            assert next(response.iter_lines()) is not None  # its position, once subscribed

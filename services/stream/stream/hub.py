@@ -431,6 +431,13 @@ class Hub:
         room a channel is of); a subscription of a room in ``resubscribed`` re-offers its
         window (a gap may have been missed)."""
         while True:
+            if not pubsub.subscribed:
+                # A shard's listener (cluster mode) is subscribed to nothing once its last room
+                # is left. redis-py's get_message(timeout=None) would then wait for the next
+                # subscription and fail as it comes (None minus the seconds waited: TypeError),
+                # ending the listener; every later room of the shard got 503. Wait here instead.
+                pubsub.subscribed_event.wait(IDLE_PING_S)
+                continue
             message = None
             # Blocked in the socket's read until a reply; redis-py's own timeout would poll
             # the socket first (twice). The timer ends only the wait (False: no exception).
