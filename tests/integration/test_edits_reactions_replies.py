@@ -6,8 +6,6 @@ import time
 from urllib.parse import quote
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from support import (
@@ -25,18 +23,6 @@ from support import (
 
 HISTORY_MAX = 100  # the Redis window of the test stack (tests/support.py)
 THUMBS = "👍"
-
-
-@pytest.fixture(scope="module")
-def kafka(stack):
-    consumer = KafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False)
-    yield consumer
-    consumer.close()
-
-
-def end_offsets(kafka):
-    partitions = [TopicPartition("chat.messages", p) for p in kafka.partitions_for_topic("chat.messages")]
-    return kafka.end_offsets(partitions)
 
 
 def edit(base, room, id, text, headers=None):
@@ -75,7 +61,7 @@ def refused(response, status, code):
     assert response.json()["error"]["message"]
 
 
-def test_an_edit_reaches_readers_once_and_every_read_path_shows_the_latest_text(stack, kafka):
+def test_an_edit_reaches_readers_once_and_every_read_path_shows_the_latest_text(stack, end_offsets):
     base, room = stack.settings.gateway_url, new_room("edit")
     mine = session_headers(base)
     first = post(base, room, text="helo", headers=mine).json()
@@ -84,21 +70,21 @@ def test_an_edit_reaches_readers_once_and_every_read_path_shows_the_latest_text(
     reader = SseClient(stream_url(base, room))
     try:
         assert reader.wait_messages(2)
-        before = end_offsets(kafka)
+        before = end_offsets()
         response = edit(base, room, first["id"], "  hello  ", mine)
         assert response.status_code == 200
         body = response.json()
         assert body["id"] == first["id"] and body["text"] == "hello" and abs(body["edited_ts"] - time.time()) < 60
-        assert sum(end_offsets(kafka).values()) == sum(before.values()) + 1
+        assert sum(end_offsets().values()) == sum(before.values()) + 1
         assert reader.wait_for(lambda c: events(c, "edit"))
         [(edit_id, data)] = events(reader, "edit")
         assert data == {"id": first["id"], "text": "hello", "edited_ts": body["edited_ts"]}
         assert int(edit_id) > int(second["id"])
         # The same text again: 200, nothing written.
-        after = end_offsets(kafka)
+        after = end_offsets()
         again = edit(base, room, first["id"], "hello", mine)
         assert again.status_code == 200 and again.json() == body
-        assert end_offsets(kafka) == after
+        assert end_offsets() == after
     finally:
         reader.close()
 
@@ -129,14 +115,14 @@ def test_an_edit_reaches_readers_once_and_every_read_path_shows_the_latest_text(
     refused(edit(base, room, first["id"], "too late", mine), 409, "message_deleted")
 
 
-def test_edit_refusals_write_nothing(stack, kafka):
+def test_edit_refusals_write_nothing(stack, end_offsets):
     base, room = stack.settings.gateway_url, new_room("edit-refused")
     mine, theirs = session_headers(base), session_headers(base)
     message = post(base, room, text="mine", headers=mine).json()
     gone = post(base, room, text="gone", headers=mine).json()
     assert delete_message(base, room, gone["id"], mine).status_code == 204
     wait_applied(base, room, message["id"])
-    before = end_offsets(kafka)
+    before = end_offsets()
     refused(edit(base, room, message["id"], "theirs now", theirs), 403, "forbidden")
     refused(edit(base, room, message["id"], "no session"), 403, "forbidden")
     refused(edit(base, room, str(int(gone["id"]) + 10**6), "nothing", mine), 404, "message_not_found")
@@ -149,11 +135,11 @@ def test_edit_refusals_write_nothing(stack, kafka):
                         headers={**mine, "Content-Type": "application/json"}), 400, "invalid_json")
     refused(httpx.patch(f"{base}/api/rooms/{room}/messages/{message['id']}", json={"text": "x"}, timeout=10,
                         headers={**mine, "Origin": "https://evil.example"}), 403, "cross_origin")
-    assert end_offsets(kafka) == before
+    assert end_offsets() == before
     assert shown(base, room, message["id"])["text"] == "mine"
 
 
-def test_reactions_count_each_person_once_and_reach_every_read_path(stack, kafka):
+def test_reactions_count_each_person_once_and_reach_every_read_path(stack, end_offsets):
     base, room = stack.settings.gateway_url, new_room("react")
     message = post(base, room, text="lunch?").json()
     wait_applied(base, room, message["id"])
@@ -169,10 +155,10 @@ def test_reactions_count_each_person_once_and_reach_every_read_path(stack, kafka
                                                              "❤️": {"count": 1, "users": ["bob"]}}}
         # Idempotent: already there, already gone: 204, nothing written.
         wait_shown(base, room, message["id"], lambda m: "❤️" in m.get("reactions", {}))
-        before = end_offsets(kafka)
+        before = end_offsets()
         assert react(base, room, message["id"], "ann").status_code == 204
         assert react(base, room, message["id"], "cy", on=False).status_code == 204
-        assert end_offsets(kafka) == before
+        assert end_offsets() == before
         assert react(base, room, message["id"], "ann", on=False).status_code == 204
         assert reader.wait_for(lambda c: len(events(c, "reaction")) == 4)
         assert events(reader, "reaction")[-1][1]["reactions"] == {THUMBS: {"count": 1, "users": ["bob"]},
@@ -196,7 +182,7 @@ def test_reactions_count_each_person_once_and_reach_every_read_path(stack, kafka
         resumed.close()
 
 
-def test_reaction_refusals_write_nothing(stack, kafka):
+def test_reaction_refusals_write_nothing(stack, end_offsets):
     base, room = stack.settings.gateway_url, new_room("react-refused")
     mine = session_headers(base)
     message = post(base, room, text="hi", headers=mine).json()
@@ -206,7 +192,7 @@ def test_reaction_refusals_write_nothing(stack, kafka):
     holder = SseClient(stream_url(base, room, user="Zed", history=0), headers=mine)
     try:
         assert connected(holder)
-        before = end_offsets(kafka)
+        before = end_offsets()
         refused(react(base, room, message["id"], "ann", emoji="💩"), 422, "invalid_emoji")
         refused(react(base, room, message["id"], "ann", emoji="👍👍"), 422, "invalid_emoji")
         refused(react(base, room, str(int(gone["id"]) + 10**6), "ann"), 404, "message_not_found")
@@ -214,13 +200,13 @@ def test_reaction_refusals_write_nothing(stack, kafka):
         refused(react(base, room, message["id"], "zed"), 409, "name_taken")  # another session holds it
         refused(react(base, room, message["id"], " "), 422, "invalid_user")
         refused(react(base, room, "x", "ann"), 400, "invalid_message_id")
-        assert end_offsets(kafka) == before
+        assert end_offsets() == before
         assert react(base, room, message["id"], "Zed", headers=mine).status_code == 204  # its holder may
     finally:
         holder.close()
 
 
-def test_a_reply_quotes_its_original_and_says_when_it_is_deleted(stack, kafka):
+def test_a_reply_quotes_its_original_and_says_when_it_is_deleted(stack, end_offsets):
     base, room = stack.settings.gateway_url, new_room("reply")
     mine = session_headers(base)
     original = post(base, room, user="ann", text="first line\nsecond line", headers=mine).json()
@@ -238,11 +224,11 @@ def test_a_reply_quotes_its_original_and_says_when_it_is_deleted(stack, kafka):
     assert gone["reply_to"] == {"id": original["id"], "deleted": True}
     # Refused: deleted, unknown, another room's, not an id; nothing written.
     other = post(base, new_room("reply-other"), text="elsewhere").json()
-    before = end_offsets(kafka)
+    before = end_offsets()
     for reply_to in (original["id"], str(int(reply["id"]) + 10**6), other["id"], 5, "5x", ""):
         refused(httpx.post(f"{base}/api/rooms/{room}/messages", timeout=10,
                            json={"user": "bob", "text": "to what?", "reply_to": reply_to}), 422, "invalid_reply_to")
-    assert end_offsets(kafka) == before
+    assert end_offsets() == before
 
 
 def test_kafka_scrollback_folds_later_edits_reactions_and_deletes_into_older_messages(stack):
@@ -270,7 +256,7 @@ def test_kafka_scrollback_folds_later_edits_reactions_and_deletes_into_older_mes
     assert whole[reply["id"]]["reply_to"] == {"id": ids[6], "deleted": True}
 
 
-def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(stack, kafka, tmp_path):
+def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(stack, end_offsets, tmp_path):
     """An edit spends the author's post budget; reactions a per-name budget of their own.
     A separate ingest with small budgets, its address named in X-Forwarded-For."""
     budget, window_s = 3, 600
@@ -282,16 +268,16 @@ def test_edits_and_reactions_spend_their_budgets_and_past_them_write_nothing(sta
         wait_applied(stack.settings.gateway_url, room, id)
         assert [edit(base, room, id, f"v{i}", mine).status_code for i in (1, 2)] == [200, 200]  # 3 stored
         assert [react(base, room, id, "budget-bob", emoji=e, headers=me).status_code for e in "👍🎉🔥"] == [204] * 3
-        before = end_offsets(kafka)
+        before = end_offsets()
         for response in (edit(base, room, id, "v3", mine), react(base, room, id, "budget-bob", emoji="🚀", headers=me)):
             assert response.status_code == 429, response.text
             assert response.json()["error"]["code"] == "rate_limited"
             assert 1 <= int(response.headers["Retry-After"]) <= window_s
-        assert end_offsets(kafka) == before
+        assert end_offsets() == before
         assert react(base, room, id, "budget-cy", headers=me).status_code == 204  # another name has its own
 
 
-def test_a_message_full_of_reactions_refuses_one_more_and_still_takes_one_back(stack, kafka, tmp_path):
+def test_a_message_full_of_reactions_refuses_one_more_and_still_takes_one_back(stack, end_offsets, tmp_path):
     """REACTIONS_PER_MESSAGE_MAX bounds the (user, emoji) reactions a message holds, whatever
     names one address uses. A separate ingest with a bound of 3."""
     gateway = stack.settings.gateway_url
@@ -302,11 +288,11 @@ def test_a_message_full_of_reactions_refuses_one_more_and_still_takes_one_back(s
         assert [react(base, room, id, user, emoji=e, headers=me).status_code
                 for user, e in (("full-a", THUMBS), ("full-b", THUMBS), ("full-a", "🎉"))] == [204] * 3
         wait_shown(gateway, room, id, lambda m: sum(r["count"] for r in m.get("reactions", {}).values()) == 3)
-        before = end_offsets(kafka)
+        before = end_offsets()
         refused(react(base, room, id, "full-c", headers=me), 409, "reactions_full")  # a new name
         refused(react(base, room, id, "full-b", emoji="🔥", headers=me), 409, "reactions_full")  # a new emoji
         assert react(base, room, id, "full-a", headers=me).status_code == 204  # already there: nothing to add
-        assert end_offsets(kafka) == before
+        assert end_offsets() == before
         assert shown(gateway, room, id)["reactions"] == {THUMBS: {"count": 2, "users": ["full-a", "full-b"]},
                                                           "🎉": {"count": 1, "users": ["full-a"]}}
         assert react(base, room, id, "full-a", on=False, headers=me).status_code == 204  # taking back: always
@@ -360,14 +346,14 @@ def test_each_hop_counts_edits_reactions_and_replies_by_kind(stack):
         assert grown(before, after, "chat_stream_events_sent_total", event=kind) >= 1, kind
 
 
-def test_while_redis_is_full_edits_reactions_and_replies_are_refused_and_nothing_is_produced(stack, kafka):
+def test_while_redis_is_full_edits_reactions_and_replies_are_refused_and_nothing_is_produced(stack, end_offsets):
     """Redis over its maxmemory with noeviction (as the chart runs it): the budget checks
     cannot be made, so each is refused with 503 and Retry-After, never let through."""
     base, room = stack.settings.gateway_url, new_room("change-full")
     mine = session_headers(base)
     id = post(base, room, user="full-ann", text="mine", headers=mine).json()["id"]
     wait_applied(base, room, id)
-    before = end_offsets(kafka)
+    before = end_offsets()
     redis = Redis.from_url(stack.settings.redis_url)
     policy = redis.config_get("maxmemory-policy")["maxmemory-policy"]
     redis.config_set("maxmemory-policy", "noeviction")
@@ -379,7 +365,7 @@ def test_while_redis_is_full_edits_reactions_and_replies_are_refused_and_nothing
             assert response.status_code == 503, response.text
             assert response.json()["error"]["code"] == "redis_unavailable"
             assert int(response.headers["Retry-After"]) >= 1
-        assert end_offsets(kafka) == before
+        assert end_offsets() == before
     finally:
         redis.config_set("maxmemory", 0)
         redis.config_set("maxmemory-policy", policy)
