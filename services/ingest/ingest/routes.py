@@ -24,7 +24,7 @@ from ingest.config import Config
 from ingest.deletes import Deleted, MessageLog, may_delete
 from ingest.producer import KafkaUnavailable, Producer
 from ingest.rooms import require_member
-from ingest.targets import quote
+from ingest.targets import quote, refuse
 from ingest.typing_signals import Typing
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,7 @@ def _admit(room: str, budgets: list[Budget], user: str | None = None, client_id:
     took_part = _address_tag(ingest.config.session_secret, _address()) if takes_part else ""
     verdict = ingest.admission.check(room, budgets, client_id=client_id, session=session_id(),
                                      name=None if user is None or g.get("user") else user, took_part=took_part)
-    if verdict.name_taken:
-        raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; pick another name.')
-    if verdict.limited:
-        scope, wait_s = verdict.limited
-        metrics.RATE_LIMITED.labels(scope).inc()
-        raise errors.rate_limited(LIMIT_MESSAGES[scope].format(wait_s), wait_s)
+    refuse(verdict, user, LIMIT_MESSAGES)
     if verdict.replay_id is None:
         return None
     if verdict.replay_json:

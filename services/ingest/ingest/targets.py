@@ -15,7 +15,7 @@ from chat_common.errors import ApiError
 from chat_common.messages import Message, edits_key, quote_of, reactions_key
 from chat_common.sessions import session_id
 from ingest import metrics
-from ingest.admission import Budget
+from ingest.admission import Budget, Verdict
 from ingest.producer import KafkaUnavailable
 
 if TYPE_CHECKING:
@@ -48,12 +48,18 @@ def admit(ingest: "Ingest", room: str, budgets: list[Budget], user: str | None =
     budget is spent."""
     verdict = ingest.admission.check(room, budgets, session=session_id(),
                                      name=None if user is None or g.get("user") else user)
+    refuse(verdict, user, LIMIT_MESSAGES)
+
+
+def refuse(verdict: Verdict, user: str | None, limit_messages: dict[str, str]) -> None:
+    """The answer to an admission the room refused: 409 for a name held by another session,
+    else 429 with the spent budget's message (``limit_messages``: scope -> text)."""
     if verdict.name_taken:
         raise ApiError(409, "name_taken", f'Someone else in this room is using the name "{user}"; pick another name.')
     if verdict.limited:
         scope, wait_s = verdict.limited
         metrics.RATE_LIMITED.labels(scope).inc()
-        raise errors.rate_limited(LIMIT_MESSAGES[scope].format(wait_s), wait_s)
+        raise errors.rate_limited(limit_messages[scope].format(wait_s), wait_s)
 
 
 def produce(ingest: "Ingest", room: str, value: bytes, doing: str) -> int:
