@@ -24,6 +24,28 @@ from stream.streams import opening, streams
 
 __all__ = ["create_app", "opening"]
 
+# A worker's Redis connections, per Redis node (the one node, or each cluster node): thousands
+# of greenlets share them. A command finding them all busy waits this long for one, then fails
+# (the stream answers 503 with Retry-After), rather than opening more.
+REDIS_POOL_CONNECTIONS = 64
+REDIS_POOL_WAIT_S = 5.0
+
+
+def redis_pool(config: Config, connections: int = REDIS_POOL_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> Redis:
+    """The worker's Redis client for its commands, with a bounded pool in either mode. In
+    cluster mode one pool per node (redis-py's cluster client), each bounded alike; a pool
+    found full fails as MaxConnectionsError, which the cluster client passes on as it is,
+    not as a node that did not answer (it would drop the node's idle connections and read
+    the slots again)."""
+    if keys.cluster():
+        return redis_client.connect(config.redis_url, connection_pool_class=redis_client.BoundedPool,
+                                    max_connections=connections, timeout=wait_s, socket_timeout=5,
+                                    socket_connect_timeout=2, health_check_interval=30)
+    return Redis(connection_pool=BlockingConnectionPool.from_url(
+        config.redis_url, max_connections=connections, timeout=wait_s, socket_timeout=5, socket_connect_timeout=2,
+        health_check_interval=30,
+    ))
+
 
 def create_app(config: Config) -> Flask:
     app = Flask(__name__)
@@ -35,17 +57,12 @@ def create_app(config: Config) -> Flask:
     if keys.cluster():
         # One pool per node (redis-py's cluster client); the hub reads the slots with its own
         # client and keeps a pub/sub connection per primary (stream/shards.py).
-        redis = redis_client.connect(config.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                     health_check_interval=30)
+        redis = redis_pool(config)
         history = History(redis, config)
         hub = ClusterHub(RedisCluster.from_url(config.redis_url, socket_connect_timeout=2), history,
                          config.heartbeat_s)
     else:
-        # A bounded pool: thousands of greenlets share a few dozen Redis connections.
-        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-            config.redis_url, max_connections=64, timeout=5, socket_timeout=5, socket_connect_timeout=2,
-            health_check_interval=30,
-        ))
+        redis = redis_pool(config)
         history = History(redis, config)
         # The hub's pub/sub connection: its own, and without client-side retries (see hub.py).
         pubsub_redis = Redis.from_url(
