@@ -65,6 +65,25 @@ INDEX_PENDING = Gauge(
     "Records of the partition below its indexed offset, not in the offset indexes yet (0: indexed to the beginning).",
     ["partition"], multiprocess_mode="livemax",
 )
+COMMITS_WITHHELD = with_labels(
+    Counter(
+        "chat_bridge_commits_withheld_total",
+        "Cluster mode: partitions whose offsets were not committed, by reason: replica (no replica of the primary "
+        "that took their applies confirmed them within BRIDGE_REPLICA_WAIT_MS), moved (that primary was replaced "
+        "first: the partition is read again from its last commit).",
+        ["reason"],
+    ),
+    "replica", "moved",
+)
+COMMITS_UNREPLICATED = Counter(
+    "chat_bridge_commits_unreplicated_total",
+    "Cluster mode: partitions committed without waiting, their primary having no replica at all.",
+)
+REPLICA_WAIT_SECONDS = Histogram(
+    "chat_bridge_replica_wait_seconds",
+    "Cluster mode: time to have each primary that took applies confirm a replica holds them (WAIT), per commit.",
+    buckets=LATENCY_BUCKETS,
+)
 REDIS_USED_MEMORY = Gauge(
     "chat_redis_used_memory_bytes",
     "Memory Redis uses (INFO memory used_memory), as the bridge last read it (every 5 s).",

@@ -143,6 +143,13 @@ def state_key(partition: int) -> str:
     return f"{_partition_prefix(partition)}state"
 
 
+def commit_mark_key(partition: int) -> str:
+    """Cluster mode: a string the bridge sets on the partition's primary right before its
+    ``WAIT`` (bridge/replicas.py), so the WAIT covers every write made before it (WAIT counts
+    the writes of its own connection); holds the time (epoch ms) it was last set."""
+    return f"{_partition_prefix(partition)}commit-mark"
+
+
 def state_keys() -> list[str]:
     """Every state hash (one on one node)."""
     return [state_key(p) for p in range(_layout.partitions)] if _layout.cluster else [state_key(0)]
