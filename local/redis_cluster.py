@@ -73,7 +73,7 @@ def form(host: str, ports: list[int], check_alive: Callable[[], None], timeout: 
     they are one already (a stack started again on its run directory), and wait until every
     node sees all slots served."""
     deadline = time.monotonic() + timeout
-    while _cli(host, ports[-1], "ping").strip() != "PONG" or _cli(host, ports[0], "ping").strip() != "PONG":
+    while any(_cli(host, port, "ping").strip() != "PONG" for port in ports):  # create needs every one
         check_alive()
         if time.monotonic() > deadline:
             raise TimeoutError("the Redis cluster's nodes did not start")

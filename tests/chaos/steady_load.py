@@ -297,6 +297,15 @@ class SteadyLoad:
     def failures(self):
         return [repr(reader.failure) for reader in self.readers + self.late_readers if reader.failure is not None]
 
+    def longest_delay(self, since, rooms, until=float("inf")):
+        """The longest wait, from ingest's stamp (``ts``) to a reader, of the messages of
+        ``rooms`` that arrived after ``since`` (and before ``until``): the stream's and the bridge's part of a pause
+        (while posts are refused or slow, readers wait for nothing and this stays low)."""
+        wall = time.time() - time.monotonic()
+        return max((wall + at - message["ts"] / 1000 for reader in self.readers if reader.room in rooms
+                    for message, at in zip(reader.messages, reader.arrived, strict=True) if since < at < until),
+                   default=0.0)
+
     def longest_pause(self, since):
         return max((longest_pause(reader.arrived, since) for reader in self.readers), default=0.0)
 
