@@ -30,7 +30,7 @@ def wait_until(condition, timeout=30):
 
 
 def test_no_post_to_a_fresh_ingest_waits_for_its_producer(stack, tmp_path):
-    with services_beside(stack, ["ingest"], tmp_path, INGEST_WORKERS=str(WORKERS), INGEST_THREADS="4") as urls:
+    with services_beside(stack, ["ingest"], tmp_path, INGEST_WORKERS=str(WORKERS)) as urls:
         base, room = urls["ingest"], new_room("warm")
         # At once after ready, enough POSTs at a time to reach every worker.
         with ThreadPoolExecutor(4 * WORKERS) as pool:

@@ -1,4 +1,4 @@
-"""ingest.admission.Admission against a real Redis: each thread's calls go over a connection
+"""ingest.admission.Admission against a real Redis: calls go over a bounded set of connections
 it holds, which a dropped connection does not turn into refusals."""
 
 import subprocess
@@ -9,7 +9,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 from support import free_port
 
-from ingest.admission import ADMITTED, Admission, Budget
+from chat_common.errors import ApiError
+from ingest.admission import ADMISSION_CONNECTIONS, ADMITTED, Admission, Budget
 
 
 def test_a_held_connection_dropped_by_redis_is_made_again_and_nothing_is_counted_twice(redis_server):
@@ -25,29 +26,49 @@ def test_a_held_connection_dropped_by_redis_is_made_again_and_nothing_is_counted
     client.close()
 
 
-def test_each_thread_makes_its_calls_on_one_connection_of_its_own(redis_server):
+def test_calls_reuse_held_connections_instead_of_borrowing_one_each_time(redis_server):
     client = Redis(port=redis_server, decode_responses=True)
     admission = Admission(client, retry_after_s=2)
     budgets = [Budget("ip", "192.0.2.2", 1, 100, 60)]
-    admitted, done = threading.Barrier(4), threading.Event()  # the three threads and this one
+    for _ in range(5):
+        assert admission.check("room", budgets) is ADMITTED
+    # one connection made, held between calls (not given back to the pool)
+    assert len(client.connection_pool._in_use_connections) == 1
+    assert len(client.connection_pool._available_connections) == 0
+    assert client.get("chat:ratelimit:ip:192.0.2.2") == "5"
+    client.close()
 
-    def admit_three() -> None:
-        for _ in range(3):
-            assert admission.check("room", budgets) is ADMITTED
-        admitted.wait(10)
+
+def test_many_client_connections_cost_redis_no_more_than_the_held_connections(redis_server):
+    """The gevent worker serves up to 1,000 client connections at once: each may make calls, but
+    Redis sees at most ADMISSION_CONNECTIONS connections from the process, whoever holds the
+    client connections open."""
+    client = Redis(port=redis_server, decode_responses=True)
+    admission = Admission(client, retry_after_s=2)
+    budgets = [Budget("ip", "192.0.2.3", 1, 1_000, 60)]
+    callers = 3 * ADMISSION_CONNECTIONS
+    started, done = threading.Barrier(callers + 1), threading.Event()
+    verdicts = []
+
+    def call_then_stay() -> None:  # a client connection that posts once and stays open
+        started.wait(10)
+        verdicts.append(admission.check("room", budgets))
         done.wait(10)
 
-    threads = [threading.Thread(target=admit_three) for _ in range(3)]
+    threads = [threading.Thread(target=call_then_stay) for _ in range(callers)]
     for thread in threads:
         thread.start()
-    admitted.wait(10)
-    # three threads, three connections held (none given back to the pool between calls)
-    assert len(client.connection_pool._in_use_connections) == 3
-    assert len(client.connection_pool._available_connections) == 0
+    started.wait(10)
+    deadline = time.monotonic() + 10
+    while len(verdicts) < callers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    made = len(client.connection_pool._in_use_connections) + len(client.connection_pool._available_connections)
     done.set()
     for thread in threads:
         thread.join()
-    assert client.get("chat:ratelimit:ip:192.0.2.2") == "9"
+    assert verdicts == [ADMITTED] * callers
+    assert made <= ADMISSION_CONNECTIONS, made
+    assert client.get("chat:ratelimit:ip:192.0.2.3") == str(callers)
     client.close()
 
 
@@ -85,3 +106,33 @@ def _answers(port: int) -> bool:
         return False
     finally:
         probe.close()
+
+
+def test_calls_refused_while_redis_is_away_leave_every_connection_to_be_made_again(tmp_path):
+    """Each call made while Redis is away fails to connect (a 503); none may keep one of the
+    ADMISSION_CONNECTIONS places, or once Redis is back every call would wait and be refused."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(tmp_path)]
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
+                            decode_responses=True)  # as ingest makes it
+    admission = Admission(client, retry_after_s=2)
+    budgets = [Budget("ip", "192.0.2.4", 1, 1_000, 60)]
+    refused = 0
+    for _ in range(ADMISSION_CONNECTIONS + 8):  # nothing listens on the port yet
+        try:
+            admission.check("room", budgets)
+        except ApiError as error:
+            refused += error.status == 503
+    assert refused == ADMISSION_CONNECTIONS + 8
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        while not _answers(port):
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert admission.check("room", budgets) is ADMITTED
+        assert time.monotonic() - started < 0.5  # made at once, not after waiting for a free place
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)

@@ -14,9 +14,10 @@ import ingest.metrics  # noqa: F401
 import stream.metrics  # noqa: F401
 
 CHART_FILES = Path(__file__).resolve().parents[2] / "helm" / "chatroom" / "files"
-# Labelled by what only exists at run time: a partition once assigned, a route once answered.
+# Labelled by what only exists at run time: a partition once assigned, a route once answered,
+# the Kafka client's own metrics once switched on (INGEST_KAFKA_CLIENT_METRICS).
 LABELLED_AT_RUN_TIME = {"chat_bridge_consumer_lag", "chat_bridge_index_pending_records", "chat_http_requests",
-                        "chat_http_request_duration_seconds"}
+                        "chat_http_request_duration_seconds", "chat_ingest_kafka_client"}
 
 
 def families():

@@ -15,14 +15,17 @@ not counted either. If Redis does not answer (down, timed out, full), the reques
 (503 redis_unavailable with Retry-After): a check that cannot be made never lets it through.
 """
 
+import contextlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from redis import Redis
+from redis.commands.core import Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -139,35 +142,86 @@ class Budgets:
         return [Budget("user", author, 1, self.config.rate_limit_user, self.config.rate_limit_window_s)]
 
 
+# Connections ingest's admission calls hold to one Redis, per process, however many client
+# connections the process serves (1,000 greenlets on the gevent worker): a hostile client with
+# many idle keep-alive connections costs Redis no more connections than this.
+ADMISSION_CONNECTIONS = 32
+
+
 class Admission:
-    """Each thread makes its call on a connection of its own, held for good (taken from the
-    client's pool, so with its settings): a connection borrowed from the pool for each call
-    costs redis-py two process-id checks, a poll of the socket and its pool bookkeeping, about
-    30 of the call's 120 to 150 us of CPU (measured in process). A failed call still retries
-    and reconnects as the client's own calls do. In cluster mode each call goes by the cluster
-    client (it routes the call to the shard of the room's slot, and follows a failover)."""
+    """Each call takes one of at most ``ADMISSION_CONNECTIONS`` connections held for good
+    (taken from the client's pool, so with its settings) and gives it back after: a connection
+    borrowed from redis-py's pool for each call costs two process-id checks, a poll of the socket
+    and its pool bookkeeping, about 30 of the call's 120 to 150 us of CPU (measured in process).
+    When every held connection is busy, a call waits as long as a Redis reply may take, then is
+    refused (503: fails closed). A failed call still retries and reconnects as the client's own
+    calls do. In cluster mode each call goes by the cluster client (it routes the call to the
+    shard of the room's slot, and follows a failover)."""
 
     def __init__(self, redis: Redis, retry_after_s: float) -> None:
         self.retry_after_s = retry_after_s
         self._redis = redis
         self._admit = redis.register_script(ADMIT)
         self._address_budgets = redis.register_script(ADDRESS_BUDGETS)
-        self._local = threading.local()
+        # LIFO: the connection used last is warm; a queue.Queue is gevent's own once patched
+        self._idle: queue.LifoQueue[Redis] = queue.LifoQueue()
+        self._made = 0
+        self._making = threading.Lock()
+        pool = None if keys.cluster() else redis.connection_pool  # a cluster client has a pool per node
+        timeout = pool.connection_kwargs.get("socket_timeout") if pool else None
+        self._wait_s = float(timeout) if timeout else 1.0
 
-    def _client(self) -> Redis:
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[Redis]:
+        """One of the held connections for one call (cluster mode: the cluster client)."""
         if keys.cluster():
-            return self._redis
-        client: Redis | None = getattr(self._local, "client", None)
-        if client is None:  # connects now: a RedisError if Redis is not there
-            client = self._local.client = Redis(connection_pool=self._redis.connection_pool,
-                                                single_connection_client=True)
-        return client
+            yield self._redis
+            return
+        try:
+            client = self._idle.get_nowait()
+        except queue.Empty:
+            with self._making:
+                make = self._made < ADMISSION_CONNECTIONS
+                self._made += make
+            if make:
+                try:  # connects now: a RedisError if Redis is not there, and the place is free again
+                    client = Redis(connection_pool=self._redis.connection_pool, single_connection_client=True)
+                except BaseException:
+                    with self._making:
+                        self._made -= 1
+                    raise
+            else:
+                try:
+                    client = self._idle.get(timeout=self._wait_s)
+                except queue.Empty:  # not a ConnectionError: not tried again, a 503 at once
+                    raise RedisError(f"all {ADMISSION_CONNECTIONS} admission connections busy") from None
+        try:
+            yield client
+        except RedisConnectionError:  # it died (a Redis restarted since?): closed, made again next time
+            self._discard(client)
+            raise
+        except Exception:  # a refusal or a timeout: redis-py leaves the connection usable (or reconnects)
+            self._idle.put(client)
+            raise
+        except BaseException:  # the caller was stopped mid-call: a reply may still be on its way
+            self._discard(client)
+            raise
+        self._idle.put(client)
 
-    def _drop_held(self) -> None:
-        client: Redis | None = getattr(self._local, "client", None)
-        if client is not None:
-            self._local.client = None
-            client.close()  # its connection goes back to the pool, disconnected
+    def _discard(self, client: Redis) -> None:
+        client.close()  # its connection goes back to the pool, disconnected
+        with self._making:
+            self._made -= 1
+
+    def _call(self, script: Script, names: list[str], args: list[str | int]) -> list[int | str]:
+        """``script`` on a held connection; once more on a new one if that connection was dropped
+        (redis-py gives a single connection no retry), rather than a 503."""
+        try:
+            with self._held() as client:
+                return script(names, args, client=client)  # type: ignore[no-any-return]
+        except RedisConnectionError:
+            with self._held() as client:
+                return script(names, args, client=client)  # type: ignore[no-any-return]
 
     def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
               name: str | None = None, session: str | None = None, took_part: str = "") -> Verdict:
@@ -189,17 +243,10 @@ class Admission:
         for budget in mine:
             args += [budget.amount, budget.limit, budget.window_s]
         try:
-            try:
-                result = self._admit(names, args, client=self._client())
-            except RedisConnectionError:
-                # The held connection died with a Redis restarted since (redis-py gives a single
-                # connection no retry): once more on a new one, rather than a 503 per thread.
-                self._drop_held()
-                result = self._admit(names, args, client=self._client())
+            result = self._call(self._admit, names, args)
             if int(result[0]) == 0 and address:  # fails closed too: a RedisError is a 503
-                result = self._address_budgets(
-                    [keys.address_budget_key(b.scope, b.who) for b in address],
-                    [value for b in address for value in (b.amount, b.limit, b.window_s)], client=self._client())
+                result = self._call(self._address_budgets, [keys.address_budget_key(b.scope, b.who) for b in address],
+                                    [value for b in address for value in (b.amount, b.limit, b.window_s)])
                 mine = address
         except RedisError as error:
             if name is not None:

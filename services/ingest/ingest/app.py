@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from flask import Flask
+from kafka.errors import KafkaError
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -42,8 +43,10 @@ class WarmUp:
 
     RETRY_S = 1.0
 
-    def __init__(self, producer: Producer, redis: Redis, scripts: Sequence[str]) -> None:
+    def __init__(self, producer: Producer, redis: Redis, scripts: Sequence[str],
+                 partitions: redis_client.TopicPartitions) -> None:
         self.producer = producer
+        self.partitions = partitions  # cluster mode: the topic's count must be KAFKA_TOPIC_PARTITIONS
         self.redis = redis
         self.scripts = scripts
         self.kafka = self.scripts_loaded = False
@@ -62,6 +65,11 @@ class WarmUp:
     def _try(self) -> bool:
         started = time.perf_counter()
         self.kafka = self.kafka or self.producer.warm_up()
+        if self.kafka and not self.partitions.agree:
+            try:
+                self.partitions.check(self.producer.partition_count())
+            except KafkaError as error:
+                log.warning("the topic's partitions are not known yet", extra={"error": str(error)})
         if not self.scripts_loaded:
             try:
                 for script in self.scripts:
@@ -71,7 +79,7 @@ class WarmUp:
                 log.warning("redis scripts not loaded yet", extra={"error": str(error)})
         if self.kafka and self.scripts_loaded:
             log.info("worker warm", extra={"seconds": round(time.perf_counter() - started, 3)})
-        return self.kafka and self.scripts_loaded
+        return self.kafka and self.scripts_loaded and bool(self.partitions.agree)
 
     def _retry(self) -> None:
         while True:
@@ -82,7 +90,10 @@ class WarmUp:
     def checks(self) -> dict[str, bool]:
         """/readyz's checks; outside gunicorn (no post_worker_init) the first one starts the warm-up."""
         self.start()
-        return {"kafka": self.kafka, "redis": self.scripts_loaded}
+        checks = {"kafka": self.kafka, "redis": self.scripts_loaded}
+        if keys.cluster():  # the reason an ingest with the wrong KAFKA_TOPIC_PARTITIONS does not start
+            checks["kafka_topic_partitions"] = self.partitions.agree is not False
+        return checks
 
 
 def count_refusal(error: ApiError) -> None:
@@ -109,7 +120,7 @@ def create_app(config: Config | None = None) -> Flask:
         admission=Admission(redis, config.retry_after_s), budgets=Budgets(config),
         typing=Typing(redis, config.typing_interval_s), deleted=Deleted(redis, config.retry_after_s),
     )
-    warm_up = WarmUp(producer, redis, (ADMIT, keys.script(SIGNAL)))
+    warm_up = WarmUp(producer, redis, (ADMIT, keys.script(SIGNAL)), redis_client.TopicPartitions(config))
     app.extensions["chat.warm_up"] = warm_up
     app.register_blueprint(api)
     app.register_blueprint(edits_api)

@@ -1,6 +1,6 @@
 """ingest's Prometheus metrics (HTTP request metrics come from chat_common.metrics)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from chat_common.metrics import LATENCY_BUCKETS, with_labels
 
@@ -66,4 +66,15 @@ CHANGE_REPEATS = with_labels(
             "Edits to the same text and reactions already there (or already gone): answered, nothing written.",
             ["kind"]),
     "edit", "reaction",
+)
+
+# kafka-python's own producer metrics, as the client computes them (averages over its last
+# minute or so), copied every KAFKA_CLIENT_EVERY_S; only with INGEST_KAFKA_CLIENT_METRICS=true.
+KAFKA_CLIENT_METRICS = ("records-per-request-avg", "request-latency-avg", "record-queue-time-avg",
+                        "batch-size-avg", "record-send-rate")
+KAFKA_CLIENT = Gauge(
+    "chat_ingest_kafka_client",
+    "kafka-python's producer metrics per worker, by name (records-per-request-avg: records that shared a produce"
+    " request; request-latency-avg and record-queue-time-avg in ms). Only with INGEST_KAFKA_CLIENT_METRICS=true.",
+    ["metric"], multiprocess_mode="liveall",
 )
