@@ -6,9 +6,9 @@
 #   cluster/build.sh                   everything: the control plane (kube-apiserver,
 #                                      kube-controller-manager, kube-scheduler, kubectl, etcd,
 #                                      crds) and the node (kubelet, kube-proxy, coredns, traefik,
-#                                      metrics-server, images)
+#                                      metrics-server, kube-router, images)
 #   cluster/build.sh kubelet ...       named binaries of cluster/kubernetes/go.mod's tools, etcd,
-#                                      coredns, traefik, metrics-server, crds (the custom resource definitions
+#                                      coredns, traefik, metrics-server, kube-router, crds (the custom resource definitions
 #                                      listed below) or images (cluster/images/build.sh)
 #
 # Kubernetes: cluster/kubernetes is a module of ours requiring k8s.io/kubernetes (the release in
@@ -16,7 +16,10 @@
 # stamped in with the ldflags upstream's hack/lib/version.sh passes, so that /version reports the
 # real release. etcd: cluster/etcd is upstream's etcdmain.Main. CoreDNS: cluster/coredns is
 # upstream's coremain with the plugins the cluster uses. metrics-server: cluster/metrics-server is
-# upstream's main. Traefik: cluster/traefik (below). No cgo.
+# upstream's main. kube-router: cluster/kube-router is upstream's main, run as the NetworkPolicy
+# enforcer alone; v2.1.0, the only release the Go module proxy serves, has security advisories
+# reported against it: acceptable only inside the test cluster's private network namespace.
+# Traefik: cluster/traefik (below). No cgo.
 # Builds run at `nice 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,14 +57,14 @@ build() {
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd crds
-                                kubelet kube-proxy coredns traefik metrics-server images)
+                                kubelet kube-proxy coredns traefik metrics-server kube-router images)
 
 # --- Kubernetes -----------------------------------------------------------------------------
 k8s_version=$(sed -n 's:^\tk8s.io/kubernetes \(v[^ ]*\).*:\1:p' cluster/kubernetes/go.mod)
 k8s_dir=$CHATROOM_CACHE/kubernetes-$k8s_version-$(cat cluster/kubernetes/go.{mod,sum} | sha256sum | cut -c1-12)
 k8s_missing=()
 for name in "${want[@]}"; do
-  case $name in etcd|coredns|traefik|metrics-server|crds|images) continue ;; esac
+  case $name in etcd|coredns|traefik|metrics-server|kube-router|crds|images) continue ;; esac
   grep -qx "[[:space:]]*k8s.io/kubernetes/cmd/$name" cluster/kubernetes/go.mod \
     || { echo "cluster/build.sh: $name is not a tool of cluster/kubernetes/go.mod" >&2; exit 2; }
   [ -x "$k8s_dir/$name" ] || k8s_missing+=("$name")
@@ -88,20 +91,20 @@ if [ ${#k8s_missing[@]} -gt 0 ]; then
   rm -rf "$k8s_dir.tmp"
 fi
 for name in "${want[@]}"; do
-  case $name in etcd|coredns|traefik|metrics-server|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
+  case $name in etcd|coredns|traefik|metrics-server|kube-router|crds|images) ;; *) cache_link "$k8s_dir/$name" "cluster/$name" ;; esac
 done
 
-# --- etcd, CoreDNS, metrics-server: each a small module of ours (go.mod, go.sum, main.go) -----------------
+# --- etcd, CoreDNS, metrics-server, kube-router: each a small module of ours (go.mod, go.sum, main.go) ---
 # Built into the cache keyed by the version it requires of the module it wraps and a hash of
 # its files; then linked.
-small_module() {  # directory under cluster/ (= the program's name), what it is, the module it wraps
-  local name=$1 title=$2 module=$3 version dir
+small_module() {  # directory under cluster/ (= the program's name), what it is, the module it wraps[, ldflags]
+  local name=$1 title=$2 module=$3 ldflags=${4:-} version dir
   version=$(sed -n "s:^\(require \|\t\)$module \(v[^ ]*\).*:\2:p" "cluster/$name/go.mod")
   dir=$CHATROOM_CACHE/$name-$version-$(cat "cluster/$name/go.mod" "cluster/$name/go.sum" "cluster/$name/main.go" | sha256sum | cut -c1-12)
   if [ ! -x "$dir/$name" ]; then
     step "$title $version (go build into $dir)"
     rm -rf "$dir.tmp"
-    build "cluster/$name" "$dir" "" .
+    build "cluster/$name" "$dir" "${ldflags//@VERSION@/$version}" .
     mkdir -p "$dir"
     mv "$dir.tmp/$name" "$dir/$name"
     rm -rf "$dir.tmp"
@@ -116,6 +119,12 @@ if printf '%s\n' "${want[@]}" | grep -qx coredns; then
 fi
 if printf '%s\n' "${want[@]}" | grep -qx metrics-server; then
   small_module metrics-server metrics-server sigs.k8s.io/metrics-server
+fi
+if printf '%s\n' "${want[@]}" | grep -qx kube-router; then
+  # Security advisories are reported against v2.1.0, the only release the Go module proxy
+  # serves: it runs only inside the test cluster's private network namespace.
+  small_module kube-router kube-router github.com/cloudnativelabs/kube-router/v2 \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=@VERSION@"
 fi
 
 # --- Traefik, the ingress controller: a module of ours requiring the release -------------------

@@ -4,7 +4,8 @@ with it: etcd, kube-apiserver, kube-controller-manager and kube-scheduler; and, 
 without a node, containerd (Debian's, with runc and the CNI bridge and portmap plugins), kubelet,
 kube-proxy (iptables), with the images of cluster/images/build.sh imported into containerd, and
 as pods CoreDNS (the Service kube-dns in kube-system), Traefik (the ingress controller: the
-IngressClass INGRESS_CLASS, at NODE_IP:80 by a hostPort) and metrics-server (metrics.k8s.io).
+IngressClass INGRESS_CLASS, at NODE_IP:80 by a hostPort), metrics-server (metrics.k8s.io) and
+kube-router's firewall (a DaemonSet enforcing the NetworkPolicies with iptables and ipset).
 
     python -m cluster.cluster start           # what `make cluster` does (builds first: cluster/build.sh)
     python -m cluster.cluster start --no-node # the control plane alone
@@ -175,7 +176,8 @@ class Cluster:
                  f"{self.holder()}): etcd, kube-apiserver, kube-controller-manager, kube-scheduler"]
         if self.node:
             values = self.helm_values()
-            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy; CoreDNS and Traefik pods; the",
+            lines += [f"and the node {NODE_NAME} (containerd, kubelet, kube-proxy; CoreDNS, Traefik, metrics-server "
+                      "and kube-router pods, NetworkPolicies enforced; the",
                       "images of cluster/images/build.sh imported). Install the charts as docs/kubernetes.md tells, "
                       "with them:",
                       f"    {run} kubectl apply -f k8s/namespace.yaml"]
@@ -203,7 +205,7 @@ def main(argv: list[str]) -> int:
     if command == "start":
         build()
         print("==> starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler; containerd "
-              "(importing the images), kubelet, kube-proxy; CoreDNS and Traefik pods", flush=True)
+              "(importing the images), kubelet, kube-proxy; kube-router, CoreDNS and Traefik pods", flush=True)
         cluster.start()
         print(cluster.describe())
     elif command == "stop":

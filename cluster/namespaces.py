@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.cgroups import cgroup_pids, remove_cgroup
-from cluster.layout import CGROUP_PREFIX, NODE_CIDR, ROOT
+from cluster.layout import CGROUP_PREFIX, NODE_CIDR, ROOT, SERVICE_CIDR
 
 State = dict[str, Any]  # cluster.json: holder, netns, processes {name: pid}, cgroup (with a node)
 
@@ -102,7 +102,8 @@ class Namespaces:
 
     def make(self, with_cgroup: bool) -> State:
         """Starts the holder: a process in a new network and mount namespace (mounts private),
-        with the bridge cluster0 at NODE_CIDR; for a node, names the run's cgroup (Node makes it)."""
+        with the bridge cluster0 at NODE_CIDR, the route to SERVICE_CIDR through it; for a node,
+        names the run's cgroup (Node makes it)."""
         holder = subprocess.Popen(
             ["unshare", "--net", "--mount", "--propagation", "private", "sleep", "infinity"],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -121,7 +122,11 @@ class Namespaces:
         for cmd in (["ip", "link", "set", "lo", "up"],
                     ["ip", "link", "add", "cluster0", "type", "bridge"],
                     ["ip", "addr", "add", NODE_CIDR, "dev", "cluster0"],
-                    ["ip", "link", "set", "cluster0", "up"]):
+                    ["ip", "link", "set", "cluster0", "up"],
+                    # The Services' addresses are routed, as a node's default route routes them: a
+                    # program on the node's network (kube-router's pod) reaches the API server at
+                    # the Service `kubernetes` (kube-proxy's DNAT then sends it to NODE_IP).
+                    ["ip", "route", "add", SERVICE_CIDR, "dev", "cluster0"]):
             subprocess.run(self.inside(*cmd), check=True)
         return state
 

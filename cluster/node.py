@@ -88,13 +88,17 @@ class Node:
 
     def serve_the_charts(self, timeout: float = 300) -> None:
         """What the charts need of the cluster once the node is ready: volumes for their claims,
-        and CoreDNS and Traefik running as pods (until each Deployment's pod is Ready), and
-        metrics-server (Ready once it has scraped the kubelet; not waited for)."""
+        kube-router enforcing the NetworkPolicies, CoreDNS and Traefik running as pods (until each
+        one's pod is Ready), and metrics-server (Ready once it has scraped the kubelet; not
+        waited for)."""
         self._volumes()
         self._kubectl("apply", "--server-side", "-f", "-", input=json.dumps(
             {"apiVersion": "v1", "kind": "List", "items": system_pods(images(self.bin))}))
-        for namespace, name in (("kube-system", "coredns"), (INGRESS_NAMESPACE, "traefik")):
-            self.namespaces.run(self.bin / "kubectl", "rollout", "status", "deployment", name, "-n", namespace,
+        # kube-router first: the policies are enforced before any of the charts' pods exists.
+        for namespace, kind, name in (("kube-system", "daemonset", "kube-router"),
+                                      ("kube-system", "deployment", "coredns"),
+                                      (INGRESS_NAMESPACE, "deployment", "traefik")):
+            self.namespaces.run(self.bin / "kubectl", "rollout", "status", kind, name, "-n", namespace,
                                 f"--timeout={round(timeout)}s", timeout=timeout + 30)
 
     def _volumes(self) -> None:

@@ -4,14 +4,16 @@ kubelet gives the pods as their resolver) and Traefik (a Deployment in the names
 INGRESS_NAMESPACE serving the Ingresses of the class INGRESS_CLASS, its entry point a hostPort on
 NODE_IP:80), and metrics-server in kube-system (the resource metrics API, metrics.k8s.io, that
 `kubectl top` and the HorizontalPodAutoscalers read: it scrapes each kubelet's
-/metrics/resource). Each reads the API server through the `kubernetes` Service with a
-ServiceAccount of its own, allowed what its upstream manifests allow. The images are cluster/images/build.sh's
-(the binaries of cluster/build.sh alone in an image)."""
+/metrics/resource), and kube-router's firewall in kube-system (a DaemonSet on the node's network:
+it enforces the NetworkPolicies with iptables and ipset). Each reads the API server through the
+`kubernetes` Service with a ServiceAccount of its own, allowed what its upstream manifests allow.
+The images are cluster/images/build.sh's (the binaries of cluster/build.sh alone in an image;
+kube-router's with Debian's iptables and ipset)."""
 
 import json
 from typing import Any
 
-from cluster.layout import CLUSTER_DOMAIN, DNS_SERVICE_IP, INGRESS_CLASS, INGRESS_NAMESPACE, NODE_IP
+from cluster.layout import CLUSTER_DOMAIN, DNS_SERVICE_IP, INGRESS_CLASS, INGRESS_NAMESPACE, NODE_IP, SERVICE_CIDR
 
 Manifest = dict[str, Any]
 
@@ -182,6 +184,52 @@ def metrics_server(image: str) -> list[Manifest]:
                       "groupPriorityMinimum": 100, "versionPriority": 100}}]
 
 
+KUBE_ROUTER_HEALTH_PORT = 20244  # upstream's, on the node's addresses (the pod is on the node's network)
+
+
+def kube_router(image: str) -> list[Manifest]:
+    """As upstream's kube-router-firewall-daemonset.yaml (v2.1.0): only the NetworkPolicy
+    controller (--run-firewall; the routes and the Services stay the bridge plugin's and
+    kube-proxy's), on the node's network, its iptables rules beside kube-proxy's (the same
+    backend: cluster/images/build.sh) and the same lock file, which, /run being the cluster's own
+    tmpfs, is the cluster's. Security advisories are reported against v2.1.0, the only release
+    the Go module proxy serves: acceptable only in this cluster's private network namespace.
+    Upstream runs it privileged; it needs only to change the network's tables (NET_ADMIN, and
+    NET_RAW for iptables' raw sockets), as root."""
+    labels = {"k8s-app": "kube-router"}
+    health = {"httpGet": {"path": "/healthz", "port": KUBE_ROUTER_HEALTH_PORT}, "periodSeconds": 5,
+              "timeoutSeconds": 3}
+    container = {
+        "name": "kube-router", "image": image, "imagePullPolicy": "Never",
+        "args": ["--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+                 f"--service-cluster-ip-range={SERVICE_CIDR}", f"--health-port={KUBE_ROUTER_HEALTH_PORT}"],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}},
+        "readinessProbe": health, "livenessProbe": {**health, "initialDelaySeconds": 10},
+        "volumeMounts": [{"name": "xtables-lock", "mountPath": "/run/xtables.lock"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}}
+    return [*_access("kube-router", "kube-system", [
+                {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+                 "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                 "verbs": ["get", "list", "watch"]}]),
+            {"apiVersion": "apps/v1", "kind": "DaemonSet",
+             "metadata": {"name": "kube-router", "namespace": "kube-system", "labels": labels},
+             "spec": {"selector": {"matchLabels": labels},
+                      "template": {"metadata": {"labels": labels},
+                                   "spec": {"serviceAccountName": "kube-router",
+                                            "priorityClassName": "system-node-critical",
+                                            "hostNetwork": True, "containers": [container],
+                                            "tolerations": [{"operator": "Exists"}],
+                                            "volumes": [{"name": "xtables-lock", "hostPath": {
+                                                "path": "/run/xtables.lock", "type": "FileOrCreate"}}]}}}}]
+
+
 def system_pods(images: dict[str, str]) -> list[Manifest]:
-    """CoreDNS's, Traefik's and metrics-server's objects, with the images built here."""
-    return coredns(images["coredns"]) + traefik(images["traefik"]) + metrics_server(images["metrics-server"])
+    """CoreDNS's, Traefik's, metrics-server's and kube-router's objects, with the images built here."""
+    return (coredns(images["coredns"]) + traefik(images["traefik"]) + metrics_server(images["metrics-server"])
+            + kube_router(images["kube-router"]))

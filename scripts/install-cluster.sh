@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one-node cluster that tests/cluster runs: the Debian packages of its node (containerd,
-# runc, the CNI plugins, iptables, conntrack) and of its image builds (mmdebstrap, buildah,
+# runc, the CNI plugins, iptables, ipset, conntrack) and of its image builds (mmdebstrap, buildah,
 # catatonit), installed when missing; then cluster/build.sh builds the Kubernetes binaries,
 # etcd, CoreDNS and the images into the per-user cache once (many minutes on a new machine) and
 # afterwards only links them. scripts/install.sh test runs it.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 for pair in containerd:containerd ctr:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-            iptables:iptables conntrack:conntrack mmdebstrap:mmdebstrap buildah:buildah catatonit:catatonit \
+            iptables:iptables ipset:ipset conntrack:conntrack mmdebstrap:mmdebstrap buildah:buildah catatonit:catatonit \
             mvn:maven; do
   tool=${pair%%:*} package=${pair#*:}
   if [ "${tool#/}" != "$tool" ]; then [ -x "$tool" ] && continue; else command -v "$tool" >/dev/null 2>&1 && continue; fi

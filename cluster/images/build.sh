@@ -14,6 +14,9 @@
 #   coredns, traefik, metrics-server    the static binaries cluster/build.sh built, alone in an
 #                                       image (the cluster's DNS, ingress controller and
 #                                       resource metrics pods)
+#   kube-router                         its static binary on Debian's iptables and ipset (the
+#                                       cluster's NetworkPolicy enforcer), iptables' backend
+#                                       the one this machine's iptables (kube-proxy's) uses
 #
 # Base images: mmdebstrap makes a Debian root filesystem tar from the Debian mirror, buildah
 # turns it into an image. The Dockerfiles take their base image as a build argument whose
@@ -96,7 +99,8 @@ load() {
 }
 
 # debian NAME TAG PACKAGES [buildah config options...]: an image of a Debian root filesystem
-# (minbase and PACKAGES, without documentation), committed as $REGISTRY/NAME:TAG
+# (minbase and PACKAGES, without documentation), committed as $REGISTRY/NAME:TAG; $customize, if
+# set, is an mmdebstrap --customize-hook (run on the root filesystem, "$1", before it is packed)
 debian() {
   local name=$1 tag=$2 packages=$3; shift 3
   local ref=$REGISTRY/$name:$tag
@@ -106,7 +110,7 @@ debian() {
     --essential-hook='mkdir -p "$1/usr/share/man/man1"' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$SUITE" "$work/$name.tar" "${MIRRORS[@]}"
+    ${customize:+--customize-hook="$customize"} "$SUITE" "$work/$name.tar" "${MIRRORS[@]}"
   local c; c=$(bah from --quiet scratch)
   bah add --quiet "$c" "$work/$name.tar" / >/dev/null
   rm -f "$work/$name.tar"
@@ -227,4 +231,28 @@ for name in coredns traefik metrics-server; do
   bah commit --quiet --rm "$c" "$ref" >/dev/null
   save "$name" "$ref"
 done
+
+# --- kube-router: its static binary on Debian's iptables and ipset ---------------------------
+# Security advisories are reported against v2.1.0, the only release the Go module proxy serves:
+# the image runs only in the test cluster's private network namespace. kube-router's rules must
+# be in the same iptables backend as kube-proxy's (which runs this machine's iptables): the
+# image's `iptables` is set to the backend this machine's uses (nf_tables or legacy).
+bin=$ROOT/.cache/cluster/kube-router
+[ -x "$bin" ] || { echo "$SELF: $bin is missing (cluster/build.sh kube-router builds it)" >&2; exit 1; }
+built=$(basename "$(dirname "$(readlink -f "$bin")")")
+case $(iptables --version) in
+  *nf_tables*) backend=nft ;;
+  *legacy*) backend=legacy ;;
+  *) echo "$SELF: which backend $(command -v iptables) uses is unknown: $(iptables --version)" >&2; exit 1 ;;
+esac
+router_tag=${built#kube-router-}-$backend-$(key "kube-router image" iptables ipset "$backend")
+if ! have kube-router "$router_tag"; then
+  ref=$REGISTRY/kube-router:$router_tag
+  customize="chroot \"\$1\" update-alternatives --quiet --set iptables /usr/sbin/iptables-$backend" \
+    debian kube-router "$router_tag" iptables,ipset --entrypoint '["/usr/local/bin/kube-router"]'
+  c=$(bah from --quiet --pull=never "$ref")
+  bah copy --quiet "$c" "$(readlink -f "$bin")" /usr/local/bin/kube-router
+  bah commit --quiet --rm "$c" "$ref" >/dev/null
+  save kube-router "$ref"
+fi
 exit 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_manifests import HELM_DIR, ROOT, run
+from k8s_manifests import HELM_DIR, ROOT, helm_template, parse, run
 
 SCHEMA = Path(__file__).parent / "schemas" / "skaffold-v4beta14.json"
 CONFIG = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
@@ -87,14 +87,37 @@ def test_releases_deploy_in_order_into_the_restricted_namespace():
     assert "k8s/namespace.yaml" in " ".join(hook["host"]["command"])
 
 
+def admitted_namespaces(values_files):
+    """The namespaces the chatroom release's NetworkPolicies admit as its ingress controller."""
+    admitted = chatroom_values()["networkPolicy"]["ingressController"]
+    for values_file in values_files:
+        overrides = yaml.safe_load((ROOT / values_file).read_text())
+        admitted = overrides.get("networkPolicy", {}).get("ingressController", admitted)
+    return [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in admitted]
+
+
+def ingress_class(values_files):
+    name = chatroom_values()["ingress"]["className"]
+    for values_file in values_files:
+        name = yaml.safe_load((ROOT / values_file).read_text()).get("ingress", {}).get("className", name)
+    return name
+
+
 def test_port_forward_reaches_the_gateway_the_policies_admit():
+    """By default Traefik (k8s/traefik-kind.yaml); the ingress-nginx profile switches the
+    forward and the chatroom release's values back to ingress-nginx together."""
     [forward] = CONFIG["portForward"]
     assert forward["resourceType"] == "service" and forward["localPort"] == 8080
-    assert (forward["resourceName"], forward["namespace"], forward["port"]) == ("ingress-nginx-controller",
-                                                                               "ingress-nginx", 80)
-    admitted = chatroom_values()["networkPolicy"]["ingressController"]
-    namespaces = [p["namespaceSelector"]["matchLabels"] for p in admitted]
-    assert {"kubernetes.io/metadata.name": forward["namespace"]} in namespaces
+    assert (forward["resourceName"], forward["namespace"], forward["port"]) == ("traefik", "traefik", 80)
+    values_files = RELEASES[2]["valuesFiles"]
+    assert admitted_namespaces(values_files) == ["traefik"]
+    assert ingress_class(values_files) == "traefik"
+    patches = {p["path"]: p["value"] for p in profile("ingress-nginx")["patches"]}
+    assert (patches["/portForward/0/resourceName"], patches["/portForward/0/namespace"]) == (
+        "ingress-nginx-controller", "ingress-nginx")
+    nginx_files = patches["/deploy/helm/releases/2/valuesFiles"]
+    assert admitted_namespaces(nginx_files) == ["ingress-nginx"]
+    assert ingress_class(nginx_files) == "nginx"
 
 
 def profile(name):
@@ -104,6 +127,7 @@ def profile(name):
 @pytest.mark.parametrize(("name", "context", "active"), [
     ("kind", "kind-chatroom", True), ("kind", "minikube", False),
     ("minikube", "minikube", True), ("minikube", "kind-chatroom", False),
+    ("ingress-nginx", "minikube", True), ("ingress-nginx", "kind-chatroom", False),
 ])
 def test_profiles_activate_by_kube_context(name, context, active):
     [activation] = profile(name)["activation"]
@@ -111,13 +135,16 @@ def test_profiles_activate_by_kube_context(name, context, active):
 
 
 def test_profile_patches_target_the_right_releases():
-    targets = {"dev": "chatroom", "kind": "kafka", "minikube": "kafka", "ha": "kafka"}
+    targets = {"dev": "chatroom", "kind": "kafka", "minikube": "kafka", "ha": "kafka", "ingress-nginx": "chatroom"}
     for name, release in targets.items():
         for patch in profile(name).get("patches", []):
+            if patch["path"].startswith("/portForward/"):
+                continue  # checked with the port-forward above
             match = re.fullmatch(r"/deploy/helm/releases/(\d+)/(\w+)", patch["path"])
             assert match, patch["path"]
             assert RELEASES[int(match.group(1))]["name"] == release, f"profile {name} patches the wrong release"
-            assert match.group(2) not in RELEASES[int(match.group(1))], "an 'add' would replace the whole field"
+            present = match.group(2) in RELEASES[int(match.group(1))]
+            assert present is (patch["op"] == "replace"), "an 'add' would replace the whole field"
     assert profile("dev")["activation"] == [{"command": "dev"}]
     assert profile("ha")["patches"][0]["value"] == ["helm/kafka/values-ha.yaml"]
 
@@ -147,3 +174,30 @@ def test_kind_cluster_exposes_the_ingress_on_the_host():
     ingress_nginx = yaml.safe_load((ROOT / "k8s" / "ingress-nginx-kind.yaml").read_text())["controller"]
     assert ingress_nginx["hostPort"]["enabled"] is True
     assert ingress_nginx["nodeSelector"] == {"ingress-ready": "true"}
+
+
+def test_traefik_values_put_the_controller_on_the_mapped_ports_and_keep_streams_open():
+    """k8s/traefik-kind.yaml (keys of the official chart's values.yaml): on the ingress-ready
+    node, despite its taint, on host ports 80/443, the default IngressClass `traefik` that
+    helm/chatroom/values-traefik.yaml names, and no read deadline on the web entry point
+    (Traefik v3's 60 s default would cut every SSE stream)."""
+    traefik = yaml.safe_load((ROOT / "k8s" / "traefik-kind.yaml").read_text())
+    assert traefik["nodeSelector"] == {"ingress-ready": "true"}
+    assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Equal",
+            "effect": "NoSchedule"} in traefik["tolerations"]
+    assert (traefik["ports"]["web"]["hostPort"], traefik["ports"]["websecure"]["hostPort"]) == (80, 443)
+    assert traefik["service"]["type"] == "ClusterIP"
+    assert traefik["ingressClass"] == {"enabled": True, "isDefaultClass": True, "name": "traefik"}
+    assert ingress_class(["helm/chatroom/values-traefik.yaml"]) == traefik["ingressClass"]["name"]
+    assert traefik["ports"]["web"]["transport"]["respondingTimeouts"]["readTimeout"] == "0s"
+
+
+def test_the_chatroom_release_skaffold_installs_routes_through_traefik_only():
+    """Rendered with the release's values files: every Ingress is of the class `traefik`, and
+    the NetworkPolicies admit the namespace traefik and no longer ingress-nginx."""
+    args = [a for f in RELEASES[2]["valuesFiles"] for a in ("-f", f)]
+    docs = parse(helm_template(HELM_DIR / "chatroom", "chatroom", args))
+    ingresses = [d for d in docs if d["kind"] == "Ingress"]
+    assert ingresses and {d["spec"]["ingressClassName"] for d in ingresses} == {"traefik"}
+    policies = yaml.safe_dump([d for d in docs if d["kind"] == "NetworkPolicy"])
+    assert "kubernetes.io/metadata.name: traefik" in policies and "ingress-nginx" not in policies

@@ -22,7 +22,7 @@ import sys
 import time
 
 from support import SseClient, new_room, stream_url
-from under_flow import FLOW, Poster, longest_pause, ready_pods
+from under_flow import FLOW, Poster, ready_pods, settle
 
 SCALED = {"targetCPUUtilizationPercentage": 1, "maxReplicas": 3, "scaleDownStabilizationWindowSeconds": 0}
 
@@ -70,14 +70,7 @@ def main(base, namespace, release, chart):
     finally:
         poster.stopping.set()
         poster.join(60)
-    acked = list(poster.acked)
-    for reader in readers:
-        reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
-        reader.close()
-    for step in steps:
-        start, end = step.pop("window")
-        step["longest_ack_pause_s"] = longest_pause(poster.acked_at, start, end)
-        step["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in readers)
+    acked = settle(poster, readers, steps)
     late = readers[3:]
     return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers[:3]],
             "late_readers": [[m["text"] for m in r.messages()] for r in late],

@@ -9,13 +9,17 @@ posted reach SSE readers as they are published, each once, in order; two people 
 Chromium through it; and under a steady flow through it, a pod of each service, the Redis and
 one of the three Kafka brokers (values-ha.yaml) killed without a grace period, and an eviction
 of the last available ingest pod refused by its PodDisruptionBudget, lose, repeat or reorder
-nothing for the readers (the pauses each fault caused are printed)."""
+nothing for the readers (the pauses each fault caused are printed). All of it with the
+NetworkPolicies enforced (kube-router's firewall), which the last tests show refusing what the
+policies forbid: another namespace's pod reaching Redis, Kafka or a metrics port, a chart pod's
+egress to anything but DNS and the peers its policy names."""
 
 import json
 import sys
 import time
 from datetime import datetime
 
+import network_policies
 import pytest
 from k8s_manifests import HELM_DIR, tool
 
@@ -359,4 +363,113 @@ def test_the_stream_autoscaler_scales_out_and_in_on_metrics_under_a_flow_losing_
     for texts in seen["late_readers"]:
         assert texts and texts == acked[acked.index(texts[0]):], f"{len(texts)} received"
     assert max(seen["late_connects"]) > 1, seen["late_connects"]
+    assert all(seen["ids_rise"]), seen["ids_rise"]
+
+
+# --- The NetworkPolicies, enforced: kube-router's firewall (cluster/system_pods.py) has filtered every
+# packet of the tests above since before the releases were installed; these prove it does
+# (tests/cluster/network_policies.py).
+ELSEWHERE = "elsewhere"  # a namespace no policy names
+MONITORING = "monitoring"  # the namespace the charts admit as Prometheus's (networkPolicy.monitoring)
+
+
+def release_pod(cluster, prefix):
+    return next(p for p in running(cluster) if p["metadata"]["name"].startswith(prefix)
+                and condition(p, "Ready").get("status") == "True")
+
+
+def pods_of(cluster, namespace, selector):
+    return json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"]
+
+
+@pytest.fixture(scope="module")
+def probe_pods(installed):
+    """A waiting pod in ELSEWHERE and in MONITORING, of the image the ingest pods run."""
+    image = release_pod(installed, "chatroom-ingest-")["spec"]["containers"][0]["image"]
+    network_policies.start_probe_pods(installed, image, (ELSEWHERE, MONITORING))
+    yield installed
+    network_policies.delete_namespaces(installed, (ELSEWHERE, MONITORING))
+
+
+def test_kube_router_is_ready_and_its_rules_are_beside_kube_proxys(installed):
+    router = pods_of(installed, "kube-system", "k8s-app=kube-router")
+    assert [condition(p, "Ready").get("status") for p in router] == ["True"], router
+    assert router[0]["spec"]["hostNetwork"] and router[0]["spec"]["containers"][0]["image"].startswith(
+        f"{REGISTRY}kube-router:")
+    # In the backend this machine's iptables (kube-proxy's) uses: kube-proxy's chains and
+    # kube-router's (its firewall, one chain per pod a policy selects) in the same table.
+    chains = network_policies.kube_router_chains_beside_kube_proxys(installed)
+    assert {"KUBE-SERVICES", "KUBE-ROUTER-FORWARD"} <= set(chains), chains
+    assert any(c.startswith("KUBE-POD-FW-") for c in chains), chains
+
+
+def test_a_pod_of_another_namespace_reaches_neither_redis_nor_kafka_nor_a_metrics_port(probe_pods):
+    cluster = probe_pods
+    redis = network_policies.pod_address(release_pod(cluster, "redis-"), "redis")
+    broker_pod = release_pod(cluster, "kafka-")
+    broker = network_policies.pod_address(broker_pod, "broker")
+    broker_metrics = network_policies.pod_address(broker_pod, "metrics")
+    stream = network_policies.pod_address(release_pod(cluster, "chatroom-stream-"), "http")  # /metrics on it
+    started = time.monotonic()
+    # The same connections from the peers the policies name: a client of both (an ingest pod), and
+    # a pod of the monitoring namespace for the metrics ports. So these cannot pass for refusals.
+    client = network_policies.probe(cluster, NAMESPACE, release_pod(cluster, "chatroom-ingest-")["metadata"]["name"],
+                                    [redis, broker])["connect"]
+    scraper = network_policies.probe(cluster, MONITORING, "probe", [stream, broker_metrics])["connect"]
+    other = network_policies.probe(cluster, ELSEWHERE, "probe", [redis, broker, stream, broker_metrics])["connect"]
+    print(f"\nprobes in {time.monotonic() - started:.1f} s; from ingest: {client}; from {MONITORING}: {scraper}; "
+          f"from {ELSEWHERE}: {other}")
+    assert set(client.values()) == {"open"}, client
+    assert set(scraper.values()) == {"open"}, scraper
+    assert "open" not in other.values(), other
+    assert len(other) == 4, other
+
+
+def test_a_chart_pods_egress_is_refused_but_to_dns_and_the_peers_its_policy_names(probe_pods):
+    cluster = probe_pods
+    ingest = release_pod(cluster, "chatroom-ingest-")["metadata"]["name"]
+    named = [network_policies.pod_address(release_pod(cluster, "redis-"), "redis"),
+             network_policies.pod_address(release_pod(cluster, "kafka-"), "broker")]
+    # Open to a pod that no policy restricts (ELSEWHERE's): so a refusal below is ingest's policy.
+    unnamed = [("10.96.0.1", 443),  # the API server, through the Service `kubernetes`
+               network_policies.pod_address(pods_of(cluster, INGRESS_NAMESPACE, "app.kubernetes.io/name=traefik")[0],
+                                            "web"),
+               (pods_of(cluster, "kube-system", "k8s-app=kube-dns")[0]["status"]["podIP"], 8080)]  # DNS's health
+    started = time.monotonic()
+    names = ["redis", "kafka-bootstrap", "kafka-0.kafka-headless", "kubernetes.default.svc.cluster.local"]
+    seen = network_policies.probe(cluster, NAMESPACE, ingest, named + unnamed, names)
+    unrestricted = network_policies.probe(cluster, ELSEWHERE, "probe", unnamed)["connect"]
+    print(f"\nprobes in {time.monotonic() - started:.1f} s; from {ingest}: {seen}; from {ELSEWHERE}: {unrestricted}")
+    assert all(isinstance(ips, list) and ips for ips in seen["resolve"].values()), seen["resolve"]
+    assert [seen["connect"][f"{h}:{p}"] for h, p in named] == ["open", "open"], seen["connect"]
+    assert set(unrestricted.values()) == {"open"}, unrestricted
+    refused = {f"{h}:{p}": seen["connect"][f"{h}:{p}"] for h, p in unnamed}
+    assert "open" not in refused.values(), refused
+
+
+REDIS_CLUSTER = ROOT / "tests" / "cluster" / "redis_cluster.py"
+
+
+def test_switched_to_redis_cluster_a_primary_killed_under_a_flow_loses_repeats_or_reorders_nothing(installed):
+    # Last: it replaces the redis release with the chart's cluster mode (six nodes) and puts the app in it.
+    result = installed.run("env", SCRIPT_ENV, f"KUBECTL={BIN / 'kubectl'}", f"HELM={tool('helm')}", sys.executable,
+                           REDIS_CLUSTER, INGRESS_URL, NAMESPACE, "chatroom", "redis", HELM_DIR,
+                           installed.run_dir / "volumes", json.dumps(installed.helm_values()["redis"]), timeout=1800,
+                           check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{what_the_pods_say(installed)}"
+    seen = json.loads(result.stdout)
+    print(f"\nswitched to Redis Cluster in {seen['switched_s']} s; {len(seen['acked'])} messages acknowledged, "
+          f"{seen['retries']} posts retried, connects per reader: {seen['connects']}")
+    for fault in seen["faults"]:
+        took_over = (f"replica took over after {fault['new_primary_after_s']} s, "
+                     if fault["new_primary_after_s"] is not None else "")
+        print(f"  {fault['fault']}: {took_over}the new pod Ready "
+              f"after {fault['ready_after_s']} s, every node ok after {fault['cluster_ok_after_s']} s; longest pause "
+              f"between acknowledgements {fault['longest_ack_pause_s']} s, between messages to a reader "
+              f"{fault['longest_read_pause_s']} s")
+    assert seen["faults"][-1]["failed_over"], seen["faults"][-1]
+    acked = seen["acked"]
+    assert acked == [f"message {n}" for n in range(len(acked))] and len(acked) >= 3 * 20
+    for texts in seen["readers"]:  # every acknowledged message once, in the order posted
+        assert texts == acked, f"{len(texts)} received, {len(acked)} acknowledged"
     assert all(seen["ids_rise"]), seen["ids_rise"]

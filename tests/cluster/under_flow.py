@@ -144,6 +144,21 @@ def longest_pause(times, start, end):
     return round(max((b - a for a, b in itertools.pairwise(inside)), default=end - start), 1)
 
 
+def settle(poster, readers, windows):
+    """Once the flow has stopped: waits until every reader has every acknowledged message (closing
+    it then), gives each window (a dict with "window": (start, end)) its longest pause between
+    acknowledgements and between messages to a reader, and returns the acknowledged texts."""
+    acked = list(poster.acked)
+    for reader in readers:
+        reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
+        reader.close()
+    for window in windows:
+        start, end = window.pop("window")
+        window["longest_ack_pause_s"] = longest_pause(poster.acked_at, start, end)
+        window["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in readers)
+    return acked
+
+
 def main(base, namespace, release, redis_release, kafka_release):
     room = new_room("flow")
     readers = [SseClient(stream_url(base, room, user=f"reader-{n}", history=0), reconnect=True)
@@ -170,14 +185,7 @@ def main(base, namespace, release, redis_release, kafka_release):
     finally:
         poster.stopping.set()
         poster.join(60)
-    acked = list(poster.acked)
-    for reader in readers:
-        reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
-        reader.close()
-    for fault in done:
-        start, end = fault.pop("window")
-        fault["longest_ack_pause_s"] = longest_pause(poster.acked_at, start, end)
-        fault["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in readers)
+    acked = settle(poster, readers, done)
     return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers],
             "ids_rise": [all(int(a["id"]) < int(b["id"]) for a, b in itertools.pairwise(r.messages()))
                          for r in readers],
