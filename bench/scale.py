@@ -10,7 +10,9 @@ the stream service and the gateway and messages/s for ingest, the bridge, Kafka 
 One passing step is left out of the fit and predicted, as the check of the model. Memory:
 the idle scenario's RSS per open connection. The limits: a stream worker holds
 ``STREAM_WORKER_CONNECTIONS`` (10,000) connections; one bridge consumes a partition at most,
-on one core (one Python process); Redis runs commands on one core.
+on one core (one Python process); Redis runs commands on one core, so one node carries what
+one core does, and Redis Cluster (``REDIS_MODE=cluster``) as many shards as the partitions are
+spread over: each shard holds whole partitions (ARCHITECTURE.md, "Redis layout").
 """
 
 import argparse
@@ -28,6 +30,7 @@ PROFILES = (  # (open connections, readers per room, messages/s per room)
     (100_000, 1_000, 1.0),
     (1_000_000, 50, 0.2),
     (1_000_000, 1_000, 1.0),
+    (10_000_000, 100, 1.0),  # 100,000 messages/s: what Redis Cluster mode is for
 )
 
 
@@ -95,6 +98,10 @@ def size(model, result, connections, room, rate, partitions):
         "stream_memory_gib": connections * per_connection / 2**30,
         "gateway_descriptors": 2 * connections,
         "limits": limits,
+        # Cluster mode: enough partitions that no bridge passes TARGET_UTILISATION of its core,
+        # and enough Redis shards (primaries) that none does; a shard holds whole partitions.
+        "partitions": max(partitions, math.ceil(cores["bridge"] / TARGET_UTILISATION)),
+        "redis_shards": max(1, math.ceil(cores["redis"] / TARGET_UTILISATION)),
     }
 
 
@@ -114,8 +121,8 @@ def report(result, partitions=6):
         "| " + " | ".join(f"{predicted[n]:.2f} / {measured[n]:.2f}" for n in predicted) + " |",
         "",
         "| connections | readers per room | msg/s per room | deliveries/s | messages/s | stream cores (workers) | "
-        "stream memory | gateway cores (descriptors) | ingest | bridge | Kafka | Redis |",
-        "|" + "---|" * 12,
+        "stream memory | gateway cores (descriptors) | ingest | bridge | Kafka | Redis | partitions | Redis shards |",
+        "|" + "---|" * 14,
     ]
     for connections, room, rate in PROFILES:
         s = size(model, result, connections, room, rate, partitions)
@@ -124,11 +131,12 @@ def report(result, partitions=6):
             f"| {connections:,} | {room:,} | {rate} | {s['deliveries']:,.0f} | {s['messages']:,.0f} | "
             f"{c['stream']:.1f} ({s['stream_workers']}) | {s['stream_memory_gib']:.1f} GiB | {c['nginx']:.1f} "
             f"({s['gateway_descriptors']:,}) | {c['ingest']:.1f} | {c['bridge']:.1f} | {c['kafka']:.1f} | "
-            f"{c['redis']:.2f} |")
+            f"{c['redis']:.2f} | {s['partitions']} | {s['redis_shards']} |")
     limits = size(model, result, 1, 1, 1, partitions)["limits"]
     lines += ["", f"Limits without a change of design ({TARGET_UTILISATION:.0%} of a core each): the bridge, one "
               f"process per partition at most, {limits['bridge']:,.0f} messages/s over {partitions} partitions; "
-              f"Redis, one core, {limits['redis']:,.0f} messages/s."]
+              f"Redis, one core, {limits['redis']:,.0f} messages/s. Past these: more partitions (and bridges), "
+              f"and Redis Cluster with the shards the last column gives."]
     return "\n".join(lines)
 
 

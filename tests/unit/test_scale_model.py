@@ -48,3 +48,13 @@ def test_sizing_counts_stream_workers_by_connections_and_cores_and_names_the_bri
     assert s["stream_memory_gib"] == pytest.approx(1_000_000 * 27_000 / 2**30)
     assert s["limits"]["bridge"] == pytest.approx(6 * 0.7 / 1e-3)
     assert "| 1,000,000 | 50 | 0.2 |" in scale.report(result)
+
+
+def test_sizing_in_cluster_mode_gives_the_partitions_and_redis_shards_100000_messages_need(result):
+    model = scale.costs(result)
+    s = scale.size(model, result, 10_000_000, 100, 1.0, partitions=6)
+    assert s["messages"] == 100_000
+    # 100 bridge cores at 70% each: 143 partitions; 10 Redis cores at 70%: 15 shards
+    assert (s["partitions"], s["redis_shards"]) == (143, 15)
+    small = scale.size(model, result, 100_000, 50, 0.2, partitions=6)
+    assert (small["partitions"], small["redis_shards"]) == (6, 1)

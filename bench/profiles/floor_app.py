@@ -1,0 +1,34 @@
+"""The floor under ingest's CPU per POST: Flask on gunicorn with none of the service's own code,
+served by ``ingest_floor.py`` at the gateway's ingest address.
+
+``POST /api/rooms/<room>/messages`` parses the JSON body and answers 201; with
+``FLOOR_PRODUCE=1`` it also produces the body to the service's topic, keyed by the room, with
+the service's producer settings (``ingest.producer.settings``: acks=all, idempotent), one
+producer per worker process, and waits for the acknowledgement before answering.
+"""
+
+import json
+import os
+
+from flask import Flask, request
+from kafka import KafkaProducer
+
+from ingest.config import Config
+from ingest.producer import settings
+
+config = Config.from_env()
+app = Flask(__name__)
+producer: KafkaProducer | None = None
+if os.environ.get("FLOOR_PRODUCE") == "1":
+    # Made when the worker loads the app (after gevent's patching, on the gevent worker).
+    producer = KafkaProducer(**settings(config))
+    producer.partitions_for(config.kafka_topic)
+
+
+@app.post("/api/rooms/<room>/messages")
+def post(room: str) -> tuple[dict[str, object], int]:
+    body = request.get_json()
+    if producer is not None:
+        record = producer.send(config.kafka_topic, key=room.encode(), value=json.dumps(body).encode())
+        record.get(timeout=config.produce_timeout_s + 1)
+    return {"room": room}, 201
