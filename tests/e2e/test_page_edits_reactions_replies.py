@@ -190,6 +190,10 @@ def test_a_page_that_was_offline_gets_the_edit_and_the_reaction_it_missed_once_b
     box = ann.get_by_role("textbox", name="Edit your message")
     box.fill("at the new place")
     box.press("Enter")
+    # The edit shown on Ann's own page before she points at another message, as a person
+    # would see it: once, on a loaded machine, the edit arriving between the hover and the
+    # click left the reaction button without the pointer, and the click waited 15 s.
+    assert wait_until(lambda: edited(ann, "at the new place")), shown(ann)
     first = message(ann, "lunch at noon")
     first.hover()
     first.get_by_role("button", name="Add a reaction").click()
