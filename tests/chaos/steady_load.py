@@ -268,6 +268,14 @@ class SteadyLoad:
             total.unexpected += one.unexpected
         return total
 
+    def outcome(self):
+        """The figures every fault test holds to 0 (but ``messages``), summed over the readers:
+        each acknowledged message once, in order, with no reset of a reader's stream."""
+        check = self.check()
+        return {"messages": self.acked_count, "lost": check.lost, "duplicated": check.duplicated,
+                "out_of_order": check.out_of_order, "unexpected": check.unexpected,
+                "resets": sum(reader.resets for reader in self.readers)}
+
     def check_late(self):
         """The late readers, each against a first reader of its room (which ``check`` holds
         to every acknowledged message): every message from the first one it showed on,

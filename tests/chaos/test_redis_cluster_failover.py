@@ -70,7 +70,6 @@ async def primary_killed_under_load(stack):
         await asyncio.sleep(AFTER_S)
         await load.stop_senders()
         await load.wait_delivered()
-        check = load.check()
 
         def pause(of_rooms):
             return round(max(longest_pause(reader.arrived, struck_at) for reader in load.readers
@@ -85,12 +84,7 @@ async def primary_killed_under_load(stack):
             "readers": READERS,
             "rooms": len(rooms),
             "rooms_on_failed_shard": len(failed_rooms),
-            "messages": load.acked_count,
-            "lost": check.lost,
-            "duplicated": check.duplicated,
-            "out_of_order": check.out_of_order,
-            "unexpected": check.unexpected,
-            "resets": sum(reader.resets for reader in load.readers),
+            **load.outcome(),
             "pause_failed_shard_s": pause(failed_rooms),
             "pause_other_shards_s": pause(set(rooms.values()) - set(failed_rooms)),
             "pause_before_fault_s": pause_before_fault(),

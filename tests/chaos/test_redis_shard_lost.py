@@ -102,7 +102,6 @@ async def shard_lost_under_load(stack):
         await asyncio.sleep(AFTER_S)
         await load.stop_senders()
         await load.wait_delivered()
-        check = load.check()
         marked = {p: node_of(p).hget(state_key(p), MARK) is not None for p in rooms}
 
         def pause(of_rooms):
@@ -116,12 +115,7 @@ async def shard_lost_under_load(stack):
             "lost_partitions": sorted(lost),
             "rebuilt_partitions": sorted(await asyncio.to_thread(rebuilt_partitions, stack, logged)),
             "kept_state": sorted(p for p, kept in marked.items() if kept),
-            "messages": load.acked_count,
-            "lost": check.lost,
-            "duplicated": check.duplicated,
-            "out_of_order": check.out_of_order,
-            "unexpected": check.unexpected,
-            "resets": sum(reader.resets for reader in load.readers),
+            **load.outcome(),
             "pause_lost_shard_s": pause(lost_rooms),
             "pause_other_shards_s": pause(set(rooms.values()) - lost_rooms),
             # Every test client posts from 127.0.0.1, whose per-address budgets are on one
