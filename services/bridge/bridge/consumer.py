@@ -26,6 +26,7 @@ from bridge.config import Config
 from bridge.replicas import Replicas
 from bridge.store import DUPLICATE, NOT_READY, REPLAYED, UNAVAILABLE, WRITTEN, Item, Store
 from chat_common import keys, redis_client
+from chat_common.kafka_clients import build
 from chat_common.messages import Edit, Reaction, Tombstone, parse_record
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class Bridge:
     def _connect(self) -> KafkaConsumer | None:
         if self.stopping.is_set():
             return None
-        consumer = KafkaConsumer(
+        consumer = build(
+            KafkaConsumer,
             bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
             client_id="chat-bridge",
             group_id=self.config.group_id,

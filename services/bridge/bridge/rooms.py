@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, WatchError
 
 from bridge.config import Config
 from chat_common import redis_client
+from chat_common.kafka_reader import log_reader
 from chat_common.private import STATE_KEY, PrivateRooms, parse_record
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,7 @@ class RoomsApplier:
         self._close()
 
     def _connect(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.config.kafka_bootstrap_servers.split(","),
-            client_id="chat-bridge-rooms",
-            group_id=None,  # every bridge reads the whole topic
-            enable_auto_commit=False,
-            reconnect_backoff_max_ms=1000,
-            metrics_enabled=False,
-        )
+        consumer = log_reader(self.config.kafka_bootstrap_servers, "chat-bridge-rooms")  # the whole topic, in no group
         partitions = consumer.partitions_for_topic(self.config.kafka_rooms_topic)
         if not partitions:
             consumer.close()

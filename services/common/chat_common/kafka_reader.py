@@ -4,11 +4,14 @@ indexer, the stream's scrollback). The consume loop of the bridge has its own se
 
 from kafka import KafkaConsumer
 
+from chat_common.kafka_clients import build
+
 
 def log_reader(bootstrap_servers: str, client_id: str, **settings: object) -> KafkaConsumer:
     """A KafkaConsumer that commits nothing and is back within a second of a broker's
     return; ``settings`` add to or override those."""
-    return KafkaConsumer(
+    return build(
+        KafkaConsumer,
         bootstrap_servers=bootstrap_servers.split(","),
         client_id=client_id,
         group_id=None,

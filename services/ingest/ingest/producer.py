@@ -7,6 +7,7 @@ import time
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from chat_common.kafka_clients import build
 from ingest import metrics
 from ingest.config import Config
 
@@ -57,7 +58,7 @@ class Producer:
             threading.Thread(target=self.report_client_metrics, name="kafka-client-metrics", daemon=True).start()
 
     def _create(self) -> KafkaProducer:
-        producer = KafkaProducer(**settings(self.config))
+        producer = build(KafkaProducer, **settings(self.config))
         try:
             # The topic's partitions and their leaders, now: else the first send waits for them.
             producer.partitions_for(self.config.kafka_topic)
