@@ -26,6 +26,48 @@ def test_a_held_connection_dropped_by_redis_is_made_again_and_nothing_is_counted
     client.close()
 
 
+def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(tmp_path):
+    """A Redis restart drops every held connection at once: the next calls are admitted, not
+    refused one after another until each dead connection has been tried (before: with four
+    held, the first two calls got 503)."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
+                            decode_responses=True)  # as ingest makes it
+    try:
+        while not _answers(port):
+            time.sleep(0.05)
+        admission = Admission(client, retry_after_s=2)
+        budgets = [Budget("ip", "192.0.2.5", 1, 100, 60)]
+        pause = Redis(port=port, single_connection_client=True)
+        pause.execute_command("CLIENT", "PAUSE", 300, "ALL")  # four calls at once: four connections held
+        pause.close()
+        callers = [threading.Thread(target=admission.check, args=("room", budgets)) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+        assert client.get("chat:ratelimit:ip:192.0.2.5") == "4"
+        server.terminate()
+        server.wait(10)
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        while not _answers(port):
+            time.sleep(0.05)
+        verdicts = []
+        for _ in range(4):
+            try:
+                verdicts.append(admission.check("room", budgets))
+            except ApiError as error:
+                verdicts.append(error.status)
+        assert verdicts == [ADMITTED] * 4
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(10)
+
+
 def test_calls_reuse_held_connections_instead_of_borrowing_one_each_time(redis_server):
     client = Redis(port=redis_server, decode_responses=True)
     admission = Admission(client, retry_after_s=2)

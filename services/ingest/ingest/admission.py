@@ -213,13 +213,26 @@ class Admission:
         with self._making:
             self._made -= 1
 
+    def _drop_idle(self) -> None:
+        """Close every idle held connection: after one was dropped, the others are suspect too (a
+        Redis restart drops them all, and the next call would take one of them)."""
+        while True:
+            try:
+                client = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(client)
+
     def _call(self, script: Script, names: list[str], args: list[str | int]) -> list[int | str]:
         """``script`` on a held connection; once more on a new one if that connection was dropped
-        (redis-py gives a single connection no retry), rather than a 503."""
+        (redis-py gives a single connection no retry), rather than a 503. The idle ones are
+        dropped first: else, after a Redis restart, the retry took the next dead one and each
+        call got a 503 until every held connection had been found dead."""
         try:
             with self._held() as client:
                 return script(names, args, client=client)  # type: ignore[no-any-return]
         except RedisConnectionError:
+            self._drop_idle()
             with self._held() as client:
                 return script(names, args, client=client)  # type: ignore[no-any-return]
 
