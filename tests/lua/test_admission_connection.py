@@ -26,22 +26,48 @@ def test_a_held_connection_dropped_by_redis_is_made_again_and_nothing_is_counted
     client.close()
 
 
+class OwnRedis:
+    """A redis-server of the test's own on a free port, stopped and started at will (it comes
+    back empty: no persistence), and a client of it made as ingest makes its own."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port = free_port()
+        self.command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", str(tmp_path)]
+        self.server: subprocess.Popen[bytes] | None = None
+        self.client = Redis.from_url(f"redis://127.0.0.1:{self.port}/0", socket_timeout=1,
+                                     socket_connect_timeout=1, decode_responses=True)
+
+    def start(self) -> None:
+        self.server = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        while not _answers(self.port):
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(10)
+            self.server = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.client.close()
+        self.stop()
+
+
 def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(tmp_path):
     """A Redis restart drops every held connection at once: the next calls are admitted, not
     refused one after another until each dead connection has been tried (before: with four
     held, the first two calls got 503)."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
-                            decode_responses=True)  # as ingest makes it
+    redis = OwnRedis(tmp_path)
     try:
-        while not _answers(port):
-            time.sleep(0.05)
-        admission = Admission(client, retry_after_s=2)
+        redis.start()
+        admission = Admission(redis.client, retry_after_s=2)
         budgets = [Budget("ip", "192.0.2.5", 1, 100, 60)]
-        pause = Redis(port=port, single_connection_client=True)
+        pause = Redis(port=redis.port, single_connection_client=True)
         pause.execute_command("CLIENT", "PAUSE", 300, "ALL")  # four calls at once: four connections held
         pause.close()
         callers = [threading.Thread(target=admission.check, args=("room", budgets)) for _ in range(4)]
@@ -49,12 +75,8 @@ def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(t
             caller.start()
         for caller in callers:
             caller.join(10)
-        assert client.get("chat:ratelimit:ip:192.0.2.5") == "4"
-        server.terminate()
-        server.wait(10)
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        while not _answers(port):
-            time.sleep(0.05)
+        assert redis.client.get("chat:ratelimit:ip:192.0.2.5") == "4"
+        redis.restart()
         verdicts = []
         for _ in range(4):
             try:
@@ -63,9 +85,7 @@ def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(t
                 verdicts.append(error.status)
         assert verdicts == [ADMITTED] * 4
     finally:
-        client.close()
-        server.terminate()
-        server.wait(10)
+        redis.close()
 
 
 def test_calls_reuse_held_connections_instead_of_borrowing_one_each_time(redis_server):
@@ -115,28 +135,16 @@ def test_many_client_connections_cost_redis_no_more_than_the_held_connections(re
 
 
 def test_a_redis_restarted_since_the_last_call_is_not_a_refusal(tmp_path):
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
-                            decode_responses=True)  # as ingest makes it
+    redis = OwnRedis(tmp_path)
     try:
-        admission = Admission(client, retry_after_s=2)
+        redis.start()
+        admission = Admission(redis.client, retry_after_s=2)
         budgets = [Budget("ip", "192.0.2.2", 1, 100, 60)]
-        while not _answers(port):
-            time.sleep(0.05)
         assert admission.check("room", budgets) is ADMITTED
-        server.terminate()
-        server.wait(10)
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        while not _answers(port):
-            time.sleep(0.05)
+        redis.restart()
         assert admission.check("room", budgets) is ADMITTED  # not a 503: the held connection is made again
     finally:
-        client.close()
-        server.terminate()
-        server.wait(10)
+        redis.close()
 
 
 def _answers(port: int) -> bool:
@@ -153,12 +161,8 @@ def _answers(port: int) -> bool:
 def test_calls_refused_while_redis_is_away_leave_every_connection_to_be_made_again(tmp_path):
     """Each call made while Redis is away fails to connect (a 503); none may keep one of the
     ADMISSION_CONNECTIONS places, or once Redis is back every call would wait and be refused."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path)]
-    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
-                            decode_responses=True)  # as ingest makes it
-    admission = Admission(client, retry_after_s=2)
+    redis = OwnRedis(tmp_path)
+    admission = Admission(redis.client, retry_after_s=2)
     budgets = [Budget("ip", "192.0.2.4", 1, 1_000, 60)]
     refused = 0
     for _ in range(ADMISSION_CONNECTIONS + 8):  # nothing listens on the port yet
@@ -167,14 +171,10 @@ def test_calls_refused_while_redis_is_away_leave_every_connection_to_be_made_aga
         except ApiError as error:
             refused += error.status == 503
     assert refused == ADMISSION_CONNECTIONS + 8
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
-        while not _answers(port):
-            time.sleep(0.05)
+        redis.start()
         started = time.monotonic()
         assert admission.check("room", budgets) is ADMITTED
         assert time.monotonic() - started < 0.5  # made at once, not after waiting for a free place
     finally:
-        client.close()
-        server.terminate()
-        server.wait(10)
+        redis.close()
