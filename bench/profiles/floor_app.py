@@ -9,6 +9,7 @@ producer per worker process, and waits for the acknowledgement before answering.
 
 import json
 import os
+from collections.abc import Callable
 
 from flask import Flask, request
 from kafka import KafkaProducer
@@ -32,3 +33,14 @@ def post(room: str) -> tuple[dict[str, object], int]:
         record = producer.send(config.kafka_topic, key=room.encode(), value=json.dumps(body).encode())
         record.get(timeout=config.produce_timeout_s + 1)
     return {"room": room}, 201
+
+
+def bare(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+    """The route above without Flask: read and parse the body, answer 201 with the room."""
+    stream = environ["wsgi.input"]
+    length = int(str(environ.get("CONTENT_LENGTH") or 0))
+    json.loads(stream.read(length))  # type: ignore[attr-defined]
+    room = str(environ["PATH_INFO"]).split("/")[3]
+    body = json.dumps({"room": room}).encode()
+    start_response("201 CREATED", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -16,13 +16,15 @@ core of it; then SIGTERM and the seconds its graceful stop took.
 
 A variant is ``APP/WORKER/PROCESSES``, optionally ``/NAME=VALUE+...`` (environment added):
 
-- APP ``flask``: Flask on gunicorn alone, a POST parses the JSON body and answers 201
+- APP ``wsgi``: gunicorn alone, the same route as a bare WSGI callable (``floor_app.bare``);
+  ``flask``: Flask on gunicorn alone, a POST parses the JSON body and answers 201
   (``floor_app.py``); ``kafka``: the same plus one kafka-python produce with the service's
   producer settings, waiting for its acknowledgement (one producer per process);
   ``ingest``: the service (its gunicorn.conf.py, the worker model overridden);
 - WORKER ``gthread`` (16 threads per process with 2 processes, 32 with 1: the service's 32
   threads per instance either way) or ``gevent`` (gunicorn's gevent worker, 1,000
-  connections per process, the Kafka client's sender thread a greenlet).
+  connections per process, the Kafka client's sender thread a greenlet) or ``pywsgi``
+  (gunicorn's gevent_pywsgi worker: gevent's own WSGI server in place of gunicorn's HTTP code).
 
 Prints one JSON object: every round of every variant, and per variant the median and range
 of µs per POST; the machine's load average before and after. A variant run with
@@ -71,13 +73,15 @@ def command(variant: str, bind: str) -> tuple[list[str], dict[str, str]]:
     if worker == "gthread":
         model += ["--threads", str(THREADS_PER_INSTANCE // int(processes))]
     else:
+        model[-1] = {"gevent": "gevent", "pywsgi": "gevent_pywsgi"}[worker]
         model += ["--worker-connections", str(GEVENT_CONNECTIONS)]
     if app == "ingest":
         return [gunicorn, "-c", str(ROOT / "services/ingest/gunicorn.conf.py"), *model, "ingest.wsgi:app"], env
-    if app in ("flask", "kafka"):
+    if app in ("wsgi", "flask", "kafka"):
         env["FLOOR_PRODUCE"] = "1" if app == "kafka" else "0"
+        target = "bench.profiles.floor_app:" + ("bare" if app == "wsgi" else "app")
         return [gunicorn, *model, "--keep-alive", "75", "--graceful-timeout", str(GRACEFUL_TIMEOUT_S),
-                "--worker-tmp-dir", "/dev/shm", "bench.profiles.floor_app:app"], env
+                "--worker-tmp-dir", "/dev/shm", target], env
     raise SystemExit(f"unknown app {app!r} in {variant!r}")
 
 
