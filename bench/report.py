@@ -26,6 +26,9 @@ def write(result, out_dir, latest=True):
     json_path.write_text(json.dumps(result, indent=1, default=_jsonable))
     paths.append(json_path)
     prefix = "latest" if latest else stamp
+    if latest:  # committed beside latest.md: the figures the summary was made from
+        (out_dir / "latest.json").write_text(json_path.read_text())
+        paths.append(out_dir / "latest.json")
     plots = plot(result, out_dir, prefix)
     paths += plots
     md = summary(result, [p.name for p in plots])

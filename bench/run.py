@@ -9,8 +9,8 @@ Systems: ``ours`` and ``centrifugo`` (the whole pipeline: an acknowledged POST -
 every SSE reader), ``seed``, and the fan-out stage alone: ``ours-fanout`` (published into
 Redis as the bridge does) and ``centrifugo-fanout`` (its publish API, its Redis engine).
 
-Writes bench/results/<timestamp>.json (every figure and the machine), <timestamp>.md and
-latest.md (the summary), and the plots (latest-*.png).
+Writes bench/results/<timestamp>.json (every figure and the machine; git-ignored), latest.json
+(the same, committed), latest.md (the summary), and the plots (latest-*.png).
 """
 
 import argparse
