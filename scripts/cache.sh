@@ -22,6 +22,9 @@ use_go() {
   export GOCACHE=$CHATROOM_CACHE/go-build
   export GOFLAGS=-modcacherw
   export CGO_ENABLED=0
+  # The compiler and linker collect garbage less often, for more memory: cluster/metrics-server
+  # built from an empty build cache in 147 s instead of 185 s on a quiet 2-core machine.
+  export GOGC=${GOGC:-400}
   PATH=$PATH:/usr/local/go/bin:/usr/lib/go/bin
   command -v go >/dev/null 2>&1 || { echo "$1: Go 1.24 or newer is needed" >&2; exit 1; }
 }
