@@ -237,20 +237,22 @@ def test_dns_and_the_ingress_controller_are_pods_that_the_charts_network_policie
 
 
 def test_metrics_server_serves_the_pods_usage_and_the_stream_autoscaler_reads_it(installed):
-    # metrics-server scrapes the kubelet every 15 s; the autoscaler reads metrics.k8s.io every 15 s.
+    # metrics-server scrapes the kubelet every 15 s (a pod started since has no figures until the
+    # next scrape); the autoscaler reads metrics.k8s.io every 15 s.
     deadline = time.monotonic() + 300
     while True:
         top = installed.kubectl("top", "pods", "-n", NAMESPACE, "--no-headers", check=False)
+        used = {line.split()[0]: line.split()[1:3] for line in top.stdout.splitlines()} if top.returncode == 0 else {}
+        every_pod = {p["metadata"]["name"] for p in running(installed)} <= set(used)
         hpa = json.loads(installed.kubectl("get", "hpa", "chatroom-stream", "-n", NAMESPACE, "-o", "json").stdout)
         cpu = [m["resource"]["current"] for m in hpa["status"].get("currentMetrics") or []
                if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
-        if (top.returncode == 0 and cpu and "averageUtilization" in cpu[0]) or time.monotonic() > deadline:
+        if (every_pod and cpu and "averageUtilization" in cpu[0]) or time.monotonic() > deadline:
             break
         time.sleep(2)
     system = installed.kubectl("get", "pods", "-n", "kube-system", "-o", "wide", check=False).stdout
     assert top.returncode == 0, f"{top.stderr}\n{system}"
-    used = {line.split()[0]: line.split()[1:3] for line in top.stdout.splitlines()}
-    assert {p["metadata"]["name"] for p in running(installed)} <= set(used), used
+    assert every_pod, used
     assert cpu and "averageUtilization" in cpu[0], hpa["status"]
     active = next(c for c in hpa["status"]["conditions"] if c["type"] == "ScalingActive")
     assert active["status"] == "True", active

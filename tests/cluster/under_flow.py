@@ -144,18 +144,24 @@ def longest_pause(times, start, end):
     return round(max((b - a for a, b in itertools.pairwise(inside)), default=end - start), 1)
 
 
-def settle(poster, readers, windows):
-    """Once the flow has stopped: waits until every reader has every acknowledged message (closing
-    it then), gives each window (a dict with "window": (start, end)) its longest pause between
-    acknowledgements and between messages to a reader, and returns the acknowledged texts."""
+def settle(poster, readers, windows, late=()):
+    """Once the flow has stopped: waits until every reader has every acknowledged message, and
+    every ``late`` reader (one that connected mid-flow, without history) the last one: what was
+    sent before it connected never comes, and waiting for it would only run out the timeout.
+    Closes them all, gives each window (a dict with "window": (start, end)) its longest pause
+    between acknowledgements and between messages to a reader, and returns the acknowledged texts."""
     acked = list(poster.acked)
     for reader in readers:
         reader.wait_for(lambda c: set(acked) <= {m["text"] for m in c.messages()}, timeout=120)
+    for reader in late:
+        reader.wait_for(lambda c: acked[-1:] == [m["text"] for m in c.messages()][-1:], timeout=120)
+    everyone = [*readers, *late]
+    for reader in everyone:
         reader.close()
     for window in windows:
         start, end = window.pop("window")
         window["longest_ack_pause_s"] = longest_pause(poster.acked_at, start, end)
-        window["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in readers)
+        window["longest_read_pause_s"] = max(longest_pause(r.message_arrivals(), start, end) for r in everyone)
     return acked
 
 
