@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import redis
 from httpx_sse import connect_sse
 
 
@@ -20,6 +21,46 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free loopback port, without persistence (a restart
+    brings it back empty), started and stopped at will."""
+
+    def __init__(self, folder):
+        self.port = free_port()
+        self.command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--dir", str(folder)]
+        self.process = None
+
+    def start(self, timeout=10):
+        """Until it answers a PING (a client of its own: a tested client's pool stays as it was)."""
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def answers(self):
+        probe = redis.Redis(port=self.port, single_connection_client=True)
+        try:
+            return bool(probe.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            probe.close()
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self):
+        self.stop()
+        self.start()
 
 
 # Settings that make the behaviour under test reachable in seconds rather than minutes.

@@ -70,8 +70,8 @@ def main(base, namespace, release, chart):
     finally:
         poster.stopping.set()
         poster.join(60)
-    acked = settle(poster, readers[:3], steps, late=readers[3:])
     late = readers[3:]
+    acked = settle(poster, readers[:3], steps, late=late)
     return {"acked": acked, "readers": [[m["text"] for m in r.messages()] for r in readers[:3]],
             "late_readers": [[m["text"] for m in r.messages()] for r in late],
             "late_connects": [r.connects for r in late],

@@ -4,13 +4,12 @@ opening more connections and without the other commands to that node losing thei
 (Redis alone, no Kafka, no services: one node, then a three-primary cluster)."""
 
 import concurrent.futures
-import subprocess
 import time
 
 import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from support import free_port, redis_cluster
+from support import RedisServer, redis_cluster
 
 from chat_common import keys
 from stream.app import redis_pool
@@ -23,21 +22,10 @@ HOLD_S = 1.5  # each of the first BOUND commands holds its connection this long 
 
 @pytest.fixture(scope="module")
 def single_node(tmp_path_factory):
-    port = free_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            Redis(port=port).ping()
-            break
-        except RedisConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.05)
-    yield port
-    process.terminate()
-    process.wait(10)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.port
+    server.stop()
 
 
 @pytest.fixture(scope="module")

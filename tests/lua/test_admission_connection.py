@@ -1,13 +1,11 @@
 """ingest.admission.Admission against a real Redis: calls go over a bounded set of connections
 it holds, which a dropped connection does not turn into refusals."""
 
-import subprocess
 import threading
 import time
 
 from redis import Redis
-from redis.exceptions import RedisError
-from support import free_port
+from support import RedisServer
 
 from chat_common.errors import ApiError
 from ingest.admission import ADMISSION_CONNECTIONS, ADMITTED, Admission, Budget
@@ -26,48 +24,23 @@ def test_a_held_connection_dropped_by_redis_is_made_again_and_nothing_is_counted
     client.close()
 
 
-class OwnRedis:
-    """A redis-server of the test's own on a free port, stopped and started at will (it comes
-    back empty: no persistence), and a client of it made as ingest makes its own."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port = free_port()
-        self.command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--dir", str(tmp_path)]
-        self.server: subprocess.Popen[bytes] | None = None
-        self.client = Redis.from_url(f"redis://127.0.0.1:{self.port}/0", socket_timeout=1,
-                                     socket_connect_timeout=1, decode_responses=True)
-
-    def start(self) -> None:
-        self.server = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
-        while not _answers(self.port):
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.terminate()
-            self.server.wait(10)
-            self.server = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.client.close()
-        self.stop()
+def ingest_client(port: int) -> Redis:
+    """A client of ``port`` made as ingest makes its own."""
+    return Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1, socket_connect_timeout=1,
+                          decode_responses=True)
 
 
 def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(tmp_path):
     """A Redis restart drops every held connection at once: the next calls are admitted, not
     refused one after another until each dead connection has been tried (before: with four
     held, the first two calls got 503)."""
-    redis = OwnRedis(tmp_path)
+    server, client = RedisServer(tmp_path), None
     try:
-        redis.start()
-        admission = Admission(redis.client, retry_after_s=2)
+        server.start()
+        client = ingest_client(server.port)
+        admission = Admission(client, retry_after_s=2)
         budgets = [Budget("ip", "192.0.2.5", 1, 100, 60)]
-        pause = Redis(port=redis.port, single_connection_client=True)
+        pause = Redis(port=server.port, single_connection_client=True)
         pause.execute_command("CLIENT", "PAUSE", 300, "ALL")  # four calls at once: four connections held
         pause.close()
         callers = [threading.Thread(target=admission.check, args=("room", budgets)) for _ in range(4)]
@@ -75,8 +48,8 @@ def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(t
             caller.start()
         for caller in callers:
             caller.join(10)
-        assert redis.client.get("chat:ratelimit:ip:192.0.2.5") == "4"
-        redis.restart()
+        assert client.get("chat:ratelimit:ip:192.0.2.5") == "4"
+        server.restart()
         verdicts = []
         for _ in range(4):
             try:
@@ -85,7 +58,9 @@ def test_after_a_restart_of_redis_each_next_call_is_admitted_whatever_was_held(t
                 verdicts.append(error.status)
         assert verdicts == [ADMITTED] * 4
     finally:
-        redis.close()
+        if client is not None:
+            client.close()
+        server.stop()
 
 
 def test_calls_reuse_held_connections_instead_of_borrowing_one_each_time(redis_server):
@@ -135,34 +110,26 @@ def test_many_client_connections_cost_redis_no_more_than_the_held_connections(re
 
 
 def test_a_redis_restarted_since_the_last_call_is_not_a_refusal(tmp_path):
-    redis = OwnRedis(tmp_path)
+    server = RedisServer(tmp_path)
+    server.start()
+    client = ingest_client(server.port)
     try:
-        redis.start()
-        admission = Admission(redis.client, retry_after_s=2)
+        admission = Admission(client, retry_after_s=2)
         budgets = [Budget("ip", "192.0.2.2", 1, 100, 60)]
         assert admission.check("room", budgets) is ADMITTED
-        redis.restart()
+        server.restart()
         assert admission.check("room", budgets) is ADMITTED  # not a 503: the held connection is made again
     finally:
-        redis.close()
-
-
-def _answers(port: int) -> bool:
-    """Redis answers on ``port`` (a client of its own: the tested one's pool stays as it was)."""
-    probe = Redis(port=port, single_connection_client=True)
-    try:
-        return bool(probe.ping())
-    except RedisError:
-        return False
-    finally:
-        probe.close()
+        client.close()
+        server.stop()
 
 
 def test_calls_refused_while_redis_is_away_leave_every_connection_to_be_made_again(tmp_path):
     """Each call made while Redis is away fails to connect (a 503); none may keep one of the
     ADMISSION_CONNECTIONS places, or once Redis is back every call would wait and be refused."""
-    redis = OwnRedis(tmp_path)
-    admission = Admission(redis.client, retry_after_s=2)
+    server = RedisServer(tmp_path)
+    client = ingest_client(server.port)
+    admission = Admission(client, retry_after_s=2)
     budgets = [Budget("ip", "192.0.2.4", 1, 1_000, 60)]
     refused = 0
     for _ in range(ADMISSION_CONNECTIONS + 8):  # nothing listens on the port yet
@@ -172,9 +139,10 @@ def test_calls_refused_while_redis_is_away_leave_every_connection_to_be_made_aga
             refused += error.status == 503
     assert refused == ADMISSION_CONNECTIONS + 8
     try:
-        redis.start()
+        server.start()
         started = time.monotonic()
         assert admission.check("room", budgets) is ADMITTED
         assert time.monotonic() - started < 0.5  # made at once, not after waiting for a free place
     finally:
-        redis.close()
+        client.close()
+        server.stop()
