@@ -23,11 +23,12 @@ def write(result, out_dir, latest=True):
     stamp = result["timestamp"]
     paths = []
     json_path = out_dir / f"{stamp}.json"
-    json_path.write_text(json.dumps(result, indent=1, default=_jsonable))
+    figures = json.dumps(result, indent=1, default=_jsonable)
+    json_path.write_text(figures)
     paths.append(json_path)
     prefix = "latest" if latest else stamp
     if latest:  # committed beside latest.md: the figures the summary was made from
-        (out_dir / "latest.json").write_text(json_path.read_text())
+        (out_dir / "latest.json").write_text(figures)
         paths.append(out_dir / "latest.json")
     plots = plot(result, out_dir, prefix)
     paths += plots

@@ -69,11 +69,11 @@ def command(variant: str, bind: str) -> tuple[list[str], dict[str, str]]:
     app, worker, processes, *extra = variant.split("/")
     env = dict(item.split("=", 1) for item in extra[0].split("+")) if extra else {}
     gunicorn = str(stacks.VENV_BIN / "gunicorn")
-    model = ["--bind", bind, "--workers", processes, "--worker-class", worker]
+    worker_class = {"gthread": "gthread", "gevent": "gevent", "pywsgi": "gevent_pywsgi"}[worker]
+    model = ["--bind", bind, "--workers", processes, "--worker-class", worker_class]
     if worker == "gthread":
         model += ["--threads", str(THREADS_PER_INSTANCE // int(processes))]
     else:
-        model[-1] = {"gevent": "gevent", "pywsgi": "gevent_pywsgi"}[worker]
         model += ["--worker-connections", str(GEVENT_CONNECTIONS)]
     if app == "ingest":
         return [gunicorn, "-c", str(ROOT / "services/ingest/gunicorn.conf.py"), *model, "ingest.wsgi:app"], env
