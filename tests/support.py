@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -61,6 +62,13 @@ class RedisServer:
     def restart(self):
         self.stop()
         self.start()
+
+    def pause(self):
+        """Stopped, as a Redis stalled by the machine is: connections stay open, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
 
 
 # Settings that make the behaviour under test reachable in seconds rather than minutes.

@@ -15,18 +15,14 @@ not counted either. If Redis does not answer (down, timed out, full), the reques
 (503 redis_unavailable with Retry-After): a check that cannot be made never lets it through.
 """
 
-import contextlib
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from chat_common import errors, keys, participants
@@ -34,6 +30,7 @@ from chat_common.lua import lua_source
 from chat_common.messages import client_id_key, history_key, meta_key, name_hold_key
 from ingest import metrics
 from ingest.config import Config
+from ingest.round_trips import SharedRoundTrips
 
 log = logging.getLogger(__name__)
 
@@ -142,99 +139,23 @@ class Budgets:
         return [Budget("user", author, 1, self.config.rate_limit_user, self.config.rate_limit_window_s)]
 
 
-# Connections ingest's admission calls hold to one Redis, per process, however many client
-# connections the process serves (1,000 greenlets on the gevent worker): a hostile client with
-# many idle keep-alive connections costs Redis no more connections than this.
-ADMISSION_CONNECTIONS = 32
-
-
 class Admission:
-    """Each call takes one of at most ``ADMISSION_CONNECTIONS`` connections held for good
-    (taken from the client's pool, so with its settings) and gives it back after: a connection
-    borrowed from redis-py's pool for each call costs two process-id checks, a poll of the socket
-    and its pool bookkeeping, about 30 of the call's 120 to 150 us of CPU (measured in process).
-    When every held connection is busy, a call waits as long as a Redis reply may take, then is
-    refused (503: fails closed). A failed call still retries and reconnects as the client's own
-    calls do. In cluster mode each call goes by the cluster client (it routes the call to the
-    shard of the room's slot, and follows a failover)."""
+    """One node: every call of the process goes by its shared round trips (round_trips.py), on
+    one connection however many client connections the process serves (1,000 greenlets on the
+    gevent worker). Cluster mode: each call goes by the cluster client, which routes it to the
+    shard of the room's slot and follows a failover."""
 
     def __init__(self, redis: Redis, retry_after_s: float) -> None:
         self.retry_after_s = retry_after_s
         self._redis = redis
         self._admit = redis.register_script(ADMIT)
         self._address_budgets = redis.register_script(ADDRESS_BUDGETS)
-        # LIFO: the connection used last is warm; a queue.Queue is gevent's own once patched
-        self._idle: queue.LifoQueue[Redis] = queue.LifoQueue()
-        self._made = 0
-        self._making = threading.Lock()
-        pool = None if keys.cluster() else redis.connection_pool  # a cluster client has a pool per node
-        timeout = pool.connection_kwargs.get("socket_timeout") if pool else None
-        self._wait_s = float(timeout) if timeout else 1.0
-
-    @contextlib.contextmanager
-    def _held(self) -> Iterator[Redis]:
-        """One of the held connections for one call (cluster mode: the cluster client)."""
-        if keys.cluster():
-            yield self._redis
-            return
-        try:
-            client = self._idle.get_nowait()
-        except queue.Empty:
-            with self._making:
-                make = self._made < ADMISSION_CONNECTIONS
-                self._made += make
-            if make:
-                try:  # connects now: a RedisError if Redis is not there, and the place is free again
-                    client = Redis(connection_pool=self._redis.connection_pool, single_connection_client=True)
-                except BaseException:
-                    with self._making:
-                        self._made -= 1
-                    raise
-            else:
-                try:
-                    client = self._idle.get(timeout=self._wait_s)
-                except queue.Empty:  # not a ConnectionError: not tried again, a 503 at once
-                    raise RedisError(f"all {ADMISSION_CONNECTIONS} admission connections busy") from None
-        try:
-            yield client
-        except RedisConnectionError:  # it died (a Redis restarted since?): closed, made again next time
-            self._discard(client)
-            raise
-        except Exception:  # a refusal or a timeout: redis-py leaves the connection usable (or reconnects)
-            self._idle.put(client)
-            raise
-        except BaseException:  # the caller was stopped mid-call: a reply may still be on its way
-            self._discard(client)
-            raise
-        self._idle.put(client)
-
-    def _discard(self, client: Redis) -> None:
-        client.close()  # its connection goes back to the pool, disconnected
-        with self._making:
-            self._made -= 1
-
-    def _drop_idle(self) -> None:
-        """Close every idle held connection: after one was dropped, the others are suspect too (a
-        Redis restart drops them all, and the next call would take one of them)."""
-        while True:
-            try:
-                client = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            self._discard(client)
+        self._shared = None if keys.cluster() else SharedRoundTrips(redis.connection_pool)
 
     def _call(self, script: Script, names: list[str], args: list[str | int]) -> list[int | str]:
-        """``script`` on a held connection; once more on a new one if that connection was dropped
-        (redis-py gives a single connection no retry), rather than a 503. The idle ones are
-        dropped first: else, after a Redis restart, the retry took the next dead one and each
-        call got a 503 until every held connection had been found dead."""
-        try:
-            with self._held() as client:
-                return script(names, args, client=client)  # type: ignore[no-any-return]
-        except RedisConnectionError:
-            self._drop_idle()
-            with self._held() as client:
-                return script(names, args, client=client)  # type: ignore[no-any-return]
+        if self._shared is None:
+            return script(names, args)  # type: ignore[no-any-return]
+        return self._shared.call(script, names, args)
 
     def check(self, room: str, budgets: Sequence[Budget] = (), client_id: str | None = None,
               name: str | None = None, session: str | None = None, took_part: str = "") -> Verdict:

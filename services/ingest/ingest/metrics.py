@@ -47,6 +47,13 @@ RATE_LIMIT_ERRORS = Counter(
     "chat_ingest_rate_limit_errors_total",
     "Requests refused (503) because Redis did not answer the budget check: never let through unchecked.",
 )
+# One node only: in cluster mode each admission call goes alone, by the cluster client.
+ADMISSION_CALLS = Counter("chat_ingest_admission_calls_total",
+                          "Admission calls (the Redis check before a request is produced) sent to Redis.")
+ADMISSION_ROUND_TRIPS = Counter(
+    "chat_ingest_admission_round_trips_total",
+    "Round trips to Redis that carried admission calls: calls made while one is under way share the next.",
+)
 NAME_CHECK_ERRORS = Counter(
     "chat_ingest_name_check_errors_total",
     "Requests refused (503) because Redis did not answer the held-name check: never let through unchecked.",
