@@ -240,6 +240,14 @@ def ingest() -> list[PanelBuilder]:
                 target(summed(rate("chat_ingest_name_check_errors_total", "ingest")), "503: name check (Redis)"),
             ]),
         timeseries(
+            "Admission calls per Redis round trip",
+            "The Redis check each request makes before it is produced (retries, held names, budgets): calls "
+            "made while one round trip is under way share the next (at most 128), so under load this rises "
+            "above 1. One Redis node only: in cluster mode each call goes alone.",
+            "none", [target(summed(rate("chat_ingest_admission_calls_total", "ingest")) + " / "
+                            + summed(rate("chat_ingest_admission_round_trips_total", "ingest")),
+                            "calls per round trip")]),
+        timeseries(
             "Deletes and typing signals",
             "Deletes acknowledged by Kafka (a tombstone each), deletes of an already deleted message (204, "
             "nothing written), and typing signals published to readers (never stored). Their refusals are "
