@@ -1,4 +1,5 @@
-"""What ingest asks Redis before it produces, in one round trip (lua/admit.lua):
+"""What ingest asks Redis before it produces, in one call (lua/admit.lua; the calls of one
+process share round trips: round_trips.py):
 
 1. a retried ``client_id`` the bridge has stored already: answer with that message;
 2. a name held by a present session (the stream service holds a session's name while it is
