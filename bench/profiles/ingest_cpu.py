@@ -1,7 +1,8 @@
 """Ingest's CPU per acknowledged POST, with ingest alone doing the work.
 
     .venv/bin/python bench/profiles/ingest_cpu.py [--posters 64] [--seconds 15] [--rounds 3]
-                                                  [--rates 50,200,2000] [--record OUT.svg] [--env NAME=VALUE ...]
+                                                  [--rates 50,200,2000] [--record OUT.svg]
+                                                  [--record-rate R] [--env NAME=VALUE ...]
 
 Starts the local stack on free ports (in .run/ingest-cpu/), with the benchmark's settings
 (rate limits lifted), then stops the bridge and the stream service so that the machine's
@@ -16,7 +17,9 @@ POST and the POSTs' latency where records have fewer chances to share a produce 
 
 ``--record OUT.svg`` adds one more round, not counted, in which py-spy records one ingest
 worker (only threads holding the GIL, none idle, without pausing it) into a flame graph;
-``--record OUT.txt``, into py-spy's raw collapsed stacks (one line per stack with its count),
+``--record-rate R`` records a round paced at R msg/s instead of the closed loop (where a
+POST shares nothing with the others). ``--record OUT.txt`` records into py-spy's raw
+collapsed stacks (one line per stack with its count),
 and the round's figures then say where a POST's CPU goes (``parts_us_per_post``): each
 sample is given to the library whose code it was running (the frame nearest the leaf that
 belongs to one; the standard library's frames go to their caller), or to kafka-python's
@@ -134,7 +137,13 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
                                 str(args.seconds), "-r", "100", "--gil", "--nonblocking", "-o", args.record,
                                 "--format", "raw" if args.record.endswith(".txt") else "flamegraph"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        result["recorded"] = await closed_round(target, rooms, pids, args)
+        if args.record_rate:
+            senders = loadgen.Readers(target, rooms, 0)
+            await senders.open()
+            result["recorded"] = await paced_round(target, senders, args.record_rate, pids, args)
+            await senders.close()
+        else:
+            result["recorded"] = await closed_round(target, rooms, pids, args)
         spy.wait()
         if args.record.endswith(".txt"):
             per_post = result["recorded"]["ingest_us_per_post"]
@@ -151,6 +160,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rates", default="", help="paced rates (msg/s, comma-separated) measured first")
     parser.add_argument("--record", help="also record one ingest worker: a flame graph (.svg) or raw stacks (.txt)")
+    parser.add_argument("--record-rate", type=float, default=0.0,
+                        help="the recorded round paced at this rate (msg/s) instead of the closed loop")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
     load_before = [round(x, 2) for x in os.getloadavg()]
