@@ -125,15 +125,20 @@ class SharedRoundTrips:
             except RedisConnectionError:  # dropped since the last batch (a Redis restart?): once more
                 self._drop()
                 replies = self._round_trip(batch)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:  # Redis restarted or flushed its scripts: load them, send those calls again
-                self._load({batch[i].script for i in missing})
-                for i, reply in zip(missing, self._round_trip([batch[i] for i in missing]), strict=True):
-                    replies[i] = reply
-            return replies
         except RedisError as error:  # a timeout too: its replies may still come, so the connection goes
             self._drop()
             return [error] * len(batch)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted or flushed its scripts: load them, send those calls again
+            try:
+                self._load({batch[i].script for i in missing})
+                again = self._round_trip([batch[i] for i in missing])
+            except RedisError as error:  # only those calls are refused: the others were answered
+                self._drop()
+                again = [error] * len(missing)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
 
     def _round_trip(self, batch: Sequence[Call]) -> list[Reply | RedisError]:
         if self._connection is None:
