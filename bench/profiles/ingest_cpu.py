@@ -118,18 +118,25 @@ async def paced_round(target: loadgen.Target, readers: loadgen.Readers, rate: fl
     }
 
 
+async def paced_rounds(target: loadgen.Target, rooms: list[str], rates: list[float], pids: dict[str, int],
+                       args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A paced round at each of ``rates``, over senders opened once for them all."""
+    if not rates:
+        return []
+    senders = loadgen.Readers(target, rooms, 0)  # the rooms to post to, nobody reading them
+    await senders.open()
+    rounds = [await paced_round(target, senders, rate, pids, args) for rate in rates]
+    await senders.close()
+    return rounds
+
+
 async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str, Any]:
     pids = {name: stack.pid(name) for name in PROGRAMS}
     target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
     rooms = [f"ingest-{i}" for i in range(ROOMS)]
     await loadgen.ingest_closed_loop(target, rooms, args.posters, 3)  # warm up: connections, metadata
-    result: dict[str, Any] = {"paced": []}
-    if args.rates:
-        senders = loadgen.Readers(target, rooms, 0)  # the rooms to post to, nobody reading them
-        await senders.open()
-        result["paced"] = [await paced_round(target, senders, float(rate), pids, args)
-                           for rate in args.rates.split(",")]
-        await senders.close()
+    rates = [float(rate) for rate in args.rates.split(",")] if args.rates else []
+    result: dict[str, Any] = {"paced": await paced_rounds(target, rooms, rates, pids, args)}
     result["rounds"] = [await closed_round(target, rooms, pids, args) for _ in range(args.rounds)]
     if args.record:
         worker = psutil.Process(pids["ingest"]).children()[0].pid
@@ -138,10 +145,7 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
                                 "--format", "raw" if args.record.endswith(".txt") else "flamegraph"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         if args.record_rate:
-            senders = loadgen.Readers(target, rooms, 0)
-            await senders.open()
-            result["recorded"] = await paced_round(target, senders, args.record_rate, pids, args)
-            await senders.close()
+            result["recorded"] = (await paced_rounds(target, rooms, [args.record_rate], pids, args))[0]
         else:
             result["recorded"] = await closed_round(target, rooms, pids, args)
         spy.wait()
