@@ -1,6 +1,6 @@
 """The packages' floor under ingest's CPU per POST, and each worker model's cost, alternated.
 
-    .venv/bin/python bench/profiles/ingest_floor.py [--posters 64] [--seconds 10] [--rounds 3]
+    .venv/bin/python bench/profiles/ingest_floor.py [--posters 64] [--seconds 10] [--rounds 3] [--rate R]
                                                     [--variants APP/WORKER/PROCESSES[/NAME=VALUE+...],...]
 
 Starts the local stack on free ports (in .run/ingest-floor/), with the benchmark's settings
@@ -12,7 +12,10 @@ for each: its gunicorn started with the service's environment, a 3 s warm-up of 
 posters, then ``--posters`` closed-loop posters (the benchmark's load generator, as its ingest
 scenario) for ``--seconds``, reading the CPU time (user + system, /proc via psutil) of the
 variant's gunicorn master and workers before and after: µs per acknowledged POST, POSTs/s per
-core of it; then SIGTERM and the seconds its graceful stop took.
+core of it; then SIGTERM and the seconds its graceful stop took. ``--rate R`` measures each
+variant at R messages/s from paced senders instead (the benchmark's, 2.5 msg/s each, one
+request in flight each): where POSTs arrive one at a time and share nothing, each pays every
+per-request cost of the packages alone.
 
 A variant is ``APP/WORKER/PROCESSES``, optionally ``/NAME=VALUE+...`` (environment added):
 
@@ -131,7 +134,10 @@ async def measure_one(stack: stacks.OursStack, variant: str, run_dir: Path, othe
                 break
         groups = {"variant": pid, **others}
         before, started = cpu.snapshot(groups), time.monotonic()
-        closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.seconds)
+        if args.rate:
+            closed = await paced(target, rooms, args.rate, args.seconds)
+        else:
+            closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.seconds)
         wall = time.monotonic() - started
         after = cpu.snapshot(groups)
         workers = len(psutil.Process(pid).children())
@@ -155,6 +161,19 @@ async def measure_one(stack: stacks.OursStack, variant: str, run_dir: Path, othe
         "stop_s": stop_s, "load": [round(x, 2) for x in os.getloadavg()],
         **({"kafka_client": client} if client else {}),
     }
+
+
+async def paced(target: loadgen.Target, rooms: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    """``rate`` POSTs/s for ``seconds`` from paced senders, nobody reading the rooms; the
+    figures ``measure_one`` reads from a closed loop."""
+    senders = loadgen.Readers(target, rooms, 0)
+    await senders.open()
+    try:
+        step = await loadgen.run_step(target, senders, rate, seconds, 100_000)
+    finally:
+        await senders.close()
+    return {"acked": step["acked"], "errors": step["post_errors"], "seconds": step["send_seconds"],
+            "post_ms": step["post_ms"]}
 
 
 def client_metrics(port: int) -> dict[str, list[float]]:
@@ -198,6 +217,7 @@ def main() -> None:
     parser.add_argument("--posters", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=0, help="paced POSTs/s instead of closed-loop posters")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help="comma-separated, alternated in this order")
     args = parser.parse_args()
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -205,7 +225,8 @@ def main() -> None:
     with stacks.ours(run_dir, nginx_connections=4096) as stack:
         stack.ctl("stop", "bridge", "stream", "ingest")  # ingest's port is the variants' now
         rounds = asyncio.run(measure(stack, run_dir, args))
-    print(json.dumps({"summary": summary(rounds), "rounds": rounds, "posters": args.posters, "seconds": args.seconds,
+    print(json.dumps({"summary": summary(rounds), "rounds": rounds, "posters": args.posters, "rate": args.rate,
+                      "seconds": args.seconds,
                       "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]}))
 
 
