@@ -458,6 +458,17 @@ def kafka() -> list[PanelBuilder]:
             "(followers).",
             "ms", [target(max_by_request, "{{request}}")]),
         timeseries(
+            "Broker requests per record in",
+            "Produce requests (ingest) and consumer fetches (the bridge and the history readers) the brokers "
+            "answer per record appended. About 1 of each when messages come one at a time (every request "
+            "carries one record), well under 1 under load, when requests carry several: the per-request "
+            "cost of every hop (bench/README.md, the broker's cost per message).",
+            "none", [target(summed(rate("kafka_network_requestmetrics_requests_total", "kafka",
+                                        'request=~"Produce|FetchConsumer"'), by="request")
+                            + " / ignoring(request) group_left "
+                            + summed(rate("kafka_server_brokertopicmetrics_messagesinpersec_total", "kafka")),
+                            "{{request}}")]),
+        timeseries(
             "Log size on disk by topic",
             "Bytes the partitions' logs take on the brokers' data volumes, by topic (replicas included). The "
             "data volume's own fill level: KubePersistentVolumeFillingUp.",
