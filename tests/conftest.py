@@ -27,6 +27,7 @@ def stack(tmp_path_factory):
         bridge_port=free_port(),
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
+        kafka_metrics_port=free_port(),  # the broker's request counters (tests/bench)
         redis_port=free_port(),
         run_dir=run_dir,
         partitions=3,

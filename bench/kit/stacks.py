@@ -19,12 +19,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from string import Template
 from typing import IO, Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.kit import loadgen
 from bench.kit.ports import free_port, listening, wait_port
@@ -78,10 +80,14 @@ def bench_service_env() -> dict[str, str]:
 
 
 class OursStack(Stack):
-    def __init__(self, run_dir: Path, nginx_connections: int = 40000, env: Mapping[str, str] | None = None):
+    def __init__(self, run_dir: Path, nginx_connections: int = 40000, env: Mapping[str, str] | None = None,
+                 kafka_metrics: bool = False):
+        """``kafka_metrics``: the broker serves its metrics (the chart's JMX exporter agent) on
+        ``settings.kafka_metrics_port`` (read by ``kafka_requests``)."""
         settings = Settings(
             gateway_port=free_port(), ingest_port=free_port(), stream_port=free_port(), bridge_port=free_port(),
             kafka_port=free_port(), kafka_controller_port=free_port(), redis_port=free_port(),
+            kafka_metrics_port=free_port() if kafka_metrics else 0,
             run_dir=Path(run_dir), service_env={**bench_service_env(), **(env or {})},
             stream_connections_per_ip=0,  # every benchmark client connects from 127.0.0.1
             api_connections_per_ip=0,
@@ -124,6 +130,22 @@ class OursStack(Stack):
             wait_history_ready(r, self.settings.partitions, log, timeout=120)
 
 
+def kafka_requests(metrics_port: int) -> dict[str, float]:
+    """Requests a broker answered so far, by type (``Produce``, ``FetchConsumer``, ...), from
+    its metrics on ``metrics_port`` (the chart's JMX exporter rules: a stack started with
+    ``kafka_metrics``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("kafka_network_requestmetrics_requests"):  # with or without _total
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    request = sample.labels["request"]
+                    counts[request] = counts.get(request, 0.0) + sample.value  # every version together
+    return counts
+
+
 def wait_history_ready(r: redis.Redis, partitions: int, log: Log = print, timeout: float = 240) -> None:
     """Until the bridge holds every partition (its consumer group formed, the history
     marked ready in Redis), the stream service answers 503 to a new stream."""
@@ -139,10 +161,10 @@ def wait_history_ready(r: redis.Redis, partitions: int, log: Log = print, timeou
 
 @contextlib.contextmanager
 def ours(run_dir: Path, nginx_connections: int = 8192, env: Mapping[str, str] | None = None,
-         log: Log = print) -> Iterator[OursStack]:
+         log: Log = print, kafka_metrics: bool = False) -> Iterator[OursStack]:
     """The project's stack, started with every partition held by the bridge; the stack and
     the load generator stopped at the end."""
-    stack = OursStack(run_dir, nginx_connections=nginx_connections, env=env)
+    stack = OursStack(run_dir, nginx_connections=nginx_connections, env=env, kafka_metrics=kafka_metrics)
     stack.start(timeout=240)
     try:
         stack.wait_partitions(log)

@@ -13,6 +13,10 @@ Starts the local stack on free ports (in .run/path-cpu/), with the benchmark's s
 3. runs ``--posters`` closed-loop posters for ``--closed-seconds``: acknowledged POSTs/s,
    ingest's CPU per POST and POSTs/s per ingest core.
 
+Each part also reports the broker's side (``broker``): the requests it answered per message,
+by type (from its metrics: the chart's JMX exporter agent), and the µs per message its JIT
+compiler took, which is part of Kafka's CPU on a broker started a minute before.
+
 Prints one JSON object. ``--env`` sets a service's environment variable for the run (e.g.
 ``INGEST_KAFKA_MAX_IN_FLIGHT=1``). The machine's other load inflates CPU counters less than
 wall times, but it does: compare runs taken close together, alternating.
@@ -46,11 +50,12 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     idle = {name: round(used[name] / wall, 4) for name in PROGRAMS}
 
-    before, started = cpu.snapshot(pids), time.monotonic()
+    before, started, marks = cpu.snapshot(pids), time.monotonic(), broker_marks(stack)
     step = await loadgen.run_step(target, readers, args.rate, args.seconds, 100_000)
     await loadgen.quiesce(readers, quiet_s=1.0)
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     acked = step["acked"]
+    broker = broker_per_message(stack, marks, acked)
     paced = {
         "rate": args.rate, "seconds": args.seconds, "acked": acked, "received": step["received"],
         "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
@@ -59,10 +64,11 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
         "cpu_us_per_message": {name: round(used[name] / acked * 1e6) for name in PROGRAMS},
         "path_us_per_message": round(sum(used[n] for n in PATH) / acked * 1e6),
         "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
+        "broker": broker,
     }
     await readers.close()
 
-    before, started = cpu.snapshot(pids), time.monotonic()
+    before, started, marks = cpu.snapshot(pids), time.monotonic(), broker_marks(stack)
     closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.closed_seconds)
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     posts = closed["acked"]
@@ -74,8 +80,27 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
         "posts_per_ingest_core": round(posts / used["ingest"]),
         "cpu_us_per_message": {name: round(used[name] / posts * 1e6) for name in PROGRAMS},
         "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
+        "broker": broker_per_message(stack, marks, posts),
     }
     return {"idle_cores": idle, "paced": paced, "closed_loop": closed_loop}
+
+
+def broker_marks(stack: stacks.OursStack) -> tuple[dict[str, float], float]:
+    """The broker's request counters and its compiler threads' CPU seconds, now."""
+    return stacks.kafka_requests(stack.settings.kafka_metrics_port), cpu.jit_seconds(stack.pid("kafka"))
+
+
+def broker_per_message(stack: stacks.OursStack, marks: tuple[dict[str, float], float],
+                       messages: int) -> dict[str, Any]:
+    """Since ``marks``, per message: the requests the broker answered, by type, and the µs of
+    CPU its JIT compiler took (part of Kafka's figure: it falls to nearly nothing once the
+    broker has run a minute or two at the rate; bench/README.md)."""
+    requests, jit = broker_marks(stack)
+    return {
+        "requests_per_message": {name: round((count - marks[0].get(name, 0)) / messages, 3)
+                                 for name, count in sorted(requests.items()) if count > marks[0].get(name, 0)},
+        "jit_us_per_message": round((jit - marks[1]) / messages * 1e6),
+    }
 
 
 def main() -> None:
@@ -87,7 +112,8 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=int, default=10)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    with stacks.ours(stacks.run_dir("path-cpu"), nginx_connections=4096, env=stacks.parse_env(args.env)) as stack:
+    with stacks.ours(stacks.run_dir("path-cpu"), nginx_connections=4096, env=stacks.parse_env(args.env),
+                     kafka_metrics=True) as stack:
         result = asyncio.run(measure(stack, args))
     result["env"] = args.env
     result["machine_load"] = os.getloadavg()

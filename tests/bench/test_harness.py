@@ -6,6 +6,7 @@ here is a performance claim."""
 import asyncio
 import copy
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from bench import coldstart, report, run, scrollback
-from bench.kit import loadgen
+from bench.kit import cpu, loadgen, stacks
 from bench.kit.fanout import bridge_publisher
 from bench.kit.stacks import CentrifugoStack, SeedStack, wait_history_ready
 from chat_common.messages import history_key, meta_key
@@ -206,6 +207,21 @@ def test_both_systems_deliver_through_the_harness(stack, seed, tmp_path):
     summary = (tmp_path / "smoke.md").read_text()
     assert "| ours |" in summary and "| seed |" in summary
     assert json.loads((tmp_path / "smoke.json").read_text())["results"]["ours"]["fanout"]["lost"] == 0
+
+
+def test_the_brokers_side_of_the_path_counts_the_produces_it_answered(stack):
+    """What path_cpu.py reports of the broker: its request counters move by the POSTs
+    acknowledged (one produce request each at most), and a running broker's JIT compiler
+    has used CPU."""
+    wait_history_ready(redis.Redis.from_url(stack.settings.redis_url), stack.settings.partitions, print, timeout=120)
+    target = loadgen.Target("ours", stack.settings.gateway_url, "ours")
+    before = stacks.kafka_requests(stack.settings.kafka_metrics_port)
+    posted = asyncio.run(loadgen.ingest_closed_loop(target, ["broker-count"], 2, 1.0))
+    after = stacks.kafka_requests(stack.settings.kafka_metrics_port)
+    assert posted["acked"] > 0
+    assert 0 < after["Produce"] - before.get("Produce", 0) <= posted["acked"] + 50  # 50: the rest of the suite's
+    assert cpu.jit_seconds(stack.pid("kafka")) > 0
+    assert cpu.jit_seconds(os.getpid()) == 0  # no JVM here
 
 
 def test_scrollback_pages_back_through_kafka_to_the_first_message(stack):
