@@ -7,6 +7,8 @@ across steps), runs the paced senders and checks every event for loss, duplicate
 order; the functions here keep the harness's view of it:
 
 - ``Readers(target, rooms, clients)``: ``await open()``, ``failed``, ``errors``, ``await close()``;
+- ``async with senders(target, rooms)``: the rooms a step posts to with nobody reading them
+  (ingest's side alone);
 - ``await run_step(target, readers, rate, duration, sender_base)``: one measured step, as a
   dict (offered and acknowledged messages, deliveries, lost / duplicates / reordered,
   every latency in ms);
@@ -23,12 +25,13 @@ bench/loadgen-go/main.go.
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -172,6 +175,17 @@ class Readers:
         if self.id is not None:
             await _call("close", set=self.id)
             self.id = None
+
+
+@contextlib.asynccontextmanager
+async def senders(target: Target, rooms: list[str]) -> AsyncIterator[Readers]:
+    """The rooms ``run_step`` posts to, with nobody reading them (POSTs only), closed at the end."""
+    posters = Readers(target, rooms, 0)
+    await posters.open()
+    try:
+        yield posters
+    finally:
+        await posters.close()
 
 
 async def run_step(target: Target, readers: Readers, rate: float, duration: float, sender_base: int,

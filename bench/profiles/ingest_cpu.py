@@ -123,11 +123,8 @@ async def paced_rounds(target: loadgen.Target, rooms: list[str], rates: list[flo
     """A paced round at each of ``rates``, over senders opened once for them all."""
     if not rates:
         return []
-    senders = loadgen.Readers(target, rooms, 0)  # the rooms to post to, nobody reading them
-    await senders.open()
-    rounds = [await paced_round(target, senders, rate, pids, args) for rate in rates]
-    await senders.close()
-    return rounds
+    async with loadgen.senders(target, rooms) as senders:
+        return [await paced_round(target, senders, rate, pids, args) for rate in rates]
 
 
 async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str, Any]:

@@ -166,12 +166,8 @@ async def measure_one(stack: stacks.OursStack, variant: str, run_dir: Path, othe
 async def paced(target: loadgen.Target, rooms: list[str], rate: float, seconds: float) -> dict[str, Any]:
     """``rate`` POSTs/s for ``seconds`` from paced senders, nobody reading the rooms; the
     figures ``measure_one`` reads from a closed loop."""
-    senders = loadgen.Readers(target, rooms, 0)
-    await senders.open()
-    try:
+    async with loadgen.senders(target, rooms) as senders:
         step = await loadgen.run_step(target, senders, rate, seconds, 100_000)
-    finally:
-        await senders.close()
     return {"acked": step["acked"], "errors": step["post_errors"], "seconds": step["send_seconds"],
             "post_ms": step["post_ms"]}
 

@@ -50,12 +50,13 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     idle = {name: round(used[name] / wall, 4) for name in PROGRAMS}
 
-    before, started, marks = cpu.snapshot(pids), time.monotonic(), broker_marks(stack)
+    marks = broker_marks(stack, pids["kafka"])  # before the CPU is read: a scrape costs the broker CPU
+    before, started = cpu.snapshot(pids), time.monotonic()
     step = await loadgen.run_step(target, readers, args.rate, args.seconds, 100_000)
     await loadgen.quiesce(readers, quiet_s=1.0)
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     acked = step["acked"]
-    broker = broker_per_message(stack, marks, acked)
+    broker = broker_per_message(stack, pids["kafka"], marks, acked)
     paced = {
         "rate": args.rate, "seconds": args.seconds, "acked": acked, "received": step["received"],
         "lost": step["lost"], "duplicates": step["duplicates"], "reordered": step["reordered"],
@@ -68,7 +69,8 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
     }
     await readers.close()
 
-    before, started, marks = cpu.snapshot(pids), time.monotonic(), broker_marks(stack)
+    marks = broker_marks(stack, pids["kafka"])
+    before, started = cpu.snapshot(pids), time.monotonic()
     closed = await loadgen.ingest_closed_loop(target, rooms, args.posters, args.closed_seconds)
     used, wall = cpu.used(before, cpu.snapshot(pids)), time.monotonic() - started
     posts = closed["acked"]
@@ -80,22 +82,22 @@ async def measure(stack: stacks.OursStack, args: argparse.Namespace) -> dict[str
         "posts_per_ingest_core": round(posts / used["ingest"]),
         "cpu_us_per_message": {name: round(used[name] / posts * 1e6) for name in PROGRAMS},
         "cores": {name: round(used[name] / wall, 3) for name in PROGRAMS},
-        "broker": broker_per_message(stack, marks, posts),
+        "broker": broker_per_message(stack, pids["kafka"], marks, posts),
     }
     return {"idle_cores": idle, "paced": paced, "closed_loop": closed_loop}
 
 
-def broker_marks(stack: stacks.OursStack) -> tuple[dict[str, float], float]:
+def broker_marks(stack: stacks.OursStack, kafka_pid: int) -> tuple[dict[str, float], float]:
     """The broker's request counters and its compiler threads' CPU seconds, now."""
-    return stacks.kafka_requests(stack.settings.kafka_metrics_port), cpu.jit_seconds(stack.pid("kafka"))
+    return stacks.kafka_requests(stack.settings.kafka_metrics_port), cpu.jit_seconds(kafka_pid)
 
 
-def broker_per_message(stack: stacks.OursStack, marks: tuple[dict[str, float], float],
+def broker_per_message(stack: stacks.OursStack, kafka_pid: int, marks: tuple[dict[str, float], float],
                        messages: int) -> dict[str, Any]:
     """Since ``marks``, per message: the requests the broker answered, by type, and the µs of
     CPU its JIT compiler took (part of Kafka's figure: it falls to nearly nothing once the
     broker has run a minute or two at the rate; bench/README.md)."""
-    requests, jit = broker_marks(stack)
+    requests, jit = broker_marks(stack, kafka_pid)
     return {
         "requests_per_message": {name: round((count - marks[0].get(name, 0)) / messages, 3)
                                  for name, count in sorted(requests.items()) if count > marks[0].get(name, 0)},
