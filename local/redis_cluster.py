@@ -46,8 +46,12 @@ def node_command(host: str, port: int, bus_port: int, folder: Path, maxmemory: s
 def _server_command(host: str, port: int, bus_port: int, folder: Path, maxmemory: str) -> str:
     """One node: as the single one (no persistence, bounded, refusing writes when full), in
     cluster mode. ``cluster-require-full-coverage no``: while a shard has no primary, the
-    others keep answering for their slots (their rooms do not pause)."""
-    return (f"redis-server --bind {host} --port {port} --save '' --appendonly no "
+    others keep answering for their slots (their rooms do not pause).
+    ``rdb-del-sync-files yes``: a replica's full sync leaves the primary's snapshot in its
+    folder as dump.rdb, and without it a node restarted after it was promoted loaded that
+    snapshot, seconds or hours old: its partitions looked applied up to an old offset, the
+    messages since missing from history, and no rebuild from Kafka."""
+    return (f"redis-server --bind {host} --port {port} --save '' --appendonly no --rdb-del-sync-files yes "
             f"--maxmemory {maxmemory} --maxmemory-policy noeviction --dir {folder} --protected-mode yes "
             f"--cluster-enabled yes --cluster-port {bus_port} --cluster-config-file {folder}/nodes.conf "
             f"--cluster-node-timeout {NODE_TIMEOUT_MS} --cluster-require-full-coverage no "
