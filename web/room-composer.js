@@ -15,6 +15,7 @@ export const quoteOf = (text) => [...text.split("\n")[0]].slice(0, QUOTE_CHARS).
 
 export class Composer {
   #page;
+  #outbox = Promise.resolve(); // the page's last send: the next one waits for its answer
   replyTo = null; // {id, user, text}: the message the next one answers
 
   /** ``page``: the room page, whose name, room, timeline, typing and connect this uses. */
@@ -206,7 +207,18 @@ export class Composer {
     this.deliver(message);
   }
 
-  async deliver(message) {
+  /**
+   * Send after the page's earlier messages are answered. Two POSTs in flight at once reach
+   * ingest, and so Kafka, in either order: a quick "a" then "b" could land as "b", "a" for
+   * everyone. One at a time, the second waits out the first's round trip (milliseconds).
+   */
+  deliver(message) {
+    const turn = this.#outbox.then(() => this.#post(message));
+    this.#outbox = turn.catch(() => {}); // a page error is reported by ``turn``; the next send still goes
+    return turn;
+  }
+
+  async #post(message) {
     const { client_id: clientId, user, text } = message;
     const body = { user, text, client_id: clientId };
     if (message.reply_to) body.reply_to = message.reply_to.id;

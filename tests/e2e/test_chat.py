@@ -7,6 +7,8 @@ from playwright.sync_api import expect
 from room_page import join, room_history, send, shown, texts, wait_shown
 from support import new_room, post
 
+BURST = 20  # messages one person sends as fast as the page takes them
+
 
 def test_people_in_a_room_see_each_others_messages_and_another_room_does_not(open_page):
     room, elsewhere = new_room("e2e"), new_room("e2e")
@@ -49,6 +51,21 @@ def test_people_in_a_room_see_each_others_messages_and_another_room_does_not(ope
     bob.context.close()
     expect(ann.locator("#people-summary")).to_have_text("1 here: ann", timeout=20000)
     assert not ann.problems and not cid.problems
+
+
+def test_messages_typed_in_quick_succession_reach_everyone_in_the_order_typed(open_page, stack):
+    room = new_room("e2e-burst")
+    ann = join(open_page(), room, "ann")
+    bob = join(open_page(), room, "bob")
+    typed = [f"quick {i:02}" for i in range(BURST)]
+    # Each sent as soon as the last left the box, with no wait for the server between them
+    # (a fast typist on a slow link): their POSTs would overlap.
+    ann.evaluate("""texts => { const box = document.querySelector('#composer-text');
+        for (const text of texts) { box.value = text; box.form.requestSubmit(); } }""", typed)
+    assert [m["text"] for m in wait_shown(bob, BURST)] == typed
+    assert [m["text"] for m in wait_shown(ann, BURST)] == typed
+    assert [m["text"] for m in room_history(stack.settings.gateway_url, room)] == typed
+    assert not ann.problems and not bob.problems
 
 
 def test_a_reload_shows_the_history_in_order_once(open_page, stack):
