@@ -73,6 +73,14 @@ def wait_shown(page, count, timeout=20):
     return shown(page)
 
 
+def wait_remembered(page, room, message_id, timeout=20):
+    """Wait until the page remembers ``message_id`` as the newest message seen in ``room`` (for the
+    "new since you left" divider). It does once the stream brought it, which for the page's
+    own message can be after the POST's answer showed it sent."""
+    seen = "room => (JSON.parse(localStorage.getItem('chatroom.seen')) ?? {})[room] ?? null"
+    assert wait_until(lambda: page.evaluate(seen, room) == message_id, timeout), f"{message_id} not remembered"
+
+
 def room_history(base_url, room):
     """Every message the room holds, oldest first, read from the history endpoint."""
     messages, before = [], None

@@ -2,7 +2,7 @@
 starts, and a "Jump to latest" button while reading back, two people in real browsers."""
 
 from playwright.sync_api import expect
-from room_page import join, send, shown, wait_shown, wait_until
+from room_page import join, send, shown, wait_remembered, wait_shown, wait_until
 from support import new_room
 from test_history import post_many, scroll_to_the_start
 
@@ -29,6 +29,7 @@ def test_coming_back_shows_what_is_new_since_the_last_visit_and_jumps_to_the_lat
     # Bob goes back to the lobby; the room moves on without him.
     bob.goto("/")
     send(ann, "while you were away")
+    wait_shown(ann, 2)  # stored before the posts below: its POST could still be on its way
     away = post_many(base, room, 30, user="cat", prefix="away")
     wait_shown(ann, 32)
 
@@ -60,6 +61,7 @@ def test_coming_back_shows_what_is_new_since_the_last_visit_and_jumps_to_the_lat
     expect(bob.locator("#connection")).to_have_attribute("data-state", "connected")
     bob.wait_for_timeout(300)
     expect(bob.locator("#new-divider")).to_have_count(0)
+    wait_remembered(ann, room, shown(ann)[-1]["id"])  # her last two came back on her stream too
     ann.reload()
     wait_shown(ann, 34)
     expect(ann.locator("#new-divider")).to_have_count(0)
@@ -71,7 +73,7 @@ def test_more_news_than_the_first_page_moves_the_divider_up_as_older_pages_load(
     room = new_room("e2e-unread-deep")
     ann = join(open_page(), room, "ann")
     send(ann, "last thing I saw")
-    wait_shown(ann, 1)
+    wait_remembered(ann, room, wait_shown(ann, 1)[-1]["id"])
     ann.goto("/")
     post_many(base, room, 70, user="cat", prefix="away")
 
