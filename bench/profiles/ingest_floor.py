@@ -22,7 +22,8 @@ A variant is ``APP/WORKER/PROCESSES``, optionally ``/NAME=VALUE+...`` (environme
 - APP ``wsgi``: gunicorn alone, the same route as a bare WSGI callable (``floor_app.bare``);
   ``flask``: Flask on gunicorn alone, a POST parses the JSON body and answers 201
   (``floor_app.py``); ``kafka``: the same plus one kafka-python produce with the service's
-  producer settings, waiting for its acknowledgement (one producer per process);
+  producer settings, waiting for its acknowledgement (one producer per process); ``admit``:
+  the same plus the service's admission call before it (its Redis round trip, shared);
   ``ingest``: the service (its gunicorn.conf.py, the worker model overridden);
 - WORKER ``gthread`` (16 threads per process with 2 processes, 32 with 1: the service's 32
   threads per instance either way) or ``gevent`` (gunicorn's gevent worker, 1,000
@@ -80,8 +81,9 @@ def command(variant: str, bind: str) -> tuple[list[str], dict[str, str]]:
         model += ["--worker-connections", str(GEVENT_CONNECTIONS)]
     if app == "ingest":
         return [gunicorn, "-c", str(ROOT / "services/ingest/gunicorn.conf.py"), *model, "ingest.wsgi:app"], env
-    if app in ("wsgi", "flask", "kafka"):
-        env["FLOOR_PRODUCE"] = "1" if app == "kafka" else "0"
+    if app in ("wsgi", "flask", "kafka", "admit"):
+        env["FLOOR_PRODUCE"] = "1" if app in ("kafka", "admit") else "0"
+        env["FLOOR_ADMIT"] = "1" if app == "admit" else "0"
         target = "bench.profiles.floor_app:" + ("bare" if app == "wsgi" else "app")
         return [gunicorn, *model, "--keep-alive", "75", "--graceful-timeout", str(GRACEFUL_TIMEOUT_S),
                 "--worker-tmp-dir", "/dev/shm", target], env
