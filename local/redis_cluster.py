@@ -88,8 +88,15 @@ def form(host: str, ports: list[int], check_alive: Callable[[], None], timeout: 
              "--cluster-yes"], capture_output=True, text=True, timeout=timeout, check=False)
         if created.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
+    wait_whole(host, ports, check_alive, deadline)
+
+
+def wait_whole(host: str, ports: list[int], check_alive: Callable[[], None], deadline: float) -> None:
+    """Wait until every node on ``ports`` sees the cluster whole (``cluster_ok``), at the latest
+    until ``deadline`` (``time.monotonic()``)."""
+    started = time.monotonic()
     while not cluster_ok(host, ports):
         check_alive()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the Redis cluster on {ports} is not whole after {timeout} s")
+            raise TimeoutError(f"the Redis cluster on {ports} is not whole after {time.monotonic() - started:.0f} s")
         time.sleep(0.1)

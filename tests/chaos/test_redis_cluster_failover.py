@@ -17,7 +17,7 @@ from steady_load import SteadyLoad
 from support import longest_pause, new_room, report
 
 from chat_common.keys import room_partition
-from local.redis_cluster import cluster_ok
+from local.redis_cluster import cluster_ok, wait_whole
 
 PARTITIONS = 6  # the cluster stack's topic
 READERS = 60
@@ -54,11 +54,8 @@ def restore(stack):
     """Every node running and the cluster whole again, whatever a test did to it: the next
     tests on this stack need all of it."""
     stack.ctl("start", "all")  # a no-op for what runs: brings back a node a test kept down
-    ports = [port for port, _ in stack.settings.redis_nodes()]
-    deadline = time.monotonic() + 120
-    while not cluster_ok(stack.settings.host, ports):
-        assert time.monotonic() < deadline, "the Redis Cluster is not whole again after 120 s"
-        time.sleep(0.2)
+    wait_whole(stack.settings.host, [port for port, _ in stack.settings.redis_nodes()], stack.supervisor.check_alive,
+               time.monotonic() + 120)
     stack.wait_ready(120)
 
 
